@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from ttservice.config import Settings
+from ttservice.jobs import Runner, TranscribeOptions
+from ttservice.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TTSERVICE_SHARED_DIR", REPO.parent / "shared"))
+JFK_WAV = SHARED / "data" / "jfk.wav"
+JFK_TXT = SHARED / "data" / "jfk.txt"
+DUMMY = Path(__file__).parent / "helpers" / "dummy.py"
+
+# A few minutes of speech; espeak-ng reads it at about 175 words a minute.
+SPEECH = (
+    "The history of the town begins with a small mill on the river. Farmers brought their grain "
+    "from the valley, and the miller kept careful records of every sack. Over the years a market "
+    "grew around the mill, then a school, a church and a railway station. Today the old mill is a "
+    "museum, and children visit it to learn how bread was made two hundred years ago. "
+)
+
+
+def make_settings(data_dir: Path, **overrides) -> Settings:
+    """Settings for a test: its own data dir and fast intervals, nothing from the caller's env."""
+    values = dict(heartbeat_interval=0.5, kill_grace=2.0, orphan_timeout=30.0, cleanup_interval=3600.0)
+    values.update(overrides)
+    return Settings.from_env({}, data_dir=data_dir, **values)
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    from ttservice.process_manager import worker_env
+
+    return worker_env(settings)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+def store(settings: Settings) -> Store:
+    s = Store.from_settings(settings)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def make_job(store: Store):
+    def make(runner: Runner = Runner.SERVICE, media: Path | None = None, **options) -> int:
+        media = media or JFK_WAV
+        return store.create_job(media.name, str(media), TranscribeOptions(**options), runner)
+
+    return make
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+@pytest.fixture(scope="session")
+def long_speech(tmp_path_factory) -> Path:
+    """About three minutes of synthesised speech (espeak-ng), written once per run."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is required; ./setup.sh --test installs it")
+    path = tmp_path_factory.mktemp("speech") / "long_speech.wav"
+    subprocess.run(
+        ["espeak-ng", "-s", "165", "-w", str(path), SPEECH * 6], check=True, capture_output=True
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def minute_speech(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("speech") / "minute_speech.wav"
+    subprocess.run(["espeak-ng", "-s", "165", "-w", str(path), SPEECH * 2], check=True, capture_output=True)
+    return path
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def group_members(pgid: int) -> list[int]:
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc.pid)
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return members
+
+
+def ttservice(settings: Settings, *args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """Run the real `ttservice` command with the test's settings."""
+    return subprocess.run(
+        [sys.executable, "-m", "ttservice.cli", *args],
+        env=env_for(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def words(text: str) -> list[str]:
+    import re
+
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()

@@ -1,0 +1,26 @@
+"""A stand-in worker for ProcessManager tests: python dummy.py MODE.
+
+MODE: sleep (cooperative), ignore-term (survives SIGTERM), grandchild (spawns a
+grandchild that ignores SIGTERM), chatty (prints numbered lines), exit3.
+"""
+
+import signal
+import subprocess
+import sys
+import time
+
+mode = sys.argv[1]
+if mode == "ignore-term":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if mode == "grandchild":
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"]
+    )
+    print(f"grandchild {child.pid}", flush=True)
+if mode == "chatty":
+    for i in range(1000):
+        print(f"line {i}", flush=True)
+if mode == "exit3":
+    sys.exit(3)
+print("ready", flush=True)
+time.sleep(600)

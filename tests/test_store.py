@@ -1,0 +1,125 @@
+import sqlite3
+import threading
+
+import pytest
+
+from ttservice.exceptions import JobNotFound
+from ttservice.jobs import JobStatus, Runner, Segment, TranscribeOptions
+from ttservice.store import Store
+
+
+def test_database_is_wal_with_indexes(store, settings):
+    assert store.db_path == settings.data_dir / "transcriptor.db"
+    conn = sqlite3.connect(store.db_path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    indexes = {r[1] for r in conn.execute("PRAGMA index_list(transcription_jobs)")}
+    assert {"idx_jobs_status_heartbeat", "idx_jobs_process_id"} <= indexes
+    cols = {r[1]: r[2] for r in conn.execute("PRAGMA table_info(transcription_jobs)")}
+    assert cols["process_id"] == "INTEGER"
+    assert cols["log_file_path"] == "TEXT"
+    assert cols["last_heartbeat"] == "TIMESTAMP"
+    plan = " ".join(
+        r[3]
+        for r in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM transcription_jobs WHERE status = 'processing'"
+            " AND (last_heartbeat IS NULL OR last_heartbeat < 5)"
+        )
+    )
+    assert "idx_jobs_status_heartbeat" in plan
+
+
+def test_job_round_trip_keeps_full_options(store):
+    options = TranscribeOptions(model="tiny.en", language="en", task="translate", word_timestamps=True)
+    job_id = store.create_job("a.wav", "/x/a.wav", options, Runner.FOREGROUND)
+    job = store.get_job(job_id)
+    assert job.status is JobStatus.QUEUED
+    assert job.options == options
+    assert job.runner is Runner.FOREGROUND
+    assert job.filename == "a.wav" and job.media_path == "/x/a.wav"
+    assert job.created_at is not None
+
+
+def test_missing_job_raises_readable_error(store):
+    with pytest.raises(JobNotFound, match="There is no job 99"):
+        store.get_job(99)
+
+
+def test_named_transitions_refuse_illegal_moves(store, make_job):
+    job_id = make_job()
+    assert not store.transition(job_id, JobStatus.COMPLETED)  # queued -> completed is not a move
+    assert store.claim(job_id, max_concurrent=2)
+    assert store.get_job(job_id).started_at is not None
+    assert store.transition(job_id, JobStatus.COMPLETED, exit_code=0)
+    job = store.get_job(job_id)
+    assert job.status is JobStatus.COMPLETED and job.finished_at is not None
+    # a finished job is never brought back by a late write
+    assert not store.transition(job_id, JobStatus.FAILED, error_message="late")
+    assert not store.heartbeat(job_id)
+    assert not store.add_segments(job_id, [Segment(0, 1, "late")], 1, 1)
+    assert store.get_job(job_id).status is JobStatus.COMPLETED
+    assert store.segments(job_id) == []
+
+
+def test_claim_respects_concurrency_limit(store, make_job):
+    ids = [make_job() for _ in range(3)]
+    assert store.claim(ids[0], 2) and store.claim(ids[1], 2)
+    assert not store.claim(ids[2], 2)
+    assert store.get_job(ids[2]).status is JobStatus.QUEUED
+    assert not store.claim(ids[0], 5)  # already processing
+    store.transition(ids[0], JobStatus.FAILED, error_message="x")
+    assert store.claim(ids[2], 2)
+
+
+def test_segments_are_committed_with_progress(store, make_job):
+    job_id = make_job()
+    store.claim(job_id, 1)
+    assert store.add_segments(job_id, [Segment(0.0, 2.0, "hello", [{"word": "hello"}])], 2.0, 0.2)
+    assert store.add_segments(job_id, [Segment(2.0, 4.0, "world")], 4.0, 0.4)
+    job = store.get_job(job_id)
+    assert job.progress == pytest.approx(0.4) and job.processed_seconds == 4.0
+    # another connection (another process) sees them at once
+    other = Store(store.db_path)
+    assert [s.text for s in other.segments(job_id)] == ["hello", "world"]
+    assert other.segments(job_id)[0].words == [{"word": "hello"}]
+
+
+def test_stale_and_active_queries(store, make_job):
+    fresh, stale = make_job(), make_job()
+    store.claim(fresh, 5, now=1000.0)
+    store.claim(stale, 5, now=100.0)
+    assert {j.id for j in store.active_jobs()} == {fresh, stale}
+    assert [j.id for j in store.stale_jobs(older_than=500.0)] == [stale]
+
+
+def test_concurrent_writers_never_see_locked(store, make_job):
+    """Six threads with their own connections hammer the store while one reads."""
+    ids = [make_job() for _ in range(6)]
+    for job_id in ids:
+        store.claim(job_id, 10)
+    errors = []
+
+    def write(job_id):
+        try:
+            for i in range(100):
+                store.heartbeat(job_id)
+                store.add_segments(job_id, [Segment(i, i + 1, f"s{i}")], i + 1, 0.01 * i)
+        except Exception as error:  # noqa: BLE001 - any error fails the test below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(j,)) for j in ids]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        store.list_jobs(limit=20)
+    assert errors == []
+    assert all(len(store.segments(j)) == 100 for j in ids)
+
+
+def test_delete_job_removes_segments(store, make_job):
+    job_id = make_job()
+    store.claim(job_id, 1)
+    store.add_segments(job_id, [Segment(0, 1, "x")], 1, 1)
+    store.delete_job(job_id)
+    with pytest.raises(JobNotFound):
+        store.get_job(job_id)
+    assert store.segments(job_id) == []

@@ -1,0 +1,146 @@
+"""Probing, validating and decoding media, and `run_transcription(..., job_id=None)`.
+
+Validation runs in this order so that each bad input gets its own sentence, and
+so that size is checked before anything is decoded.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .config import Settings
+from .exceptions import MediaError
+from .jobs import Job, Runner, TranscribeOptions
+from .store import Store
+
+# The source document's emergency switch: set TTSERVICE_USE_PROCESS_TRACKING=0
+# (or this flag) and jobs still run and finish, without PID tracking.
+USE_PROCESS_TRACKING: bool | None = None  # None: follow the setting
+
+SAMPLE_RATE = 16_000
+TRUNCATION_RATIO = 0.9  # decoded audio shorter than this share of the declared length is truncated
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: Path
+    size: int
+    declared_duration: float | None
+
+
+def check_file(path: str | Path, max_bytes: int) -> Path:
+    """Cheap checks that need no decoder: exists, is a file, not empty, not too large."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise MediaError(f"The file {p} does not exist.")
+    if not p.is_file():
+        raise MediaError(f"{p} is not a file.")
+    size = p.stat().st_size
+    if size == 0:
+        raise MediaError(f"The file {p.name} is empty.")
+    if size > max_bytes:
+        raise MediaError(
+            f"The file {p.name} is {size / 2**20:.0f} MB, over the limit of {max_bytes / 2**20:.0f} MB."
+        )
+    return p
+
+
+def probe(path: str | Path, max_bytes: int) -> MediaInfo:
+    """Open the container and find an audio track, without decoding it."""
+    import av
+
+    p = check_file(path, max_bytes)
+    try:
+        with av.open(str(p)) as container:
+            if not container.streams.audio:
+                raise MediaError(f"{p.name} has no audio track.")
+            stream = container.streams.audio[0]
+            if container.duration:
+                declared = container.duration / 1_000_000
+            elif stream.duration and stream.time_base:
+                declared = float(stream.duration * stream.time_base)
+            else:
+                declared = None
+    except MediaError:
+        raise
+    except Exception:  # PyAV raises a family of FFmpeg errors for unreadable input
+        raise MediaError(f"{p.name} is not an audio or video file that can be read.") from None
+    return MediaInfo(p, p.stat().st_size, declared)
+
+
+def decode(info: MediaInfo) -> np.ndarray:
+    """Decode to 16 kHz mono float32; refuse a file that ends well before it says it does."""
+    from faster_whisper.audio import decode_audio
+
+    try:
+        audio = decode_audio(str(info.path), sampling_rate=SAMPLE_RATE)
+    except Exception:
+        raise MediaError(f"{info.path.name} could not be decoded; it may be damaged.") from None
+    decoded = len(audio) / SAMPLE_RATE
+    if info.declared_duration and decoded < info.declared_duration * TRUNCATION_RATIO - 0.5:
+        raise MediaError(
+            f"{info.path.name} appears truncated: it declares {info.declared_duration:.1f} s"
+            f" but only {decoded:.1f} s could be decoded."
+        )
+    if len(audio) == 0:
+        raise MediaError(f"{info.path.name} contains no audio samples.")
+    return audio
+
+
+def tracking_enabled(settings: Settings) -> bool:
+    return settings.use_process_tracking if USE_PROCESS_TRACKING is None else USE_PROCESS_TRACKING
+
+
+def run_transcription(
+    media_path: str | Path,
+    options: TranscribeOptions | None = None,
+    *,
+    job_id: int | None = None,
+    settings: Settings | None = None,
+    store: Store | None = None,
+    on_update: Callable[[Job], None] | None = None,
+    cancel: threading.Event | None = None,
+    poll: float = 0.5,
+) -> Job:
+    """Run a transcription in a supervised worker and wait for it; return the finished job.
+
+    With `job_id` the given (queued) job is run; without it a foreground job is
+    created. The worker's PID is tracked unless USE_PROCESS_TRACKING is off.
+    Setting `cancel` stops the worker tree and records the job as cancelled.
+    """
+    from .process_manager import ProcessManager
+
+    settings = settings or Settings.from_env()
+    settings = replace(settings, use_process_tracking=tracking_enabled(settings))
+    store = store or Store.from_settings(settings)
+    if job_id is None:
+        path = Path(media_path).expanduser()
+        job_id = store.create_job(
+            path.name, str(path.resolve()), options or TranscribeOptions(), Runner.FOREGROUND
+        )
+    cancel = cancel or threading.Event()
+    pm = ProcessManager(store, settings, runner=Runner.FOREGROUND)
+    pm.start()
+    try:
+        started = False
+        while not cancel.is_set():
+            # Until a slot is free the job waits queued, like any other.
+            started = started or pm.start_job(job_id)
+            job = store.get_job(job_id)
+            if on_update:
+                on_update(job)
+            if job.finished:
+                return job
+            cancel.wait(poll)
+        pm.kill_process(job_id)
+        return store.get_job(job_id)
+    except BaseException:
+        pm.kill_process(job_id)
+        raise
+    finally:
+        pm.shutdown()

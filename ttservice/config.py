@@ -1,0 +1,122 @@
+"""Every setting TTService reads, its environment variable, default and meaning.
+
+Settings are read from the environment when `Settings.from_env()` is called, so a
+test (or a second service) can run with its own data directory without touching
+global state.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+ENV_PREFIX = "TTSERVICE_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    meaning: str
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data_dir", "./data", "Where the database, logs, uploads and backups live."),
+    Setting("heartbeat_interval", "5", "Seconds between a worker's heartbeats."),
+    Setting("orphan_timeout", "300", "Seconds without a heartbeat after which a job is orphaned."),
+    Setting("cleanup_interval", "600", "Seconds between orphan sweeps of a running manager."),
+    Setting("kill_grace", "5", "Seconds between SIGTERM and SIGKILL when stopping a job."),
+    Setting("max_concurrent_jobs", "2", "Jobs that may run at once; more wait as queued."),
+    Setting("use_process_tracking", "1", "0 disables PID tracking (the emergency switch)."),
+    Setting("log_max_bytes", str(10 * 1024 * 1024), "Size at which a job log is rotated."),
+    Setting("log_backup_count", "5", "Rotated, gzip-compressed parts kept per job log."),
+    Setting("log_retention_days", "7", "Job logs older than this are deleted by the sweep."),
+    Setting("max_upload_mb", "2048", "Largest media file accepted, in MB."),
+    Setting("model", "tiny.en", "Default model: a name or a local CTranslate2 directory."),
+    Setting("compute_type", "int8", "CTranslate2 compute type (int8, float32, ...)."),
+    Setting("beam_size", "5", "Beam size for decoding."),
+    Setting("vad", "1", "1 to skip silence with the Silero VAD filter."),
+    Setting("cpu_threads", "0", "CPU threads per worker; 0 lets CTranslate2 choose."),
+    Setting("stall_timeout", "900", "Seconds without progress after which a job is shown as stalled."),
+)
+
+
+def _as_bool(value: str) -> bool:
+    return value.strip().lower() not in {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    heartbeat_interval: float
+    orphan_timeout: float
+    cleanup_interval: float
+    kill_grace: float
+    max_concurrent_jobs: int
+    use_process_tracking: bool
+    log_max_bytes: int
+    log_backup_count: int
+    log_retention_days: float
+    max_upload_mb: float
+    model: str
+    compute_type: str
+    beam_size: int
+    vad: bool
+    cpu_threads: int
+    stall_timeout: float
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from TTSERVICE_* variables, then apply keyword overrides."""
+        environ = os.environ if environ is None else environ
+        types = {f.name: f.type for f in fields(cls)}
+        values: dict[str, object] = {}
+        for setting in SETTINGS:
+            raw = environ.get(setting.env, setting.default)
+            kind = types[setting.name]
+            try:
+                if kind == "Path":
+                    values[setting.name] = Path(raw).expanduser().resolve()
+                elif kind == "bool":
+                    values[setting.name] = _as_bool(raw)
+                elif kind == "int":
+                    values[setting.name] = int(raw)
+                elif kind == "float":
+                    values[setting.name] = float(raw)
+                else:
+                    values[setting.name] = raw
+            except ValueError:
+                raise ValueError(f"{setting.env}={raw!r} is not a valid value.") from None
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "transcriptor.db"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def upload_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.data_dir / "backups"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+def settings_help() -> str:
+    """The settings table shown by `ttservice --help` and the README."""
+    width = max(len(s.env) for s in SETTINGS)
+    return "\n".join(f"{s.env:<{width}}  {s.meaning} (default {s.default})" for s in SETTINGS)

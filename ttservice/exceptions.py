@@ -1,0 +1,23 @@
+"""Errors a user can read: each message is one sentence that says what to do."""
+
+
+class TTServiceError(Exception):
+    """Base of every error shown to a user without a traceback."""
+
+
+class MediaError(TTServiceError):
+    """The media file cannot be transcribed (missing, empty, too large, not media, ...)."""
+
+
+class JobNotFound(TTServiceError):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"There is no job {job_id}.")
+        self.job_id = job_id
+
+
+class StoreError(TTServiceError):
+    """The database could not be read or written (locked for too long, disk full, ...)."""
+
+
+class MigrationError(StoreError):
+    """A schema migration or rollback could not be carried out."""

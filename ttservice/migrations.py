@@ -1,0 +1,146 @@
+"""Versioned schema migrations (PRAGMA user_version), backups and rollback.
+
+The earlier app left users a `transcription_jobs` table with columns of its own
+and years of history. A migration never drops or rewrites a column or a row: it
+backs the file up first, then only adds what is missing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .exceptions import MigrationError
+
+JOB_COLUMNS: dict[str, str] = {
+    "original_filename": "TEXT",
+    "media_path": "TEXT",
+    "status": "TEXT NOT NULL DEFAULT 'queued'",
+    "model": "TEXT",
+    "language": "TEXT",
+    "options_json": "TEXT",
+    "runner": "TEXT",
+    "created_at": "REAL",
+    "started_at": "REAL",
+    "finished_at": "REAL",
+    "media_duration": "REAL",
+    "progress": "REAL DEFAULT 0",
+    "processed_seconds": "REAL DEFAULT 0",
+    "error_message": "TEXT",
+    "exit_code": "INTEGER",
+    "process_id": "INTEGER",
+    "process_create_time": "REAL",
+    "log_file_path": "TEXT",
+    "last_heartbeat": "TIMESTAMP",
+    "last_progress_at": "REAL",
+    "stop_requested_at": "REAL",
+    "detected_language": "TEXT",
+}
+
+
+def _columns(conn: Any, table: str) -> dict[str, Any]:
+    return {row[1]: row for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _v1_jobs_and_segments(conn: Any) -> None:
+    existing = _columns(conn, "transcription_jobs")
+    if not existing:
+        cols = ",\n  ".join(f"{name} {decl}" for name, decl in JOB_COLUMNS.items())
+        conn.execute(
+            f"CREATE TABLE transcription_jobs (\n  id INTEGER PRIMARY KEY AUTOINCREMENT,\n  {cols}\n)"
+        )
+    else:
+        for name, decl in JOB_COLUMNS.items():
+            if name not in existing:
+                # ADD COLUMN cannot add NOT NULL without a default; old rows get NULLs.
+                decl = decl.replace("NOT NULL ", "")
+                conn.execute(f"ALTER TABLE transcription_jobs ADD COLUMN {name} {decl}")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS transcription_segments (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          job_id INTEGER NOT NULL REFERENCES transcription_jobs(id) ON DELETE CASCADE,
+          start REAL NOT NULL,
+          end REAL NOT NULL,
+          text TEXT NOT NULL,
+          words_json TEXT
+        )"""
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_segments_job ON transcription_segments(job_id, start)")
+    # The active-jobs and orphan queries filter on status and order by heartbeat.
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS idx_jobs_status_heartbeat ON transcription_jobs(status, last_heartbeat)"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_jobs_process_id ON transcription_jobs(process_id)")
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [_v1_jobs_and_segments]
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def current_version(conn: Any) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def has_user_data(conn: Any) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+    ).fetchone()
+    return row[0] > 0
+
+
+def backup_to(conn: Any, connect: Callable[[Path], Any], dest: Path) -> Path:
+    """Copy the live database with SQLite's online backup API (safe under WAL)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    target = connect(dest)
+    try:
+        conn.backup(target)
+    finally:
+        target.close()
+    return dest
+
+
+def timestamped(backup_dir: Path, label: str, now: float | None = None) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now or time.time()))
+    path = backup_dir / f"transcriptor-{stamp}-{label}.db"
+    n = 1
+    while path.exists():
+        n += 1
+        path = backup_dir / f"transcriptor-{stamp}-{label}-{n}.db"
+    return path
+
+
+def migrate(conn: Any, connect: Callable[[Path], Any], db_path: Path, backup_dir: Path) -> list[Path]:
+    """Bring the schema to LATEST_VERSION; return the backups written (none if up to date)."""
+    version = current_version(conn)
+    if version > LATEST_VERSION:
+        raise MigrationError(
+            f"The database is at schema version {version}, newer than this TTService "
+            f"understands ({LATEST_VERSION}); upgrade TTService or run `ttservice db rollback`."
+        )
+    if version == LATEST_VERSION:
+        return []
+    backups: list[Path] = []
+    if has_user_data(conn):
+        backups.append(backup_to(conn, connect, db_path.with_name(db_path.name + ".backup")))
+        backups.append(backup_to(conn, connect, timestamped(backup_dir, f"v{version}-pre-migration")))
+    for step in range(version, LATEST_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[step](conn)
+            conn.execute(f"PRAGMA user_version = {step + 1}")
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+    return backups
+
+
+def newest_pre_migration_backup(backup_dir: Path) -> Path | None:
+    candidates = sorted(backup_dir.glob("transcriptor-*-pre-migration*.db"), key=_mtime)
+    return candidates[-1] if candidates else None
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime

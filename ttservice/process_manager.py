@@ -1,0 +1,337 @@
+"""ProcessManager: start, track, watch, stop and sweep transcription workers.
+
+The only module that spawns or signals processes (through `proctree`). Any
+process can use it on any job: the web service that started a worker, or a CLI
+in another shell asked to stop it. Decisions read the database, so two managers
+agree; status changes are conditional transitions, so they never fight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import psutil
+
+from . import logs, proctree
+from .config import SETTINGS, Settings
+from .jobs import Job, JobStatus, Runner
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+MONITOR_POLL = 0.5  # seconds between checks of started children (exit noticed well within 2 s)
+
+
+@dataclass
+class ProcessStatus:
+    job_id: int
+    status: JobStatus
+    alive: bool
+    pid: int | None
+    cpu_percent: float = 0.0
+    rss_bytes: int = 0
+    processes: int = 0
+    elapsed: float | None = None
+    heartbeat_age: float | None = None
+    progress: float = 0.0
+    stalled: bool = False
+    note: str | None = None
+
+    @property
+    def memory_mb(self) -> float:
+        return self.rss_bytes / (1024 * 1024)
+
+
+@dataclass
+class SweepResult:
+    finalized: list[tuple[int, str]] = field(default_factory=list)
+    killed: list[int] = field(default_factory=list)
+    logs_removed: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "finalized": [{"id": i, "reason": r} for i, r in self.finalized],
+            "killed": self.killed,
+            "logs_removed": self.logs_removed,
+        }
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment of a worker: ours, with this manager's settings made explicit."""
+    env = dict(os.environ)
+    for setting in SETTINGS:
+        value = getattr(settings, setting.name)
+        env[setting.env] = str(int(value) if isinstance(value, bool) else value)
+    return env
+
+
+class ProcessManager:
+    def __init__(
+        self,
+        store: Store | None = None,
+        settings: Settings | None = None,
+        runner: Runner = Runner.SERVICE,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.store = store or Store.from_settings(self.settings)
+        self.runner = runner
+        self._lock = threading.RLock()
+        self._children: dict[int, subprocess.Popen] = {}
+        self._metric_procs: dict[int, list[psutil.Process]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- starting -----------------------------------------------------------
+
+    def worker_command(self, job_id: int) -> list[str]:
+        return [sys.executable, "-m", "ttservice.worker", str(job_id)]
+
+    def start_job(self, job_id: int, cmd: Sequence[str] | None = None) -> bool:
+        """Claim a queued job if a slot is free and start its worker; False if no slot."""
+        if not self.store.claim(job_id, self.settings.max_concurrent_jobs):
+            return False
+        cmd = list(cmd or self.worker_command(job_id))
+        log_path = logs.job_log_path(self.settings.log_dir, job_id)
+        try:
+            with open(log_path, "ab") as log_file:
+                process = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own group: stopped as a whole, survives our Ctrl-C
+                    env=worker_env(self.settings),
+                    close_fds=True,
+                )
+        except OSError as error:
+            self.store.transition(
+                job_id, JobStatus.FAILED, error_message=f"The worker could not be started: {error}."
+            )
+            return True
+        self.register_process(job_id, process, cmd)
+        return True
+
+    def register_process(self, job_id: int, process: subprocess.Popen, cmd: Sequence[str]) -> None:
+        """Record the process of a job (PID, create time, log path) and watch it."""
+        log_path = str(logs.job_log_path(self.settings.log_dir, job_id))
+        with self._lock:
+            self._children[job_id] = process
+        if self.settings.use_process_tracking:
+            started = proctree.create_time(process.pid)
+            self.store.register_process(job_id, process.pid, started, log_path)
+        else:
+            self.store.register_process(job_id, None, None, log_path)
+        log.info("job %s: started pid %s: %s", job_id, process.pid, " ".join(cmd))
+
+    def dispatch(self) -> list[int]:
+        """Start queued jobs of this manager's runner while slots are free."""
+        started = []
+        while (job_id := self.store.next_queued(self.runner)) is not None:
+            if not self.start_job(job_id):
+                break
+            started.append(job_id)
+        return started
+
+    # --- looking ------------------------------------------------------------
+
+    def _identify(self, job: Job) -> tuple[psutil.Process | None, str | None]:
+        """The job's live worker, checked by (pid, create time), or None and why not."""
+        if job.process_id is not None and job.process_create_time is not None:
+            return proctree.find(proctree.Identity(job.process_id, job.process_create_time))
+        with self._lock:
+            child = self._children.get(job.id)
+        if child is not None and child.poll() is None:
+            # Untracked (USE_PROCESS_TRACKING=0) but our own unreaped child: its PID is ours.
+            return psutil.Process(child.pid), None
+        return None, "no process is tracked for it"
+
+    def get_process_status(self, job_id: int, now: float | None = None) -> ProcessStatus:
+        now = now or time.time()
+        job = self.store.get_job(job_id)
+        status = ProcessStatus(
+            job_id=job.id,
+            status=job.status,
+            alive=False,
+            pid=job.process_id,
+            progress=job.progress,
+            heartbeat_age=(now - job.last_heartbeat)
+            if isinstance(job.last_heartbeat, (int, float))
+            else None,
+        )
+        if job.started_at:
+            status.elapsed = (job.finished_at or now) - job.started_at
+        if job.status is JobStatus.PROCESSING:
+            last_move = job.last_progress_at or job.started_at
+            status.stalled = bool(last_move) and now - last_move > self.settings.stall_timeout
+            proc, status.note = self._identify(job)
+            if proc is not None:
+                status.alive = True
+                procs = self._metric_tree(job.id, proc)
+                status.cpu_percent, status.rss_bytes = proctree.metrics(procs)
+                status.processes = len(procs)
+        return status
+
+    def _metric_tree(self, job_id: int, leader: psutil.Process) -> list[psutil.Process]:
+        """Keep psutil objects between calls so cpu_percent measures the interval since the last."""
+        with self._lock:
+            cached = self._metric_procs.get(job_id)
+            fresh = proctree.tree(leader)
+            if cached is None:
+                proctree.metrics(fresh)  # prime the CPU counters
+                time.sleep(0.1)
+                self._metric_procs[job_id] = fresh
+                return fresh
+            known = {p: p for p in cached}
+            procs = [known.get(p, p) for p in fresh]
+            self._metric_procs[job_id] = procs
+            return procs
+
+    def get_logs(self, job_id: int, lines: int = 200) -> list[str]:
+        job = self.store.get_job(job_id)
+        path = job.log_file_path or logs.job_log_path(self.settings.log_dir, job_id)
+        return logs.tail(path, lines)
+
+    # --- stopping -----------------------------------------------------------
+
+    def _reap(self) -> None:
+        with self._lock:
+            for process in self._children.values():
+                process.poll()
+
+    def kill_process(self, job_id: int, reason: str = "Stopped by the user.") -> bool:
+        """Stop a job's whole process tree and mark it cancelled. False if it had finished."""
+        job = self.store.get_job(job_id)
+        if job.status is JobStatus.QUEUED:
+            return self.store.transition(job_id, JobStatus.CANCELLED, error_message=reason)
+        if job.status is not JobStatus.PROCESSING:
+            return False
+        self.store.request_stop(job_id)
+        proc, _ = self._identify(job)
+        exit_code = None
+        if proc is not None:
+            log.info("job %s: stopping pid %s", job_id, proc.pid)
+            proctree.kill_tree(proc, self.settings.kill_grace, self._reap)
+        with self._lock:
+            process = self._children.pop(job_id, None)
+        if process is not None:
+            try:
+                exit_code = process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        if exit_code is not None:
+            self.store.record_exit(job_id, exit_code)
+        self.store.transition(job_id, JobStatus.CANCELLED, error_message=reason)
+        return True
+
+    def _finalize_dead(self, job: Job, reason: str, exit_code: int | None = None) -> bool:
+        """Record the end of a job whose process is gone: cancelled if a stop was asked."""
+        if exit_code is not None:
+            self.store.record_exit(job.id, exit_code)
+        current = self.store.get_job(job.id)
+        if current.stop_requested_at is not None:
+            return self.store.transition(job.id, JobStatus.CANCELLED, error_message="Stopped by the user.")
+        sentence = reason[0].upper() + reason[1:].rstrip(".") + "."
+        return self.store.transition(job.id, JobStatus.FAILED, error_message=sentence)
+
+    def _collect_exited(self) -> None:
+        with self._lock:
+            exited = [(j, p) for j, p in self._children.items() if p.poll() is not None]
+            for job_id, _ in exited:
+                del self._children[job_id]
+                self._metric_procs.pop(job_id, None)
+        for job_id, process in exited:
+            job = self.store.get_job(job_id)
+            self.store.record_exit(job_id, process.returncode)
+            if job.status is JobStatus.PROCESSING:
+                self._finalize_dead(job, proctree.describe_exit(process.returncode), process.returncode)
+            log.info("job %s: worker exited with %s", job_id, process.returncode)
+
+    def cleanup_orphaned_processes(self, now: float | None = None) -> SweepResult:
+        """Finalise jobs whose process is gone; kill and finalise those silent too long."""
+        now = now or time.time()
+        timeout = self.settings.orphan_timeout
+        result = SweepResult()
+        with self._lock:
+            ours = set(self._children)
+        for job in self.store.active_jobs():
+            last = job.last_heartbeat if isinstance(job.last_heartbeat, (int, float)) else None
+            quiet_for = now - (last or job.started_at or 0)
+            silent = quiet_for > timeout
+            proc, why = self._identify(job)
+            if proc is None and job.process_id is None and not silent:
+                continue  # untracked (tracking off, or just claimed) but heartbeating
+            if proc is None and job.id in ours:
+                continue  # our own child that just exited: _collect_exited records its code
+            if proc is not None:
+                if not silent:
+                    continue
+                proctree.kill_tree(proc, self.settings.kill_grace, self._reap)
+                result.killed.append(job.id)
+                why = f"no heartbeat for {quiet_for:.0f} s, so its worker was stopped"
+            elif job.process_id is None:
+                why = f"no heartbeat for {quiet_for:.0f} s and no process is tracked"
+            if self._finalize_dead(job, f"The job was orphaned: {why}"):
+                result.finalized.append((job.id, why))
+        keep = {logs.job_log_path(self.settings.log_dir, j.id) for j in self.store.active_jobs()}
+        result.logs_removed = len(
+            logs.purge_old_logs(self.settings.log_dir, self.settings.log_retention_days, keep, now)
+        )
+        return result
+
+    # --- the monitoring thread ----------------------------------------------
+
+    def start(self, dispatch: bool = False) -> None:
+        """Watch started children (and, with dispatch, start queued jobs) in a thread."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._monitor_loop, args=(dispatch,), name="ttservice-monitor", daemon=True
+        )
+        self._thread.start()
+
+    def _monitor_loop(self, dispatch: bool) -> None:
+        next_sweep = 0.0  # sweep once at start
+        while not self._stop.is_set():
+            try:
+                self._collect_exited()
+                if time.monotonic() >= next_sweep:
+                    result = self.cleanup_orphaned_processes()
+                    for job_id, why in result.finalized:
+                        log.warning("job %s: %s", job_id, why)
+                    next_sweep = time.monotonic() + self.settings.cleanup_interval
+                if dispatch:
+                    self.dispatch()
+            except Exception:  # a monitor that dies silently would be worse than a logged error
+                log.exception("process monitor iteration failed")
+            self._stop.wait(MONITOR_POLL)
+
+    def shutdown(self, stop_jobs: bool = False, wait: float = 10.0) -> None:
+        """Stop the monitor and leave no child behind.
+
+        With stop_jobs every running job is stopped now; otherwise children get
+        `wait` seconds to finish (a worker that has just marked its job finished
+        is exiting) before they are stopped too.
+        """
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        if not stop_jobs:
+            deadline = time.monotonic() + wait
+            while self._children and time.monotonic() < deadline:
+                self._collect_exited()
+                time.sleep(proctree.POLL)
+        with self._lock:
+            job_ids = list(self._children)
+        for job_id in job_ids:
+            self.kill_process(job_id, reason="Stopped because TTService was shut down.")
+        self._collect_exited()

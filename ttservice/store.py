@@ -1,0 +1,386 @@
+"""The only owner of the database: connections, transactions and every query.
+
+SQLite in WAL mode lets the web app and the CLI read while workers write; every
+write runs in a `BEGIN IMMEDIATE` transaction so that a writer takes the lock up
+front instead of failing half-way. A lock held too long is retried with backoff
+before a user ever sees "database is locked".
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from . import migrations
+from .exceptions import JobNotFound, StoreError
+from .jobs import (
+    FINISHED,
+    TRANSITIONS,
+    Job,
+    JobStatus,
+    Runner,
+    Segment,
+    TranscribeOptions,
+)
+
+BUSY_TIMEOUT_MS = 5_000
+LOCK_RETRY_SECONDS = 60.0  # give up on a locked database only after this long
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _is_locked(error: sqlite3.OperationalError) -> bool:
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
+
+
+def _user_error(error: sqlite3.Error) -> StoreError:
+    text = str(error).lower()
+    if "disk is full" in text or "disk i/o" in text:
+        return StoreError("The disk is full, so the database could not be written; free some space.")
+    if _is_locked(error):  # type: ignore[arg-type]
+        return StoreError("The database stayed locked by another program; try again in a moment.")
+    return StoreError(f"The database could not be used: {error}.")
+
+
+class Store:
+    """Jobs and segments in `transcription_jobs` / `transcription_segments`."""
+
+    def __init__(self, db_path: Path, backup_dir: Path | None = None, migrate: bool = True):
+        self.db_path = Path(db_path)
+        self.backup_dir = backup_dir or self.db_path.parent / "backups"
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self.migration_backups: list[Path] = []
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode = WAL")
+        if migrate:
+            self.migrate()
+        self._legacy_required = self._legacy_required_columns()
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Store:
+        return cls(settings.db_path, settings.backup_dir)
+
+    # --- connections and transactions -------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = _connect(self.db_path)
+            except sqlite3.Error as error:
+                raise _user_error(error) from None
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE, retried with jittered backoff while another writer holds the lock."""
+        conn = self._conn()
+        deadline = time.monotonic() + LOCK_RETRY_SECONDS
+        delay = 0.01
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as error:
+                if not _is_locked(error) or time.monotonic() > deadline:
+                    raise _user_error(error) from None
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.5)
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as error:
+            conn.execute("ROLLBACK")
+            if isinstance(error, sqlite3.Error):
+                raise _user_error(error) from None
+            raise
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise _user_error(error) from None
+
+    # --- schema -----------------------------------------------------------
+
+    def migrate(self) -> list[Path]:
+        try:
+            backups = migrations.migrate(self._conn(), _connect, self.db_path, self.backup_dir)
+        except sqlite3.Error as error:
+            raise _user_error(error) from None
+        self.migration_backups = backups
+        return backups
+
+    def schema_version(self) -> int:
+        return migrations.current_version(self._conn())
+
+    def backup(self, label: str = "manual") -> Path:
+        dest = migrations.timestamped(self.backup_dir, label)
+        return migrations.backup_to(self._conn(), _connect, dest)
+
+    def rollback(self) -> tuple[Path, Path]:
+        """Restore the newest pre-migration backup; the current file is backed up first."""
+        source = migrations.newest_pre_migration_backup(self.backup_dir)
+        if source is None:
+            raise StoreError(f"There is no pre-migration backup in {self.backup_dir}.")
+        saved = self.backup("pre-rollback")
+        src = _connect(source)
+        try:
+            src.backup(self._conn())
+        finally:
+            src.close()
+        return source, saved
+
+    def _legacy_required_columns(self) -> dict[str, str]:
+        """NOT NULL columns without a default that only the earlier app knew how to fill."""
+        ours = set(migrations.JOB_COLUMNS) | {"id"}
+        required = {}
+        for row in self._read("PRAGMA table_info(transcription_jobs)"):
+            name, kind, notnull, default = row[1], (row[2] or "").upper(), row[3], row[4]
+            if notnull and default is None and name not in ours:
+                required[name] = kind
+        return required
+
+    # --- jobs ---------------------------------------------------------------
+
+    def create_job(
+        self,
+        filename: str,
+        media_path: str | None,
+        options: TranscribeOptions,
+        runner: Runner = Runner.SERVICE,
+        now: float | None = None,
+    ) -> int:
+        values: dict[str, Any] = {
+            "original_filename": filename,
+            "media_path": media_path,
+            "status": JobStatus.QUEUED.value,
+            "model": options.model,
+            "language": options.language,
+            "options_json": options.to_json(),
+            "runner": runner.value,
+            "created_at": now or time.time(),
+        }
+        for name, kind in self._legacy_required.items():
+            mirror = {"filename": filename, "file_path": media_path}.get(name)
+            values[name] = mirror if mirror is not None else (0 if "INT" in kind else "")
+        cols = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self.transaction() as conn:
+            cur = conn.execute(
+                f"INSERT INTO transcription_jobs ({cols}) VALUES ({marks})", list(values.values())
+            )
+            return int(cur.lastrowid)
+
+    def get_job(self, job_id: int) -> Job:
+        rows = self._read("SELECT * FROM transcription_jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise JobNotFound(job_id)
+        return _row_to_job(rows[0])
+
+    def list_jobs(self, status: JobStatus | None = None, limit: int = 50, offset: int = 0) -> list[Job]:
+        where, params = ("WHERE status = ?", [status.value]) if status else ("", [])
+        rows = self._read(
+            f"SELECT * FROM transcription_jobs {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [_row_to_job(r) for r in rows]
+
+    def active_jobs(self) -> list[Job]:
+        """Jobs a process may be running for (status `processing`)."""
+        rows = self._read(
+            "SELECT * FROM transcription_jobs WHERE status = ? ORDER BY last_heartbeat",
+            (JobStatus.PROCESSING.value,),
+        )
+        return [_row_to_job(r) for r in rows]
+
+    def stale_jobs(self, older_than: float) -> list[Job]:
+        """Processing jobs whose last heartbeat is older than `older_than` (or missing)."""
+        rows = self._read(
+            "SELECT * FROM transcription_jobs WHERE status = ?"
+            " AND (last_heartbeat IS NULL OR last_heartbeat < ?)",
+            (JobStatus.PROCESSING.value, older_than),
+        )
+        return [_row_to_job(r) for r in rows]
+
+    def next_queued(self, runner: Runner) -> int | None:
+        rows = self._read(
+            "SELECT id FROM transcription_jobs WHERE status = ? AND runner = ? ORDER BY id LIMIT 1",
+            (JobStatus.QUEUED.value, runner.value),
+        )
+        return rows[0]["id"] if rows else None
+
+    def claim(self, job_id: int, max_concurrent: int, now: float | None = None) -> bool:
+        """Move a queued job to processing if fewer than `max_concurrent` jobs run."""
+        now = now or time.time()
+        with self.transaction() as conn:
+            running = conn.execute(
+                "SELECT count(*) FROM transcription_jobs WHERE status = ?",
+                (JobStatus.PROCESSING.value,),
+            ).fetchone()[0]
+            if running >= max_concurrent:
+                return False
+            cur = conn.execute(
+                "UPDATE transcription_jobs SET status = ?, started_at = ?, last_heartbeat = ?,"
+                " last_progress_at = ?, finished_at = NULL, error_message = NULL,"
+                " exit_code = NULL, stop_requested_at = NULL, process_id = NULL,"
+                " process_create_time = NULL WHERE id = ? AND status = ?",
+                (JobStatus.PROCESSING.value, now, now, now, job_id, JobStatus.QUEUED.value),
+            )
+            return cur.rowcount == 1
+
+    def transition(self, job_id: int, target: JobStatus, now: float | None = None, **fields: Any) -> bool:
+        """Apply a named transition; False if the job is not in a status it may leave."""
+        now = now or time.time()
+        sources = TRANSITIONS[target]
+        values: dict[str, Any] = {"status": target.value, **fields}
+        if target in FINISHED:
+            values["finished_at"] = now
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        marks = ", ".join("?" for _ in sources)
+        with self.transaction() as conn:
+            cur = conn.execute(
+                f"UPDATE transcription_jobs SET {assignments} WHERE id = ? AND status IN ({marks})",
+                [*values.values(), job_id, *(s.value for s in sources)],
+            )
+            return cur.rowcount == 1
+
+    def register_process(
+        self, job_id: int, pid: int | None, create_time: float | None, log_path: str | None
+    ) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE transcription_jobs SET process_id = ?, process_create_time = ?,"
+                " log_file_path = ? WHERE id = ?",
+                (pid, create_time, log_path, job_id),
+            )
+
+    def heartbeat(self, job_id: int, now: float | None = None) -> bool:
+        """Record that the job's process is alive; False once the job has finished."""
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE transcription_jobs SET last_heartbeat = ? WHERE id = ? AND status = ?",
+                (now or time.time(), job_id, JobStatus.PROCESSING.value),
+            )
+            return cur.rowcount == 1
+
+    def set_media_info(self, job_id: int, duration: float, language: str | None) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE transcription_jobs SET media_duration = ?, detected_language = ?"
+                " WHERE id = ? AND status = ?",
+                (duration, language, job_id, JobStatus.PROCESSING.value),
+            )
+
+    def add_segments(
+        self,
+        job_id: int,
+        segments: Sequence[Segment],
+        processed_seconds: float,
+        progress: float,
+        now: float | None = None,
+    ) -> bool:
+        """Commit segments and progress together; refused once the job has finished."""
+        now = now or time.time()
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE transcription_jobs SET processed_seconds = ?, progress = ?,"
+                " last_progress_at = ?, last_heartbeat = ? WHERE id = ? AND status = ?",
+                (processed_seconds, progress, now, now, job_id, JobStatus.PROCESSING.value),
+            )
+            if cur.rowcount != 1:
+                return False
+            conn.executemany(
+                "INSERT INTO transcription_segments (job_id, start, end, text, words_json)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (job_id, s.start, s.end, s.text, json.dumps(s.words) if s.words else None)
+                    for s in segments
+                ],
+            )
+            return True
+
+    def request_stop(self, job_id: int, now: float | None = None) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE transcription_jobs SET stop_requested_at = ?"
+                " WHERE id = ? AND stop_requested_at IS NULL",
+                (now or time.time(), job_id),
+            )
+
+    def record_exit(self, job_id: int, exit_code: int) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE transcription_jobs SET exit_code = ? WHERE id = ? AND exit_code IS NULL",
+                (exit_code, job_id),
+            )
+
+    def segments(self, job_id: int) -> list[Segment]:
+        rows = self._read(
+            "SELECT start, end, text, words_json FROM transcription_segments"
+            " WHERE job_id = ? ORDER BY start, id",
+            (job_id,),
+        )
+        return [
+            Segment(r["start"], r["end"], r["text"], json.loads(r["words_json"]) if r["words_json"] else None)
+            for r in rows
+        ]
+
+    def delete_job(self, job_id: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM transcription_segments WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM transcription_jobs WHERE id = ?", (job_id,))
+
+
+def _row_to_job(row: sqlite3.Row) -> Job:
+    """Build a Job from a row, tolerating the NULLs and extra columns of the earlier app."""
+    data = dict(row)
+    return Job(
+        id=data["id"],
+        status=JobStatus.parse(data.get("status")),
+        filename=data.get("original_filename") or data.get("filename"),
+        media_path=data.get("media_path") or data.get("file_path"),
+        options=TranscribeOptions.from_json(data.get("options_json"))
+        if data.get("options_json")
+        else TranscribeOptions(model=data.get("model") or "", language=data.get("language")),
+        runner=Runner(data.get("runner") or Runner.SERVICE.value),
+        created_at=data.get("created_at"),
+        started_at=data.get("started_at"),
+        finished_at=data.get("finished_at"),
+        duration=data.get("media_duration"),
+        progress=data.get("progress") or 0.0,
+        processed_seconds=data.get("processed_seconds") or 0.0,
+        error=data.get("error_message"),
+        exit_code=data.get("exit_code"),
+        process_id=data.get("process_id"),
+        process_create_time=data.get("process_create_time"),
+        log_file_path=data.get("log_file_path"),
+        last_heartbeat=data.get("last_heartbeat"),
+        last_progress_at=data.get("last_progress_at"),
+        stop_requested_at=data.get("stop_requested_at"),
+        detected_language=data.get("detected_language"),
+    )
