@@ -25,7 +25,7 @@ def test_database_is_wal_with_indexes(store, settings):
             " AND (last_heartbeat IS NULL OR last_heartbeat < 5)"
         )
     )
-    assert "idx_jobs_status_heartbeat" in plan
+    assert "USING INDEX idx_jobs_status" in plan  # indexed, never a table scan
 
 
 def test_job_round_trip_keeps_full_options(store):
@@ -123,3 +123,40 @@ def test_delete_job_removes_segments(store, make_job):
     with pytest.raises(JobNotFound):
         store.get_job(job_id)
     assert store.segments(job_id) == []
+
+
+def test_full_text_search_and_counts(store, make_job):
+    a, b = make_job(), make_job()
+    for job_id, text in ((a, "ask not what your country can do"), (b, "สวัสดีครับ ประชุมวันนี้")):
+        store.claim(job_id, 5)
+        store.add_segments(job_id, [Segment(0, 1, text)], 1, 1)
+    assert [j.id for j in store.list_jobs(search="country")] == [a]
+    assert [j.id for j in store.list_jobs(search="coun")] == [a]  # prefix
+    assert [j.id for j in store.list_jobs(search="สวัสดีครับ")] == [b]
+    assert store.list_jobs(search='"unbalanced (quote') == []  # never a syntax error
+    assert store.count_jobs() == 2 and store.count_jobs(search="country") == 1
+    assert store.count_jobs(status=JobStatus.PROCESSING, search="country") == 1
+    store.delete_job(a)
+    assert store.list_jobs(search="country") == []
+
+
+def test_leases_lapse(store, make_job):
+    job_id = make_job()
+    store.renew_lease(job_id, now=100.0)
+    assert store.lapsed_leases(30, now=120.0) == []
+    assert store.lapsed_leases(30, now=131.0) == [job_id]
+    store.transition(job_id, JobStatus.CANCELLED)
+    assert store.lapsed_leases(30, now=131.0) == []
+
+
+def test_stats_follow_statuses(store, make_job):
+    done, failed = make_job(), make_job()
+    store.claim(done, 5, now=110.0)
+    store.add_segments(done, [], 60.0, 1.0)
+    store.transition(done, JobStatus.COMPLETED, now=140.0)
+    store.claim(failed, 5)
+    store.transition(failed, JobStatus.FAILED, error_message="x")
+    stats = store.stats()
+    assert stats["by_status"] == {"completed": 1, "failed": 1}
+    assert stats["speed_by_model"][0]["speed"] == pytest.approx(2.0)
+    assert stats["mean_running_s"] == pytest.approx(30.0)

@@ -7,6 +7,7 @@ so that size is checked before anything is decoded.
 from __future__ import annotations
 
 import threading
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -70,7 +71,23 @@ def probe(path: str | Path, max_bytes: int) -> MediaInfo:
         raise
     except Exception:  # PyAV raises a family of FFmpeg errors for unreadable input
         raise MediaError(f"{p.name} is not an audio or video file that can be read.") from None
+    header = _wav_header_duration(p)
+    if header is not None:
+        # FFmpeg trims a WAV's declared length to the bytes present; its header does not.
+        declared = max(declared or 0.0, header)
     return MediaInfo(p, p.stat().st_size, declared)
+
+
+def _wav_header_duration(path: Path) -> float | None:
+    with open(path, "rb") as f:
+        magic = f.read(12)
+    if magic[:4] != b"RIFF" or magic[8:12] != b"WAVE":
+        return None
+    try:
+        with wave.open(str(path)) as w:
+            return w.getnframes() / w.getframerate()
+    except (wave.Error, EOFError, ZeroDivisionError):
+        return None  # not plain PCM: FFmpeg's figure stands
 
 
 def decode(info: MediaInfo) -> np.ndarray:

@@ -32,8 +32,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database maintenance: migrate, back up, roll back.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> None:
@@ -137,6 +137,7 @@ def _run_with_progress(
         TimeRemainingColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,
     )
     bar = progress.add_task("queued", total=1.0, job=job_id, speed="")
 
@@ -305,6 +306,48 @@ def export_cmd(
     except TTServiceError as error:
         fail(str(error))
     _write(text, output)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback exposes the app."),
+    port: int = typer.Option(8501, help="Port of the web app."),
+) -> None:
+    """Run the service: the web app plus the one manager that runs queued jobs."""
+    import logging
+
+    from .service import Service, ServiceAlreadyRunning
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        code = Service(Settings.from_env(), host, port).run()
+    except (ServiceAlreadyRunning, TTServiceError) as error:
+        fail(str(error))
+    raise typer.Exit(code)
+
+
+@app.command()
+def submit(
+    file: Path = typer.Argument(..., help="Audio or video file, used in place."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model name or local directory."),
+    language: str | None = typer.Option(None, "--language", "-l", help="Language code; auto if omitted."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"id": N}.'),
+) -> None:
+    """Queue FILE for the running service and print the job id."""
+    from .actions import submit_file
+    from .service import running_service
+
+    try:
+        settings, store = _services()
+        job_id = submit_file(store, settings, file, _options(settings, model, language, "transcribe", False))
+        job = store.get_job(job_id)
+    except TTServiceError as error:
+        fail(str(error))
+    if job.status is JobStatus.FAILED:
+        fail(f"Job {job_id} failed: {job.error}", EXIT_BAD_INPUT)
+    print(json.dumps({"id": job_id}) if as_json else job_id)
+    if running_service(settings) is None:
+        err.print(f"No TTService is running; job {job_id} waits queued until one starts.", highlight=False)
 
 
 @db_app.command()

@@ -10,7 +10,7 @@ from .jobs import Job, Segment
 FORMATS = ("txt", "srt", "vtt", "json")
 
 
-def _timestamp(seconds: float, separator: str) -> str:
+def timestamp(seconds: float, separator: str) -> str:
     millis = int(round(max(seconds, 0.0) * 1000))
     hours, millis = divmod(millis, 3_600_000)
     minutes, millis = divmod(millis, 60_000)
@@ -24,14 +24,14 @@ def to_txt(segments: Sequence[Segment]) -> str:
 
 def to_srt(segments: Sequence[Segment]) -> str:
     blocks = [
-        f"{i}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{s.text}\n"
+        f"{i}\n{timestamp(s.start, ',')} --> {timestamp(s.end, ',')}\n{s.text}\n"
         for i, s in enumerate(segments, 1)
     ]
     return "\n".join(blocks)
 
 
 def to_vtt(segments: Sequence[Segment]) -> str:
-    blocks = [f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{s.text}\n" for s in segments]
+    blocks = [f"{timestamp(s.start, '.')} --> {timestamp(s.end, '.')}\n{s.text}\n" for s in segments]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 

@@ -118,6 +118,7 @@ class Job:
     last_progress_at: float | None = None
     stop_requested_at: float | None = None
     detected_language: str | None = None
+    lease_renewed_at: float | None = None
 
     @property
     def finished(self) -> bool:

@@ -75,7 +75,28 @@ def _v1_jobs_and_segments(conn: Any) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS idx_jobs_process_id ON transcription_jobs(process_id)")
 
 
-MIGRATIONS: list[Callable[[Any], None]] = [_v1_jobs_and_segments]
+def _v2_leases_and_search(conn: Any) -> None:
+    if "lease_renewed_at" not in _columns(conn, "transcription_jobs"):
+        # Set while a page that asked "stop this job if I leave" is open.
+        conn.execute("ALTER TABLE transcription_jobs ADD COLUMN lease_renewed_at REAL")
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_jobs_status_id ON transcription_jobs(status, id)")
+    conn.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS segments_fts USING fts5("
+        "text, content='transcription_segments', content_rowid='id')"
+    )
+    conn.execute(
+        "CREATE TRIGGER IF NOT EXISTS segments_fts_insert AFTER INSERT ON transcription_segments"
+        " BEGIN INSERT INTO segments_fts(rowid, text) VALUES (new.id, new.text); END"
+    )
+    conn.execute(
+        "CREATE TRIGGER IF NOT EXISTS segments_fts_delete AFTER DELETE ON transcription_segments"
+        " BEGIN INSERT INTO segments_fts(segments_fts, rowid, text) VALUES ('delete', old.id, old.text);"
+        " END"
+    )
+    conn.execute("INSERT INTO segments_fts(segments_fts) VALUES ('rebuild')")
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [_v1_jobs_and_segments, _v2_leases_and_search]
 LATEST_VERSION = len(MIGRATIONS)
 
 

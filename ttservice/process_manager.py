@@ -27,6 +27,7 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 MONITOR_POLL = 0.5  # seconds between checks of started children (exit noticed well within 2 s)
+LEASE_LAPSE = 30.0  # a "stop if I leave the page" job is stopped this long after its page went away
 
 
 @dataclass
@@ -206,8 +207,13 @@ class ProcessManager:
             for process in self._children.values():
                 process.poll()
 
-    def kill_process(self, job_id: int, reason: str = "Stopped by the user.") -> bool:
-        """Stop a job's whole process tree and mark it cancelled. False if it had finished."""
+    def kill_process(
+        self,
+        job_id: int,
+        reason: str = "Stopped by the user.",
+        final: JobStatus = JobStatus.CANCELLED,
+    ) -> bool:
+        """Stop a job's whole process tree and mark it `final`. False if it had finished."""
         job = self.store.get_job(job_id)
         if job.status is JobStatus.QUEUED:
             return self.store.transition(job_id, JobStatus.CANCELLED, error_message=reason)
@@ -228,7 +234,7 @@ class ProcessManager:
                 pass
         if exit_code is not None:
             self.store.record_exit(job_id, exit_code)
-        self.store.transition(job_id, JobStatus.CANCELLED, error_message=reason)
+        self.store.transition(job_id, final, error_message=reason)
         return True
 
     def _finalize_dead(self, job: Job, reason: str, exit_code: int | None = None) -> bool:
@@ -286,6 +292,14 @@ class ProcessManager:
         )
         return result
 
+    def stop_lapsed_leases(self, now: float | None = None) -> list[int]:
+        """Stop jobs whose "stop if I leave the page" page has been gone for LEASE_LAPSE s."""
+        stopped = []
+        for job_id in self.store.lapsed_leases(LEASE_LAPSE, now):
+            if self.kill_process(job_id, reason="Stopped because its page was left."):
+                stopped.append(job_id)
+        return stopped
+
     # --- the monitoring thread ----------------------------------------------
 
     def start(self, dispatch: bool = False) -> None:
@@ -309,6 +323,7 @@ class ProcessManager:
                         log.warning("job %s: %s", job_id, why)
                     next_sweep = time.monotonic() + self.settings.cleanup_interval
                 if dispatch:
+                    self.stop_lapsed_leases()
                     self.dispatch()
             except Exception:  # a monitor that dies silently would be worse than a logged error
                 log.exception("process monitor iteration failed")
@@ -333,5 +348,7 @@ class ProcessManager:
         with self._lock:
             job_ids = list(self._children)
         for job_id in job_ids:
-            self.kill_process(job_id, reason="Stopped because TTService was shut down.")
+            self.kill_process(
+                job_id, reason="Interrupted because TTService was shut down.", final=JobStatus.INTERRUPTED
+            )
         self._collect_exited()

@@ -202,13 +202,38 @@ class Store:
             raise JobNotFound(job_id)
         return _row_to_job(rows[0])
 
-    def list_jobs(self, status: JobStatus | None = None, limit: int = 50, offset: int = 0) -> list[Job]:
-        where, params = ("WHERE status = ?", [status.value]) if status else ("", [])
+    @staticmethod
+    def _filters(status: JobStatus | None, search: str | None) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        if status:
+            clauses.append("status = ?")
+            params.append(status.value)
+        if search and search.strip():
+            clauses.append(
+                "id IN (SELECT s.job_id FROM segments_fts f JOIN transcription_segments s"
+                " ON s.id = f.rowid WHERE segments_fts MATCH ?)"
+            )
+            params.append(_fts_query(search))
+        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def list_jobs(
+        self,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        search: str | None = None,
+    ) -> list[Job]:
+        """Newest first; `search` is full-text over transcripts."""
+        where, params = self._filters(status, search)
         rows = self._read(
             f"SELECT * FROM transcription_jobs {where} ORDER BY id DESC LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
         return [_row_to_job(r) for r in rows]
+
+    def count_jobs(self, status: JobStatus | None = None, search: str | None = None) -> int:
+        where, params = self._filters(status, search)
+        return self._read(f"SELECT count(*) FROM transcription_jobs {where}", params)[0][0]
 
     def active_jobs(self) -> list[Job]:
         """Jobs a process may be running for (status `processing`)."""
@@ -350,10 +375,67 @@ class Store:
             for r in rows
         ]
 
+    def set_media_path(self, job_id: int, media_path: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE transcription_jobs SET media_path = ? WHERE id = ?", (media_path, job_id))
+
+    def renew_lease(self, job_id: int, now: float | None = None) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE transcription_jobs SET lease_renewed_at = ? WHERE id = ?",
+                (now or time.time(), job_id),
+            )
+
+    def lapsed_leases(self, lapse: float, now: float | None = None) -> list[int]:
+        """Unfinished jobs whose page stopped renewing its lease more than `lapse` s ago."""
+        rows = self._read(
+            "SELECT id FROM transcription_jobs WHERE status IN (?, ?)"
+            " AND lease_renewed_at IS NOT NULL AND lease_renewed_at < ?",
+            (JobStatus.QUEUED.value, JobStatus.PROCESSING.value, (now or time.time()) - lapse),
+        )
+        return [r["id"] for r in rows]
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for the Statistics page, straight from the statuses."""
+        by_status = {
+            r["status"]: r["n"]
+            for r in self._read("SELECT status, count(*) AS n FROM transcription_jobs GROUP BY status")
+        }
+        done = self._read(
+            "SELECT coalesce(sum(media_duration), 0) AS audio, count(*) AS n,"
+            " avg(started_at - created_at) AS queued, avg(finished_at - started_at) AS running"
+            " FROM transcription_jobs WHERE status = ? AND typeof(created_at) = 'real'",
+            (JobStatus.COMPLETED.value,),
+        )[0]
+        speeds = self._read(
+            "SELECT model, avg(processed_seconds / (finished_at - started_at)) AS speed, count(*) AS n"
+            " FROM transcription_jobs WHERE status = ? AND finished_at > started_at"
+            " AND processed_seconds > 0 GROUP BY model ORDER BY model",
+            (JobStatus.COMPLETED.value,),
+        )
+        daily = self._read(
+            "SELECT date(created_at, 'unixepoch') AS day, status, count(*) AS n FROM transcription_jobs"
+            " WHERE typeof(created_at) = 'real' GROUP BY day, status ORDER BY day"
+        )
+        return {
+            "by_status": by_status,
+            "audio_hours": done["audio"] / 3600,
+            "mean_queued_s": done["queued"],
+            "mean_running_s": done["running"],
+            "speed_by_model": [dict(r) for r in speeds],
+            "daily": [dict(r) for r in daily],
+        }
+
     def delete_job(self, job_id: int) -> None:
         with self.transaction() as conn:
             conn.execute("DELETE FROM transcription_segments WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM transcription_jobs WHERE id = ?", (job_id,))
+
+
+def _fts_query(text: str) -> str:
+    """Each word of the user's text as a quoted FTS5 prefix term, so no input is a syntax error."""
+    terms = [t.replace('"', '""') for t in text.split()]
+    return " ".join(f'"{t}"*' for t in terms)
 
 
 def _row_to_job(row: sqlite3.Row) -> Job:
@@ -383,4 +465,5 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         last_progress_at=data.get("last_progress_at"),
         stop_requested_at=data.get("stop_requested_at"),
         detected_language=data.get("detected_language"),
+        lease_renewed_at=data.get("lease_renewed_at"),
     )

@@ -1,0 +1,125 @@
+"""A real `ttservice serve` on a free port and a headless Debian Chromium driving it."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as ChromeService
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from ..conftest import env_for, make_settings
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not become healthy")
+
+
+class Server:
+    def __init__(self, tmp_path: Path, **overrides) -> None:
+        self.settings = make_settings(tmp_path / "data", **overrides)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(tmp_path / "serve.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ttservice.cli", "serve", "--port", str(self.port)],
+            env=env_for(self.settings), stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        wait_healthy(self.url)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = Server(tmp_path, cpu_threads=1)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
+                 f"--user-data-dir={tmp_path / 'chrome-profile'}"):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=ChromeService(CHROMEDRIVER), options=options)
+    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.downloads = downloads
+    driver.shots = tmp_path
+    yield driver
+    driver.quit()
+
+
+def body_text(driver) -> str:
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def wait_text(driver, text: str, timeout: float = 60) -> None:
+    WebDriverWait(driver, timeout, 0.3).until(lambda d: text in body_text(d), f"text {text!r}")
+
+
+def click_button(driver, label: str, timeout: float = 30) -> None:
+    xpath = f"//button[normalize-space(.)={label!r}]"
+    button = WebDriverWait(driver, timeout, 0.3).until(
+        lambda d: next((b for b in d.find_elements(By.XPATH, xpath) if b.is_displayed() and b.is_enabled()), None),
+        f"button {label!r}",
+    )
+    button.click()
+
+
+def find(driver, css: str, timeout: float = 30):
+    return WebDriverWait(driver, timeout, 0.3).until(
+        lambda d: next(iter(d.find_elements(By.CSS_SELECTOR, css)), None), f"element {css}"
+    )
+
+
+def open_page(driver, url: str, heading: str) -> None:
+    driver.get(url)
+    WebDriverWait(driver, 60, 0.3).until(
+        lambda d: any(h.text == heading for h in d.find_elements(By.TAG_NAME, "h1")), f"page {heading}"
+    )
+
+
+def screenshot(driver, name: str) -> Path:
+    path = driver.shots / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path

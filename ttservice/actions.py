@@ -1,0 +1,96 @@
+"""What a user does to jobs, shared by the CLI and the web pages: submit, re-run, delete."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import unicodedata
+from pathlib import Path
+
+from . import audio, logs
+from .config import Settings
+from .exceptions import MediaError, TTServiceError
+from .jobs import JobStatus, Runner, TranscribeOptions
+from .store import Store
+
+MAX_NAME = 120
+
+
+def sanitize_filename(name: str) -> str:
+    """A safe file name: no directories, no control or shell characters; Thai letters kept."""
+    name = unicodedata.normalize("NFC", Path(name.replace("\\", "/")).name)
+    name = re.sub(r"[^\w.\- ]", "_", name).strip(" .")
+    stem, dot, ext = name.rpartition(".")
+    if dot and len(ext) <= 10:
+        name = stem[: MAX_NAME - len(ext) - 1] + "." + ext
+    return name[:MAX_NAME] or "upload"
+
+
+def submit_upload(
+    store: Store,
+    settings: Settings,
+    name: str,
+    data: bytes,
+    options: TranscribeOptions,
+    lease: bool = False,
+) -> int:
+    """Store an uploaded file under the data dir and queue a job for the service.
+
+    Size is checked before anything is written; a refused upload still leaves a
+    failed job with the reason, as every bad input does.
+    """
+    safe = sanitize_filename(name)
+    job_id = store.create_job(safe, None, options, Runner.SERVICE)
+    if lease:
+        store.renew_lease(job_id)
+    try:
+        if len(data) > settings.max_upload_bytes:
+            raise MediaError(
+                f"The file {safe} is {len(data) / 2**20:.0f} MB, over the limit of"
+                f" {settings.max_upload_mb:.0f} MB."
+            )
+        folder = settings.upload_dir / str(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = (folder / safe).resolve()
+        if settings.upload_dir.resolve() not in path.parents:
+            raise MediaError(f"The name {name!r} is not allowed.")
+        try:
+            path.write_bytes(data)
+        except OSError as error:
+            raise MediaError(f"The upload could not be saved: {error.strerror}.") from None
+        store.set_media_path(job_id, str(path))
+    except TTServiceError as error:
+        store.transition(job_id, JobStatus.FAILED, error_message=str(error))
+    return job_id
+
+
+def submit_file(store: Store, settings: Settings, path: Path, options: TranscribeOptions) -> int:
+    """Queue a file on disk (used in place, not copied) for the service."""
+    path = path.expanduser()
+    job_id = store.create_job(path.name, str(path.resolve()), options, Runner.SERVICE)
+    try:
+        audio.check_file(path, settings.max_upload_bytes)
+    except MediaError as error:
+        store.transition(job_id, JobStatus.FAILED, error_message=str(error), exit_code=2)
+    return job_id
+
+
+def rerun(store: Store, job_id: int) -> int:
+    """A new queued job with the same media and the same parameters."""
+    job = store.get_job(job_id)
+    if not job.media_path or not Path(job.media_path).exists():
+        raise MediaError("The original media of this job is no longer there, so it cannot be re-run.")
+    return store.create_job(job.filename or Path(job.media_path).name, job.media_path, job.options)
+
+
+def delete(store: Store, settings: Settings, job_id: int) -> None:
+    """Delete a finished job with its upload and log files."""
+    job = store.get_job(job_id)
+    if job.status in (JobStatus.QUEUED, JobStatus.PROCESSING):
+        raise TTServiceError(f"Job {job_id} is {job.status.value}; stop it before deleting it.")
+    upload = settings.upload_dir / str(job_id)
+    if upload.is_dir():
+        shutil.rmtree(upload, ignore_errors=True)
+    for part in logs.rotated_parts(logs.job_log_path(settings.log_dir, job_id)):
+        part.unlink(missing_ok=True)
+    store.delete_job(job_id)
