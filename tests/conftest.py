@@ -81,9 +81,7 @@ def long_speech(tmp_path_factory) -> Path:
     if shutil.which("espeak-ng") is None:
         pytest.fail("espeak-ng is required; ./setup.sh --test installs it")
     path = tmp_path_factory.mktemp("speech") / "long_speech.wav"
-    subprocess.run(
-        ["espeak-ng", "-s", "165", "-w", str(path), SPEECH * 6], check=True, capture_output=True
-    )
+    subprocess.run(["espeak-ng", "-s", "165", "-w", str(path), SPEECH * 6], check=True, capture_output=True)
     return path
 
 

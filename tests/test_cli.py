@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -35,8 +34,18 @@ def test_jobs_show_logs_export_and_cleanup(settings, tmp_path):
     listed = json.loads(ttservice(settings, "jobs", "--json").stdout)
     assert len(listed) == 1
     job = listed[0]
-    for key in ("id", "status", "filename", "created_at", "started_at", "finished_at",
-                "process_id", "last_heartbeat", "progress", "error"):
+    for key in (
+        "id",
+        "status",
+        "filename",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "process_id",
+        "last_heartbeat",
+        "progress",
+        "error",
+    ):
         assert key in job
     assert job["status"] == "completed" and job["filename"] == "jfk.wav" and job["progress"] == 1.0
     assert json.loads(ttservice(settings, "jobs", "--status", "failed", "--json").stdout) == []
@@ -61,7 +70,7 @@ def _bad_inputs(tmp_path):
     empty = tmp_path / "empty.mp3"
     empty.write_bytes(b"")
     truncated = tmp_path / "truncated.wav"
-    truncated.write_bytes(JFK_WAV.read_bytes()[: 100_000])
+    truncated.write_bytes(JFK_WAV.read_bytes()[:100_000])
     unknown = tmp_path / "blob.xyz"
     unknown.write_bytes(np.random.default_rng(1).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
     return {
@@ -114,7 +123,10 @@ def test_video_file_is_transcribed(settings, tmp_path):
 def _start_cli(settings, media):
     proc = subprocess.Popen(
         [sys.executable, "-m", "ttservice.cli", "transcribe", str(media)],
-        env=env_for(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env_for(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     store = Store.from_settings(settings)
     job = wait_for(lambda: (store.list_jobs() or [None])[0], 30, what="job row")

@@ -70,7 +70,10 @@ def test_stop_from_cli_cancels_and_empties_group(store, settings, long_speech):
     try:
         done = subprocess.run(
             [sys.executable, "-m", "ttservice.cli", "stop", str(job_id)],
-            env=env_for(settings), capture_output=True, text=True, timeout=60,
+            env=env_for(settings),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert done.returncode == 0, done.stderr
         assert store.get_job(job_id).status is JobStatus.CANCELLED
@@ -87,7 +90,9 @@ def test_three_concurrent_jobs_kill_one_others_complete(tmp_path, minute_speech)
     pm.start(dispatch=True)
     try:
         ids = [
-            store.create_job(f"m{i}.wav", str(minute_speech), TranscribeOptions(cpu_threads=1), Runner.SERVICE)
+            store.create_job(
+                f"m{i}.wav", str(minute_speech), TranscribeOptions(cpu_threads=1), Runner.SERVICE
+            )
             for i in range(3)
         ]
         wait_for(lambda: all(store.get_job(i).process_id for i in ids), 30, what="three workers")

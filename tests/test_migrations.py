@@ -34,7 +34,15 @@ def make_legacy(path):
         "INSERT INTO transcription_jobs (filename, file_path, status, model, transcript, created_at,"
         " completed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
-            ("meeting.m4a", "/old/meeting.m4a", "completed", "medium", "สวัสดีครับ", "2025-01-02 10:00:00", "2025-01-02 10:30:00"),
+            (
+                "meeting.m4a",
+                "/old/meeting.m4a",
+                "completed",
+                "medium",
+                "สวัสดีครับ",
+                "2025-01-02 10:00:00",
+                "2025-01-02 10:30:00",
+            ),
             ("lecture.mp3", None, "processing", None, None, "2025-02-03 09:00:00", None),
             ("memo.wav", "/old/memo.wav", "pending", "small", None, None, None),
         ],
@@ -64,12 +72,25 @@ def test_legacy_database_is_backed_up_then_extended_never_rewritten(settings):
 
     conn = sqlite3.connect(settings.db_path)
     cols = [r[1] for r in conn.execute("PRAGMA table_info(transcription_jobs)")]
-    assert cols[:11] == ["id", "filename", "file_path", "status", "model", "language", "transcript",
-                         "summary", "created_at", "completed_at", "error_message"]
+    assert cols[:11] == [
+        "id",
+        "filename",
+        "file_path",
+        "status",
+        "model",
+        "language",
+        "transcript",
+        "summary",
+        "created_at",
+        "completed_at",
+        "error_message",
+    ]
     assert {"process_id", "log_file_path", "last_heartbeat", "process_create_time"} <= set(cols)
     # old columns and rows are untouched
-    old = conn.execute("SELECT id, filename, file_path, status, model, language, transcript, summary,"
-                       " created_at, completed_at, error_message FROM transcription_jobs").fetchall()
+    old = conn.execute(
+        "SELECT id, filename, file_path, status, model, language, transcript, summary,"
+        " created_at, completed_at, error_message FROM transcription_jobs"
+    ).fetchall()
     assert old == before
     assert conn.execute("SELECT name FROM users").fetchall() == [("somchai",)]
 

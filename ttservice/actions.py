@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import unicodedata
 from pathlib import Path
@@ -19,11 +18,16 @@ MAX_NAME = 120
 def sanitize_filename(name: str) -> str:
     """A safe file name: no directories, no control or shell characters; Thai letters kept."""
     name = unicodedata.normalize("NFC", Path(name.replace("\\", "/")).name)
-    name = re.sub(r"[^\w.\- ]", "_", name).strip(" .")
+    name = "".join(c if _allowed(c) else "_" for c in name).strip(" .")
     stem, dot, ext = name.rpartition(".")
     if dot and len(ext) <= 10:
         name = stem[: MAX_NAME - len(ext) - 1] + "." + ext
     return name[:MAX_NAME] or "upload"
+
+
+def _allowed(char: str) -> bool:
+    # Letters, combining marks (Thai vowels and tones are marks) and digits; a few safe signs.
+    return unicodedata.category(char)[0] in "LMN" or char in "._- "
 
 
 def submit_upload(

@@ -48,7 +48,9 @@ class Server:
         self.log = open(tmp_path / "serve.log", "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ttservice.cli", "serve", "--port", str(self.port)],
-            env=env_for(self.settings), stdout=self.log, stderr=subprocess.STDOUT,
+            env=env_for(self.settings),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         wait_healthy(self.url)
 
@@ -74,13 +76,23 @@ def browser(tmp_path):
     downloads.mkdir()
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
-                 f"--user-data-dir={tmp_path / 'chrome-profile'}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path / 'chrome-profile'}",
+    ):
         options.add_argument(flag)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
     driver = webdriver.Chrome(service=ChromeService(CHROMEDRIVER), options=options)
     driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     driver.downloads = downloads
@@ -100,7 +112,9 @@ def wait_text(driver, text: str, timeout: float = 60) -> None:
 def click_button(driver, label: str, timeout: float = 30) -> None:
     xpath = f"//button[normalize-space(.)={label!r}]"
     button = WebDriverWait(driver, timeout, 0.3).until(
-        lambda d: next((b for b in d.find_elements(By.XPATH, xpath) if b.is_displayed() and b.is_enabled()), None),
+        lambda d: next(
+            (b for b in d.find_elements(By.XPATH, xpath) if b.is_displayed() and b.is_enabled()), None
+        ),
         f"button {label!r}",
     )
     button.click()

@@ -104,8 +104,9 @@ def test_31_cleanup_of_orphaned_jobs(server, browser, lecture):
     open_page(browser, server.url + "/statistics", "Statistics")
     wait_text(browser, "Failed")
     metrics = {
-        m.find_element(By.CSS_SELECTOR, "[data-testid='stMetricLabel']").text:
-        m.find_element(By.CSS_SELECTOR, "[data-testid='stMetricValue']").text
+        m.find_element(By.CSS_SELECTOR, "[data-testid='stMetricLabel']").text: m.find_element(
+            By.CSS_SELECTOR, "[data-testid='stMetricValue']"
+        ).text
         for m in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stMetric']")
     }
     assert metrics["Failed"] == "2" and metrics["Processing"] == "0"

@@ -21,8 +21,7 @@ def finished_view(job: Job) -> None:
         st.info("No speech was found in this file.")
     if segments:
         lines = [
-            f"[{export.timestamp(s.start, '.')} → {export.timestamp(s.end, '.')}] {s.text}"
-            for s in segments
+            f"[{export.timestamp(s.start, '.')} → {export.timestamp(s.end, '.')}] {s.text}" for s in segments
         ]
         st.code("\n".join(lines), language=None, wrap_lines=True)
         stem = (job.filename or f"job_{job.id}").rsplit(".", 1)[0]
