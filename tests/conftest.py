@@ -31,6 +31,11 @@ SPEECH = (
 )
 
 
+def pytest_sessionstart(session):
+    if not JFK_WAV.exists():
+        pytest.exit(f"Test audio {JFK_WAV} is missing; set TTSERVICE_SHARED_DIR to the shared/ folder.", 2)
+
+
 def make_settings(data_dir: Path, **overrides) -> Settings:
     """Settings for a test: its own data dir and fast intervals, nothing from the caller's env."""
     values = dict(heartbeat_interval=0.5, kill_grace=2.0, orphan_timeout=30.0, cleanup_interval=3600.0)

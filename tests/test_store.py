@@ -160,3 +160,12 @@ def test_stats_follow_statuses(store, make_job):
     assert stats["by_status"] == {"completed": 1, "failed": 1}
     assert stats["speed_by_model"][0]["speed"] == pytest.approx(2.0)
     assert stats["mean_running_s"] == pytest.approx(30.0)
+
+
+def test_options_from_settings_keep_unchosen_defaults(settings):
+    from dataclasses import replace
+
+    tuned = replace(settings, beam_size=1, vad=False, model="base")
+    options = TranscribeOptions.from_settings(tuned, model=None, language="th", word_timestamps=True)
+    assert (options.model, options.beam_size, options.vad) == ("base", 1, False)
+    assert (options.language, options.word_timestamps, options.task) == ("th", True, "transcribe")

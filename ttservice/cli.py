@@ -113,15 +113,8 @@ def transcribe(
 def _options(
     settings: Settings, model: str | None, language: str | None, task: str, words: bool
 ) -> TranscribeOptions:
-    return TranscribeOptions(
-        model=model or settings.model,
-        language=language or None,
-        task=task,
-        word_timestamps=words,
-        beam_size=settings.beam_size,
-        vad=settings.vad,
-        compute_type=settings.compute_type,
-        cpu_threads=settings.cpu_threads,
+    return TranscribeOptions.from_settings(
+        settings, model=model or None, language=language or None, task=task, word_timestamps=words
     )
 
 

@@ -85,6 +85,19 @@ class TranscribeOptions:
     compute_type: str = "int8"
     cpu_threads: int = 0
 
+    @classmethod
+    def from_settings(cls, settings: Any, **choices: Any) -> TranscribeOptions:
+        """The user's choices (None: not chosen) over the configured engine defaults."""
+        values = {
+            "model": settings.model,
+            "beam_size": settings.beam_size,
+            "vad": settings.vad,
+            "compute_type": settings.compute_type,
+            "cpu_threads": settings.cpu_threads,
+        }
+        values.update({k: v for k, v in choices.items() if v is not None})
+        return cls(**values)
+
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
 

@@ -169,7 +169,10 @@ class ProcessManager:
         )
         if job.started_at:
             status.elapsed = (job.finished_at or now) - job.started_at
-        if job.status is JobStatus.PROCESSING:
+        if job.status is not JobStatus.PROCESSING:
+            with self._lock:
+                self._metric_procs.pop(job_id, None)
+        else:
             last_move = job.last_progress_at or job.started_at
             status.stalled = bool(last_move) and now - last_move > self.settings.stall_timeout
             proc, status.note = self._identify(job)

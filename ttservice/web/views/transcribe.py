@@ -31,15 +31,12 @@ if started:
     if not files:
         st.error("Choose at least one file to transcribe.")
     else:
-        options = TranscribeOptions(
-            model=model.strip() or settings.model,
+        options = TranscribeOptions.from_settings(
+            settings,
+            model=model.strip() or None,
             language=LANGUAGES[language],
             task=task,
             word_timestamps=words,
-            beam_size=settings.beam_size,
-            vad=settings.vad,
-            compute_type=settings.compute_type,
-            cpu_threads=settings.cpu_threads,
         )
         mine = st.session_state.setdefault("my_jobs", [])
         for upload in files:
