@@ -185,18 +185,19 @@ class ProcessManager:
 
     def _metric_tree(self, job_id: int, leader: psutil.Process) -> list[psutil.Process]:
         """Keep psutil objects between calls so cpu_percent measures the interval since the last."""
+        fresh = proctree.tree(leader)
         with self._lock:
             cached = self._metric_procs.get(job_id)
-            fresh = proctree.tree(leader)
-            if cached is None:
-                proctree.metrics(fresh)  # prime the CPU counters
-                time.sleep(0.1)
-                self._metric_procs[job_id] = fresh
-                return fresh
-            known = {p: p for p in cached}
-            procs = [known.get(p, p) for p in fresh]
-            self._metric_procs[job_id] = procs
-            return procs
+            if cached is not None:
+                known = {p: p for p in cached}
+                procs = [known.get(p, p) for p in fresh]
+                self._metric_procs[job_id] = procs
+                return procs
+        proctree.metrics(fresh)  # the first look primes the CPU counters
+        time.sleep(0.1)
+        with self._lock:
+            self._metric_procs[job_id] = fresh
+        return fresh
 
     def get_logs(self, job_id: int, lines: int = 200) -> list[str]:
         job = self.store.get_job(job_id)
