@@ -37,3 +37,23 @@ def video_with_audio(path: Path, wav: Path) -> Path:
             container.mux(video.encode(frame))
         container.mux(video.encode())
     return path
+
+
+def bad_inputs(tmp_path: Path, speech: Path) -> dict[str, tuple[Path, str]]:
+    """Every kind of bad input the core issue names: name -> (file, what its error says)."""
+    not_media = tmp_path / "notes.wav"
+    not_media.write_text("this is a text file, not audio\n" * 50)
+    empty = tmp_path / "empty.mp3"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(speech.read_bytes()[:100_000])
+    unknown = tmp_path / "blob.xyz"
+    unknown.write_bytes(np.random.default_rng(1).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+    return {
+        "not media": (not_media, "is not an audio or video file"),
+        "empty": (empty, "is empty"),
+        "truncated": (truncated, "appears truncated"),
+        "unknown format": (unknown, "is not an audio or video file"),
+        "missing": (tmp_path / "nowhere.wav", "does not exist"),
+        "no audio track": (video_without_audio(tmp_path / "silent_film.mp4"), "has no audio track"),
+    }

@@ -13,7 +13,7 @@ from ttservice.jobs import JobStatus
 from ttservice.store import Store
 
 from .conftest import JFK_TXT, JFK_WAV, env_for, gone, group_members, ttservice, wait_for, words, write_wav
-from .media import video_with_audio, video_without_audio
+from .media import bad_inputs, video_with_audio
 
 pytestmark = pytest.mark.model
 
@@ -64,27 +64,8 @@ def test_jobs_show_logs_export_and_cleanup(settings, tmp_path):
     assert missing.returncode == 1 and "There is no job 999." in missing.stderr
 
 
-def _bad_inputs(tmp_path):
-    not_media = tmp_path / "notes.wav"
-    not_media.write_text("this is a text file, not audio\n" * 50)
-    empty = tmp_path / "empty.mp3"
-    empty.write_bytes(b"")
-    truncated = tmp_path / "truncated.wav"
-    truncated.write_bytes(JFK_WAV.read_bytes()[:100_000])
-    unknown = tmp_path / "blob.xyz"
-    unknown.write_bytes(np.random.default_rng(1).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
-    return {
-        "not media": (not_media, "is not an audio or video file"),
-        "empty": (empty, "is empty"),
-        "truncated": (truncated, "appears truncated"),
-        "unknown format": (unknown, "is not an audio or video file"),
-        "missing": (tmp_path / "nowhere.wav", "does not exist"),
-        "no audio track": (video_without_audio(tmp_path / "silent_film.mp4"), "has no audio track"),
-    }
-
-
 def test_every_bad_input_fails_clearly_and_the_next_job_works(settings, tmp_path):
-    for name, (path, message) in _bad_inputs(tmp_path).items():
+    for name, (path, message) in bad_inputs(tmp_path, JFK_WAV).items():
         done = ttservice(settings, "transcribe", str(path))
         assert done.returncode == 2, (name, done.stderr)
         assert message in done.stderr, name

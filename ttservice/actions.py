@@ -87,6 +87,23 @@ def rerun(store: Store, job_id: int) -> int:
     return store.create_job(job.filename or Path(job.media_path).name, job.media_path, job.options)
 
 
+def resume(store: Store, job_id: int, runner: Runner = Runner.SERVICE) -> float:
+    """Queue a stopped, failed or interrupted job to continue after its last committed segment.
+
+    Returns the point (seconds) it continues from.
+    """
+    job = store.get_job(job_id)
+    if not job.resumable:
+        raise TTServiceError(
+            f"Job {job_id} is {job.status.value}; only a stopped, failed or interrupted job can be resumed."
+        )
+    if not job.media_path or not Path(job.media_path).exists():
+        raise MediaError("The original media of this job is no longer there, so it cannot be resumed.")
+    if not store.requeue_for_resume(job_id, runner):
+        raise TTServiceError(f"Job {job_id} changed while it was being resumed; try again.")
+    return store.resume_point(job_id)
+
+
 def delete(store: Store, settings: Settings, job_id: int) -> None:
     """Delete a finished job with its upload and log files."""
     job = store.get_job(job_id)

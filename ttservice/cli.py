@@ -97,6 +97,39 @@ def transcribe(
         job = _run_with_progress(path, options, job_id, settings, store)
     except TTServiceError as error:
         fail(str(error))
+    _finish(job, fmt, output, store)
+
+
+@app.command()
+def resume(
+    job_id: int,
+    fmt: str = typer.Option("txt", "--format", "-f", help="txt, srt, vtt or json."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+    in_service: bool = typer.Option(
+        False, "--service", help="Queue it for the running service instead of running it here."
+    ),
+) -> None:
+    """Continue a stopped, failed or interrupted job after its last saved segment."""
+    from .actions import resume as resume_job
+
+    if fmt not in export.FORMATS:
+        fail(f"Unknown format {fmt!r}; choose one of {', '.join(export.FORMATS)}.", EXIT_BAD_INPUT)
+    try:
+        settings, store = _services()
+        runner = Runner.SERVICE if in_service else Runner.FOREGROUND
+        point = resume_job(store, job_id, runner)
+        err.print(f"Job {job_id} continues at {export.timestamp(point, '.')}.", highlight=False)
+        if in_service:
+            return
+        job = store.get_job(job_id)
+        job = _run_with_progress(Path(job.media_path or ""), job.options, job_id, settings, store)
+    except TTServiceError as error:
+        fail(str(error))
+    _finish(job, fmt, output, store)
+
+
+def _finish(job: Job, fmt: str, output: Path | None, store: Store) -> None:
+    """Print or write the transcript of a finished job, or say why there is none; exit accordingly."""
     if job.status is JobStatus.CANCELLED:
         fail(
             f"Job {job.id} was cancelled; its partial transcript is kept (ttservice export {job.id}).",
@@ -175,18 +208,20 @@ def jobs(
 ) -> None:
     """List jobs, newest first."""
     try:
-        _, store = _services()
+        settings, store = _services()
         rows = store.list_jobs(status=status, limit=limit)
     except TTServiceError as error:
         fail(str(error))
+    stall = settings.stall_timeout
     if as_json:
-        print(json.dumps([j.to_dict() for j in rows], ensure_ascii=False, indent=2))
+        data = [j.to_dict() | {"stalled": j.stalled(stall)} for j in rows]
+        print(json.dumps(data, ensure_ascii=False, indent=2))
         return
     table = Table("id", "status", "file", "created", "progress", "pid", "error")
     for j in rows:
         table.add_row(
             str(j.id),
-            j.status.value,
+            f"{j.status.value} [yellow](stalled)[/yellow]" if j.stalled(stall) else j.status.value,
             j.filename or "-",
             _fmt_time(j.created_at),
             f"{j.progress:.0%}",
@@ -305,6 +340,7 @@ def export_cmd(
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback exposes the app."),
     port: int = typer.Option(8501, help="Port of the web app."),
+    ui: bool = typer.Option(True, "--ui/--no-ui", help="--no-ui runs only the job manager (headless)."),
 ) -> None:
     """Run the service: the web app plus the one manager that runs queued jobs."""
     import logging
@@ -313,7 +349,7 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        code = Service(Settings.from_env(), host, port).run()
+        code = Service(Settings.from_env(), host, port, ui).run()
     except (ServiceAlreadyRunning, TTServiceError) as error:
         fail(str(error))
     raise typer.Exit(code)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 ENV_PREFIX = "TTSERVICE_"
+# Not a setting: a foreground manager tells its worker which PID it must end with.
+WORKER_PARENT_ENV = ENV_PREFIX + "WORKER_PARENT"
 
 
 @dataclass(frozen=True)

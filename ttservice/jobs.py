@@ -38,6 +38,7 @@ class JobStatus(StrEnum):
 
 
 FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED})
+RESUMABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED})
 
 # Statuses written by the earlier app; anything else unknown reads as failed,
 # since no process of ours can be running it.
@@ -132,18 +133,32 @@ class Job:
     stop_requested_at: float | None = None
     detected_language: str | None = None
     lease_renewed_at: float | None = None
+    resumed_from: float = 0.0
 
     @property
     def finished(self) -> bool:
         return self.status.finished
 
+    @property
+    def resumable(self) -> bool:
+        """Stopped, failed or interrupted: it can continue from its last committed segment."""
+        return self.status in RESUMABLE
+
+    def stalled(self, stall_timeout: float, now: float | None = None) -> bool:
+        """Processing, but its progress has not moved for `stall_timeout` seconds."""
+        last_move = self.last_progress_at or self.started_at
+        if self.status is not JobStatus.PROCESSING or not isinstance(last_move, (int, float)):
+            return False
+        return (now or time.time()) - last_move > stall_timeout
+
     def speed(self, now: float | None = None) -> float | None:
         """Audio seconds transcribed per wall-clock second (×realtime)."""
-        if not self.started_at or not self.processed_seconds:
+        done = self.processed_seconds - self.resumed_from
+        if not self.started_at or done <= 0:
             return None
         end = self.finished_at or (now or time.time())
         wall = end - self.started_at
-        return self.processed_seconds / wall if wall > 0 else None
+        return done / wall if wall > 0 else None
 
     def eta(self, now: float | None = None) -> float | None:
         speed = self.speed(now)
@@ -182,6 +197,9 @@ class Segment:
     end: float
     text: str
     words: list[dict[str, Any]] | None = None
+    # What a resumed run needs to decode exactly as before (see engine.ResumePoint):
+    tokens: list[int] | None = field(default=None, compare=False)
+    window: float | None = field(default=None, compare=False)  # decoding window start, speech timeline
 
 
 def iso(value: float | str | None) -> str | None:

@@ -12,6 +12,7 @@ import logging
 import logging.handlers
 import os
 import shutil
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -36,6 +37,7 @@ class JobLogHandler(logging.handlers.RotatingFileHandler):
 
     def __init__(self, path: Path, max_bytes: int, backup_count: int, capture_std: bool = False):
         self.capture_std = capture_std
+        self.write_error: OSError | None = None  # the first failed write (a full disk), for the worker
         super().__init__(path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
         self.namer = lambda name: name + ".gz"
         self.rotator = _gzip_rotator
@@ -45,6 +47,13 @@ class JobLogHandler(logging.handlers.RotatingFileHandler):
     def doRollover(self) -> None:  # noqa: N802 - logging's name
         super().doRollover()
         self._point_std_here()
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            self.write_error = self.write_error or error
+            return
+        super().handleError(record)
 
     def _point_std_here(self) -> None:
         if self.capture_std and self.stream is not None:

@@ -96,7 +96,17 @@ def _v2_leases_and_search(conn: Any) -> None:
     conn.execute("INSERT INTO segments_fts(segments_fts) VALUES ('rebuild')")
 
 
-MIGRATIONS: list[Callable[[Any], None]] = [_v1_jobs_and_segments, _v2_leases_and_search]
+def _v3_resume(conn: Any) -> None:
+    if "resumed_from" not in _columns(conn, "transcription_jobs"):
+        # Where the current run of a resumed job began, so its speed counts only this run's audio.
+        conn.execute("ALTER TABLE transcription_jobs ADD COLUMN resumed_from REAL DEFAULT 0")
+    segment_columns = _columns(conn, "transcription_segments")
+    for name, decl in (("tokens_json", "TEXT"), ("window_start", "REAL")):
+        if name not in segment_columns:  # a resumed run re-decodes the last window exactly
+            conn.execute(f"ALTER TABLE transcription_segments ADD COLUMN {name} {decl}")
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [_v1_jobs_and_segments, _v2_leases_and_search, _v3_resume]
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from . import logs, proctree
-from .config import SETTINGS, Settings
+from .config import SETTINGS, WORKER_PARENT_ENV, Settings
 from .jobs import Job, JobStatus, Runner
 from .store import Store
 
@@ -85,6 +85,9 @@ class ProcessManager:
         self.runner = runner
         self._lock = threading.RLock()
         self._children: dict[int, subprocess.Popen] = {}
+        # Live workers of service jobs started by an earlier service process (it crashed):
+        # not our children, so watched by identity instead of by wait().
+        self._adopted: dict[int, psutil.Process] = {}
         self._metric_procs: dict[int, list[psutil.Process]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -101,6 +104,9 @@ class ProcessManager:
             return False
         cmd = list(cmd or self.worker_command(job_id))
         log_path = logs.job_log_path(self.settings.log_dir, job_id)
+        env = worker_env(self.settings)
+        if self.runner is Runner.FOREGROUND:
+            env[WORKER_PARENT_ENV] = str(os.getpid())  # the worker ends with this command
         try:
             with open(log_path, "ab") as log_file:
                 process = subprocess.Popen(
@@ -109,7 +115,7 @@ class ProcessManager:
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # its own group: stopped as a whole, survives our Ctrl-C
-                    env=worker_env(self.settings),
+                    env=env,
                     close_fds=True,
                 )
         except OSError as error:
@@ -173,8 +179,7 @@ class ProcessManager:
             with self._lock:
                 self._metric_procs.pop(job_id, None)
         else:
-            last_move = job.last_progress_at or job.started_at
-            status.stalled = bool(last_move) and now - last_move > self.settings.stall_timeout
+            status.stalled = job.stalled(self.settings.stall_timeout, now)
             proc, status.note = self._identify(job)
             if proc is not None:
                 status.alive = True
@@ -231,6 +236,7 @@ class ProcessManager:
             proctree.kill_tree(proc, self.settings.kill_grace, self._reap)
         with self._lock:
             process = self._children.pop(job_id, None)
+            self._adopted.pop(job_id, None)
         if process is not None:
             try:
                 exit_code = process.wait(timeout=5)
@@ -257,12 +263,46 @@ class ProcessManager:
             for job_id, _ in exited:
                 del self._children[job_id]
                 self._metric_procs.pop(job_id, None)
+            ended = [j for j, p in self._adopted.items() if not proctree.is_alive(p)]
+            for job_id in ended:
+                del self._adopted[job_id]
         for job_id, process in exited:
             job = self.store.get_job(job_id)
             self.store.record_exit(job_id, process.returncode)
             if job.status is JobStatus.PROCESSING:
                 self._finalize_dead(job, proctree.describe_exit(process.returncode), process.returncode)
             log.info("job %s: worker exited with %s", job_id, process.returncode)
+        for job_id in ended:
+            job = self.store.get_job(job_id)
+            if job.status is JobStatus.PROCESSING:
+                self._finalize_dead(
+                    job, f"its worker process {job.process_id} ended without recording a result"
+                )
+            log.info("job %s: adopted worker %s ended", job_id, job.process_id)
+
+    def adopt(self) -> list[int]:
+        """Watch the live workers of service jobs that an earlier service started; return their ids.
+
+        A service job still `processing` with no process recorded was claimed by a
+        service that died before starting it, so it is finalised now: only the
+        service starts service jobs, and this one did not.
+        """
+        adopted = []
+        for job in self.store.active_jobs():
+            if job.runner is not Runner.SERVICE or job.status is not JobStatus.PROCESSING:
+                continue
+            with self._lock:
+                if job.id in self._children or job.id in self._adopted:
+                    continue
+            proc, why = self._identify(job)
+            if proc is not None:
+                with self._lock:
+                    self._adopted[job.id] = proc
+                adopted.append(job.id)
+                log.info("job %s: adopted running worker %s", job.id, proc.pid)
+            elif job.process_id is None and self.settings.use_process_tracking:
+                self._finalize_dead(job, "TTService stopped before its worker was started")
+        return adopted
 
     def cleanup_orphaned_processes(self, now: float | None = None) -> SweepResult:
         """Finalise jobs whose process is gone; kill and finalise those silent too long."""
@@ -290,6 +330,7 @@ class ProcessManager:
                 why = f"no heartbeat for {quiet_for:.0f} s and no process is tracked"
             if self._finalize_dead(job, f"The job was orphaned: {why}"):
                 result.finalized.append((job.id, why))
+        self.store.ensure_reserve()  # room freed since a disk-full failure: put the ballast back
         keep = {logs.job_log_path(self.settings.log_dir, j.id) for j in self.store.active_jobs()}
         result.logs_removed = len(
             logs.purge_old_logs(self.settings.log_dir, self.settings.log_retention_days, keep, now)
@@ -322,6 +363,8 @@ class ProcessManager:
             try:
                 self._collect_exited()
                 if time.monotonic() >= next_sweep:
+                    if dispatch:  # the service: take over what a crashed service left running
+                        self.adopt()
                     result = self.cleanup_orphaned_processes()
                     for job_id, why in result.finalized:
                         log.warning("job %s: %s", job_id, why)
@@ -350,7 +393,7 @@ class ProcessManager:
                 self._collect_exited()
                 time.sleep(proctree.POLL)
         with self._lock:
-            job_ids = list(self._children)
+            job_ids = [*self._children, *self._adopted]
         for job_id in job_ids:
             self.kill_process(
                 job_id, reason="Interrupted because TTService was shut down.", final=JobStatus.INTERRUPTED

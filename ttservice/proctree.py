@@ -120,6 +120,7 @@ def kill_tree(
     """SIGTERM the tree, wait `grace` s, SIGKILL what is left. Returns (termed, killed)."""
     procs = tree(leader)
     _signal_all(procs, signal.SIGTERM)
+    _signal_all(procs, signal.SIGCONT)  # a stopped (SIGSTOP) process acts on TERM only once continued
     survivors = wait_gone(procs, grace, reap)
     # Anything forked while we waited is a member of the group too.
     late = [p for p in _group_members(leader.pid, leader.create_time()) if p not in procs]

@@ -61,8 +61,10 @@ def running_service(settings: Settings) -> dict | None:
 
 
 class Service:
-    def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 8501) -> None:
-        self.settings, self.host, self.port = settings, host, port
+    def __init__(
+        self, settings: Settings, host: str = "127.0.0.1", port: int = 8501, ui: bool = True
+    ) -> None:
+        self.settings, self.host, self.port, self.ui = settings, host, port, ui
         self.stop_requested = threading.Event()
         self._lock_handle = None
         self._ui: subprocess.Popen | None = None
@@ -106,11 +108,16 @@ class Service:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle_signal)
         pm.start(dispatch=True)
-        self._ui = self._start_ui()
-        print(f"TTService is running at http://{self.host}:{self.port}", file=sys.stderr, flush=True)
+        if self.ui:
+            self._ui = self._start_ui()
+            print(f"TTService is running at http://{self.host}:{self.port}", file=sys.stderr, flush=True)
+        else:
+            print(
+                f"TTService is running without its web app (pid {os.getpid()})", file=sys.stderr, flush=True
+            )
         try:
             while not self.stop_requested.wait(0.5):
-                if self._ui.poll() is not None:
+                if self._ui is not None and self._ui.poll() is not None:
                     log.error("the web app exited with %s; restarting it", self._ui.returncode)
                     time.sleep(RESTART_DELAY)
                     self._ui = self._start_ui()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import sqlite3
 import threading
 import time
@@ -22,6 +23,7 @@ from . import migrations
 from .exceptions import JobNotFound, StoreError
 from .jobs import (
     FINISHED,
+    RESUMABLE,
     TRANSITIONS,
     Job,
     JobStatus,
@@ -32,6 +34,10 @@ from .jobs import (
 
 BUSY_TIMEOUT_MS = 5_000
 LOCK_RETRY_SECONDS = 60.0  # give up on a locked database only after this long
+# Ballast kept beside the database and deleted when the disk fills, so that the
+# write recording *why* a job failed still finds room.
+RESERVE_BYTES = 2 * 2**20
+RESERVE_NAME = ".disk-reserve"
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -49,9 +55,13 @@ def _is_locked(error: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _user_error(error: sqlite3.Error) -> StoreError:
+def _is_disk_full(error: BaseException) -> bool:
     text = str(error).lower()
-    if "disk is full" in text or "disk i/o" in text:
+    return "disk is full" in text or "disk i/o" in text or "no space left" in text
+
+
+def _user_error(error: sqlite3.Error) -> StoreError:
+    if _is_disk_full(error):
         return StoreError("The disk is full, so the database could not be written; free some space.")
     if _is_locked(error):  # type: ignore[arg-type]
         return StoreError("The database stayed locked by another program; try again in a moment.")
@@ -67,11 +77,13 @@ class Store:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self.migration_backups: list[Path] = []
+        self.disk_full: StoreError | None = None
         conn = self._conn()
         conn.execute("PRAGMA journal_mode = WAL")
         if migrate:
             self.migrate()
         self._legacy_required = self._legacy_required_columns()
+        self.ensure_reserve()
 
     @classmethod
     def from_settings(cls, settings: Any) -> Store:
@@ -85,9 +97,39 @@ class Store:
             try:
                 conn = _connect(self.db_path)
             except sqlite3.Error as error:
-                raise _user_error(error) from None
+                raise self._error(error) from None
             self._local.conn = conn
         return conn
+
+    def _error(self, error: sqlite3.Error) -> StoreError:
+        user_error = _user_error(error)
+        if _is_disk_full(error):
+            self.disk_full = user_error  # a worker fails its job on this, whichever thread hit it
+            self.release_reserve()
+        return user_error
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.db_path.parent / RESERVE_NAME
+
+    def ensure_reserve(self) -> bool:
+        """(Re)create the ballast file when there is room for it and more; True if it is there."""
+        path = self.reserve_path
+        if path.exists():
+            return True
+        try:
+            if shutil.disk_usage(path.parent).free < 4 * RESERVE_BYTES:
+                return False
+            with open(path, "wb") as f:
+                f.write(b"\0" * RESERVE_BYTES)
+        except OSError:
+            path.unlink(missing_ok=True)
+            return False
+        return True
+
+    def release_reserve(self) -> None:
+        """Free the ballast: the disk is full and the next write says why a job stopped."""
+        self.reserve_path.unlink(missing_ok=True)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -107,23 +149,24 @@ class Store:
                 break
             except sqlite3.OperationalError as error:
                 if not _is_locked(error) or time.monotonic() > deadline:
-                    raise _user_error(error) from None
+                    raise self._error(error) from None
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.5)
         try:
             yield conn
             conn.execute("COMMIT")
         except BaseException as error:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may already have rolled back (disk full)
+                conn.execute("ROLLBACK")
             if isinstance(error, sqlite3.Error):
-                raise _user_error(error) from None
+                raise self._error(error) from None
             raise
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
             return self._conn().execute(sql, params).fetchall()
         except sqlite3.Error as error:
-            raise _user_error(error) from None
+            raise self._error(error) from None
 
     # --- schema -----------------------------------------------------------
 
@@ -340,10 +383,19 @@ class Store:
             if cur.rowcount != 1:
                 return False
             conn.executemany(
-                "INSERT INTO transcription_segments (job_id, start, end, text, words_json)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO transcription_segments"
+                " (job_id, start, end, text, words_json, tokens_json, window_start)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (job_id, s.start, s.end, s.text, json.dumps(s.words) if s.words else None)
+                    (
+                        job_id,
+                        s.start,
+                        s.end,
+                        s.text,
+                        json.dumps(s.words) if s.words else None,
+                        json.dumps(s.tokens) if s.tokens is not None else None,
+                        s.window,
+                    )
                     for s in segments
                 ],
             )
@@ -366,14 +418,50 @@ class Store:
 
     def segments(self, job_id: int) -> list[Segment]:
         rows = self._read(
-            "SELECT start, end, text, words_json FROM transcription_segments"
+            "SELECT start, end, text, words_json, tokens_json, window_start FROM transcription_segments"
             " WHERE job_id = ? ORDER BY start, id",
             (job_id,),
         )
         return [
-            Segment(r["start"], r["end"], r["text"], json.loads(r["words_json"]) if r["words_json"] else None)
+            Segment(
+                r["start"],
+                r["end"],
+                r["text"],
+                json.loads(r["words_json"]) if r["words_json"] else None,
+                json.loads(r["tokens_json"]) if r["tokens_json"] is not None else None,
+                r["window_start"],
+            )
             for r in rows
         ]
+
+    def resume_point(self, job_id: int) -> float:
+        """Where a resumed job continues: the end of its last committed segment (0 if none)."""
+        rows = self._read(
+            "SELECT coalesce(max(end), 0) AS t FROM transcription_segments WHERE job_id = ?", (job_id,)
+        )
+        return rows[0]["t"]
+
+    def requeue_for_resume(self, job_id: int, runner: Runner) -> bool:
+        """Queue a stopped, failed or interrupted job again, keeping its segments."""
+        marks = ", ".join("?" for _ in RESUMABLE)
+        with self.transaction() as conn:
+            resume_at = conn.execute(
+                "SELECT coalesce(max(end), 0) FROM transcription_segments WHERE job_id = ?", (job_id,)
+            ).fetchone()[0]
+            cur = conn.execute(
+                "UPDATE transcription_jobs SET status = ?, runner = ?, resumed_from = ?,"
+                " processed_seconds = ?, error_message = NULL, exit_code = NULL, finished_at = NULL,"
+                f" stop_requested_at = NULL, lease_renewed_at = NULL WHERE id = ? AND status IN ({marks})",
+                (
+                    JobStatus.QUEUED.value,
+                    runner.value,
+                    resume_at,
+                    resume_at,
+                    job_id,
+                    *(s.value for s in RESUMABLE),
+                ),
+            )
+            return cur.rowcount == 1
 
     def set_media_path(self, job_id: int, media_path: str) -> None:
         with self.transaction() as conn:
@@ -466,4 +554,5 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         stop_requested_at=data.get("stop_requested_at"),
         detected_language=data.get("detected_language"),
         lease_renewed_at=data.get("lease_renewed_at"),
+        resumed_from=data.get("resumed_from") or 0.0,
     )

@@ -6,21 +6,34 @@ Python's default action (exit at once, ~20 ms) instead of a handler that would
 wait for the current 30-second decoding window: everything worth keeping is
 already committed, so a prompt stop loses nothing.
 
+A worker started by a foreground command (`ttservice transcribe`) ends with that
+command: on Linux the kernel signals it when its parent dies (PR_SET_PDEATHSIG),
+elsewhere it notices its parent is gone at the next check; either way it records
+the job as interrupted before it exits. Workers of the service have no such tie,
+so they outlive a crashed service and are adopted by the next one.
+
+A job that already has segments (it was resumed) continues after the last one.
+
 Exit codes: 0 completed, 1 failed, 2 bad input, 3 the job was finished elsewhere.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import logging
 import math
 import os
+import select
+import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 
 from . import audio
-from .config import Settings
-from .engine import FasterWhisperEngine
+from .config import WORKER_PARENT_ENV, Settings
+from .engine import FasterWhisperEngine, ResumePoint
 from .exceptions import MediaError, TTServiceError
 from .jobs import JobStatus
 from .logs import JobLogHandler, job_log_path
@@ -28,6 +41,8 @@ from .store import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ABANDONED = 0, 1, 2, 3
 CHUNK_SECONDS = 30.0  # Whisper decodes 30-second windows
+PARENT_SIGNAL = signal.SIGUSR1
+PR_SET_PDEATHSIG = 1
 
 log = logging.getLogger("ttservice.worker")
 
@@ -58,42 +73,112 @@ class Heartbeat(threading.Thread):
                 os._exit(EXIT_ABANDONED)
 
 
-def transcribe_job(store: Store, settings: Settings, job_id: int) -> int:
+class ParentWatch(threading.Thread):
+    """Ends a foreground job when the command that started it is gone, even after a SIGKILL."""
+
+    def __init__(self, store: Store, job_id: int, parent: int, interval: float, wakeup: int) -> None:
+        super().__init__(name="parent-watch", daemon=True)
+        self.store, self.job_id, self.parent, self.interval = store, job_id, parent, interval
+        self.wakeup = wakeup
+
+    @classmethod
+    def arm(cls, store: Store, job_id: int, interval: float) -> ParentWatch | None:
+        """In the main thread: have the kernel signal us when the parent dies, and watch for it.
+
+        Native thread pools (OpenBLAS, CTranslate2) may receive the signal, so it
+        gets a Python handler, whose C part wakes this thread through a pipe
+        whichever thread it lands on.
+        """
+        parent = os.environ.get(WORKER_PARENT_ENV)
+        if not parent:
+            return None
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        signal.signal(PARENT_SIGNAL, lambda signum, frame: None)
+        signal.set_wakeup_fd(write_end)
+        if sys.platform.startswith("linux"):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(PARENT_SIGNAL), 0, 0, 0)
+        return cls(store, job_id, int(parent), interval, read_end)
+
+    def run(self) -> None:
+        # Checked after arming too: the parent may have died before prctl took effect.
+        while os.getppid() == self.parent:
+            ready, _, _ = select.select([self.wakeup], [], [], self.interval)
+            if ready:
+                os.read(self.wakeup, 512)
+        reason = f"Interrupted because the ttservice command that ran it (pid {self.parent}) ended."
+        log.warning("%s", reason)
+        try:
+            self.store.transition(self.job_id, JobStatus.INTERRUPTED, error_message=reason)
+        except TTServiceError as error:
+            log.error("the job's end could not be recorded: %s", error)
+        logging.shutdown()
+        os._exit(EXIT_ABANDONED)
+
+
+def check_disk(store: Store, handler: JobLogHandler | None) -> None:
+    """Fail the job once its log or the database could not be written: it must not run blind.
+
+    The store has already freed its reserve by then, so recording the failure finds room.
+    """
+    if store.disk_full is not None:
+        raise store.disk_full
+    error = handler.write_error if handler else None
+    if error is None:
+        return
+    if error.errno == errno.ENOSPC:
+        store.release_reserve()
+        raise TTServiceError("The disk is full, so the job's log could not be written; free some space.")
+    raise TTServiceError(f"The job's log could not be written: {error.strerror or error}.")
+
+
+def transcribe_job(
+    store: Store, settings: Settings, job_id: int, handler: JobLogHandler | None = None
+) -> int:
     job = store.get_job(job_id)
     options = job.options
     info = audio.probe(job.media_path or "", settings.max_upload_bytes)
     log.info("Decoding %s (%.1f MB)", job.filename, info.size / 2**20)
     samples = audio.decode(info)
     duration = len(samples) / audio.SAMPLE_RATE
-    store.set_media_info(job_id, duration, options.language)
+    resume = ResumePoint.from_segments(store.segments(job_id))
+    offset = resume.after if resume else 0.0
+    language = options.language or (job.detected_language if resume else None)
+    store.set_media_info(job_id, duration, language)
     log.info("Audio: %s long. Loading model %s (%s)", _clock(duration), options.model, options.compute_type)
     engine = FasterWhisperEngine(options)
     started = time.monotonic()
-    segments, info_ = engine.transcribe(samples, options)
+    if resume:
+        log.info("Resuming after the last saved segment, at %s", _clock(offset))
+        options = replace(options, language=language)
+    segments, info_ = engine.transcribe(samples, options, resume)
     store.set_media_info(job_id, duration, info_.language)
     log.info("Language: %s", info_.language)
     chunks = max(1, math.ceil(duration / CHUNK_SECONDS))
     count = 0
     for segment in segments:
+        check_disk(store, handler)
         processed = min(segment.end, duration)
         if not store.add_segments(job_id, [segment], processed, processed / duration):
             log.warning("job %s is no longer processing; stopping", job_id)
             return EXIT_ABANDONED
         count += 1
         wall = time.monotonic() - started
-        speed = processed / wall if wall > 0 else 0.0
+        speed = (processed - offset) / wall if wall > 0 else 0.0
         eta = (duration - processed) / speed if speed > 0 else 0.0
         chunk = min(chunks, int(processed // CHUNK_SECONDS) + 1)
         log.info("[%s -> %s] %s", _clock(segment.start), _clock(segment.end), segment.text)
         log.info("Processing chunk %d/%d - Speed: %.1fx realtime - ETA %s", chunk, chunks, speed, _clock(eta))
+    check_disk(store, handler)
     store.add_segments(job_id, [], duration, 1.0)
     wall = time.monotonic() - started
     log.info(
         "Done: %d segments, %s of audio in %.1f s (%.1fx realtime)",
         count,
-        _clock(duration),
+        _clock(duration - offset),
         wall,
-        duration / max(wall, 1e-6),
+        (duration - offset) / max(wall, 1e-6),
     )
     return EXIT_OK
 
@@ -110,11 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     store = Store.from_settings(settings)
+    watch = ParentWatch.arm(store, job_id, settings.heartbeat_interval)
+    if watch is not None:
+        watch.start()
     heartbeat = Heartbeat(store, job_id, settings.heartbeat_interval)
     heartbeat.start()
     log.info("Worker pid %d started for job %d", os.getpid(), job_id)
     try:
-        code = transcribe_job(store, settings, job_id)
+        code = transcribe_job(store, settings, job_id, handler)
         reason = None
     except MediaError as error:
         code, reason = EXIT_BAD_INPUT, str(error)
@@ -124,16 +212,20 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("unexpected error")
         code, reason = EXIT_FAILED, f"Unexpected error: {type(error).__name__}: {error}"
     heartbeat.done.set()
-    try:
-        if code == EXIT_OK:
-            if not store.transition(job_id, JobStatus.COMPLETED, exit_code=0):
-                code = EXIT_ABANDONED
-        elif reason is not None:
-            log.error("%s", reason)
-            store.transition(job_id, JobStatus.FAILED, error_message=reason, exit_code=code)
-    except TTServiceError as error:
-        log.error("the job's end could not be recorded: %s", error)
-        code = EXIT_FAILED
+    if reason is not None:
+        log.error("%s", reason)
+    for attempt in range(2):  # a disk-full error frees the store's reserve, so once more succeeds
+        try:
+            if code == EXIT_OK:
+                if not store.transition(job_id, JobStatus.COMPLETED, exit_code=0):
+                    code = EXIT_ABANDONED
+            elif reason is not None:
+                store.transition(job_id, JobStatus.FAILED, error_message=reason, exit_code=code)
+            break
+        except TTServiceError as error:
+            log.error("the job's end could not be recorded: %s", error)
+            if attempt:
+                code = EXIT_FAILED
     log.info("Worker exiting with code %d", code)
     logging.shutdown()
     return code

@@ -1,10 +1,10 @@
-"""A finished job: its transcript, downloads, error, re-run and delete."""
+"""A finished job: its transcript, downloads, error, resume, re-run and delete."""
 
 import streamlit as st
 
 from ttservice import actions, export
 from ttservice.exceptions import TTServiceError
-from ttservice.jobs import Job, JobStatus
+from ttservice.jobs import Job, JobStatus, Runner
 from ttservice.web import services
 
 MIME = {"txt": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt", "json": "application/json"}
@@ -34,7 +34,16 @@ def finished_view(job: Job) -> None:
                 key=f"dl-{fmt}-{job.id}",
                 on_click="ignore",
             )
-    rerun, delete = st.columns(2)
+    resume, rerun, delete = st.columns(3)
+    if job.resumable and resume.button(
+        f"Resume from {export.timestamp(store.resume_point(job.id), '.')}", key=f"resume-{job.id}"
+    ):
+        try:
+            actions.resume(store, job.id, Runner.SERVICE)
+        except TTServiceError as error:
+            st.error(str(error))
+        else:
+            st.rerun()
     if rerun.button("Re-run with the same settings", key=f"rerun-{job.id}"):
         try:
             new_id = actions.rerun(store, job.id)

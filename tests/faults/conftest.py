@@ -1,0 +1,279 @@
+"""The fault-injection harness: a real service, a stranger process, and the invariants.
+
+Every case injects a fault into real processes running the real model, waits for
+the outcome it expects, then calls `invariants.check()`, which verifies:
+
+1. no `processing` row without its live process (checked by pid + create time);
+2. no process left of a finished job (its worker and its whole process group);
+3. no signal reached a process that is not ours (a stranger that records signals);
+4. no committed segment lost (segments seen earlier are all still there).
+
+The ledger counts faults injected, invariants checked and violations, and the
+run ends with that table.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ttservice import proctree
+from ttservice.config import Settings
+from ttservice.jobs import JobStatus, Segment
+from ttservice.store import Store
+
+from ..conftest import SPEECH, env_for, make_settings, wait_for
+
+STRANGER = """
+import signal, sys, time
+log = open(sys.argv[1], "a", buffering=1)
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT):
+    signal.signal(sig, lambda n, f: log.write(f"{n}\\n"))
+print("ready", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+@dataclass
+class Ledger:
+    faults: list[str] = field(default_factory=list)
+    checks: int = 0
+    violations: list[str] = field(default_factory=list)
+
+
+LEDGER = Ledger()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not LEDGER.faults:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("fault injection")
+    write(f"{'faults injected':<22}{len(LEDGER.faults):>6}")
+    write(f"{'invariants checked':<22}{LEDGER.checks:>6}")
+    write(f"{'violations':<22}{len(LEDGER.violations):>6}")
+    for name in sorted(set(LEDGER.faults)):
+        write(f"  {LEDGER.faults.count(name)} x {name}")
+    for violation in LEDGER.violations:
+        write(f"  VIOLATION: {violation}")
+
+
+class Stranger:
+    """A process that is not ours, in its own session; it logs every catchable signal it gets."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.log = tmp / "stranger-signals.txt"
+        self.log.touch()
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", STRANGER, str(self.log)],
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+            text=True,
+        )
+        assert self.process.stdout.readline().strip() == "ready"
+        self.pid = self.process.pid
+        self.create_time = psutil.Process(self.pid).create_time()
+
+    def untouched(self) -> str | None:
+        if self.process.poll() is not None:
+            return f"the stranger process {self.pid} died ({self.process.returncode})"
+        if psutil.Process(self.pid).status() == psutil.STATUS_STOPPED:
+            return f"the stranger process {self.pid} was stopped"
+        received = self.log.read_text().split()
+        return f"the stranger process {self.pid} received signals {received}" if received else None
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+class Invariants:
+    def __init__(self, settings: Settings, stranger: Stranger) -> None:
+        self.settings, self.stranger = settings, stranger
+        self.store = Store.from_settings(settings)
+        self.seen: dict[int, list[Segment]] = {}
+
+    def fault(self, name: str) -> None:
+        LEDGER.faults.append(name)
+
+    def remember(self, job_id: int) -> list[Segment]:
+        """Note the segments committed so far; check() fails if any of them disappears."""
+        self.seen[job_id] = self.store.segments(job_id)
+        return self.seen[job_id]
+
+    def violations(self) -> list[str]:
+        found = []
+        for job in self.store.list_jobs(limit=10_000):
+            identity = (
+                proctree.Identity(job.process_id, job.process_create_time)
+                if job.process_id and job.process_create_time
+                else None
+            )
+            alive = identity is not None and proctree.find(identity)[0] is not None
+            if job.status is JobStatus.PROCESSING and identity is not None and not alive:
+                found.append(f"job {job.id} is processing but its process {job.process_id} is gone")
+            if job.finished and identity is not None:
+                left = _group_left(identity, job.started_at, job.finished_at)
+                if alive or left:
+                    found.append(f"job {job.id} is {job.status.value} but processes {left} remain")
+        for job_id, before in self.seen.items():
+            now = {(s.start, s.end, s.text) for s in self.store.segments(job_id)}
+            lost = [s for s in before if (s.start, s.end, s.text) not in now]
+            if lost:
+                found.append(f"job {job_id} lost {len(lost)} committed segment(s)")
+        if problem := self.stranger.untouched():
+            found.append(problem)
+        return found
+
+    def check(self, settle: float = 5.0) -> None:
+        """Check all four invariants; record and fail on any violation.
+
+        A worker that has just recorded its job's end is still exiting, so a
+        violation counts only if it lasts `settle` seconds.
+        """
+        LEDGER.checks += 4
+        deadline = time.monotonic() + settle
+        while (found := self.violations()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        LEDGER.violations.extend(found)
+        assert not found, found
+
+
+def _group_left(identity: proctree.Identity, started: float, finished: float) -> list[int]:
+    """Live members of the process group the job's worker led, created while the job ran.
+
+    (A group id is a PID, so after the worker is gone a stranger may lead a group
+    with the same id; its processes were not created during the job.)
+    """
+    left = []
+    tolerance = proctree.IDENTITY_TOLERANCE
+    for proc in psutil.process_iter():
+        try:
+            if (
+                os.getpgid(proc.pid) == identity.pid
+                and started - tolerance <= proc.create_time() <= finished + tolerance
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
+                left.append(proc.pid)
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return left
+
+
+@pytest.fixture
+def stranger(tmp_path):
+    s = Stranger(tmp_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def fault_settings(tmp_path) -> Settings:
+    # Sweeps every second and a 4-second orphan timeout, so that each fault resolves quickly;
+    # one engine thread per worker keeps several jobs running side by side on 2 cores.
+    return make_settings(
+        tmp_path / "data",
+        heartbeat_interval=0.5,
+        orphan_timeout=4.0,
+        cleanup_interval=1.0,
+        kill_grace=2.0,
+        max_concurrent_jobs=3,
+        cpu_threads=1,
+    )
+
+
+@pytest.fixture
+def invariants(fault_settings, stranger) -> Invariants:
+    return Invariants(fault_settings, stranger)
+
+
+class ServiceProcess:
+    """`ttservice serve --no-ui` as a real process, for crashing and restarting."""
+
+    def __init__(self, settings: Settings, log: Path) -> None:
+        self.settings, self.log = settings, log
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> ServiceProcess:
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ttservice.cli", "serve", "--no-ui"],
+                env=env_for(self.settings),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(lambda: "running without its web app" in self.log.read_text(), 30, what="service start")
+        return self
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.process.pid, sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def service(fault_settings, tmp_path):
+    services = []
+
+    def make(settings: Settings | None = None) -> ServiceProcess:
+        s = ServiceProcess(settings or fault_settings, tmp_path / "service.log")
+        services.append(s)
+        return s.start()
+
+    yield make
+    for s in services:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
+def ten_minute_speech(tmp_path_factory) -> Path:
+    """About ten minutes of speech: long enough to outlive a service restart."""
+    path = tmp_path_factory.mktemp("speech") / "ten_minute_speech.wav"
+    subprocess.run(["espeak-ng", "-s", "165", "-w", str(path), SPEECH * 20], check=True, capture_output=True)
+    return path
+
+
+def wait_status(store: Store, job_id: int, statuses, timeout: float = 60.0):
+    statuses = {statuses} if isinstance(statuses, JobStatus) else set(statuses)
+    return wait_for(
+        lambda: (job := store.get_job(job_id)).status in statuses and job,
+        timeout,
+        what=f"job {job_id} to become {'/'.join(sorted(statuses))}",
+    )
+
+
+def wait_segments(store: Store, job_id: int, count: int = 1, timeout: float = 120.0) -> list[Segment]:
+    return wait_for(
+        lambda: len(segs := store.segments(job_id)) >= count and segs,
+        timeout,
+        what=f"{count} segment(s) of job {job_id}",
+    )
+
+
+def heartbeat_moves(store: Store, job_id: int, timeout: float = 10.0) -> None:
+    first = store.get_job(job_id).last_heartbeat
+    wait_for(lambda: store.get_job(job_id).last_heartbeat != first, timeout, what="a new heartbeat")
+
+
+def since(start: float) -> float:
+    return time.monotonic() - start
