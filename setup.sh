@@ -5,6 +5,7 @@
 #   ./setup.sh --restart  install, stop the running service, start it again in the background
 #   ./setup.sh --stop     stop the background service
 #   ./setup.sh --test     install (with test tools and Debian packages), then run every test
+#   ./setup.sh --bench    install (as for --test), then run the benchmarks (bench/run.py)
 #   ./setup.sh --install  install only
 #
 # Environment: TTSERVICE_* settings (see `ttservice --help`), TTSERVICE_HOST / TTSERVICE_PORT.
@@ -83,9 +84,14 @@ case "$MODE" in
     ensure_test_packages
     ensure_venv test
     say "Lint"
-    "$VENV/bin/ruff" check ttservice tests
+    "$VENV/bin/ruff" check ttservice tests bench
     say "Tests"
     exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider ;;
+  --bench)
+    ensure_test_packages
+    ensure_venv test
+    say "Benchmarks (a few minutes; results in bench/results.json)"
+    exec "$VENV/bin/python" bench/run.py "${@:2}" ;;
   --stop)
     stop_service ;;
   --restart)
@@ -100,5 +106,5 @@ case "$MODE" in
     stop_service
     exec "$VENV/bin/ttservice" serve --host "$HOST" --port "$PORT" ;;
   *)
-    echo "usage: ./setup.sh [--test|--restart|--stop|--install]" >&2; exit 2 ;;
+    echo "usage: ./setup.sh [--test|--bench|--restart|--stop|--install]" >&2; exit 2 ;;
 esac

@@ -1,14 +1,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
-import wave
 from pathlib import Path
 
-import numpy as np
 import psutil
 import pytest
 
@@ -16,19 +13,13 @@ from ttservice.config import Settings
 from ttservice.jobs import Runner, TranscribeOptions
 from ttservice.store import Store
 
+from .speech import SPEECH, synthesize, write_wav  # noqa: F401  (write_wav: used by tests)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TTSERVICE_SHARED_DIR", REPO.parent / "shared"))
 JFK_WAV = SHARED / "data" / "jfk.wav"
 JFK_TXT = SHARED / "data" / "jfk.txt"
 DUMMY = Path(__file__).parent / "helpers" / "dummy.py"
-
-# A few minutes of speech; espeak-ng reads it at about 175 words a minute.
-SPEECH = (
-    "The history of the town begins with a small mill on the river. Farmers brought their grain "
-    "from the valley, and the miller kept careful records of every sack. Over the years a market "
-    "grew around the mill, then a school, a church and a railway station. Today the old mill is a "
-    "museum, and children visit it to learn how bread was made two hundred years ago. "
-)
 
 
 def pytest_sessionstart(session):
@@ -70,31 +61,15 @@ def make_job(store: Store):
     return make
 
 
-def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
-    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    return path
-
-
 @pytest.fixture(scope="session")
 def long_speech(tmp_path_factory) -> Path:
     """About three minutes of synthesised speech (espeak-ng), written once per run."""
-    if shutil.which("espeak-ng") is None:
-        pytest.fail("espeak-ng is required; ./setup.sh --test installs it")
-    path = tmp_path_factory.mktemp("speech") / "long_speech.wav"
-    subprocess.run(["espeak-ng", "-s", "165", "-w", str(path), SPEECH * 6], check=True, capture_output=True)
-    return path
+    return synthesize(tmp_path_factory.mktemp("speech") / "long_speech.wav", SPEECH * 6)
 
 
 @pytest.fixture(scope="session")
 def minute_speech(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("speech") / "minute_speech.wav"
-    subprocess.run(["espeak-ng", "-s", "165", "-w", str(path), SPEECH * 2], check=True, capture_output=True)
-    return path
+    return synthesize(tmp_path_factory.mktemp("speech") / "minute_speech.wav", SPEECH * 2)
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):

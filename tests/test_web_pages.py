@@ -1,5 +1,6 @@
 """Streamlit AppTest of each page over a real store in a temp dir."""
 
+import json
 import sys
 import time
 
@@ -10,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from ttservice.jobs import JobStatus, Segment
 from ttservice.process_manager import ProcessManager
 
-from .conftest import DUMMY, REPO, env_for
+from .conftest import DUMMY, REPO, env_for, ttservice
 
 VIEWS = str(REPO / "ttservice" / "web" / "views") + "/"
 
@@ -116,3 +117,31 @@ def test_statistics_page_counts_statuses_and_cleans_up(web_env, store, make_job,
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Failed"] == "1" and metrics["Processing"] == "0"
     assert metrics["Success rate"] == "50%"
+
+
+def test_resume_button_requeues_a_stopped_job_keeping_its_transcript(web_env, store, make_job):
+    job_id = make_job()
+    store.claim(job_id, 5)
+    store.add_segments(job_id, [Segment(0.0, 2.5, "ask not")], 2.5, 0.2)
+    store.transition(job_id, JobStatus.CANCELLED, error_message="Stopped by the user.")
+    at = run("history.py", job=job_id)
+    button = at.button(key=f"resume-{job_id}")
+    assert button.label == "Resume from 00:00:02.500"
+    button.click().run()
+    job = store.get_job(job_id)
+    assert job.status is JobStatus.QUEUED and job.resumed_from == 2.5 and job.error is None
+    assert [s.text for s in store.segments(job_id)] == ["ask not"]
+    completed = finished_job(store, make_job)
+    keys = [b.key for b in run("history.py", job=completed).button]
+    assert f"rerun-{completed}" in keys and f"resume-{completed}" not in keys  # nothing to resume
+
+
+def test_stalled_job_is_flagged_in_history_and_cli(web_env, store, make_job, settings):
+    job_id = make_job()
+    store.claim(job_id, 5, now=time.time() - settings.stall_timeout - 60)
+    store.heartbeat(job_id)  # alive, but no progress since it started
+    at = run("history.py")
+    assert any("stalled" in m.value for m in at.markdown)
+    listed = json.loads(ttservice(settings, "jobs", "--json").stdout)
+    assert listed[0]["stalled"] is True
+    assert "(stalled)" in ttservice(settings, "jobs").stdout

@@ -30,7 +30,8 @@ from ttservice.config import Settings
 from ttservice.jobs import JobStatus, Segment
 from ttservice.store import Store
 
-from ..conftest import SPEECH, env_for, make_settings, wait_for
+from ..conftest import env_for, make_settings, wait_for
+from ..speech import SPEECH, synthesize
 
 STRANGER = """
 import signal, sys, time
@@ -248,9 +249,7 @@ def service(fault_settings, tmp_path):
 @pytest.fixture(scope="session")
 def ten_minute_speech(tmp_path_factory) -> Path:
     """About ten minutes of speech: long enough to outlive a service restart."""
-    path = tmp_path_factory.mktemp("speech") / "ten_minute_speech.wav"
-    subprocess.run(["espeak-ng", "-s", "165", "-w", str(path), SPEECH * 20], check=True, capture_output=True)
-    return path
+    return synthesize(tmp_path_factory.mktemp("speech") / "ten_minute_speech.wav", SPEECH * 20)
 
 
 def wait_status(store: Store, job_id: int, statuses, timeout: float = 60.0):

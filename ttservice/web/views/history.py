@@ -56,7 +56,8 @@ def show_list() -> None:
     for job in jobs:
         cols = st.columns(widths)
         cols[0].write(str(job.id))
-        cols[1].markdown(services.BADGES[job.status])
+        stalled = job.stalled(services.settings().stall_timeout)
+        cols[1].markdown(services.BADGES[job.status] + (" :orange-badge[stalled]" if stalled else ""))
         cols[2].write(job.filename or "-")
         cols[3].write((iso(job.created_at) or "-").replace("T", " ").replace("+00:00", " UTC"))
         cols[4].write(services.clock(job.duration))

