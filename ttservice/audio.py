@@ -11,13 +11,15 @@ import wave
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .config import Settings
 from .exceptions import MediaError
 from .jobs import Job, Runner, TranscribeOptions
 from .store import Store
+
+if TYPE_CHECKING:  # numpy loads in the worker only; the CLI starts faster without it
+    import numpy as np
 
 # The source document's emergency switch: set TTSERVICE_USE_PROCESS_TRACKING=0
 # (or this flag) and jobs still run and finish, without PID tracking.
@@ -153,7 +155,7 @@ def run_transcription(
                 on_update(job)
             if job.finished:
                 return job
-            cancel.wait(poll)
+            pm.wait_for_exit(job_id, poll, cancel)  # back at once when the worker ends
         pm.kill_process(job_id)
         return store.get_job(job_id)
     except BaseException:

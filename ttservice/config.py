@@ -44,6 +44,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("beam_size", "5", "Beam size for decoding."),
     Setting("vad", "1", "1 to skip silence with the Silero VAD filter."),
     Setting("cpu_threads", "0", "CPU threads per worker; 0 lets CTranslate2 choose."),
+    Setting("batch_size", "8", "Clips decoded together (batched pipeline); 0 decodes window by window."),
     Setting("stall_timeout", "900", "Seconds without progress after which a job is shown as stalled."),
 )
 
@@ -70,6 +71,7 @@ class Settings:
     beam_size: int
     vad: bool
     cpu_threads: int
+    batch_size: int
     stall_timeout: float
 
     @classmethod

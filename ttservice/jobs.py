@@ -85,6 +85,7 @@ class TranscribeOptions:
     vad: bool = True
     compute_type: str = "int8"
     cpu_threads: int = 0
+    batch_size: int = 8
 
     @classmethod
     def from_settings(cls, settings: Any, **choices: Any) -> TranscribeOptions:
@@ -95,6 +96,7 @@ class TranscribeOptions:
             "vad": settings.vad,
             "compute_type": settings.compute_type,
             "cpu_threads": settings.cpu_threads,
+            "batch_size": settings.batch_size,
         }
         values.update({k: v for k, v in choices.items() if v is not None})
         return cls(**values)

@@ -27,6 +27,7 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 MONITOR_POLL = 0.5  # seconds between checks of started children (exit noticed well within 2 s)
+EXIT_POLL = 0.02  # seconds between checks of a worker a foreground command waits for
 LEASE_LAPSE = 30.0  # a "stop if I leave the page" job is stopped this long after its page went away
 
 
@@ -137,6 +138,22 @@ class ProcessManager:
         else:
             self.store.register_process(job_id, None, None, log_path)
         log.info("job %s: started pid %s: %s", job_id, process.pid, " ".join(cmd))
+
+    def wait_for_exit(self, job_id: int, timeout: float, interrupt: threading.Event) -> bool:
+        """Wait up to `timeout` s for the worker we started for `job_id` to exit; True if it has.
+
+        Returns early when `interrupt` is set. Without a child of ours it just waits.
+        """
+        with self._lock:
+            child = self._children.get(job_id)
+        if child is None:
+            interrupt.wait(timeout)
+            return False
+        deadline = time.monotonic() + timeout
+        while child.poll() is None:
+            if interrupt.wait(EXIT_POLL) or time.monotonic() >= deadline:
+                return False
+        return True
 
     def dispatch(self) -> list[int]:
         """Start queued jobs of this manager's runner while slots are free."""

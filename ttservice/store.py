@@ -47,6 +47,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
+    # WAL with NORMAL: a commit survives any crash of a process; only a power cut may undo the
+    # last moments (never corrupting the file). FULL would fsync every heartbeat.
+    conn.execute("PRAGMA synchronous = NORMAL")
     return conn
 
 
@@ -349,12 +352,30 @@ class Store:
 
     def heartbeat(self, job_id: int, now: float | None = None) -> bool:
         """Record that the job's process is alive; False once the job has finished."""
-        with self.transaction() as conn:
-            cur = conn.execute(
+        return (
+            self._write_one(
                 "UPDATE transcription_jobs SET last_heartbeat = ? WHERE id = ? AND status = ?",
                 (now or time.time(), job_id, JobStatus.PROCESSING.value),
             )
-            return cur.rowcount == 1
+            == 1
+        )
+
+    def _write_one(self, sql: str, params: Sequence[Any]) -> int:
+        """One statement in its own implicit transaction (no BEGIN/COMMIT round trips); rows changed.
+
+        A single statement cannot deadlock, so SQLite's busy timeout waits for the
+        lock; what outlasts it is retried like `transaction()` does.
+        """
+        conn = self._conn()
+        deadline = time.monotonic() + LOCK_RETRY_SECONDS
+        while True:
+            try:
+                return conn.execute(sql, params).rowcount
+            except sqlite3.OperationalError as error:
+                if not _is_locked(error) or time.monotonic() > deadline:
+                    raise self._error(error) from None
+            except sqlite3.Error as error:
+                raise self._error(error) from None
 
     def set_media_info(self, job_id: int, duration: float, language: str | None) -> None:
         with self.transaction() as conn:

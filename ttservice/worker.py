@@ -232,4 +232,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is committed and the log is closed: skip the interpreter's teardown
+    # (the model's destructors and native thread pools, ~0.15 s), as multiprocessing does.
+    os._exit(exit_code)
