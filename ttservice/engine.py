@@ -7,10 +7,10 @@ another engine (or a remote one) can come without touching supervision.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -122,29 +122,37 @@ class FasterWhisperEngine:
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
         duration = len(audio) / SAMPLE_RATE
         after = resume.after if resume is not None else -1.0
-        clips = [c for c in speech_clips(audio, options.vad) if c[1] > after + 0.01]
+        clips = [c for c in speech_clips(audio, options.vad) if c.end > after + 0.01]
         if not clips:
             return iter(()), TranscriptionInfo(options.language, duration)
-        batches = [clips[:1]] + [
-            clips[i : i + options.batch_size] for i in range(1, len(clips), options.batch_size)
-        ]
+        size = options.batch_size
+        batches = [clips[:1]] + [clips[i : i + size] for i in range(1, len(clips), size)]
 
-        def run(batch: list[tuple[float, float]], language: str | None):
-            return self.pipeline.transcribe(
-                audio,
+        def run(batch: list[Clip], language: str | None) -> tuple[Iterator[Segment], Any]:
+            # The clips' speech end to end; each is decoded on its own as one 30-s input.
+            bounds = np.cumsum([0] + [len(c.audio) for c in batch]) / SAMPLE_RATE
+            segments, info = self.pipeline.transcribe(
+                np.concatenate([c.audio for c in batch]),
                 language=language,
-                clip_timestamps=[{"start": start, "end": end} for start, end in batch],
+                clip_timestamps=[{"start": a, "end": b} for a, b in zip(bounds, bounds[1:], strict=False)],
                 batch_size=len(batch),
                 **self._decode_options(options),
             )
+
+            def placed() -> Iterator[Segment]:
+                for s in segments:
+                    i = min(int(np.searchsorted(bounds, s.start, "right")) - 1, len(batch) - 1)
+                    yield batch[i].to_original(s, bounds[i])
+
+            return placed(), info
 
         first, info = run(batches[0], options.language or None)
 
         def generate() -> Iterator[Segment]:
             for segments in chain([first], (run(b, info.language)[0] for b in batches[1:])):
-                for s in segments:
-                    if s.end > after + 0.01:  # else: re-decoded, and already committed
-                        yield _segment(s)
+                for segment in segments:
+                    if segment.end > after + 0.01:  # else: re-decoded, and already committed
+                        yield segment
 
         return generate(), TranscriptionInfo(info.language, duration)
 
@@ -163,49 +171,108 @@ class FasterWhisperEngine:
             return iter(()), TranscriptionInfo(options.language, len(audio) / SAMPLE_RATE)
         if speech:
             audio = np.concatenate(collect_chunks(audio, speech)[0])
-        window = resume.window if resume is not None and resume.window is not None else None
-        segments, info = self.model.transcribe(
-            audio,
-            language=options.language or None,
-            clip_timestamps=[window] if window is not None else "0",
-            initial_prompt=list(resume.prompt) if resume is not None and resume.prompt else None,
-            **self._decode_options(options),
-        )
-        if speech:
-            segments = restore_speech_timestamps(segments, speech, SAMPLE_RATE)
-        after = resume.after if window is not None else -1.0
+        # The first call stops at a pause after FIRST_CLIP_SECONDS of speech, so that the
+        # first text comes quickly; the second goes on from there, primed with the first's
+        # tokens. A resumed run follows the same schedule, so it decodes the same windows.
+        cut = _first_cut(audio)
+        start = resume.window if resume is not None and resume.window is not None else 0.0
+        after = resume.after if resume is not None and resume.window is not None else -1.0
+        parts = [(start, cut), (cut, None)] if cut is not None and start < cut else [(start, None)]
+        tokens = list(resume.prompt) if resume is not None else []
+
+        def call(part: tuple[float, float | None], language: str | None):
+            begin, stop = part
+            segments, info = self.model.transcribe(
+                audio,
+                language=language,
+                clip_timestamps=[begin, stop] if stop is not None else [begin],
+                initial_prompt=list(tokens) or None,
+                **self._decode_options(options),
+            )
+            if speech:
+                segments = restore_speech_timestamps(segments, speech, SAMPLE_RATE)
+            return segments, info
+
+        first, info = call(parts[0], options.language or None)
 
         def generate() -> Iterator[Segment]:
-            for s in segments:
-                if s.end > after + 0.01:  # else: re-decoded part of the resumed window
-                    yield _segment(s, shift, window=s.seek / FRAMES_PER_SECOND)
+            for segments in chain([first], (call(p, info.language)[0] for p in parts[1:])):
+                for s in segments:
+                    tokens.extend(s.tokens)
+                    if s.end > after + 0.01:  # else: re-decoded part of the resumed window
+                        yield _segment(s, shift, window=s.seek / FRAMES_PER_SECOND)
 
         return generate(), TranscriptionInfo(language=info.language, duration=info.duration)
 
 
-def speech_clips(audio: np.ndarray, vad: bool) -> list[tuple[float, float]]:
-    """Clips (start, end in seconds) of at most CLIP_SECONDS, cut in pauses; the first is short.
+def _first_cut(audio: np.ndarray) -> float | None:
+    """Where the first call stops: the first pause after FIRST_CLIP_SECONDS, within the first
+    30 s (a short VAD pass over them finds it); None if there is none."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    With VAD, silence between clips is skipped; without, the audio is cut every CLIP_SECONDS.
+    head = audio[: int(CLIP_SECONDS * SAMPLE_RATE)]
+    if len(head) == len(audio):
+        return None  # one window holds it all
+    for span in get_speech_timestamps(head, VadOptions(min_silence_duration_ms=160)):
+        if FIRST_CLIP_SECONDS * SAMPLE_RATE <= span["end"] < len(head):
+            return span["end"] / SAMPLE_RATE
+    return None
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Up to 30 s of speech: the VAD spans (in samples) it joins, and their audio end to end."""
+
+    spans: tuple[tuple[int, int], ...]
+    audio: np.ndarray = field(repr=False, compare=False)
+
+    @property
+    def end(self) -> float:
+        return self.spans[-1][1] / SAMPLE_RATE
+
+    def original_time(self, t: float) -> float:
+        """A time within this clip's joined audio, on the file's timeline."""
+        sample = t * SAMPLE_RATE
+        for start, end in self.spans:
+            if sample <= end - start:
+                return float(start + sample) / SAMPLE_RATE
+            sample -= end - start
+        return self.end
+
+    def to_original(self, s, clip_start: float) -> Segment:
+        """A decoded segment (times within the batch's audio) on the file's timeline."""
+        at = lambda t: self.original_time(t - clip_start)  # noqa: E731
+        words = [
+            {"start": at(w.start), "end": at(w.end), "word": w.word, "probability": w.probability}
+            for w in s.words or []
+        ]
+        return Segment(at(s.start), at(s.end), s.text.strip(), words or None, tokens=list(s.tokens))
+
+
+def speech_clips(audio: np.ndarray, vad: bool) -> list[Clip]:
+    """The clips faster-whisper's batched pipeline makes (VAD speech joined up to 30 s), in order.
+
+    The first clip holds only up to FIRST_CLIP_SECONDS of speech, so that the first
+    text comes quickly. Without VAD the audio is cut every CLIP_SECONDS.
     """
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    duration = len(audio) / SAMPLE_RATE
     if vad:
-        found = get_speech_timestamps(
-            audio, VadOptions(max_speech_duration_s=CLIP_SECONDS, min_silence_duration_ms=160)
-        )
-        spans = [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in found]
+        options = VadOptions(max_speech_duration_s=CLIP_SECONDS, min_silence_duration_ms=160)
+        spans = [(s["start"], s["end"]) for s in get_speech_timestamps(audio, options)]
     else:
-        starts = np.arange(0.0, duration, CLIP_SECONDS)
-        spans = [(float(t), float(min(t + CLIP_SECONDS, duration))) for t in starts]
-    clips: list[tuple[float, float]] = []
-    for start, end in spans:
-        limit = FIRST_CLIP_SECONDS if len(clips) == 1 else CLIP_SECONDS
-        if clips and end - clips[-1][0] <= limit:
-            clips[-1] = (clips[-1][0], end)  # this pause is not needed to cut here
-        else:
-            clips.append((start, end))
+        step = int(CLIP_SECONDS * SAMPLE_RATE)
+        spans = [(i, min(i + step, len(audio))) for i in range(0, len(audio), step)]
+    clips: list[Clip] = []
+    joined: list[tuple[int, int]] = []
+    limit = FIRST_CLIP_SECONDS * SAMPLE_RATE
+    for start, end in spans + [(0, 0)]:  # the empty span at the end closes the last clip
+        length = sum(b - a for a, b in joined)
+        if joined and (length + end - start > limit or end == start):
+            clips.append(Clip(tuple(joined), np.concatenate([audio[a:b] for a, b in joined])))
+            joined, limit = [], CLIP_SECONDS * SAMPLE_RATE
+        if end > start:
+            joined.append((start, end))
     return clips
 
 

@@ -85,7 +85,7 @@ class TranscribeOptions:
     vad: bool = True
     compute_type: str = "int8"
     cpu_threads: int = 0
-    batch_size: int = 8
+    batch_size: int = 0
 
     @classmethod
     def from_settings(cls, settings: Any, **choices: Any) -> TranscribeOptions:

@@ -29,6 +29,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from . import audio
@@ -138,6 +139,12 @@ def transcribe_job(
 ) -> int:
     job = store.get_job(job_id)
     options = job.options
+    # The model loads while the media is decoded: both take a fraction of a second
+    # that the first text would otherwise wait for twice.
+    log.info("Loading model %s (%s)", options.model, options.compute_type)
+    loader = ThreadPoolExecutor(1, thread_name_prefix="model")
+    loading = loader.submit(FasterWhisperEngine, options)
+    loader.shutdown(wait=False)
     info = audio.probe(job.media_path or "", settings.max_upload_bytes)
     log.info("Decoding %s (%.1f MB)", job.filename, info.size / 2**20)
     samples = audio.decode(info)
@@ -146,8 +153,8 @@ def transcribe_job(
     offset = resume.after if resume else 0.0
     language = options.language or (job.detected_language if resume else None)
     store.set_media_info(job_id, duration, language)
-    log.info("Audio: %s long. Loading model %s (%s)", _clock(duration), options.model, options.compute_type)
-    engine = FasterWhisperEngine(options)
+    log.info("Audio: %s long", _clock(duration))
+    engine = loading.result()
     started = time.monotonic()
     if resume:
         log.info("Resuming after the last saved segment, at %s", _clock(offset))
