@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from ttservice.config import Settings
-from ttservice.jobs import Runner, TranscribeOptions
+from ttservice.jobs import Job, Runner, TranscribeOptions
 from ttservice.store import Store
 
 from .speech import SPEECH, synthesize, write_wav  # noqa: F401  (write_wav: used by tests)
@@ -110,6 +110,21 @@ def ttservice(settings: Settings, *args: str, timeout: float = 300, **kwargs) ->
         timeout=timeout,
         **kwargs,
     )
+
+
+def start_transcribe(settings: Settings, media: Path) -> tuple[subprocess.Popen, Store, Job]:
+    """`ttservice transcribe MEDIA` in the background; returns once its first segment is stored."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ttservice.cli", "transcribe", str(media)],
+        env=env_for(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    store = Store.from_settings(settings)
+    job = wait_for(lambda: (store.list_jobs() or [None])[0], 30, what="job row")
+    wait_for(lambda: store.segments(job.id), 120, what="first segment")
+    return proc, store, store.get_job(job.id)
 
 
 def words(text: str) -> list[str]:

@@ -3,8 +3,6 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +10,16 @@ import pytest
 from ttservice.jobs import JobStatus
 from ttservice.store import Store
 
-from .conftest import JFK_TXT, JFK_WAV, env_for, gone, group_members, ttservice, wait_for, words, write_wav
+from .conftest import (
+    JFK_TXT,
+    JFK_WAV,
+    gone,
+    group_members,
+    start_transcribe,
+    ttservice,
+    words,
+    write_wav,
+)
 from .media import bad_inputs, video_with_audio
 
 pytestmark = pytest.mark.model
@@ -101,22 +108,8 @@ def test_video_file_is_transcribed(settings, tmp_path):
     assert "ask not what your country can do for you" in " ".join(words(done.stdout))
 
 
-def _start_cli(settings, media):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ttservice.cli", "transcribe", str(media)],
-        env=env_for(settings),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    store = Store.from_settings(settings)
-    job = wait_for(lambda: (store.list_jobs() or [None])[0], 30, what="job row")
-    wait_for(lambda: store.segments(job.id), 120, what="first segment")
-    return proc, store, store.get_job(job.id)
-
-
 def test_sigterm_to_cli_stops_the_worker_tree(settings, long_speech):
-    proc, store, job = _start_cli(settings, long_speech)
+    proc, store, job = start_transcribe(settings, long_speech)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130
@@ -126,7 +119,7 @@ def test_sigterm_to_cli_stops_the_worker_tree(settings, long_speech):
 
 
 def test_cli_reports_a_worker_that_died(settings, long_speech):
-    proc, store, job = _start_cli(settings, long_speech)
+    proc, store, job = start_transcribe(settings, long_speech)
     os.kill(job.process_id, signal.SIGKILL)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 1

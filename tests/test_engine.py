@@ -11,14 +11,20 @@ from ttservice.jobs import TranscribeOptions
 from .conftest import words
 
 
-def test_speech_clips_are_short_ordered_and_cut_in_pauses(long_speech):
+def test_speech_clips_join_speech_up_to_30_s_and_map_back(long_speech):
     audio = decode_audio(str(long_speech), sampling_rate=16000)
     clips = speech_clips(audio, vad=True)
-    assert clips[0][1] - clips[0][0] <= FIRST_CLIP_SECONDS + 0.5
-    assert all(end - start <= CLIP_SECONDS for start, end in clips)
-    assert all(a[1] <= b[0] for a, b in zip(clips, clips[1:], strict=False))
+    assert len(clips[0].audio) <= FIRST_CLIP_SECONDS * 16000 < len(clips[1].audio)
+    assert all(len(c.audio) <= CLIP_SECONDS * 16000 for c in clips)
+    spans = [span for c in clips for span in c.spans]
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))  # in order, no overlap
+    second = clips[1]
+    first_span = second.spans[0]
+    assert second.original_time(0.0) == first_span[0] / 16000
+    inside = (first_span[1] - first_span[0]) / 16000  # the end of its first span, then the next
+    assert second.original_time(inside) == first_span[1] / 16000
     fixed = speech_clips(np.zeros(16000 * 70, dtype=np.float32), vad=False)
-    assert fixed == [(0.0, 30.0), (30.0, 60.0), (60.0, 70.0)]
+    assert [c.spans for c in fixed] == [((0, 480000),), ((480000, 960000),), ((960000, 1120000),)]
 
 
 @pytest.mark.parametrize("batch_size", [8, 0], ids=["batched", "sequential"])

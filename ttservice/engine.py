@@ -75,15 +75,15 @@ def resolve_model(model: str) -> str:
 class FasterWhisperEngine:
     """faster-whisper on the CPU, in one of two modes (`TranscribeOptions.batch_size`):
 
-    - batched (the default, measured fastest at equal accuracy): speech is cut
-      into clips of at most 30 s along VAD pauses and decoded several clips at a
-      time, each on its own. The first batch is one short clip, so the first text
-      shows quickly. Resuming skips the clips already done and re-decodes the one
-      it stopped in, dropping what was committed: clips are independent, so the
-      result is the uninterrupted one.
-    - sequential (batch_size 0): one 30-s window after another, each primed with
-      the text before it; resuming re-decodes the last window with the same
-      prompt (see ResumePoint).
+    - sequential (0, the default: the best WER in bench item 8): one 30-s window
+      after another, each primed with the text before it. The first call stops at
+      a pause after 10 s so that the first text shows quickly. Resuming re-decodes
+      the last window with the same prompt on the same schedule (see ResumePoint).
+    - batched (N > 0, ~1.4x faster, about 2 WER points worse in bench item 8):
+      speech joined into clips of up to 30 s as faster-whisper's batched pipeline
+      does, N clips decoded at a time, each on its own; the first batch is one
+      short clip. Resuming skips the clips already done and re-decodes the one it
+      stopped in, dropping what was committed: clips are independent.
     """
 
     def __init__(self, options: TranscribeOptions) -> None:

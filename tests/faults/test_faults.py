@@ -22,7 +22,7 @@ from ttservice.jobs import JobStatus, Runner, TranscribeOptions
 from ttservice.process_manager import ProcessManager
 from ttservice.store import Store
 
-from ..conftest import JFK_TXT, JFK_WAV, env_for, gone, make_settings, ttservice, wait_for, words
+from ..conftest import JFK_TXT, JFK_WAV, gone, make_settings, start_transcribe, ttservice, wait_for, words
 from ..media import bad_inputs
 from .conftest import Invariants, heartbeat_moves, wait_segments, wait_status
 
@@ -148,16 +148,9 @@ def test_sigterm_service_interrupts_and_resume_continues(
 
 
 def test_sigkill_foreground_cli(invariants, fault_settings, long_speech):
-    store = invariants.store
-    cli = subprocess.Popen(
-        [sys.executable, "-m", "ttservice.cli", "transcribe", str(long_speech)],
-        env=env_for(fault_settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    cli, store, job = start_transcribe(fault_settings, long_speech)
+    job_id = job.id
     try:
-        job_id = wait_for(lambda: (jobs := store.list_jobs()) and jobs[0].id, 30)
-        wait_segments(store, job_id)
         invariants.remember(job_id)
         pid = store.get_job(job_id).process_id
         invariants.fault("SIGKILL foreground CLI")
@@ -180,16 +173,10 @@ def test_sigstop_worker(service, invariants, fault_settings, long_speech, watche
     if watcher == "service":
         service()
         job_id = submit(store, fault_settings, long_speech)
+        wait_segments(store, job_id)
     else:
-        cli = subprocess.Popen(
-            [sys.executable, "-m", "ttservice.cli", "transcribe", str(long_speech)],
-            env=env_for(fault_settings),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        job_id = wait_for(lambda: (jobs := store.list_jobs()) and jobs[0].id, 30)
-    wait_segments(store, job_id)
+        cli, _, job = start_transcribe(fault_settings, long_speech)
+        job_id = job.id
     invariants.remember(job_id)
     pid = store.get_job(job_id).process_id
     invariants.fault(f"SIGSTOP worker ({watcher} watching)")
@@ -198,7 +185,8 @@ def test_sigstop_worker(service, invariants, fault_settings, long_speech, watche
     assert "no heartbeat for" in job.error and "its worker was stopped" in job.error
     assert gone(pid)
     if cli is not None:
-        assert cli.wait(30) == 1 and "no heartbeat" in cli.stderr.read()
+        _, stderr = cli.communicate(timeout=30)
+        assert cli.returncode == 1 and "no heartbeat" in stderr
     invariants.check()
 
 
