@@ -76,9 +76,9 @@ class FasterWhisperEngine:
     """faster-whisper on the CPU, in one of two modes (`TranscribeOptions.batch_size`):
 
     - sequential (0, the default: the best WER in bench item 8): one 30-s window
-      after another, each primed with the text before it. The first call stops at
-      a pause after 10 s so that the first text shows quickly. Resuming re-decodes
-      the last window with the same prompt on the same schedule (see ResumePoint).
+      after another, each primed with the text before it. Resuming re-decodes the
+      last window with the same prompt (see ResumePoint). (Stopping the first call
+      at a pause after 10 s gave a quicker first text but cost 5 WER points.)
     - batched (N > 0, ~1.4x faster, about 2 WER points worse in bench item 8):
       speech joined into clips of up to 30 s as faster-whisper's batched pipeline
       does, N clips decoded at a time, each on its own; the first batch is one
@@ -171,52 +171,24 @@ class FasterWhisperEngine:
             return iter(()), TranscriptionInfo(options.language, len(audio) / SAMPLE_RATE)
         if speech:
             audio = np.concatenate(collect_chunks(audio, speech)[0])
-        # The first call stops at a pause after FIRST_CLIP_SECONDS of speech, so that the
-        # first text comes quickly; the second goes on from there, primed with the first's
-        # tokens. A resumed run follows the same schedule, so it decodes the same windows.
-        cut = _first_cut(audio)
-        start = resume.window if resume is not None and resume.window is not None else 0.0
-        after = resume.after if resume is not None and resume.window is not None else -1.0
-        parts = [(start, cut), (cut, None)] if cut is not None and start < cut else [(start, None)]
-        tokens = list(resume.prompt) if resume is not None else []
-
-        def call(part: tuple[float, float | None], language: str | None):
-            begin, stop = part
-            segments, info = self.model.transcribe(
-                audio,
-                language=language,
-                clip_timestamps=[begin, stop] if stop is not None else [begin],
-                initial_prompt=list(tokens) or None,
-                **self._decode_options(options),
-            )
-            if speech:
-                segments = restore_speech_timestamps(segments, speech, SAMPLE_RATE)
-            return segments, info
-
-        first, info = call(parts[0], options.language or None)
+        window = resume.window if resume is not None and resume.window is not None else None
+        segments, info = self.model.transcribe(
+            audio,
+            language=options.language or None,
+            clip_timestamps=[window] if window is not None else "0",
+            initial_prompt=list(resume.prompt) if resume is not None and resume.prompt else None,
+            **self._decode_options(options),
+        )
+        if speech:
+            segments = restore_speech_timestamps(segments, speech, SAMPLE_RATE)
+        after = resume.after if window is not None else -1.0
 
         def generate() -> Iterator[Segment]:
-            for segments in chain([first], (call(p, info.language)[0] for p in parts[1:])):
-                for s in segments:
-                    tokens.extend(s.tokens)
-                    if s.end > after + 0.01:  # else: re-decoded part of the resumed window
-                        yield _segment(s, shift, window=s.seek / FRAMES_PER_SECOND)
+            for s in segments:
+                if s.end > after + 0.01:  # else: re-decoded part of the resumed window
+                    yield _segment(s, shift, window=s.seek / FRAMES_PER_SECOND)
 
         return generate(), TranscriptionInfo(language=info.language, duration=info.duration)
-
-
-def _first_cut(audio: np.ndarray) -> float | None:
-    """Where the first call stops: the first pause after FIRST_CLIP_SECONDS, within the first
-    30 s (a short VAD pass over them finds it); None if there is none."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-    head = audio[: int(CLIP_SECONDS * SAMPLE_RATE)]
-    if len(head) == len(audio):
-        return None  # one window holds it all
-    for span in get_speech_timestamps(head, VadOptions(min_silence_duration_ms=160)):
-        if FIRST_CLIP_SECONDS * SAMPLE_RATE <= span["end"] < len(head):
-            return span["end"] / SAMPLE_RATE
-    return None
 
 
 @dataclass(frozen=True)
