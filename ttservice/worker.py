@@ -142,7 +142,7 @@ def transcribe_job(
     info = audio.probe(job.media_path or "", settings.max_upload_bytes)
     # The media decodes while the model loads: both take a fraction of a second that the
     # first text would otherwise wait for twice. The model loads here, in the main thread,
-    # where it is used: loaded in another thread it cost ~40 MB more RSS (malloc arenas).
+    # where it is used: loaded in another thread it cost ~30 MB more RSS (malloc arenas).
     log.info("Decoding %s (%.1f MB); loading model %s (%s)", job.filename, info.size / 2**20,
              options.model, options.compute_type)  # fmt: skip
     decoder = ThreadPoolExecutor(1, thread_name_prefix="decode")
