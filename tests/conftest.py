@@ -127,6 +127,18 @@ def start_transcribe(settings: Settings, media: Path) -> tuple[subprocess.Popen,
     return proc, store, store.get_job(job.id)
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM, wait up to `timeout` s, then SIGKILL: how tests stop a service they started."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def words(text: str) -> list[str]:
     import re
 

@@ -6,7 +6,7 @@ another engine (or a remote one) can come without touching supervision.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -186,7 +186,7 @@ class FasterWhisperEngine:
         def generate() -> Iterator[Segment]:
             for s in segments:
                 if s.end > after + 0.01:  # else: re-decoded part of the resumed window
-                    yield _segment(s, shift, window=s.seek / FRAMES_PER_SECOND)
+                    yield _segment(s, lambda t: t + shift, window=s.seek / FRAMES_PER_SECOND)
 
         return generate(), TranscriptionInfo(language=info.language, duration=info.duration)
 
@@ -211,14 +211,9 @@ class Clip:
             sample -= end - start
         return self.end
 
-    def to_original(self, s, clip_start: float) -> Segment:
+    def to_original(self, s: Any, clip_start: float) -> Segment:
         """A decoded segment (times within the batch's audio) on the file's timeline."""
-        at = lambda t: self.original_time(t - clip_start)  # noqa: E731
-        words = [
-            {"start": at(w.start), "end": at(w.end), "word": w.word, "probability": w.probability}
-            for w in s.words or []
-        ]
-        return Segment(at(s.start), at(s.end), s.text.strip(), words or None, tokens=list(s.tokens))
+        return _segment(s, lambda t: self.original_time(t - clip_start))
 
 
 def speech_clips(audio: np.ndarray, vad: bool) -> list[Clip]:
@@ -248,16 +243,10 @@ def speech_clips(audio: np.ndarray, vad: bool) -> list[Clip]:
     return clips
 
 
-def _segment(s, shift: float = 0.0, window: float | None = None) -> Segment:
+def _segment(s: Any, at: Callable[[float], float], window: float | None = None) -> Segment:
+    """Our Segment from faster-whisper's, its times (and its words') mapped through `at`."""
     words = [
-        {"start": w.start + shift, "end": w.end + shift, "word": w.word, "probability": w.probability}
+        {"start": at(w.start), "end": at(w.end), "word": w.word, "probability": w.probability}
         for w in s.words or []
     ]
-    return Segment(
-        start=s.start + shift,
-        end=s.end + shift,
-        text=s.text.strip(),
-        words=words or None,
-        tokens=list(s.tokens),
-        window=window,
-    )
+    return Segment(at(s.start), at(s.end), s.text.strip(), words or None, list(s.tokens), window)

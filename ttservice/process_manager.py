@@ -308,12 +308,12 @@ class ProcessManager:
         """
         adopted = []
         for job in self.store.active_jobs():
-            if job.runner is not Runner.SERVICE or job.status is not JobStatus.PROCESSING:
+            if job.runner is not Runner.SERVICE:
                 continue
             with self._lock:
                 if job.id in self._children or job.id in self._adopted:
                     continue
-            proc, why = self._identify(job)
+            proc, _ = self._identify(job)
             if proc is not None:
                 with self._lock:
                     self._adopted[job.id] = proc

@@ -38,6 +38,7 @@ LOCK_RETRY_SECONDS = 60.0  # give up on a locked database only after this long
 # write recording *why* a job failed still finds room.
 RESERVE_BYTES = 2 * 2**20
 RESERVE_NAME = ".disk-reserve"
+RESUME_POINT_SQL = "SELECT coalesce(max(end), 0) FROM transcription_segments WHERE job_id = ?"
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -144,17 +145,7 @@ class Store:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE, retried with jittered backoff while another writer holds the lock."""
         conn = self._conn()
-        deadline = time.monotonic() + LOCK_RETRY_SECONDS
-        delay = 0.01
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as error:
-                if not _is_locked(error) or time.monotonic() > deadline:
-                    raise self._error(error) from None
-                time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 0.5)
+        self._execute_retrying(conn, "BEGIN IMMEDIATE")
         try:
             yield conn
             conn.execute("COMMIT")
@@ -164,6 +155,23 @@ class Store:
             if isinstance(error, sqlite3.Error):
                 raise self._error(error) from None
             raise
+
+    def _execute_retrying(
+        self, conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()
+    ) -> sqlite3.Cursor:
+        """Execute, retried with jittered backoff while another writer holds the lock."""
+        deadline = time.monotonic() + LOCK_RETRY_SECONDS
+        delay = 0.01
+        while True:
+            try:
+                return conn.execute(sql, params)
+            except sqlite3.OperationalError as error:
+                if not _is_locked(error) or time.monotonic() > deadline:
+                    raise self._error(error) from None
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.5)
+            except sqlite3.Error as error:
+                raise self._error(error) from None
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
@@ -351,31 +359,17 @@ class Store:
             )
 
     def heartbeat(self, job_id: int, now: float | None = None) -> bool:
-        """Record that the job's process is alive; False once the job has finished."""
-        return (
-            self._write_one(
-                "UPDATE transcription_jobs SET last_heartbeat = ? WHERE id = ? AND status = ?",
-                (now or time.time(), job_id, JobStatus.PROCESSING.value),
-            )
-            == 1
-        )
+        """Record that the job's process is alive; False once the job has finished.
 
-    def _write_one(self, sql: str, params: Sequence[Any]) -> int:
-        """One statement in its own implicit transaction (no BEGIN/COMMIT round trips); rows changed.
-
-        A single statement cannot deadlock, so SQLite's busy timeout waits for the
-        lock; what outlasts it is retried like `transaction()` does.
+        One statement in its own implicit transaction, without BEGIN/COMMIT round
+        trips: a single statement cannot deadlock, so waiting for the lock is safe.
         """
-        conn = self._conn()
-        deadline = time.monotonic() + LOCK_RETRY_SECONDS
-        while True:
-            try:
-                return conn.execute(sql, params).rowcount
-            except sqlite3.OperationalError as error:
-                if not _is_locked(error) or time.monotonic() > deadline:
-                    raise self._error(error) from None
-            except sqlite3.Error as error:
-                raise self._error(error) from None
+        cur = self._execute_retrying(
+            self._conn(),
+            "UPDATE transcription_jobs SET last_heartbeat = ? WHERE id = ? AND status = ?",
+            (now or time.time(), job_id, JobStatus.PROCESSING.value),
+        )
+        return cur.rowcount == 1
 
     def set_media_info(self, job_id: int, duration: float, language: str | None) -> None:
         with self.transaction() as conn:
@@ -457,18 +451,13 @@ class Store:
 
     def resume_point(self, job_id: int) -> float:
         """Where a resumed job continues: the end of its last committed segment (0 if none)."""
-        rows = self._read(
-            "SELECT coalesce(max(end), 0) AS t FROM transcription_segments WHERE job_id = ?", (job_id,)
-        )
-        return rows[0]["t"]
+        return self._read(RESUME_POINT_SQL, (job_id,))[0][0]
 
     def requeue_for_resume(self, job_id: int, runner: Runner) -> bool:
         """Queue a stopped, failed or interrupted job again, keeping its segments."""
         marks = ", ".join("?" for _ in RESUMABLE)
         with self.transaction() as conn:
-            resume_at = conn.execute(
-                "SELECT coalesce(max(end), 0) FROM transcription_segments WHERE job_id = ?", (job_id,)
-            ).fetchone()[0]
+            resume_at = conn.execute(RESUME_POINT_SQL, (job_id,)).fetchone()[0]
             cur = conn.execute(
                 "UPDATE transcription_jobs SET status = ?, runner = ?, resumed_from = ?,"
                 " processed_seconds = ?, error_message = NULL, exit_code = NULL, finished_at = NULL,"

@@ -159,8 +159,7 @@ def transcribe_job(
     started = time.monotonic()
     if resume:
         log.info("Resuming after the last saved segment, at %s", _clock(offset))
-        options = replace(options, language=language)
-    segments, info_ = engine.transcribe(samples, options, resume)
+    segments, info_ = engine.transcribe(samples, replace(options, language=language), resume)
     store.set_media_info(job_id, duration, info_.language)
     log.info("Language: %s", info_.language)
     chunks = max(1, math.ceil(duration / CHUNK_SECONDS))

@@ -15,7 +15,6 @@ run ends with that table.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from ttservice.config import Settings
 from ttservice.jobs import JobStatus, Segment
 from ttservice.store import Store
 
-from ..conftest import env_for, make_settings, wait_for
+from ..conftest import env_for, make_settings, stop_process, wait_for
 from ..speech import SPEECH, synthesize
 
 STRANGER = """
@@ -223,13 +222,8 @@ class ServiceProcess:
         return self.process.wait(timeout=timeout)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
 
 
 @pytest.fixture
