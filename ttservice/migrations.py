@@ -68,7 +68,7 @@ def _v1_jobs_and_segments(conn: Any) -> None:
         )"""
     )
     conn.execute("CREATE INDEX IF NOT EXISTS idx_segments_job ON transcription_segments(job_id, start)")
-    # The active-jobs and orphan queries filter on status and order by heartbeat.
+    # The active-jobs and orphan queries filter on status and order by heartbeat (until v4).
     conn.execute(
         "CREATE INDEX IF NOT EXISTS idx_jobs_status_heartbeat ON transcription_jobs(status, last_heartbeat)"
     )
@@ -106,7 +106,18 @@ def _v3_resume(conn: Any) -> None:
             conn.execute(f"ALTER TABLE transcription_segments ADD COLUMN {name} {decl}")
 
 
-MIGRATIONS: list[Callable[[Any], None]] = [_v1_jobs_and_segments, _v2_leases_and_search, _v3_resume]
+def _v4_lighter_heartbeat(conn: Any) -> None:
+    # A heartbeat that also moved an index entry wrote two pages, not one; the status
+    # index alone keeps the active-jobs and orphan queries indexed (few jobs are processing).
+    conn.execute("DROP INDEX IF EXISTS idx_jobs_status_heartbeat")
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [
+    _v1_jobs_and_segments,
+    _v2_leases_and_search,
+    _v3_resume,
+    _v4_lighter_heartbeat,
+]
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -32,8 +32,12 @@ from .jobs import (
     TranscribeOptions,
 )
 
-BUSY_TIMEOUT_MS = 5_000
+BUSY_TIMEOUT_MS = 5_000  # schema and backup work waits in SQLite's own busy handler this long
 LOCK_RETRY_SECONDS = 60.0  # give up on a locked database only after this long
+# Everyday statements wait for the lock in Python instead: SQLite's busy handler sleeps
+# 1 ms, then 2, 5, 10 ms..., so one brief collision between heartbeats cost more than 1 ms.
+FIRST_RETRY_SECONDS = 0.0001
+LAST_RETRY_SECONDS = 0.05
 # Ballast kept beside the database and deleted when the disk fills, so that the
 # write recording *why* a job failed still finds room.
 RESERVE_BYTES = 2 * 2**20
@@ -41,12 +45,12 @@ RESERVE_NAME = ".disk-reserve"
 RESUME_POINT_SQL = "SELECT coalesce(max(end), 0) FROM transcription_segments WHERE job_id = ?"
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     conn = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
     )
     conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
     conn.execute("PRAGMA foreign_keys = ON")
     # WAL with NORMAL: a commit survives any crash of a process; only a power cut may undo the
     # last moments (never corrupting the file). FULL would fsync every heartbeat.
@@ -82,8 +86,11 @@ class Store:
         self._local = threading.local()
         self.migration_backups: list[Path] = []
         self.disk_full: StoreError | None = None
-        conn = self._conn()
-        conn.execute("PRAGMA journal_mode = WAL")
+        try:
+            with self._waiting_connection() as conn:
+                conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as error:
+            raise self._error(error) from None
         if migrate:
             self.migrate()
         self._legacy_required = self._legacy_required_columns()
@@ -96,14 +103,24 @@ class Store:
     # --- connections and transactions -------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
+        """This thread's connection; its statements go through `_execute_retrying` or a transaction."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = _connect(self.db_path)
+                conn = _connect(self.db_path, busy_timeout_ms=0)
             except sqlite3.Error as error:
                 raise self._error(error) from None
             self._local.conn = conn
         return conn
+
+    @contextmanager
+    def _waiting_connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own that waits for locks in SQLite, for schema and backup work."""
+        conn = _connect(self.db_path)
+        try:
+            yield conn
+        finally:
+            conn.close()
 
     def _error(self, error: sqlite3.Error) -> StoreError:
         user_error = _user_error(error)
@@ -161,7 +178,7 @@ class Store:
     ) -> sqlite3.Cursor:
         """Execute, retried with jittered backoff while another writer holds the lock."""
         deadline = time.monotonic() + LOCK_RETRY_SECONDS
-        delay = 0.01
+        delay = FIRST_RETRY_SECONDS
         while True:
             try:
                 return conn.execute(sql, params)
@@ -169,13 +186,14 @@ class Store:
                 if not _is_locked(error) or time.monotonic() > deadline:
                     raise self._error(error) from None
                 time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 0.5)
+                delay = min(delay * 2, LAST_RETRY_SECONDS)
             except sqlite3.Error as error:
                 raise self._error(error) from None
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        cur = self._execute_retrying(self._conn(), sql, params)
         try:
-            return self._conn().execute(sql, params).fetchall()
+            return cur.fetchall()
         except sqlite3.Error as error:
             raise self._error(error) from None
 
@@ -183,18 +201,21 @@ class Store:
 
     def migrate(self) -> list[Path]:
         try:
-            backups = migrations.migrate(self._conn(), _connect, self.db_path, self.backup_dir)
+            with self._waiting_connection() as conn:
+                backups = migrations.migrate(conn, _connect, self.db_path, self.backup_dir)
         except sqlite3.Error as error:
             raise _user_error(error) from None
         self.migration_backups = backups
         return backups
 
     def schema_version(self) -> int:
-        return migrations.current_version(self._conn())
+        with self._waiting_connection() as conn:
+            return migrations.current_version(conn)
 
     def backup(self, label: str = "manual") -> Path:
         dest = migrations.timestamped(self.backup_dir, label)
-        return migrations.backup_to(self._conn(), _connect, dest)
+        with self._waiting_connection() as conn:
+            return migrations.backup_to(conn, _connect, dest)
 
     def rollback(self) -> tuple[Path, Path]:
         """Restore the newest pre-migration backup; the current file is backed up first."""
@@ -204,7 +225,8 @@ class Store:
         saved = self.backup("pre-rollback")
         src = _connect(source)
         try:
-            src.backup(self._conn())
+            with self._waiting_connection() as conn:
+                src.backup(conn)
         finally:
             src.close()
         return source, saved
