@@ -3,7 +3,7 @@
 python bench/bare.py AUDIO   prints one segment per line, like `ttservice transcribe`.
 
 It decodes the file and runs TTService's engine (faster-whisper with the default
-settings: bundled tiny.en, int8, beam 5, VAD clips, batched pipeline) in this one
+settings: bundled tiny.en, float32, greedy, VAD, sequential windows) in this one
 process: no CLI, no worker process, no database, no heartbeat, no log. What
 `ttservice transcribe` costs beyond this is the cost of supervision.
 """

@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from ttservice.exceptions import JobNotFound
+from ttservice.exceptions import JobNotFound, StoreError
 from ttservice.jobs import JobStatus, Runner, Segment, TranscribeOptions
 from ttservice.store import Store
 
@@ -13,19 +13,19 @@ def test_database_is_wal_with_indexes(store, settings):
     conn = sqlite3.connect(store.db_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     indexes = {r[1] for r in conn.execute("PRAGMA index_list(transcription_jobs)")}
-    assert {"idx_jobs_status_heartbeat", "idx_jobs_process_id"} <= indexes
+    assert {"idx_jobs_status_id", "idx_jobs_process_id"} <= indexes
+    assert "idx_jobs_status_heartbeat" not in indexes  # a heartbeat writes one page, not two
     cols = {r[1]: r[2] for r in conn.execute("PRAGMA table_info(transcription_jobs)")}
     assert cols["process_id"] == "INTEGER"
     assert cols["log_file_path"] == "TEXT"
     assert cols["last_heartbeat"] == "TIMESTAMP"
-    plan = " ".join(
-        r[3]
-        for r in conn.execute(
-            "EXPLAIN QUERY PLAN SELECT * FROM transcription_jobs WHERE status = 'processing'"
-            " AND (last_heartbeat IS NULL OR last_heartbeat < 5)"
-        )
-    )
-    assert "USING INDEX idx_jobs_status" in plan  # indexed, never a table scan
+    for query in (
+        "SELECT * FROM transcription_jobs WHERE status = 'processing' ORDER BY last_heartbeat",
+        "SELECT * FROM transcription_jobs WHERE status = 'processing'"
+        " AND (last_heartbeat IS NULL OR last_heartbeat < 5)",
+    ):
+        plan = " ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {query}"))
+        assert "USING INDEX idx_jobs_status_id" in plan  # indexed, never a table scan
 
 
 def test_job_round_trip_keeps_full_options(store):
@@ -115,6 +115,22 @@ def test_concurrent_writers_never_see_locked(store, make_job):
     assert all(len(store.segments(j)) == 100 for j in ids)
 
 
+def test_writes_wait_for_a_lock_held_elsewhere_and_say_so_when_it_never_frees(store, make_job, monkeypatch):
+    job_id = make_job()
+    store.claim(job_id, 1)
+    other = sqlite3.connect(store.db_path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.3, other.rollback).start()
+    assert store.list_jobs() != []  # readers never wait under WAL
+    assert store.heartbeat(job_id)  # waited for the other writer, then wrote
+    other.execute("BEGIN IMMEDIATE")
+    monkeypatch.setattr("ttservice.store.LOCK_RETRY_SECONDS", 0.2)
+    with pytest.raises(StoreError, match="stayed locked by another program"):
+        store.heartbeat(job_id)
+    other.rollback()
+    assert store.heartbeat(job_id)
+
+
 def test_delete_job_removes_segments(store, make_job):
     job_id = make_job()
     store.claim(job_id, 1)
@@ -165,7 +181,7 @@ def test_stats_follow_statuses(store, make_job):
 def test_options_from_settings_keep_unchosen_defaults(settings):
     from dataclasses import replace
 
-    tuned = replace(settings, beam_size=1, vad=False, model="base")
+    tuned = replace(settings, beam_size=3, vad=False, model="base")
     options = TranscribeOptions.from_settings(tuned, model=None, language="th", word_timestamps=True)
-    assert (options.model, options.beam_size, options.vad) == ("base", 1, False)
+    assert (options.model, options.beam_size, options.vad) == ("base", 3, False)
     assert (options.language, options.word_timestamps, options.task) == ("th", True, "transcribe")

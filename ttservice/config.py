@@ -40,8 +40,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_retention_days", "7", "Job logs older than this are deleted by the sweep."),
     Setting("max_upload_mb", "2048", "Largest media file accepted, in MB."),
     Setting("model", "tiny.en", "Default model: a name or a local CTranslate2 directory."),
-    Setting("compute_type", "int8", "CTranslate2 compute type (int8, float32, ...)."),
-    Setting("beam_size", "5", "Beam size for decoding."),
+    Setting("compute_type", "float32", "CTranslate2 compute type (float32, int8, ...)."),
+    Setting("beam_size", "1", "Beam size for decoding (1: greedy)."),
     Setting("vad", "1", "1 to skip silence with the Silero VAD filter."),
     Setting("cpu_threads", "0", "CPU threads per worker; 0 lets CTranslate2 choose."),
     Setting(

@@ -1,6 +1,7 @@
 """Speech-to-text engines behind one small interface; faster-whisper first.
 
-The worker only needs `Engine.transcribe(audio, options)` yielding segments, so
+The worker only needs `Engine.prepare(audio, options)` (before the model loads,
+in any thread) and `Engine.transcribe(prepared, options)` yielding segments, so
 another engine (or a remote one) can come without touching supervision.
 """
 
@@ -15,13 +16,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from .exceptions import TTServiceError
+from .features import GivenFeatures, TailReached, WindowFeatures
 from .jobs import Segment, TranscribeOptions
+from .vad import SpeechStream
 
 SAMPLE_RATE = 16_000
 FRAMES_PER_SECOND = 100  # Whisper's mel frames; a segment's `seek` counts them
 CLIP_SECONDS = 30.0  # Whisper hears 30 s at a time
 FIRST_CLIP_SECONDS = 10.0  # the first clip is short: fewer tokens to decode before the first text
 BUNDLED_MODEL = "tiny.en"
+PROMPT_RESET_TEMPERATURE = 0.5  # faster-whisper's prompt_reset_on_temperature
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,29 @@ class ResumePoint:
         return cls(after=last.end, window=last.window, prompt=tuple(earlier))
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A file made ready for the model while it loads: its speech being found, or its clips cut.
+
+    Sequential mode reads `speech` (found a block at a time by its own thread) and
+    `shift` (seconds cut from the start); batched mode reads `clips`. One serves
+    one transcription: the speech stops being found when that transcription ends.
+    """
+
+    duration: float
+    speech: SpeechStream | None = None
+    shift: float = 0.0
+    clips: list[Clip] | None = None
+
+
 class Engine(Protocol):
+    @staticmethod
+    def prepare(
+        audio: np.ndarray, options: TranscribeOptions, resume: ResumePoint | None = None
+    ) -> Prepared: ...
+
     def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, resume: ResumePoint | None = None
+        self, audio: Prepared | np.ndarray, options: TranscribeOptions, resume: ResumePoint | None = None
     ) -> tuple[Iterator[Segment], TranscriptionInfo]: ...
 
 
@@ -76,10 +100,11 @@ class FasterWhisperEngine:
     """faster-whisper on the CPU, in one of two modes (`TranscribeOptions.batch_size`):
 
     - sequential (0, the default: the best WER in bench item 8): one 30-s window
-      after another, each primed with the text before it. Resuming re-decodes the
-      last window with the same prompt (see ResumePoint). (Stopping the first call
-      at a pause after 10 s gave a quicker first text but cost 5 WER points.)
-    - batched (N > 0, ~1.4x faster, about 2 WER points worse in bench item 8):
+      after another over the speech (found as it goes, see SpeechStream), each
+      primed with the text before it. Resuming re-decodes the last window with the
+      same prompt (see ResumePoint). (Stopping the first call at a pause after 10 s
+      gave a quicker first text but cost 5 WER points.)
+    - batched (N > 0, faster, a few WER points worse in bench item 8):
       speech joined into clips of up to 30 s as faster-whisper's batched pipeline
       does, N clips decoded at a time, each on its own; the first batch is one
       short clip. Resuming skips the clips already done and re-decodes the one it
@@ -99,14 +124,30 @@ class FasterWhisperEngine:
         except Exception as error:  # faster-whisper raises many kinds for a bad model
             raise TTServiceError(f"The model {options.model!r} could not be loaded: {error}") from None
         self.pipeline = BatchedInferencePipeline(self.model)
+        self._feature_extractor = self.model.feature_extractor
+
+    @staticmethod
+    def prepare(audio: np.ndarray, options: TranscribeOptions, resume: ResumePoint | None = None) -> Prepared:
+        """Start finding the speech to decode; needs no model, so it runs beside the model's loading."""
+        duration = len(audio) / SAMPLE_RATE
+        if options.batch_size > 0:
+            after = resume.after if resume is not None else -1.0
+            clips = [c for c in speech_clips(audio, options.vad) if c.end > after + 0.01]
+            return Prepared(duration, clips=clips)
+        shift = 0.0
+        if resume is not None and resume.window is None:
+            shift = resume.after  # no window recorded: continue right after the last segment
+            audio = audio[int(shift * SAMPLE_RATE) :]
+        return Prepared(duration, speech=SpeechStream(audio, vad=options.vad), shift=shift)
 
     def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, resume: ResumePoint | None = None
+        self, audio: Prepared | np.ndarray, options: TranscribeOptions, resume: ResumePoint | None = None
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
         """Segments as they are decoded, with original timestamps; after `resume` if given."""
+        prepared = audio if isinstance(audio, Prepared) else self.prepare(audio, options, resume)
         if options.batch_size > 0:
-            return self._batched(audio, options, resume)
-        return self._sequential(audio, options, resume)
+            return self._batched(prepared, options, resume)
+        return self._sequential(prepared, options, resume)
 
     def _decode_options(self, options: TranscribeOptions) -> dict:
         return {
@@ -118,11 +159,12 @@ class FasterWhisperEngine:
         }
 
     def _batched(
-        self, audio: np.ndarray, options: TranscribeOptions, resume: ResumePoint | None
+        self, prepared: Prepared, options: TranscribeOptions, resume: ResumePoint | None
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
-        duration = len(audio) / SAMPLE_RATE
+        duration = prepared.duration
         after = resume.after if resume is not None else -1.0
-        clips = [c for c in speech_clips(audio, options.vad) if c.end > after + 0.01]
+        clips = prepared.clips or []
+        self.model.feature_extractor = self._feature_extractor  # each clip is one window
         if not clips:
             return iter(()), TranscriptionInfo(options.language, duration)
         size = options.batch_size
@@ -157,38 +199,74 @@ class FasterWhisperEngine:
         return generate(), TranscriptionInfo(info.language, duration)
 
     def _sequential(
-        self, audio: np.ndarray, options: TranscribeOptions, resume: ResumePoint | None
+        self, prepared: Prepared, options: TranscribeOptions, resume: ResumePoint | None
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
-        from faster_whisper.transcribe import restore_speech_timestamps
-        from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
+        """One window after another over the speech, which is still being found as decoding starts.
 
-        shift = 0.0
-        if resume is not None and resume.window is None:
-            shift = resume.after  # no window recorded: continue right after the last segment
-            audio = audio[int(shift * SAMPLE_RATE) :]
-        speech = get_speech_timestamps(audio, VadOptions()) if options.vad else None
-        if speech == []:
-            return iter(()), TranscriptionInfo(options.language, len(audio) / SAMPLE_RATE)
-        if speech:
-            audio = np.concatenate(collect_chunks(audio, speech)[0])
+        The speech's length is known only once all of it is found, and only the last
+        windows need it: when one of them is reached before it was known, decoding
+        starts again there (TailReached) with the prompt it had, as a resume does.
+        """
+        speech, shift = prepared.speech, prepared.shift
+        assert speech is not None
         window = resume.window if resume is not None and resume.window is not None else None
-        segments, info = self.model.transcribe(
-            audio,
-            language=options.language or None,
-            clip_timestamps=[window] if window is not None else "0",
-            initial_prompt=list(resume.prompt) if resume is not None and resume.prompt else None,
-            **self._decode_options(options),
-        )
-        if speech:
-            segments = restore_speech_timestamps(segments, speech, SAMPLE_RATE)
+        prompt = list(resume.prompt) if resume is not None and resume.prompt else []
         after = resume.after if window is not None else -1.0
 
-        def generate() -> Iterator[Segment]:
-            for s in segments:
-                if s.end > after + 0.01:  # else: re-decoded part of the resumed window
-                    yield _segment(s, lambda t: t + shift, window=s.seek / FRAMES_PER_SECOND)
+        def start(seek: float | None, prompt: list[int]) -> tuple[Iterator[Any], Any]:
+            features = WindowFeatures(self._feature_extractor, speech, exact=speech.done)
+            self.model.feature_extractor = GivenFeatures(self._feature_extractor, features)
+            return self.model.transcribe(
+                speech.audio,
+                language=options.language or None,
+                clip_timestamps=[seek] if seek is not None else "0",
+                initial_prompt=prompt or None,
+                **self._decode_options(options),
+            )
 
-        return generate(), TranscriptionInfo(language=info.language, duration=info.duration)
+        try:
+            segments, info = start(window, prompt)
+        except TailReached as tail:
+            segments, info = start(tail.seek / FRAMES_PER_SECOND, prompt)
+
+        def generate() -> Iterator[Segment]:
+            nonlocal segments
+            tokens, reset = list(prompt), 0
+            try:
+                while True:
+                    try:
+                        for s in segments:
+                            tokens.extend(s.tokens)
+                            if s.temperature > PROMPT_RESET_TEMPERATURE:
+                                reset = len(tokens)  # faster-whisper drops the prompt after such a window
+                            segment = _restored(s, speech, shift)
+                            if segment.end > after + 0.01:  # else: re-decoded part of the resumed window
+                                yield segment
+                        return
+                    except TailReached as tail:
+                        segments, _ = start(tail.seek / FRAMES_PER_SECOND, tokens[reset:])
+            finally:
+                speech.close()
+
+        return generate(), TranscriptionInfo(language=info.language, duration=prepared.duration)
+
+
+def _restored(s: Any, speech: SpeechStream, shift: float) -> Segment:
+    """A segment decoded from the speech, on the file's timeline (as faster-whisper restores VAD times).
+
+    Each word keeps to the speech span that holds its middle; a segment spans its words.
+    """
+    words = []
+    for w in s.words or []:
+        span = speech.span_of((w.start + w.end) / 2)
+        start, end = (speech.original_time(t, span) + shift for t in (w.start, w.end))
+        words.append({"start": start, "end": end, "word": w.word, "probability": w.probability})
+    if words:
+        start, end = words[0]["start"], words[-1]["end"]
+    else:
+        start = speech.original_time(s.start) + shift
+        end = speech.original_time(s.end, is_end=True) + shift
+    return Segment(start, end, s.text.strip(), words or None, list(s.tokens), s.seek / FRAMES_PER_SECOND)
 
 
 @dataclass(frozen=True)

@@ -81,9 +81,9 @@ class TranscribeOptions:
     language: str | None = None
     task: str = "transcribe"
     word_timestamps: bool = False
-    beam_size: int = 5
+    beam_size: int = 1
     vad: bool = True
-    compute_type: str = "int8"
+    compute_type: str = "float32"
     cpu_threads: int = 0
     batch_size: int = 0
 

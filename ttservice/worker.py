@@ -140,18 +140,19 @@ def transcribe_job(
     job = store.get_job(job_id)
     options = job.options
     info = audio.probe(job.media_path or "", settings.max_upload_bytes)
-    # The media decodes while the model loads: both take a fraction of a second that the
-    # first text would otherwise wait for twice. The model loads here, in the main thread,
-    # where it is used: loaded in another thread it cost ~30 MB more RSS (malloc arenas).
+    resume = ResumePoint.from_segments(store.segments(job_id))
+    # The media decodes and its speech is found while the model loads: each takes a
+    # fraction of a second that the first text would otherwise wait for. The model loads
+    # here, in the main thread, where it is used: loaded in another thread it cost ~30 MB
+    # more RSS (malloc arenas).
     log.info("Decoding %s (%.1f MB); loading model %s (%s)", job.filename, info.size / 2**20,
              options.model, options.compute_type)  # fmt: skip
     decoder = ThreadPoolExecutor(1, thread_name_prefix="decode")
-    decoding = decoder.submit(audio.decode, info)
+    preparing = decoder.submit(lambda: FasterWhisperEngine.prepare(audio.decode(info), options, resume))
     decoder.shutdown(wait=False)
     engine = FasterWhisperEngine(options)
-    samples = decoding.result()
-    duration = len(samples) / audio.SAMPLE_RATE
-    resume = ResumePoint.from_segments(store.segments(job_id))
+    prepared = preparing.result()
+    duration = prepared.duration
     offset = resume.after if resume else 0.0
     language = options.language or (job.detected_language if resume else None)
     store.set_media_info(job_id, duration, language)
@@ -159,7 +160,7 @@ def transcribe_job(
     started = time.monotonic()
     if resume:
         log.info("Resuming after the last saved segment, at %s", _clock(offset))
-    segments, info_ = engine.transcribe(samples, replace(options, language=language), resume)
+    segments, info_ = engine.transcribe(prepared, replace(options, language=language), resume)
     store.set_media_info(job_id, duration, info_.language)
     log.info("Language: %s", info_.language)
     chunks = max(1, math.ceil(duration / CHUNK_SECONDS))
