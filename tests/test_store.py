@@ -185,3 +185,13 @@ def test_options_from_settings_keep_unchosen_defaults(settings):
     options = TranscribeOptions.from_settings(tuned, model=None, language="th", word_timestamps=True)
     assert (options.model, options.beam_size, options.vad) == ("base", 3, False)
     assert (options.language, options.word_timestamps, options.task) == ("th", True, "transcribe")
+
+
+def test_change_mark_moves_with_any_commit_and_only_then(store, settings):
+    other = Store.from_settings(settings)  # another connection, as another process would have
+    before = store.change_mark()
+    assert store.change_mark() == before
+    store.list_jobs()  # reading changes nothing
+    assert store.change_mark() == before
+    other.create_job("a.wav", "/x/a.wav", TranscribeOptions())
+    assert store.change_mark() != before

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 MONITOR_POLL = 0.1
 EXIT_POLL = 0.02  # seconds between checks of a worker a foreground command waits for
 LEASE_LAPSE = 30.0  # a "stop if I leave the page" job is stopped this long after its page went away
+LEASE_CHECK = 1.0  # seconds between looks for lapsed leases
+DISPATCH_CHECK = 1.0  # seconds after which queued jobs are looked for even if nothing seemed to change
 
 
 @dataclass
@@ -377,23 +379,39 @@ class ProcessManager:
         self._thread.start()
 
     def _monitor_loop(self, dispatch: bool) -> None:
-        next_sweep = 0.0  # sweep once at start
+        next_sweep = next_lease_check = next_dispatch = 0.0  # all once at start
+        seen: tuple | None = None
         while not self._stop.is_set():
             try:
                 self._collect_exited()
-                if time.monotonic() >= next_sweep:
+                now = time.monotonic()
+                if now >= next_sweep:
                     if dispatch:  # the service: take over what a crashed service left running
                         self.adopt()
                     result = self.cleanup_orphaned_processes()
                     for job_id, why in result.finalized:
                         log.warning("job %s: %s", job_id, why)
-                    next_sweep = time.monotonic() + self.settings.cleanup_interval
-                if dispatch:
+                    next_sweep = now + self.settings.cleanup_interval
+                if dispatch and now >= next_lease_check:
                     self.stop_lapsed_leases()
+                    next_lease_check = now + LEASE_CHECK
+                # Queries cost more than the rest of the loop: look for queued jobs only when a
+                # slot is free and the database has changed (or a second has passed, to be sure).
+                if (
+                    dispatch
+                    and self._slot_free()
+                    and ((mark := self.store.change_mark()) != seen or now >= next_dispatch)
+                ):
+                    seen, next_dispatch = mark, now + DISPATCH_CHECK
                     self.dispatch()
             except Exception:  # a monitor that dies silently would be worse than a logged error
                 log.exception("process monitor iteration failed")
             self._stop.wait(MONITOR_POLL)
+
+    def _slot_free(self) -> bool:
+        """False when this manager's own workers already fill every slot."""
+        with self._lock:
+            return len(self._children) + len(self._adopted) < self.settings.max_concurrent_jobs
 
     def shutdown(self, stop_jobs: bool = False, wait: float = 10.0) -> None:
         """Stop the monitor and leave no child behind.

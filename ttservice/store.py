@@ -152,6 +152,18 @@ class Store:
         """Free the ballast: the disk is full and the next write says why a job stopped."""
         self.reserve_path.unlink(missing_ok=True)
 
+    def change_mark(self) -> tuple:
+        """Changes whenever any process commits (the WAL is written): a check without a query."""
+        marks = []
+        for path in (self.db_path, self.db_path.with_name(self.db_path.name + "-wal")):
+            try:
+                st = path.stat()
+            except OSError:
+                marks.append(None)
+                continue
+            marks.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(marks)
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
