@@ -45,12 +45,12 @@ RESERVE_NAME = ".disk-reserve"
 RESUME_POINT_SQL = "SELECT coalesce(max(end), 0) FROM transcription_segments WHERE job_id = ?"
 
 
-def _connect(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(
-        path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
     )
     conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
     # WAL with NORMAL: a commit survives any crash of a process; only a power cut may undo the
     # last moments (never corrupting the file). FULL would fsync every heartbeat.
@@ -106,8 +106,9 @@ class Store:
         """This thread's connection; its statements go through `_execute_retrying` or a transaction."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            try:
-                conn = _connect(self.db_path, busy_timeout_ms=0)
+            try:  # set up waiting in SQLite (another process may hold a lock for a moment), then not
+                conn = _connect(self.db_path)
+                conn.execute("PRAGMA busy_timeout = 0")
             except sqlite3.Error as error:
                 raise self._error(error) from None
             self._local.conn = conn
