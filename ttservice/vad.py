@@ -2,10 +2,11 @@
 
 faster-whisper finds the speech of the whole file before it decodes anything:
 0.65 s for three minutes, ~12 s for an hour, all of it before the first text.
-`SpeechStream` runs the same model in a thread of its own, 32 s of audio at a
+`SpeechStream` runs the same model in a thread of its own, 16 s of audio at a
 time with the model's state carried over, which gives the very probabilities of
-one whole-file call; spans become final as soon as the next one begins, and their
-audio is appended to the speech the decoder reads. The spans are faster-whisper's
+one whole-file call, and keeps 60 s of speech ahead of what the decoder has read.
+Speech is appended to what the decoder reads as soon as it is certain; a span's
+padded end is final when the next span begins. The spans are faster-whisper's
 (`get_speech_timestamps` with default `VadOptions`), and the tests hold them equal.
 """
 
