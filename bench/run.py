@@ -515,8 +515,9 @@ def main() -> None:
             "6": lambda: history_render(figures, work, 3),
             "7": lambda: log_tail(figures, work, args.runs),
             "8": lambda: engine_settings(figures, work, args.minutes),
-            "9": lambda: first_text(figures, work, {"3-min speech": three_minutes, "30-min speech": thirty_minutes},
-                                    args.runs),  # fmt: skip
+            "9": lambda: first_text(
+                figures, work, {"3-min speech": three_minutes, "30-min speech": thirty_minutes}, args.runs
+            ),
         }
         if "3" in chosen and "2" not in chosen:
             chosen.append("2")  # detection and stop share their set-up
