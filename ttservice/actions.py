@@ -9,7 +9,7 @@ from pathlib import Path
 from . import audio, logs
 from .config import Settings
 from .exceptions import MediaError, TTServiceError
-from .jobs import JobStatus, Runner, TranscribeOptions
+from .jobs import Job, JobStatus, Runner, TranscribeOptions
 from .store import Store
 
 MAX_NAME = 120
@@ -82,9 +82,8 @@ def submit_file(store: Store, settings: Settings, path: Path, options: Transcrib
 def rerun(store: Store, job_id: int) -> int:
     """A new queued job with the same media and the same parameters."""
     job = store.get_job(job_id)
-    if not job.media_path or not Path(job.media_path).exists():
-        raise MediaError("The original media of this job is no longer there, so it cannot be re-run.")
-    return store.create_job(job.filename or Path(job.media_path).name, job.media_path, job.options)
+    media = _original_media(job, "re-run")
+    return store.create_job(job.filename or media.name, job.media_path, job.options)
 
 
 def resume(store: Store, job_id: int, runner: Runner = Runner.SERVICE) -> float:
@@ -97,11 +96,17 @@ def resume(store: Store, job_id: int, runner: Runner = Runner.SERVICE) -> float:
         raise TTServiceError(
             f"Job {job_id} is {job.status.value}; only a stopped, failed or interrupted job can be resumed."
         )
-    if not job.media_path or not Path(job.media_path).exists():
-        raise MediaError("The original media of this job is no longer there, so it cannot be resumed.")
+    _original_media(job, "resumed")
     if not store.requeue_for_resume(job_id, runner):
         raise TTServiceError(f"Job {job_id} changed while it was being resumed; try again.")
     return store.resume_point(job_id)
+
+
+def _original_media(job: Job, done: str) -> Path:
+    """The job's media file, or the reason it cannot be `done` without it."""
+    if not job.media_path or not Path(job.media_path).exists():
+        raise MediaError(f"The original media of this job is no longer there, so it cannot be {done}.")
+    return Path(job.media_path)
 
 
 def delete(store: Store, settings: Settings, job_id: int) -> None:

@@ -18,9 +18,8 @@ import numpy as np
 from .exceptions import TTServiceError
 from .features import GivenFeatures, TailReached, WindowFeatures
 from .jobs import Segment, TranscribeOptions
-from .vad import SpeechStream
+from .vad import SAMPLE_RATE, SpeechStream
 
-SAMPLE_RATE = 16_000
 FRAMES_PER_SECOND = 100  # Whisper's mel frames; a segment's `seek` counts them
 CLIP_SECONDS = 30.0  # Whisper hears 30 s at a time
 FIRST_CLIP_SECONDS = 10.0  # the first clip is short: fewer tokens to decode before the first text

@@ -10,6 +10,14 @@ from .jobs import Job, Segment
 FORMATS = ("txt", "srt", "vtt", "json")
 
 
+def clock(seconds: float | None) -> str:
+    """h:mm:ss for durations in logs and pages; "-" when unknown."""
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 def timestamp(seconds: float, separator: str) -> str:
     millis = int(round(max(seconds, 0.0) * 1000))
     hours, millis = divmod(millis, 3_600_000)

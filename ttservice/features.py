@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .vad import SpeechStream
+from .vad import PADDING, SpeechStream
 
 
 class TailReached(Exception):
@@ -56,7 +56,7 @@ class WindowFeatures:
         self._stream, self._exact = stream, exact
         self._log_mel = _BlockedLogMel(extractor, stream)
         self._hop, self._window_frames = extractor.hop_length, extractor.nb_max_frames
-        total = stream.wait() if exact else len(stream.audio) + 160
+        total = stream.wait() if exact else len(stream.audio) + PADDING
         self.start, self.stop = 0, total // self._hop
         self.shape = (extractor.mel_filters.shape[0], self.stop)
 

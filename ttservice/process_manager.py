@@ -27,7 +27,7 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 # Seconds between the monitor's checks: a worker's exit is recorded, and a queued job
-# started, within this; each check is a waitpid per child and two indexed queries.
+# started, within this; each check is a waitpid per child and a stat of the database files.
 MONITOR_POLL = 0.1
 EXIT_POLL = 0.02  # seconds between checks of a worker a foreground command waits for
 LEASE_LAPSE = 30.0  # a "stop if I leave the page" job is stopped this long after its page went away

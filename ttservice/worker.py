@@ -36,6 +36,7 @@ from . import audio
 from .config import WORKER_PARENT_ENV, Settings
 from .engine import FasterWhisperEngine, ResumePoint
 from .exceptions import MediaError, TTServiceError
+from .export import clock
 from .jobs import JobStatus
 from .logs import JobLogHandler, job_log_path
 from .store import Store
@@ -46,11 +47,6 @@ PARENT_SIGNAL = signal.SIGUSR1
 PR_SET_PDEATHSIG = 1
 
 log = logging.getLogger("ttservice.worker")
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 class Heartbeat(threading.Thread):
@@ -166,10 +162,10 @@ def transcribe_job(
     offset = resume.after if resume else 0.0
     language = options.language or (job.detected_language if resume else None)
     store.set_media_info(job_id, duration, language)
-    log.info("Audio: %s long", _clock(duration))
+    log.info("Audio: %s long", clock(duration))
     started = time.monotonic()
     if resume:
-        log.info("Resuming after the last saved segment, at %s", _clock(offset))
+        log.info("Resuming after the last saved segment, at %s", clock(offset))
     segments, info_ = engine.transcribe(prepared, replace(options, language=language), resume)
     store.set_media_info(job_id, duration, info_.language)
     log.info("Language: %s", info_.language)
@@ -186,15 +182,15 @@ def transcribe_job(
         speed = (processed - offset) / wall if wall > 0 else 0.0
         eta = (duration - processed) / speed if speed > 0 else 0.0
         chunk = min(chunks, int(processed // CHUNK_SECONDS) + 1)
-        log.info("[%s -> %s] %s", _clock(segment.start), _clock(segment.end), segment.text)
-        log.info("Processing chunk %d/%d - Speed: %.1fx realtime - ETA %s", chunk, chunks, speed, _clock(eta))
+        log.info("[%s -> %s] %s", clock(segment.start), clock(segment.end), segment.text)
+        log.info("Processing chunk %d/%d - Speed: %.1fx realtime - ETA %s", chunk, chunks, speed, clock(eta))
     check_disk(store, handler)
     store.add_segments(job_id, [], duration, 1.0)
     wall = time.monotonic() - started
     log.info(
         "Done: %d segments, %s of audio in %.1f s (%.1fx realtime)",
         count,
-        _clock(duration - offset),
+        clock(duration - offset),
         wall,
         (duration - offset) / max(wall, 1e-6),
     )

@@ -37,10 +37,3 @@ def store() -> Store:
 @st.cache_resource
 def manager() -> ProcessManager:
     return ProcessManager(store(), settings())
-
-
-def clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -4,6 +4,7 @@ import re
 
 import streamlit as st
 
+from ttservice import export
 from ttservice.jobs import JobStatus
 from ttservice.web import services
 
@@ -33,13 +34,13 @@ def live_panel(job_id: int) -> None:
         cpu, mem, elapsed, speed = st.columns(4)
         cpu.metric("CPU", f"{status.cpu_percent:.1f}%")
         mem.metric("Memory", f"{status.memory_mb:.0f} MB")
-        elapsed.metric("Elapsed", services.clock(status.elapsed))
+        elapsed.metric("Elapsed", export.clock(status.elapsed))
         speed_value = job.speed()
         speed.metric("Speed", f"{speed_value:.1f}x realtime" if speed_value else "-")
         eta = job.eta()
         st.progress(
             min(max(job.progress, 0.0), 1.0),
-            text=f"{job.progress:.0%} · {chunk or 'starting'} · ETA {services.clock(eta)}",
+            text=f"{job.progress:.0%} · {chunk or 'starting'} · ETA {export.clock(eta)}",
         )
         if job.status is JobStatus.QUEUED:
             st.info("Waiting for a free slot; the service starts it as soon as one frees up.")

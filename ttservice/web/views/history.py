@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from ttservice import export
 from ttservice.exceptions import TTServiceError
 from ttservice.jobs import JobStatus, iso
 from ttservice.web import services
@@ -26,7 +27,7 @@ def show_job(job_id: int) -> None:
     st.markdown(
         f"{services.BADGES[job.status]} · model {job.options.model or '-'} · "
         f"language {job.detected_language or job.options.language or 'auto'} · "
-        f"audio {services.clock(job.duration)}"
+        f"audio {export.clock(job.duration)}"
     )
     if job.finished:
         finished_view(job)
@@ -60,7 +61,7 @@ def show_list() -> None:
         cols[1].markdown(services.BADGES[job.status] + (" :orange-badge[stalled]" if stalled else ""))
         cols[2].write(job.filename or "-")
         cols[3].write((iso(job.created_at) or "-").replace("T", " ").replace("+00:00", " UTC"))
-        cols[4].write(services.clock(job.duration))
+        cols[4].write(export.clock(job.duration))
         cols[5].write(f"{job.progress:.0%}")
         speed = job.speed()
         cols[6].write(f"{speed:.1f}x" if speed else "-")

@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from ttservice import export
 from ttservice.jobs import JobStatus
 from ttservice.web import services
 from ttservice.web.components.cleanup import cleanup_button
@@ -24,8 +25,8 @@ b.metric("Success rate", rate(counts["completed"]))
 c.metric("Failure rate", rate(counts["failed"]))
 d.metric("Cancel rate", rate(counts["cancelled"] + counts["interrupted"]))
 q, r = st.columns(2)
-q.metric("Mean time queued", services.clock(stats["mean_queued_s"]))
-r.metric("Mean time running", services.clock(stats["mean_running_s"]))
+q.metric("Mean time queued", export.clock(stats["mean_queued_s"]))
+r.metric("Mean time running", export.clock(stats["mean_running_s"]))
 
 st.subheader("Speed by model")
 if stats["speed_by_model"]:
