@@ -2,13 +2,15 @@
 
 python bench/bare.py AUDIO   prints one segment per line, like `ttservice transcribe`.
 
-It decodes the file and runs TTService's engine (faster-whisper with the default
-settings: bundled tiny.en, float32, greedy, VAD, sequential windows) in this one
-process: no CLI, no worker process, no database, no heartbeat, no log. What
-`ttservice transcribe` costs beyond this is the cost of supervision.
+It runs TTService's engine (faster-whisper with the default settings: bundled
+tiny.en, float32, greedy, VAD, sequential windows) in this one process, and
+decodes the file while the model loads, as the worker does: no CLI, no worker
+process, no database, no heartbeat, no log. What `ttservice transcribe` costs
+beyond this is the cost of supervision.
 """
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from faster_whisper.audio import decode_audio
 
@@ -16,6 +18,12 @@ from ttservice.engine import SAMPLE_RATE, FasterWhisperEngine
 from ttservice.jobs import TranscribeOptions
 
 options = TranscribeOptions()
-segments, _ = FasterWhisperEngine(options).transcribe(decode_audio(sys.argv[1], SAMPLE_RATE), options)
+with ThreadPoolExecutor(1) as decoder:
+    preparing = decoder.submit(
+        lambda: FasterWhisperEngine.prepare(decode_audio(sys.argv[1], SAMPLE_RATE), options)
+    )
+    engine = FasterWhisperEngine(options)
+    prepared = preparing.result()
+segments, _ = engine.transcribe(prepared, options)
 for segment in segments:
     print(segment.text, flush=True)

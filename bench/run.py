@@ -508,7 +508,7 @@ def main() -> None:
         ten_minutes = synthesize(work / "ten_minutes.wav", SPEECH * 20)
         thirty_minutes = tiled(three_minutes, 10, work / "thirty_minutes.wav")
         steps = {
-            "1": lambda: overhead(figures, work, three_minutes, max(3, args.runs // 2 + 1)),
+            "1": lambda: overhead(figures, work, three_minutes, args.runs),
             "2": lambda: detection_and_stop(figures, work, three_minutes, args.runs),
             "4": lambda: monitoring(figures, work, ten_minutes, args.window),
             "5": lambda: store_queries(figures, work, 100_000, args.runs),

@@ -4,13 +4,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import psutil
 import pytest
 
 from ttservice.jobs import JobStatus, Runner
-from ttservice.process_manager import ProcessManager
+from ttservice.process_manager import Interrupt, ProcessManager, wait_readable
 
 from .conftest import DUMMY, gone, group_members, make_settings, wait_for
 
@@ -166,6 +167,47 @@ def test_monitor_notices_exit_within_two_seconds(pm, make_job, store):
     job = store.get_job(job_id)
     assert job.status is JobStatus.FAILED and job.exit_code == -signal.SIGKILL
     assert job.error == "The worker process was killed by SIGKILL."
+
+
+def later(seconds, action):
+    timer = threading.Timer(seconds, action)
+    timer.start()
+    return timer
+
+
+def test_wait_for_exit_wakes_when_the_worker_exits(pm, make_job):
+    job_id, pid = start_dummy(pm, make_job)
+    later(0.3, lambda: os.kill(pid, signal.SIGKILL))
+    started = time.monotonic()
+    assert pm.wait_for_exit(job_id, 60, Interrupt()) is True
+    assert time.monotonic() - started < 30  # woken by the exit, not by the timeout
+
+
+def test_wait_for_exit_wakes_when_interrupted(pm, make_job):
+    job_id, _ = start_dummy(pm, make_job)
+    interrupt = Interrupt()
+    later(0.3, interrupt.set)
+    started = time.monotonic()
+    assert pm.wait_for_exit(job_id, 60, interrupt) is False
+    assert time.monotonic() - started < 30
+    assert pm.store.get_job(job_id).status is JobStatus.PROCESSING
+
+
+def test_interrupt_set_before_anyone_waits_still_wakes_the_waiter():
+    interrupt = Interrupt()
+    interrupt.set()
+    started = time.monotonic()
+    assert wait_readable([interrupt.fileno()], 60)
+    assert time.monotonic() - started < 30
+    interrupt.clear()
+    assert not wait_readable([interrupt.fileno()], 0)
+
+
+def test_monitor_wait_returns_when_stopped_before_it_waits(pm):
+    pm._stop.set()  # shutdown asked while the monitor was busy: its next wait must not sleep
+    started = time.monotonic()
+    pm._wait_for_event(60)
+    assert time.monotonic() - started < 30
 
 
 def test_exit_code_of_failed_worker_is_recorded(pm, make_job, store):

@@ -1,36 +1,44 @@
-"""The `ttservice` command: a thin layer over the store, ProcessManager and exports."""
+"""The `ttservice` command: a thin layer over the store, ProcessManager and exports.
+
+Built on click (not typer, which now imports pydantic: 0.2 s more at every start).
+"""
 
 from __future__ import annotations
 
 import json
 import signal
 import sys
-import threading
 from pathlib import Path
 
-import typer
+import click
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from . import audio, export, logs
 from .config import Settings, settings_help
 from .exceptions import MediaError, TTServiceError
 from .jobs import Job, JobStatus, Runner, TranscribeOptions, iso
-from .process_manager import ProcessManager
+from .process_manager import Interrupt, ProcessManager
 from .store import Store
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
 
-app = typer.Typer(
-    help="TTService: local transcription in supervised worker processes.",
-    epilog="Settings (environment variables):\n\n" + settings_help().replace("\n", "\n\n"),
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+FORMAT = click.Choice(export.FORMATS)
+FORMAT_HELP = "txt, srt, vtt or json."
+
+
+@click.group(
+    context_settings=CONTEXT,
+    epilog="\b\nSettings (environment variables):\n" + settings_help(),
 )
-db_app = typer.Typer(help="Database maintenance: migrate, back up, roll back.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
+def app() -> None:
+    """TTService: local transcription in supervised worker processes."""
+
+
+@app.group("db")
+def db_app() -> None:
+    """Database maintenance: migrate, back up, roll back."""
+
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -38,7 +46,7 @@ out = Console(soft_wrap=True)
 
 def fail(message: str, code: int = EXIT_FAILED) -> None:
     err.print(f"[red]Error:[/red] {message}", highlight=False)
-    raise typer.Exit(code)
+    sys.exit(code)
 
 
 def _services() -> tuple[Settings, Store]:
@@ -55,7 +63,7 @@ class Cancel:
     """SIGINT/SIGTERM only set a flag; the waiting loop stops the job."""
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        self.event = Interrupt()  # wakes the wait for the worker at once
         self.signal: int | None = None
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle)
@@ -65,25 +73,35 @@ class Cancel:
         self.event.set()
 
 
+def output_options(command):
+    command = click.option(
+        "-o", "--output", type=click.Path(path_type=Path), help="Write here instead of stdout."
+    )(command)
+    return click.option("-f", "--format", "fmt", type=FORMAT, default="txt", help=FORMAT_HELP)(command)
+
+
 @app.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("-m", "--model", help="Model name or local CTranslate2 directory.")
+@click.option("-l", "--language", help="Language code; auto-detected if omitted.")
+@output_options
+@click.option(
+    "--task",
+    type=click.Choice(["transcribe", "translate"]),
+    default="transcribe",
+    help="transcribe, or translate (to English).",
+)
+@click.option("--word-timestamps", is_flag=True, help="Store word timings.")
 def transcribe(
-    file: Path = typer.Argument(..., help="Audio or video file."),
-    model: str | None = typer.Option(
-        None, "--model", "-m", help="Model name or local CTranslate2 directory."
-    ),
-    language: str | None = typer.Option(
-        None, "--language", "-l", help="Language code; auto-detected if omitted."
-    ),
-    fmt: str = typer.Option("txt", "--format", "-f", help="txt, srt, vtt or json."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
-    task: str = typer.Option("transcribe", help="transcribe, or translate (to English)."),
-    word_timestamps: bool = typer.Option(False, "--word-timestamps", help="Store word timings."),
+    file: Path,
+    model: str | None,
+    language: str | None,
+    fmt: str,
+    output: Path | None,
+    task: str,
+    word_timestamps: bool,
 ) -> None:
     """Transcribe FILE in a supervised worker; the transcript goes to stdout or -o."""
-    if fmt not in export.FORMATS:
-        fail(f"Unknown format {fmt!r}; choose one of {', '.join(export.FORMATS)}.", EXIT_BAD_INPUT)
-    if task not in ("transcribe", "translate"):
-        fail(f"Unknown task {task!r}; choose transcribe or translate.", EXIT_BAD_INPUT)
     try:
         settings, store = _services()
         options = _options(settings, model, language, task, word_timestamps)
@@ -101,19 +119,13 @@ def transcribe(
 
 
 @app.command()
-def resume(
-    job_id: int,
-    fmt: str = typer.Option("txt", "--format", "-f", help="txt, srt, vtt or json."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
-    in_service: bool = typer.Option(
-        False, "--service", help="Queue it for the running service instead of running it here."
-    ),
-) -> None:
+@click.argument("job_id", type=int)
+@output_options
+@click.option("--service", "in_service", is_flag=True, help="Queue it for the running service instead.")
+def resume(job_id: int, fmt: str, output: Path | None, in_service: bool) -> None:
     """Continue a stopped, failed or interrupted job after its last saved segment."""
     from .actions import resume as resume_job
 
-    if fmt not in export.FORMATS:
-        fail(f"Unknown format {fmt!r}; choose one of {', '.join(export.FORMATS)}.", EXIT_BAD_INPUT)
     try:
         settings, store = _services()
         runner = Runner.SERVICE if in_service else Runner.FOREGROUND
@@ -154,6 +166,8 @@ def _options(
 def _run_with_progress(
     path: Path, options: TranscribeOptions, job_id: int, settings: Settings, store: Store
 ) -> Job:
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
     cancel = Cancel()
     progress = Progress(
         TextColumn("[bold]job {task.fields[job]}[/bold] {task.description}"),
@@ -200,16 +214,23 @@ def _write(text: str, output: Path | None) -> None:
     err.print(f"Wrote {output}", highlight=False)
 
 
+def json_option(what: str):
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {what}.")
+
+
 @app.command()
-def jobs(
-    status: JobStatus | None = typer.Option(None, "--status", "-s", help="Only jobs with this status."),
-    limit: int = typer.Option(50, "--limit", "-n", help="How many, newest first."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON array."),
-) -> None:
+@click.option(
+    "-s", "--status", type=click.Choice([s.value for s in JobStatus]), help="Only jobs with this status."
+)
+@click.option("-n", "--limit", type=int, default=50, show_default=True, help="How many, newest first.")
+@json_option("a JSON array")
+def jobs(status: str | None, limit: int, as_json: bool) -> None:
     """List jobs, newest first."""
+    from rich.table import Table
+
     try:
         settings, store = _services()
-        rows = store.list_jobs(status=status, limit=limit)
+        rows = store.list_jobs(status=JobStatus(status) if status else None, limit=limit)
     except TTServiceError as error:
         fail(str(error))
     stall = settings.stall_timeout
@@ -232,7 +253,9 @@ def jobs(
 
 
 @app.command()
-def show(job_id: int, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+@click.argument("job_id", type=int)
+@json_option("JSON")
+def show(job_id: int, as_json: bool) -> None:
     """Show one job: status, process, progress and transcript."""
     try:
         settings, store = _services()
@@ -262,11 +285,10 @@ def show(job_id: int, as_json: bool = typer.Option(False, "--json", help="Print 
 
 
 @app.command("logs")
-def logs_cmd(
-    job_id: int,
-    lines: int = typer.Option(50, "-n", "--lines", help="How many lines from the end."),
-    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing until the job ends."),
-) -> None:
+@click.argument("job_id", type=int)
+@click.option("-n", "--lines", type=int, default=50, show_default=True, help="How many lines from the end.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the job ends.")
+def logs_cmd(job_id: int, lines: int, follow: bool) -> None:
     """Print the tail of a job's log."""
     try:
         settings, store = _services()
@@ -285,6 +307,7 @@ def logs_cmd(
 
 
 @app.command()
+@click.argument("job_id", type=int)
 def stop(job_id: int) -> None:
     """Stop a queued or running job (its whole process tree) and mark it cancelled."""
     try:
@@ -299,7 +322,8 @@ def stop(job_id: int) -> None:
 
 
 @app.command()
-def cleanup(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+@json_option("JSON")
+def cleanup(as_json: bool) -> None:
     """Run the orphan sweep now: finalise jobs whose worker is gone or silent."""
     try:
         settings, store = _services()
@@ -319,14 +343,10 @@ def cleanup(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
 
 
 @app.command("export")
-def export_cmd(
-    job_id: int,
-    fmt: str = typer.Option("txt", "--format", "-f", help="txt, srt, vtt or json."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
-) -> None:
+@click.argument("job_id", type=int)
+@output_options
+def export_cmd(job_id: int, fmt: str, output: Path | None) -> None:
     """Export a job's transcript (partial for a stopped or failed job)."""
-    if fmt not in export.FORMATS:
-        fail(f"Unknown format {fmt!r}; choose one of {', '.join(export.FORMATS)}.", EXIT_BAD_INPUT)
     try:
         _, store = _services()
         job = store.get_job(job_id)
@@ -337,11 +357,15 @@ def export_cmd(
 
 
 @app.command()
-def serve(
-    host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback exposes the app."),
-    port: int = typer.Option(8501, help="Port of the web app."),
-    ui: bool = typer.Option(True, "--ui/--no-ui", help="--no-ui runs only the job manager (headless)."),
-) -> None:
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; anything but loopback exposes the app.",
+)
+@click.option("--port", type=int, default=8501, show_default=True, help="Port of the web app.")
+@click.option("--ui/--no-ui", default=True, help="--no-ui runs only the job manager (headless).")
+def serve(host: str, port: int, ui: bool) -> None:
     """Run the service: the web app plus the one manager that runs queued jobs."""
     import logging
 
@@ -352,16 +376,15 @@ def serve(
         code = Service(Settings.from_env(), host, port, ui).run()
     except (ServiceAlreadyRunning, TTServiceError) as error:
         fail(str(error))
-    raise typer.Exit(code)
+    sys.exit(code)
 
 
 @app.command()
-def submit(
-    file: Path = typer.Argument(..., help="Audio or video file, used in place."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model name or local directory."),
-    language: str | None = typer.Option(None, "--language", "-l", help="Language code; auto if omitted."),
-    as_json: bool = typer.Option(False, "--json", help='Print {"id": N}.'),
-) -> None:
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("-m", "--model", help="Model name or local directory.")
+@click.option("-l", "--language", help="Language code; auto-detected if omitted.")
+@json_option('{"id": N}')
+def submit(file: Path, model: str | None, language: str | None, as_json: bool) -> None:
     """Queue FILE for the running service and print the job id."""
     from .actions import submit_file
     from .service import running_service
@@ -419,7 +442,7 @@ def rollback() -> None:
 
 def main() -> None:
     try:
-        app()
+        app(prog_name="ttservice")
     except KeyboardInterrupt:
         err.print("Interrupted.")
         sys.exit(EXIT_CANCELLED)

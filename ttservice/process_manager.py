@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -26,10 +27,10 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
-# Seconds between the monitor's checks: a worker's exit is recorded, and a queued job
-# started, within this; each check is a waitpid per child and a stat of the database files.
+# Seconds between the service's looks for queued jobs (a stat of the database files) and,
+# without pidfds, for exited workers. With pidfds an exit wakes the monitor at once.
 MONITOR_POLL = 0.1
-EXIT_POLL = 0.02  # seconds between checks of a worker a foreground command waits for
+EXIT_POLL = 0.02  # seconds between checks of a worker's exit where pidfds are missing
 LEASE_LAPSE = 30.0  # a "stop if I leave the page" job is stopped this long after its page went away
 LEASE_CHECK = 1.0  # seconds between looks for lapsed leases
 DISPATCH_CHECK = 1.0  # seconds after which queued jobs are looked for even if nothing seemed to change
@@ -78,6 +79,75 @@ def worker_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+class Interrupt(threading.Event):
+    """An Event that `select()` can wait on too: `set()` also writes to a pipe.
+
+    Safe to set from a signal handler, and it wakes a thread blocked in
+    `wait_readable` at once instead of at its next poll. `ring()` wakes such a
+    thread without setting the event.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pipe: tuple[int, int] | None = None  # made when first waited on
+        self._pipe_lock = threading.Lock()
+
+    def set(self) -> None:
+        super().set()
+        self.ring()
+
+    def ring(self) -> None:
+        pipe = self._pipe  # no lock: this may run in a signal handler
+        if pipe is None:
+            return  # nobody has waited yet; whoever waits first sees the state
+        try:
+            os.write(pipe[1], b"!")
+        except BlockingIOError:
+            pass  # the pipe is full: it is readable already
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.fileno(), 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def clear(self) -> None:
+        super().clear()
+        self.drain()
+
+    def fileno(self) -> int:
+        with self._pipe_lock:
+            if self._pipe is None:
+                self._pipe = os.pipe()
+                for fd in self._pipe:
+                    os.set_blocking(fd, False)
+                if self.is_set():
+                    os.write(self._pipe[1], b"!")
+            return self._pipe[0]
+
+    def __del__(self) -> None:
+        if self._pipe is not None:
+            for fd in self._pipe:
+                os.close(fd)
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when the process exits (Linux 5.3+), or None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def wait_readable(fds: Sequence[int], timeout: float | None) -> bool:
+    """Block until one of `fds` is readable or `timeout` s pass; True if one is."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else max(0.0, timeout) * 1000))
+
+
 class ProcessManager:
     def __init__(
         self,
@@ -90,11 +160,13 @@ class ProcessManager:
         self.runner = runner
         self._lock = threading.RLock()
         self._children: dict[int, subprocess.Popen] = {}
+        # Opened at spawn, before anything can reap the child and free its PID for reuse.
+        self._pidfds: dict[int, int] = {}
         # Live workers of service jobs started by an earlier service process (it crashed):
         # not our children, so watched by identity instead of by wait().
         self._adopted: dict[int, psutil.Process] = {}
         self._metric_procs: dict[int, list[psutil.Process]] = {}
-        self._stop = threading.Event()
+        self._stop = Interrupt()  # also wakes the monitor when a child is added
         self._thread: threading.Thread | None = None
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -134,8 +206,12 @@ class ProcessManager:
     def register_process(self, job_id: int, process: subprocess.Popen, cmd: Sequence[str]) -> None:
         """Record the process of a job (PID, create time, log path) and watch it."""
         log_path = str(logs.job_log_path(self.settings.log_dir, job_id))
+        pidfd = _pidfd(process.pid)
         with self._lock:
             self._children[job_id] = process
+            if pidfd is not None:
+                self._pidfds[job_id] = pidfd
+        self._stop.ring()  # the monitor waits on the new pidfd from now on
         if self.settings.use_process_tracking:
             started = proctree.create_time(process.pid)
             self.store.register_process(job_id, process.pid, started, log_path)
@@ -146,13 +222,23 @@ class ProcessManager:
     def wait_for_exit(self, job_id: int, timeout: float, interrupt: threading.Event) -> bool:
         """Wait up to `timeout` s for the worker we started for `job_id` to exit; True if it has.
 
-        Returns early when `interrupt` is set. Without a child of ours it just waits.
+        Returns as soon as the worker exits, or `interrupt` is set (at once for an
+        `Interrupt`, within `timeout` for a plain Event). Without a child of ours it just waits.
         """
         with self._lock:
             child = self._children.get(job_id)
+            pidfd = self._pidfds.get(job_id)
+            pidfd = os.dup(pidfd) if pidfd is not None else None  # ours even if the child is forgotten
         if child is None:
             interrupt.wait(timeout)
             return False
+        if pidfd is not None:
+            try:
+                wake = [interrupt.fileno()] if isinstance(interrupt, Interrupt) else []
+                wait_readable([pidfd, *wake], timeout)
+            finally:
+                os.close(pidfd)
+            return child.poll() is not None
         deadline = time.monotonic() + timeout
         while child.poll() is None:
             if interrupt.wait(EXIT_POLL) or time.monotonic() >= deadline:
@@ -256,7 +342,7 @@ class ProcessManager:
             log.info("job %s: stopping pid %s", job_id, proc.pid)
             proctree.kill_tree(proc, self.settings.kill_grace, self._reap)
         with self._lock:
-            process = self._children.pop(job_id, None)
+            process = self._forget_child(job_id)
             self._adopted.pop(job_id, None)
         if process is not None:
             try:
@@ -278,12 +364,19 @@ class ProcessManager:
         sentence = reason[0].upper() + reason[1:].rstrip(".") + "."
         return self.store.transition(job.id, JobStatus.FAILED, error_message=sentence)
 
+    def _forget_child(self, job_id: int) -> subprocess.Popen | None:
+        """Stop watching a child (the caller holds the lock); return it."""
+        pidfd = self._pidfds.pop(job_id, None)
+        if pidfd is not None:
+            os.close(pidfd)
+        self._metric_procs.pop(job_id, None)
+        return self._children.pop(job_id, None)
+
     def _collect_exited(self) -> None:
         with self._lock:
             exited = [(j, p) for j, p in self._children.items() if p.poll() is not None]
             for job_id, _ in exited:
-                del self._children[job_id]
-                self._metric_procs.pop(job_id, None)
+                self._forget_child(job_id)
             ended = [j for j, p in self._adopted.items() if not proctree.is_alive(p)]
             for job_id in ended:
                 del self._adopted[job_id]
@@ -406,7 +499,19 @@ class ProcessManager:
                     self.dispatch()
             except Exception:  # a monitor that dies silently would be worse than a logged error
                 log.exception("process monitor iteration failed")
-            self._stop.wait(MONITOR_POLL)
+            self._wait_for_event(MONITOR_POLL if dispatch else next_sweep - time.monotonic())
+
+    def _wait_for_event(self, timeout: float) -> None:
+        """Sleep until a child exits, a child is added, shutdown, or `timeout` s pass."""
+        self._stop.drain()
+        if self._stop.is_set():  # set before the drain took its byte
+            return
+        with self._lock:
+            fds = list(self._pidfds.values())
+            unwatched = len(self._children) > len(fds) or self._adopted
+        if unwatched:  # no pidfd for some: look again soon
+            timeout = min(timeout, MONITOR_POLL)
+        wait_readable([self._stop.fileno(), *fds], timeout)
 
     def _slot_free(self) -> bool:
         """False when this manager's own workers already fill every slot."""
@@ -428,7 +533,11 @@ class ProcessManager:
             deadline = time.monotonic() + wait
             while self._children and time.monotonic() < deadline:
                 self._collect_exited()
-                time.sleep(proctree.POLL)
+                with self._lock:
+                    fds = list(self._pidfds.values())
+                    unwatched = len(self._children) > len(fds)
+                if self._children:
+                    wait_readable(fds, proctree.POLL if unwatched else deadline - time.monotonic())
         with self._lock:
             job_ids = [*self._children, *self._adopted]
         for job_id in job_ids:
