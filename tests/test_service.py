@@ -1,16 +1,19 @@
 """`ttservice serve` and `submit`: one manager, dispatch without a browser, clean shutdown."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from ttservice import actions
+from ttservice.config import STANDBY, STANDBY_READY
 from ttservice.jobs import JobStatus, TranscribeOptions
-from ttservice.process_manager import LEASE_LAPSE, ProcessManager
+from ttservice.process_manager import LEASE_LAPSE, STANDBY_DELAY, ProcessManager
 from ttservice.store import Store
 
 from .conftest import DUMMY, JFK_WAV, env_for, gone, group_members, ttservice, wait_for
@@ -94,3 +97,65 @@ def test_service_runs_jobs_without_a_browser_and_stops_cleanly(settings, long_sp
     finally:
         if serve.poll() is None:
             serve.kill()
+
+
+def warm_worker_of(service_pid: int) -> psutil.Process | None:
+    for child in psutil.Process(service_pid).children():
+        try:
+            if STANDBY in child.cmdline():
+                return child
+        except psutil.Error:
+            continue
+    return None
+
+
+@pytest.mark.model
+def test_warm_worker_takes_the_next_job_and_goes_with_its_service(settings):
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "ttservice.cli", "serve", "--no-ui"],
+        env=env_for(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ready = settings.log_dir / "standby.log"
+    try:
+        warm = wait_for(lambda: warm_worker_of(serve.pid), 60, what="a warm worker")
+        wait_for(lambda: ready.exists() and STANDBY_READY in ready.read_text(), 120, what="it is ready")
+        store = Store.from_settings(settings)
+        job_id = actions.submit_file(store, settings, JFK_WAV, TranscribeOptions.from_settings(settings))
+        wait_for(lambda: store.get_job(job_id).finished, 120, what="the job done")
+        job = store.get_job(job_id)
+        assert job.status is JobStatus.COMPLETED and job.process_id == warm.pid
+        assert "ask not what your country can do for you" in " ".join(s.text for s in store.segments(job_id))
+        assert "loaded model" in "\n".join(ProcessManager(store, settings).get_logs(job_id))
+        # the next one comes STANDBY_DELAY s after a job starts; a SIGKILLed service takes it along
+        after = wait_for(lambda: warm_worker_of(serve.pid), STANDBY_DELAY + 60, what="the next warm worker")
+        serve.kill()
+        serve.wait(timeout=30)
+        wait_for(lambda: gone(after.pid), 30, what="the warm worker gone with its service")
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+
+
+def test_without_warm_worker_the_service_keeps_none(tmp_path):
+    from .conftest import make_settings
+
+    settings = make_settings(tmp_path / "data", warm_worker=False)
+    pm = ProcessManager(Store.from_settings(settings), settings)
+    pm.start(dispatch=True)
+    try:
+        time.sleep(1.0)  # ten turns of the monitor
+        assert warm_worker_of(os.getpid()) is None
+    finally:
+        pm.shutdown(stop_jobs=True, wait=0)
+
+
+def test_service_shutdown_ends_its_warm_worker(settings):
+    pm = ProcessManager(Store.from_settings(settings), settings)
+    pm.start(dispatch=True)
+    try:
+        warm = wait_for(lambda: warm_worker_of(os.getpid()), 60, what="a warm worker")
+    finally:
+        pm.shutdown(stop_jobs=True, wait=0)
+    assert gone(warm.pid)

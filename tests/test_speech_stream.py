@@ -1,5 +1,9 @@
 """Speech found a block at a time and features computed a window at a time equal faster-whisper's
-whole-file results, and decoding that starts before all the speech is found decodes the same."""
+whole-file results, and decoding that starts before all the speech is found (or all the media
+decoded) decodes the same."""
+
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -7,12 +11,16 @@ from faster_whisper.audio import decode_audio
 from faster_whisper.feature_extractor import FeatureExtractor
 from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 
+from ttservice import audio as media
 from ttservice.engine import FasterWhisperEngine
+from ttservice.exceptions import MediaError
 from ttservice.features import WindowFeatures
 from ttservice.jobs import TranscribeOptions
+from ttservice.samples import GrowingAudio
 from ttservice.vad import PADDING, SAMPLE_RATE, SpeechStream
 
 from .conftest import JFK_WAV
+from .media import video_with_audio
 from .speech import speech_with_pauses
 
 
@@ -114,3 +122,62 @@ def test_decoding_while_the_speech_is_found_equals_decoding_after(paused):
     assert runs[0] == runs[1]
     # decoding began before the end of the speech was known, and started again for the last windows
     assert len(calls) == 3 and calls[1]["clip_timestamps"] != "0" and calls[1]["initial_prompt"]
+
+
+def fed(audio: np.ndarray, pause: float = 0.002, error: Exception | None = None) -> GrowingAudio:
+    """The samples appended 7 s at a time by a thread, as the worker's decoding does."""
+    out = GrowingAudio(len(audio) // 2)  # shorter than the audio: it has to grow
+    step = 7 * SAMPLE_RATE
+
+    def feed() -> None:
+        for i in range(0, len(audio), step):
+            out.append(audio[i : i + step])
+            time.sleep(pause)
+        out.finish(error)
+
+    threading.Thread(target=feed, daemon=True).start()
+    return out
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_speech_of_audio_still_being_decoded_equals_the_whole_arrays(case, jfk, paused):
+    audio = CASES[case](jfk, paused)
+    whole = SpeechStream(audio)
+    total = whole.wait()
+    stream = SpeechStream(fed(audio))
+    assert stream.wait() == total
+    assert stream.spans == whole.spans
+    assert np.array_equal(stream.samples(0, total)[0], whole.samples(0, total)[0])
+
+
+def test_without_vad_audio_still_being_decoded_is_all_speech(paused):
+    stream = SpeechStream(fed(paused), vad=False)
+    total = stream.wait()
+    assert total == len(paused) + PADDING
+    assert np.array_equal(stream.samples(0, total)[0][: len(paused)], paused)
+
+
+def test_a_decoding_error_reaches_the_reader(paused):
+    stream = SpeechStream(fed(paused[: 20 * SAMPLE_RATE], error=MediaError("damaged")))
+    with pytest.raises(MediaError, match="damaged"):
+        stream.wait()
+
+
+@pytest.mark.parametrize("kind", ["wav", "mp4 (aac)"])
+def test_decoding_as_it_goes_gives_faster_whispers_samples(kind, tmp_path):
+    path = JFK_WAV if kind == "wav" else video_with_audio(tmp_path / "talk.mp4", JFK_WAV)
+    info = media.probe(path, 2**30)
+    out = GrowingAudio()
+    media.decode_into(info, out)
+    assert out.done and np.array_equal(out.result(), decode_audio(str(path), sampling_rate=SAMPLE_RATE))
+
+
+def test_transcribing_media_still_being_decoded_equals_transcribing_the_array(paused):
+    options = TranscribeOptions(language="en")
+    engine = FasterWhisperEngine(options)
+    whole = [(s.start, s.end, s.text) for s in engine.transcribe(paused, options)[0]]
+    declared = len(paused) / SAMPLE_RATE
+    prepared = engine.prepare(fed(paused, pause=0.05), options, declared=declared)
+    assert not prepared.audio.done and prepared.duration == declared
+    streamed = [(s.start, s.end, s.text) for s in engine.transcribe(prepared, options)[0]]
+    assert len(whole) > 10 and streamed == whole

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,8 +18,11 @@ from .exceptions import MediaError
 from .jobs import Job, Runner, TranscribeOptions
 from .store import Store
 
-if TYPE_CHECKING:  # numpy loads in the worker only; the CLI starts faster without it
+if TYPE_CHECKING:  # numpy and PyAV load in the worker only; the CLI starts faster without them
+    import av
     import numpy as np
+
+    from .samples import GrowingAudio
 
 # The source document's emergency switch: set TTSERVICE_USE_PROCESS_TRACKING=0
 # (or this flag) and jobs still run and finish, without PID tracking.
@@ -27,6 +30,8 @@ USE_PROCESS_TRACKING: bool | None = None  # None: follow the setting
 
 SAMPLE_RATE = 16_000
 TRUNCATION_RATIO = 0.9  # decoded audio shorter than this share of the declared length is truncated
+DECODE_GROUP = 500_000  # source samples resampled at a time (faster-whisper's figure)
+DECODE_AHEAD = 60 * SAMPLE_RATE  # samples decoded ahead of what the speech finder has asked for
 
 
 @dataclass(frozen=True)
@@ -94,21 +99,68 @@ def _wav_header_duration(path: Path) -> float | None:
 
 def decode(info: MediaInfo) -> np.ndarray:
     """Decode to 16 kHz mono float32; refuse a file that ends well before it says it does."""
-    from faster_whisper.audio import decode_audio
+    from .samples import GrowingAudio
+
+    out = GrowingAudio()
+    decode_into(info, out)
+    return out.result()
+
+
+def decode_into(info: MediaInfo, out: GrowingAudio) -> None:
+    """Decode into `out` as decoding goes (what `decode` returns), then finish it, with the error if any.
+
+    The frames are grouped and resampled as faster-whisper's `decode_audio` does, so
+    the samples are the same; that function returns them only at the end.
+    """
+    import av
+    import numpy as np
+
+    def resampled(frame: av.AudioFrame | None) -> None:
+        for part in resampler.resample(frame):
+            out.append(part.to_ndarray().reshape(-1).astype(np.float32) / 32768.0)
 
     try:
-        audio = decode_audio(str(info.path), sampling_rate=SAMPLE_RATE)
-    except Exception:
-        raise MediaError(f"{info.path.name} could not be decoded; it may be damaged.") from None
-    decoded = len(audio) / SAMPLE_RATE
+        resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        fifo = av.audio.fifo.AudioFifo()
+        with av.open(str(info.path), mode="r", metadata_errors="ignore") as container:
+            for frame in _valid_frames(container.decode(audio=0)):
+                frame.pts = None  # no timestamp checks, as faster-whisper
+                fifo.write(frame)
+                if fifo.samples >= DECODE_GROUP:
+                    if not out.wait_for_room(DECODE_AHEAD):
+                        return  # nobody reads any more
+                    resampled(fifo.read())
+            if fifo.samples > 0:
+                resampled(fifo.read())
+            resampled(None)  # flush
+    except Exception:  # PyAV raises a family of FFmpeg errors for a damaged file
+        out.finish(MediaError(f"{info.path.name} could not be decoded; it may be damaged."))
+        return
+    decoded = out.length / SAMPLE_RATE
     if info.declared_duration and decoded < info.declared_duration * TRUNCATION_RATIO - 0.5:
-        raise MediaError(
-            f"{info.path.name} appears truncated: it declares {info.declared_duration:.1f} s"
-            f" but only {decoded:.1f} s could be decoded."
+        out.finish(
+            MediaError(
+                f"{info.path.name} appears truncated: it declares {info.declared_duration:.1f} s"
+                f" but only {decoded:.1f} s could be decoded."
+            )
         )
-    if len(audio) == 0:
-        raise MediaError(f"{info.path.name} contains no audio samples.")
-    return audio
+    elif out.length == 0:
+        out.finish(MediaError(f"{info.path.name} contains no audio samples."))
+    else:
+        out.finish()
+
+
+def _valid_frames(frames: Iterator[av.AudioFrame]) -> Iterator[av.AudioFrame]:
+    """The frames, skipping those FFmpeg finds invalid (as faster-whisper does)."""
+    import av
+
+    while True:
+        try:
+            yield next(frames)
+        except StopIteration:
+            return
+        except av.error.InvalidDataError:
+            continue
 
 
 def tracking_enabled(settings: Settings) -> bool:

@@ -14,6 +14,8 @@ from pathlib import Path
 ENV_PREFIX = "TTSERVICE_"
 # Not a setting: a foreground manager tells its worker which PID it must end with.
 WORKER_PARENT_ENV = ENV_PREFIX + "WORKER_PARENT"
+# The warm worker: started with STANDBY, it prints STANDBY_READY once it waits for a job id.
+STANDBY, STANDBY_READY = "--standby", "Standby worker ready"
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,12 @@ SETTINGS: tuple[Setting, ...] = (
         "batch_size", "0", "0 decodes window by window (best WER); N > 0 decodes N clips at a time (faster)."
     ),
     Setting("stall_timeout", "900", "Seconds without progress after which a job is shown as stalled."),
+    Setting(
+        "warm_worker",
+        "1",
+        "1: the service keeps a worker started ahead (imports done, default model loaded, ~240 MB)"
+        " so that a queued job starts at once.",
+    ),
 )
 
 
@@ -75,6 +83,7 @@ class Settings:
     cpu_threads: int
     batch_size: int
     stall_timeout: float
+    warm_worker: bool
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

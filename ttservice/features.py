@@ -18,6 +18,8 @@ import numpy as np
 
 from .vad import PADDING, SpeechStream
 
+UNBOUNDED_SAMPLES = 2**40  # the frame count faster-whisper is shown before the length is known
+
 
 class TailReached(Exception):
     """A window reads past the end of the speech, whose length was not known when decoding began.
@@ -48,15 +50,20 @@ class WindowFeatures:
     """Stands in for the (n_mels, frames) feature array of a stream's speech.
 
     With `exact` False the speech is still being found, and the frame count is an
-    upper bound (the whole file's); a read that would differ from the exact
-    array's raises TailReached.
+    upper bound (the whole file's, or unbounded while it is being decoded); a read
+    that would differ from the exact array's raises TailReached.
     """
 
     def __init__(self, extractor: Any, stream: SpeechStream, exact: bool) -> None:
         self._stream, self._exact = stream, exact
         self._log_mel = _BlockedLogMel(extractor, stream)
         self._hop, self._window_frames = extractor.hop_length, extractor.nb_max_frames
-        total = stream.wait() if exact else len(stream.audio) + PADDING
+        if exact:
+            total = stream.wait()
+        elif stream.audio.done:  # the speech is no longer than the file
+            total = stream.audio.length + PADDING
+        else:  # the file is still being decoded: any bound is too short for some file
+            total = UNBOUNDED_SAMPLES
         self.start, self.stop = 0, total // self._hop
         self.shape = (extractor.mel_filters.shape[0], self.stop)
 

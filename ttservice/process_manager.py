@@ -17,11 +17,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
 from . import logs, proctree
-from .config import SETTINGS, WORKER_PARENT_ENV, Settings
+from .config import SETTINGS, STANDBY, STANDBY_READY, WORKER_PARENT_ENV, Settings
 from .jobs import Job, JobStatus, Runner
 from .store import Store
 
@@ -34,6 +35,10 @@ EXIT_POLL = 0.02  # seconds between checks of a worker's exit where pidfds are m
 LEASE_LAPSE = 30.0  # a "stop if I leave the page" job is stopped this long after its page went away
 LEASE_CHECK = 1.0  # seconds between looks for lapsed leases
 DISPATCH_CHECK = 1.0  # seconds after which queued jobs are looked for even if nothing seemed to change
+STANDBY_RETRY = 30.0  # seconds before a warm worker that exited on its own is started again
+# Seconds after a job starts before the next warm worker is: its start takes ~1.5 s of CPU,
+# which delayed the first text of the job just started by ~0.5 s on 2 cores.
+STANDBY_DELAY = 10.0
 
 
 @dataclass
@@ -166,6 +171,9 @@ class ProcessManager:
         # not our children, so watched by identity instead of by wait().
         self._adopted: dict[int, psutil.Process] = {}
         self._metric_procs: dict[int, list[psutil.Process]] = {}
+        # The service's warm worker (see worker.standby): handed the next job it starts.
+        self._standby: subprocess.Popen | None = None
+        self._standby_after = 0.0  # monotonic time before which none is started
         self._stop = Interrupt()  # also wakes the monitor when a child is added
         self._thread: threading.Thread | None = None
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
@@ -176,32 +184,111 @@ class ProcessManager:
         return [sys.executable, "-m", "ttservice.worker", str(job_id)]
 
     def start_job(self, job_id: int, cmd: Sequence[str] | None = None) -> bool:
-        """Claim a queued job if a slot is free and start its worker; False if no slot."""
+        """Claim a queued job if a slot is free and start its worker; False if no slot.
+
+        The service's warm worker takes the job if there is one; otherwise (or with
+        `cmd`) a new worker process is started.
+        """
         if not self.store.claim(job_id, self.settings.max_concurrent_jobs):
             return False
+        process = self._hand_to_standby(job_id) if cmd is None else None
+        self._standby_after = max(self._standby_after, time.monotonic() + STANDBY_DELAY)
         cmd = list(cmd or self.worker_command(job_id))
-        log_path = logs.job_log_path(self.settings.log_dir, job_id)
-        env = worker_env(self.settings)
-        if self.runner is Runner.FOREGROUND:
-            env[WORKER_PARENT_ENV] = str(os.getpid())  # the worker ends with this command
-        try:
-            with open(log_path, "ab") as log_file:
-                process = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own group: stopped as a whole, survives our Ctrl-C
-                    env=env,
-                    close_fds=True,
+        if process is None:
+            env = worker_env(self.settings)
+            if self.runner is Runner.FOREGROUND:
+                env[WORKER_PARENT_ENV] = str(os.getpid())  # the worker ends with this command
+            try:
+                process = self._spawn(cmd, logs.job_log_path(self.settings.log_dir, job_id), env)
+            except OSError as error:
+                self.store.transition(
+                    job_id, JobStatus.FAILED, error_message=f"The worker could not be started: {error}."
                 )
-        except OSError as error:
-            self.store.transition(
-                job_id, JobStatus.FAILED, error_message=f"The worker could not be started: {error}."
-            )
-            return True
+                return True
         self.register_process(job_id, process, cmd)
         return True
+
+    @staticmethod
+    def _spawn(cmd: Sequence[str], log_path: Path, env: dict[str, str], **popen) -> subprocess.Popen:
+        with open(log_path, "ab") as log_file:
+            return subprocess.Popen(
+                cmd,
+                stdin=popen.pop("stdin", subprocess.DEVNULL),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: stopped as a whole, survives our Ctrl-C
+                env=env,
+                close_fds=True,
+                **popen,
+            )
+
+    # --- the warm worker (service only) ---------------------------------------
+
+    @property
+    def standby_log(self) -> Path:
+        return self.settings.log_dir / "standby.log"
+
+    def _keep_standby(self) -> None:
+        """Have a warm worker waiting while a slot is free (so it never slows running jobs)."""
+        with self._lock:
+            standby = self._standby
+        if standby is not None and standby.poll() is None:
+            return
+        if standby is not None:  # it exited with no job: a broken model or environment; not at once
+            log.warning("the warm worker exited with %s", standby.returncode)
+            self._standby_after = time.monotonic() + STANDBY_RETRY
+            self._standby = None
+        if time.monotonic() < self._standby_after or not self._slot_free():
+            return
+        self.standby_log.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "ttservice.worker", STANDBY]
+        try:
+            process = self._spawn(cmd, self.standby_log, worker_env(self.settings), stdin=subprocess.PIPE)
+        except OSError as error:
+            log.warning("the warm worker could not be started: %s", error)
+            self._standby_after = time.monotonic() + STANDBY_RETRY
+            return
+        with self._lock:
+            self._standby = process
+
+    def _hand_to_standby(self, job_id: int) -> subprocess.Popen | None:
+        """Give the job to the warm worker; None if there is none, or it is gone."""
+        with self._lock:
+            standby, self._standby = self._standby, None
+        if standby is None or standby.poll() is not None:
+            return None
+        try:
+            standby.stdin.write(f"{job_id}\n".encode())
+            standby.stdin.close()
+        except OSError:  # it died just now
+            self._end_standby(standby)
+            return None
+        return standby
+
+    def standby_ready(self) -> bool:
+        """True when a warm worker has loaded its model and waits for a job."""
+        with self._lock:
+            standby = self._standby
+        if standby is None or standby.poll() is not None:
+            return False
+        try:
+            return STANDBY_READY in self.standby_log.read_text(errors="replace")
+        except OSError:
+            return False
+
+    def _stop_standby(self) -> None:
+        with self._lock:
+            standby, self._standby = self._standby, None
+        if standby is not None:
+            self._end_standby(standby)
+
+    @staticmethod
+    def _end_standby(standby: subprocess.Popen) -> None:
+        """A warm worker has no job and nothing to save: kill it and reap it."""
+        standby.kill()  # our unreaped child, so the PID is still its own
+        standby.wait()
+        if standby.stdin is not None:
+            standby.stdin.close()
 
     def register_process(self, job_id: int, process: subprocess.Popen, cmd: Sequence[str]) -> None:
         """Record the process of a job (PID, create time, log path) and watch it."""
@@ -497,6 +584,8 @@ class ProcessManager:
                 ):
                     seen, next_dispatch = mark, now + DISPATCH_CHECK
                     self.dispatch()
+                if dispatch and self.settings.warm_worker:
+                    self._keep_standby()
             except Exception:  # a monitor that dies silently would be worse than a logged error
                 log.exception("process monitor iteration failed")
             self._wait_for_event(MONITOR_POLL if dispatch else next_sweep - time.monotonic())
@@ -529,6 +618,7 @@ class ProcessManager:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self._stop_standby()
         if not stop_jobs:
             deadline = time.monotonic() + wait
             while self._children and time.monotonic() < deadline:

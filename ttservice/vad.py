@@ -6,18 +6,22 @@ faster-whisper finds the speech of the whole file before it decodes anything:
 time with the model's state carried over, which gives the very probabilities of
 one whole-file call, and keeps 60 s of speech ahead of what the decoder has read.
 Speech is appended to what the decoder reads as soon as it is certain; a span's
-padded end is final when the next span begins. The spans are faster-whisper's
+padded end is final when the next span begins. The audio itself may still be
+being decoded (`GrowingAudio`): the finder waits for each block it needs. The spans are faster-whisper's
 (`get_speech_timestamps` with default `VadOptions`), and the tests hold them equal.
 """
 
 from __future__ import annotations
 
 import bisect
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
+from .samples import GROWTH, GrowingAudio
 
 SAMPLE_RATE = 16_000
 WINDOW = 512  # samples the VAD model judges at a time
@@ -81,10 +85,13 @@ class SpeechStream:
     two are closer than 0.8 s; so a span's end is final when the next one starts.
     """
 
-    def __init__(self, audio: np.ndarray, vad: bool = True, thresholds: Thresholds = Thresholds()) -> None:
-        self.audio, self.vad, self.thresholds = audio, vad, thresholds
+    def __init__(
+        self, audio: np.ndarray | GrowingAudio, vad: bool = True, thresholds: Thresholds = Thresholds()
+    ) -> None:
+        self.audio = audio if isinstance(audio, GrowingAudio) else GrowingAudio.of(audio)
+        self.vad, self.thresholds = vad, thresholds
         self.spans: list[tuple[int, int]] = []  # final, on the file's timeline
-        self._speech = np.zeros(len(audio) + PADDING, np.float32)
+        self._speech = np.zeros(self.audio.capacity + PADDING, np.float32)
         self._filled = 0
         self._taken_to = 0  # file sample the speech has been copied up to
         self._open: list[int] | None = None  # [start, raw end or None] of the last span
@@ -94,12 +101,7 @@ class SpeechStream:
         self._wanted = 0  # speech samples the decoder has asked for
         self._done = self._closed = False
         self.error: BaseException | None = None
-        if not vad:
-            self._event("start", 0)
-            self._event("end", len(audio))
-            self._finish()
-            return
-        threading.Thread(target=self._find, name="vad", daemon=True).start()
+        threading.Thread(target=self._find if vad else self._take_all, name="vad", daemon=True).start()
 
     @property
     def done(self) -> bool:
@@ -119,13 +121,14 @@ class SpeechStream:
 
     def wait(self) -> int:
         """The padded length of the speech, once all of it is found."""
-        return self.samples(0, len(self._speech) + 1)[1] or 0
+        return self.samples(0, sys.maxsize)[1] or 0
 
     def close(self) -> None:
         """Stop finding speech nobody will read."""
         with self._changed:
             self._closed = True
             self._changed.notify_all()
+        self.audio.close()
 
     def original_time(self, t: float, span: int | None = None, is_end: bool = False) -> float:
         """A time on the speech timeline on the file's; an end on a boundary stays in its span."""
@@ -146,27 +149,45 @@ class SpeechStream:
 
         try:
             session = get_vad_model().session
-            length = len(self.audio)
-            count = length // WINDOW + 1  # get_speech_timestamps pads to whole windows, at least one sample
-            finder = SpanFinder(length, self.thresholds)
+            finder = SpanFinder(0, self.thresholds)
             h = c = np.zeros((1, 1, 128), np.float32)
-            for first in range(0, count, BLOCK_WINDOWS):
+            first, count = 0, None  # windows in all: known once the audio is decoded
+            while count is None or first < count:
                 if not self._wait_for_demand():
                     return
+                finder.length = self.audio.available((first + BLOCK_WINDOWS) * WINDOW)
+                if self.audio.done:  # get_speech_timestamps pads to whole windows, at least one sample
+                    finder.length = self.audio.length  # final (it may have grown since)
+                    count = finder.length // WINDOW + 1
                 probabilities, h, c = session.run(
                     None, {"input": self._model_input(first, count), "h": h, "c": c}
                 )
                 for kind, at in finder.feed(probabilities.reshape(-1)):
                     self._event(kind, at)
+                first += BLOCK_WINDOWS
             for kind, at in finder.finish():
                 self._event(kind, at)
         except BaseException as error:  # the decoder waiting on us re-raises it
             self.error = error
         self._finish()
 
-    def _model_input(self, first: int, count: int) -> np.ndarray:
+    def _take_all(self) -> None:
+        """No VAD: all of the audio is speech, taken as it is decoded."""
+        try:
+            self._event("start", 0)
+            while not self.audio.done:
+                if not self._wait_for_demand():
+                    return
+                self._event("heard", self.audio.available(self._taken_to + BLOCK_WINDOWS * WINDOW))
+            self._event("end", self.audio.available())
+        except BaseException as error:
+            self.error = error
+        self._finish()
+
+    def _model_input(self, first: int, count: int | None) -> np.ndarray:
         """Windows [first, first + BLOCK_WINDOWS), each after the last CONTEXT samples of the one before."""
-        lo, hi = first * WINDOW, min(first + BLOCK_WINDOWS, count) * WINDOW
+        last = first + BLOCK_WINDOWS if count is None else min(first + BLOCK_WINDOWS, count)
+        lo, hi = first * WINDOW, last * WINDOW
         samples = self.audio[lo - CONTEXT if first else 0 : hi]
         if not first:
             samples = np.concatenate([np.zeros(CONTEXT, np.float32), samples])
@@ -201,7 +222,7 @@ class SpeechStream:
             if gap < 2 * pad:
                 end, start = previous_end + gap // 2, max(0, at - gap // 2)
             else:
-                end = min(len(self.audio), previous_end + pad)
+                end = min(self.audio.length, previous_end + pad)
             self._close_span(end)
         dropped = start - (self.spans[-1][1] if self.spans else 0)
         self._silence_before.append((self._silence_before[-1] if self._silence_before else 0) + dropped)
@@ -217,6 +238,10 @@ class SpeechStream:
         """Copy the file's samples up to `to` onto the end of the speech."""
         if to > self._taken_to:
             count = to - self._taken_to
+            if self._filled + count + PADDING > len(self._speech):  # longer than the media declared
+                grown = np.zeros(int((self._filled + count + PADDING) * GROWTH), np.float32)
+                grown[: self._filled] = self._speech[: self._filled]
+                self._speech = grown
             self._speech[self._filled : self._filled + count] = self.audio[self._taken_to : to]
             self._filled += count
             self._taken_to = to
@@ -225,7 +250,7 @@ class SpeechStream:
     def _finish(self) -> None:
         with self._changed:
             if self._open is not None and self._open[1] is not None:
-                self._close_span(min(len(self.audio), self._open[1] + self.thresholds.pad))
+                self._close_span(min(self.audio.length, self._open[1] + self.thresholds.pad))
             self._filled += PADDING  # zeros already
             self._done = True
             self._changed.notify_all()

@@ -14,6 +14,11 @@ so they outlive a crashed service and are adopted by the next one.
 
 A job that already has segments (it was resumed) continues after the last one.
 
+`python -m ttservice.worker --standby` is the service's warm worker: it imports
+everything and loads the default model, then waits for a job id on stdin. It dies
+with the service until it has one (PR_SET_PDEATHSIG, and end of file on stdin);
+from then on it is a worker like any other.
+
 Exit codes: 0 completed, 1 failed, 2 bad input, 3 the job was finished elsewhere.
 """
 
@@ -33,16 +38,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from . import audio
-from .config import WORKER_PARENT_ENV, Settings
+from .config import STANDBY, STANDBY_READY, WORKER_PARENT_ENV, Settings
 from .engine import FasterWhisperEngine, ResumePoint
 from .exceptions import MediaError, TTServiceError
 from .export import clock
-from .jobs import JobStatus
+from .jobs import JobStatus, TranscribeOptions
 from .logs import JobLogHandler, job_log_path
+from .samples import GrowingAudio
 from .store import Store
+from .vad import SAMPLE_RATE
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ABANDONED = 0, 1, 2, 3
 CHUNK_SECONDS = 30.0  # Whisper decodes 30-second windows
+CAPACITY_MARGIN = 1.01  # room for audio a little longer than declared, before the buffer must grow
 PARENT_SIGNAL = signal.SIGUSR1
 PR_SET_PDEATHSIG = 1
 
@@ -93,9 +101,7 @@ class ParentWatch(threading.Thread):
         os.set_blocking(write_end, False)
         signal.signal(PARENT_SIGNAL, lambda signum, frame: None)
         signal.set_wakeup_fd(write_end)
-        if sys.platform.startswith("linux"):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, int(PARENT_SIGNAL), 0, 0, 0)
+        die_with_parent(PARENT_SIGNAL)
         return cls(store, job_id, int(parent), interval, read_end)
 
     def run(self) -> None:
@@ -112,6 +118,13 @@ class ParentWatch(threading.Thread):
             log.error("the job's end could not be recorded: %s", error)
         logging.shutdown()
         os._exit(EXIT_ABANDONED)
+
+
+def die_with_parent(sig: int) -> None:
+    """Have the kernel send `sig` when the parent dies (Linux; 0 undoes it)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
 
 
 def _trim_heap() -> None:
@@ -140,24 +153,39 @@ def check_disk(store: Store, handler: JobLogHandler | None) -> None:
 
 
 def transcribe_job(
-    store: Store, settings: Settings, job_id: int, handler: JobLogHandler | None = None
+    store: Store,
+    settings: Settings,
+    job_id: int,
+    handler: JobLogHandler | None = None,
+    warm: FasterWhisperEngine | None = None,
 ) -> int:
     job = store.get_job(job_id)
     options = job.options
     info = audio.probe(job.media_path or "", settings.max_upload_bytes)
     resume = ResumePoint.from_segments(store.segments(job_id))
-    # The media decodes and its speech is found while the model loads: each takes a
-    # fraction of a second that the first text would otherwise wait for. The model loads
-    # here, in the main thread, where it is used: loaded in another thread it cost ~30 MB
-    # more RSS (malloc arenas).
-    log.info("Decoding %s (%.1f MB); loading model %s (%s)", job.filename, info.size / 2**20,
-             options.model, options.compute_type)  # fmt: skip
-    decoder = ThreadPoolExecutor(1, thread_name_prefix="decode")
-    preparing = decoder.submit(lambda: FasterWhisperEngine.prepare(audio.decode(info), options, resume))
-    decoder.shutdown(wait=False)
-    engine = FasterWhisperEngine(options)
+    # The media decodes, and its speech is found, while the model loads and while the
+    # first windows are decoded: the first text waits for neither. The model loads here,
+    # in the main thread, where it is used: loaded in another thread it cost ~30 MB more
+    # RSS (malloc arenas).
+    warm = warm if warm is not None and warm.serves(options) else None
+    log.info("Decoding %s (%.1f MB); %s model %s (%s)", job.filename, info.size / 2**20,
+             "loaded" if warm else "loading", options.model, options.compute_type)  # fmt: skip
+    decoded = GrowingAudio(int((info.declared_duration or 0) * SAMPLE_RATE * CAPACITY_MARGIN))
+
+    def decode() -> None:
+        try:
+            audio.decode_into(info, decoded)
+        finally:  # whatever happened, nobody may wait for more samples
+            if not decoded.done:
+                decoded.finish(TTServiceError(f"Decoding {info.path.name} stopped unexpectedly."))
+        _trim_heap()  # decoding in its own thread leaves a malloc arena of freed memory (~20 MB)
+
+    threads = ThreadPoolExecutor(2, thread_name_prefix="decode")
+    threads.submit(decode)
+    preparing = threads.submit(FasterWhisperEngine.prepare, decoded, options, resume, info.declared_duration)
+    threads.shutdown(wait=False)
+    engine = warm or FasterWhisperEngine(options)
     prepared = preparing.result()
-    _trim_heap()  # decoding in its own thread left a malloc arena of freed memory (~20 MB)
     duration = prepared.duration
     offset = resume.after if resume else 0.0
     language = options.language or (job.detected_language if resume else None)
@@ -169,10 +197,11 @@ def transcribe_job(
     segments, info_ = engine.transcribe(prepared, replace(options, language=language), resume)
     store.set_media_info(job_id, duration, info_.language)
     log.info("Language: %s", info_.language)
-    chunks = max(1, math.ceil(duration / CHUNK_SECONDS))
     count = 0
     for segment in segments:
         check_disk(store, handler)
+        duration = prepared.duration  # the declared length until all of the media is decoded
+        chunks = max(1, math.ceil(duration / CHUNK_SECONDS))
         processed = min(segment.end, duration)
         if not store.add_segments(job_id, [segment], processed, processed / duration):
             log.warning("job %s is no longer processing; stopping", job_id)
@@ -185,6 +214,8 @@ def transcribe_job(
         log.info("[%s -> %s] %s", clock(segment.start), clock(segment.end), segment.text)
         log.info("Processing chunk %d/%d - Speed: %.1fx realtime - ETA %s", chunk, chunks, speed, clock(eta))
     check_disk(store, handler)
+    duration = prepared.duration
+    store.set_media_info(job_id, duration, info_.language)
     store.add_segments(job_id, [], duration, 1.0)
     wall = time.monotonic() - started
     log.info(
@@ -199,7 +230,29 @@ def transcribe_job(
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    job_id = int(argv[0])
+    if argv[0] == STANDBY:
+        return standby()
+    return run_job(int(argv[0]))
+
+
+def standby() -> int:
+    """The service's warm worker: load the default model, then wait for a job id on stdin."""
+    die_with_parent(signal.SIGKILL)  # no job yet, nothing to record: go with the service
+    settings = Settings.from_env()
+    try:
+        warm = FasterWhisperEngine(TranscribeOptions.from_settings(settings))
+    except TTServiceError as error:
+        warm = None  # the job loads its own model and records why it cannot
+        print(f"Default model not loaded: {error}", flush=True)
+    print(STANDBY_READY, flush=True)
+    line = sys.stdin.readline()  # empty: the service shut down or died
+    if not line.strip():
+        return EXIT_OK
+    die_with_parent(0)  # a job outlives a crashed service, like every service worker
+    return run_job(int(line), warm)
+
+
+def run_job(job_id: int, warm: FasterWhisperEngine | None = None) -> int:
     settings = Settings.from_env()
     handler = JobLogHandler(
         job_log_path(settings.log_dir, job_id),
@@ -216,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     heartbeat.start()
     log.info("Worker pid %d started for job %d", os.getpid(), job_id)
     try:
-        code = transcribe_job(store, settings, job_id, handler)
+        code = transcribe_job(store, settings, job_id, handler, warm)
         reason = None
     except MediaError as error:
         code, reason = EXIT_BAD_INPUT, str(error)
