@@ -256,18 +256,20 @@ def monitoring(figures: Figures, work: Path, audio: Path, window: float) -> None
         log = open(work / "monitor-service.log", "ab")
         service = subprocess.Popen([PY, "-m", "ttservice.cli", "serve", "--no-ui"], env=env, stdout=log,
                                    stderr=subprocess.STDOUT)  # fmt: skip
-        warm_rss.append(_idle_warm_worker_rss(service.pid, settings.log_dir / "standby.log"))
-        jobs = [actions.submit_file(store, settings, audio, TranscribeOptions.from_settings(settings))
-                for _ in range(3)]  # fmt: skip
-        wait_until(lambda: all(store.segments(j) for j in jobs), poll=0.1)  # noqa: B023
-        workers = [psutil.Process(store.get_job(j).process_id) for j in jobs]
-        cpu, rss, worker_rss = _sample(psutil.Process(service.pid), workers, window / 2)
-        service_cpu.append(cpu)
-        service_rss.append(rss)
-        supervised_rss.extend(worker_rss)
-        service.send_signal(signal.SIGTERM)
-        service.wait(60)
-        log.close()
+        try:
+            warm_rss.append(_idle_warm_worker_rss(service.pid, settings.log_dir / "standby.log"))
+            jobs = [actions.submit_file(store, settings, audio, TranscribeOptions.from_settings(settings))
+                    for _ in range(3)]  # fmt: skip
+            wait_until(lambda: all(store.segments(j) for j in jobs), poll=0.1)  # noqa: B023
+            workers = [psutil.Process(store.get_job(j).process_id) for j in jobs]
+            cpu, rss, worker_rss = _sample(psutil.Process(service.pid), workers, window / 2)
+            service_cpu.append(cpu)
+            service_rss.append(rss)
+            supervised_rss.extend(worker_rss)
+        finally:  # its jobs stop with it
+            service.send_signal(signal.SIGTERM)
+            service.wait(60)
+            log.close()
         bare = [subprocess.Popen([PY, str(BARE), str(audio)], stdout=subprocess.PIPE) for _ in range(3)]
         for p in bare:
             p.stdout.readline()  # transcribing, as the supervised jobs were
@@ -287,8 +289,13 @@ def monitoring(figures: Figures, work: Path, audio: Path, window: float) -> None
 
 
 def _idle_warm_worker_rss(service_pid: int, ready_log: Path) -> float:
+    """RSS of the service's warm worker once it has loaded the model (its log says so)."""
+
+    def warm_worker() -> psutil.Process | None:
+        return next((c for c in psutil.Process(service_pid).children() if STANDBY in c.cmdline()), None)
+
+    warm = wait_until(warm_worker, poll=0.1)  # the log is new from then on
     wait_until(lambda: ready_log.exists() and STANDBY_READY in ready_log.read_text(), poll=0.1)
-    warm = next(c for c in psutil.Process(service_pid).children() if STANDBY in c.cmdline())
     return warm.memory_info().rss / 2**20
 
 

@@ -40,3 +40,15 @@ def test_resume_gives_the_uninterrupted_transcript(long_speech, batch_size):
         assert rest[0].start >= kept[-1].end - 0.01  # nothing repeated at the seam
         resumed = " ".join(words(" ".join(s.text for s in kept + rest)))
         assert jiwer.wer(" ".join(words(" ".join(s.text for s in full))), resumed) <= 0.02
+
+
+def test_a_warm_engine_serves_jobs_that_need_its_model():
+    from dataclasses import replace
+
+    options = TranscribeOptions()
+    engine = FasterWhisperEngine(options)
+    assert engine.serves(replace(options, beam_size=5, language="en", vad=False))  # decoding choices
+    assert not engine.serves(replace(options, compute_type="int8"))  # another model in memory
+    assert not engine.serves(replace(options, cpu_threads=1))
+    engine.unload()
+    assert engine.model is None

@@ -1,7 +1,9 @@
 """`ttservice serve` and `submit`: one manager, dispatch without a browser, clean shutdown."""
 
+import ctypes
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -12,7 +14,7 @@ import pytest
 
 from ttservice import actions
 from ttservice.config import STANDBY, STANDBY_READY
-from ttservice.jobs import JobStatus, TranscribeOptions
+from ttservice.jobs import JobStatus, Runner, TranscribeOptions
 from ttservice.process_manager import LEASE_LAPSE, STANDBY_DELAY, ProcessManager
 from ttservice.store import Store
 
@@ -159,3 +161,40 @@ def test_service_shutdown_ends_its_warm_worker(settings):
     finally:
         pm.shutdown(stop_jobs=True, wait=0)
     assert gone(warm.pid)
+
+
+def test_sweep_fails_an_upload_whose_file_was_never_saved(store, settings):
+    from ttservice.process_manager import UPLOAD_TIMEOUT
+
+    long_ago = time.time() - UPLOAD_TIMEOUT - 5
+    stale = store.create_job("a.wav", None, TranscribeOptions(), Runner.UPLOAD, now=long_ago)
+    fresh = store.create_job("b.wav", None, TranscribeOptions(), Runner.UPLOAD)
+    result = ProcessManager(store, settings).cleanup_orphaned_processes()
+    assert [j for j, _ in result.finalized] == [stale]
+    failed = store.get_job(stale)
+    assert failed.status is JobStatus.FAILED and "upload did not finish" in failed.error
+    assert store.get_job(fresh).status is JobStatus.QUEUED
+
+
+SYS_TGKILL_X86_64 = 234
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="tgkill's syscall number is x86_64's")
+def test_service_stops_on_a_sigterm_that_lands_on_another_thread(settings):
+    """The kernel may hand a process signal to any thread; the sleeping main loop must still wake."""
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "ttservice.cli", "serve", "--no-ui"],
+        env=env_for(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        proc = psutil.Process(serve.pid)
+        others = wait_for(lambda: [t.id for t in proc.threads() if t.id != serve.pid], 30, what="threads")
+        time.sleep(0.5)  # the main loop is asleep by now
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.syscall(SYS_TGKILL_X86_64, serve.pid, others[0], signal.SIGTERM) == 0
+        assert serve.wait(timeout=30) == 0
+    finally:
+        if serve.poll() is None:
+            serve.kill()

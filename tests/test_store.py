@@ -195,3 +195,37 @@ def test_change_mark_moves_with_any_commit_and_only_then(store, settings):
     assert store.change_mark() == before
     other.create_job("a.wav", "/x/a.wav", TranscribeOptions())
     assert store.change_mark() != before
+
+
+def test_queuing_a_service_job_rings_the_listening_service(store, settings, make_job):
+    from ttservice.process_manager import wait_readable
+
+    other = Store.from_settings(settings)  # as the web app or a CLI would
+    other.create_job("a.wav", "/a.wav", TranscribeOptions())  # nobody listens: no error, no wait
+    bell = store.listen_for_queued()
+    assert bell is not None
+    try:
+        assert not wait_readable([bell.fileno()], 0)
+        make_job(Runner.FOREGROUND)  # a CLI's own job is none of the service's business
+        assert not wait_readable([bell.fileno()], 0)
+        job_id = other.create_job("b.wav", "/b.wav", TranscribeOptions())
+        assert wait_readable([bell.fileno()], 10)
+        bell.drain()
+        assert not wait_readable([bell.fileno()], 0)
+        other.transition(job_id, JobStatus.CANCELLED)
+        assert other.requeue_for_resume(job_id, Runner.SERVICE)
+        assert wait_readable([bell.fileno()], 10)
+    finally:
+        bell.close()
+
+
+def test_an_upload_is_nobodys_to_start_until_its_file_is_saved(store, settings):
+    from ttservice import actions
+
+    job_id = store.create_job("talk.wav", None, TranscribeOptions(), Runner.UPLOAD)
+    assert store.next_queued(Runner.SERVICE) is None
+    store.hand_upload_to_service(job_id, "/uploads/talk.wav")
+    assert store.next_queued(Runner.SERVICE) == job_id
+    saved = actions.submit_upload(store, settings, "talk.wav", b"RIFF....", TranscribeOptions())
+    job = store.get_job(saved)
+    assert job.runner is Runner.SERVICE and job.media_path.endswith("talk.wav")

@@ -44,7 +44,7 @@ def submit_upload(
     failed job with the reason, as every bad input does.
     """
     safe = sanitize_filename(name)
-    job_id = store.create_job(safe, None, options, Runner.SERVICE)
+    job_id = store.create_job(safe, None, options, Runner.UPLOAD)  # not started before it is saved
     if lease:
         store.renew_lease(job_id)
     try:
@@ -62,7 +62,7 @@ def submit_upload(
             path.write_bytes(data)
         except OSError as error:
             raise MediaError(f"The upload could not be saved: {error.strerror}.") from None
-        store.set_media_path(job_id, str(path))
+        store.hand_upload_to_service(job_id, str(path))
     except TTServiceError as error:
         store.transition(job_id, JobStatus.FAILED, error_message=str(error))
     return job_id

@@ -67,6 +67,7 @@ class Cancel:
         self.signal: int | None = None
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle)
+        self.event.wake_on_signals()
 
     def _handle(self, signum: int, frame: object) -> None:
         self.signal = signum

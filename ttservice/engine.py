@@ -147,6 +147,10 @@ class FasterWhisperEngine:
         """True when the loaded model is the one `options` ask for."""
         return self._loaded == _model_key(options)
 
+    def unload(self) -> None:
+        """Free the model's memory (a warm worker's, when its job asks for another model)."""
+        self.model = self.pipeline = self._feature_extractor = None
+
     @staticmethod
     def prepare(
         audio: np.ndarray | GrowingAudio,

@@ -67,10 +67,15 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 
 
 class Runner(StrEnum):
-    """Who starts a queued job: the long-running service, or the CLI in the foreground."""
+    """Who starts a queued job: the long-running service, or the CLI in the foreground.
+
+    An upload's job is nobody's until its file is saved (UPLOAD), so that it is
+    never started without its media.
+    """
 
     SERVICE = "service"
     FOREGROUND = "foreground"
+    UPLOAD = "upload"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -24,18 +25,20 @@ import psutil
 from . import logs, proctree
 from .config import SETTINGS, STANDBY, STANDBY_READY, WORKER_PARENT_ENV, Settings
 from .jobs import Job, JobStatus, Runner
-from .store import Store
+from .store import QueueBell, Store
 
 log = logging.getLogger(__name__)
 
-# Seconds between the service's looks for queued jobs (a stat of the database files) and,
-# without pidfds, for exited workers. With pidfds an exit wakes the monitor at once.
+# Seconds between the service's looks for queued jobs (a stat of the database files) and
+# for exited workers, where pidfds or the store's queue bell are missing. With them, an
+# exit or a newly queued job wakes the monitor at once, and it wakes once a second otherwise.
 MONITOR_POLL = 0.1
 EXIT_POLL = 0.02  # seconds between checks of a worker's exit where pidfds are missing
 LEASE_LAPSE = 30.0  # a "stop if I leave the page" job is stopped this long after its page went away
 LEASE_CHECK = 1.0  # seconds between looks for lapsed leases
 DISPATCH_CHECK = 1.0  # seconds after which queued jobs are looked for even if nothing seemed to change
 STANDBY_RETRY = 30.0  # seconds before a warm worker that exited on its own is started again
+UPLOAD_TIMEOUT = 600.0  # an upload whose file is not saved after this long failed (the app died)
 # Seconds after a job starts before the next warm worker is: its start takes ~1.5 s of CPU,
 # which delayed the first text of the job just started by ~0.5 s on 2 cores.
 STANDBY_DELAY = 10.0
@@ -121,6 +124,15 @@ class Interrupt(threading.Event):
         super().clear()
         self.drain()
 
+    def wake_on_signals(self) -> None:
+        """Wake the waiters on any signal that has a Python handler (call in the main thread).
+
+        The kernel may deliver a signal to any thread; Python runs the handler in the
+        main thread only once that thread wakes, which a wait on this pipe now does.
+        """
+        self.fileno()
+        signal.set_wakeup_fd(self._pipe[1])
+
     def fileno(self) -> int:
         with self._pipe_lock:
             if self._pipe is None:
@@ -137,7 +149,7 @@ class Interrupt(threading.Event):
                 os.close(fd)
 
 
-def _pidfd(pid: int) -> int | None:
+def pidfd_of(pid: int) -> int | None:
     """A descriptor that becomes readable when the process exits (Linux 5.3+), or None."""
     try:
         return os.pidfd_open(pid)
@@ -237,7 +249,8 @@ class ProcessManager:
         if standby is not None:  # it exited with no job: a broken model or environment; not at once
             log.warning("the warm worker exited with %s", standby.returncode)
             self._standby_after = time.monotonic() + STANDBY_RETRY
-            self._standby = None
+            with self._lock:
+                self._standby = None
         if time.monotonic() < self._standby_after or not self._slot_free():
             return
         self.standby_log.unlink(missing_ok=True)
@@ -281,6 +294,7 @@ class ProcessManager:
             standby, self._standby = self._standby, None
         if standby is not None:
             self._end_standby(standby)
+            self.standby_log.unlink(missing_ok=True)  # its "ready" is no longer true
 
     @staticmethod
     def _end_standby(standby: subprocess.Popen) -> None:
@@ -293,7 +307,7 @@ class ProcessManager:
     def register_process(self, job_id: int, process: subprocess.Popen, cmd: Sequence[str]) -> None:
         """Record the process of a job (PID, create time, log path) and watch it."""
         log_path = str(logs.job_log_path(self.settings.log_dir, job_id))
-        pidfd = _pidfd(process.pid)
+        pidfd = pidfd_of(process.pid)
         with self._lock:
             self._children[job_id] = process
             if pidfd is not None:
@@ -506,7 +520,8 @@ class ProcessManager:
         return adopted
 
     def cleanup_orphaned_processes(self, now: float | None = None) -> SweepResult:
-        """Finalise jobs whose process is gone; kill and finalise those silent too long."""
+        """Finalise jobs whose process is gone; kill and finalise those silent too long; fail
+        uploads whose file was never saved."""
         now = now or time.time()
         timeout = self.settings.orphan_timeout
         result = SweepResult()
@@ -531,6 +546,10 @@ class ProcessManager:
                 why = f"no heartbeat for {quiet_for:.0f} s and no process is tracked"
             if self._finalize_dead(job, f"The job was orphaned: {why}"):
                 result.finalized.append((job.id, why))
+        for job_id in self.store.unfinished_uploads(now - UPLOAD_TIMEOUT):
+            reason = "The upload did not finish; upload the file again."
+            if self.store.transition(job_id, JobStatus.FAILED, error_message=reason):
+                result.finalized.append((job_id, "its upload did not finish"))
         self.store.ensure_reserve()  # room freed since a disk-full failure: put the ballast back
         keep = {logs.job_log_path(self.settings.log_dir, j.id) for j in self.store.active_jobs()}
         result.logs_removed = len(
@@ -559,6 +578,14 @@ class ProcessManager:
         self._thread.start()
 
     def _monitor_loop(self, dispatch: bool) -> None:
+        bell = self.store.listen_for_queued() if dispatch else None
+        try:
+            self._monitor(dispatch, bell)
+        finally:
+            if bell is not None:
+                bell.close()
+
+    def _monitor(self, dispatch: bool, bell: QueueBell | None) -> None:
         next_sweep = next_lease_check = next_dispatch = 0.0  # all once at start
         seen: tuple | None = None
         while not self._stop.is_set():
@@ -588,11 +615,20 @@ class ProcessManager:
                     self._keep_standby()
             except Exception:  # a monitor that dies silently would be worse than a logged error
                 log.exception("process monitor iteration failed")
-            self._wait_for_event(MONITOR_POLL if dispatch else next_sweep - time.monotonic())
+            if not dispatch:
+                timeout = next_sweep - time.monotonic()
+            elif bell is None:
+                timeout = MONITOR_POLL
+            else:  # the next task due; a look for queued jobs only while a slot is free
+                due = min(next_sweep, next_lease_check)
+                timeout = (min(due, next_dispatch) if self._slot_free() else due) - time.monotonic()
+            self._wait_for_event(timeout, bell)
 
-    def _wait_for_event(self, timeout: float) -> None:
-        """Sleep until a child exits, a child is added, shutdown, or `timeout` s pass."""
+    def _wait_for_event(self, timeout: float, bell: QueueBell | None = None) -> None:
+        """Sleep until a child exits, a child is added, a job is queued, shutdown, or `timeout` s pass."""
         self._stop.drain()
+        if bell is not None:
+            bell.drain()
         if self._stop.is_set():  # set before the drain took its byte
             return
         with self._lock:
@@ -600,7 +636,7 @@ class ProcessManager:
             unwatched = len(self._children) > len(fds) or self._adopted
         if unwatched:  # no pidfd for some: look again soon
             timeout = min(timeout, MONITOR_POLL)
-        wait_readable([self._stop.fileno(), *fds], timeout)
+        wait_readable([self._stop.fileno(), *fds, *([bell.fileno()] if bell else [])], timeout)
 
     def _slot_free(self) -> bool:
         """False when this manager's own workers already fill every slot."""

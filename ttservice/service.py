@@ -16,13 +16,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 from .config import Settings
 from .jobs import Runner
-from .process_manager import ProcessManager, worker_env
+from .process_manager import Interrupt, ProcessManager, pidfd_of, wait_readable, worker_env
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -65,7 +64,7 @@ class Service:
         self, settings: Settings, host: str = "127.0.0.1", port: int = 8501, ui: bool = True
     ) -> None:
         self.settings, self.host, self.port, self.ui = settings, host, port, ui
-        self.stop_requested = threading.Event()
+        self.stop_requested = Interrupt()  # set by SIGINT/SIGTERM; wakes the main loop at once
         self._lock_handle = None
         self._ui: subprocess.Popen | None = None
 
@@ -107,6 +106,7 @@ class Service:
         pm = ProcessManager(store, self.settings, runner=Runner.SERVICE)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle_signal)
+        self.stop_requested.wake_on_signals()
         pm.start(dispatch=True)
         if self.ui:
             self._ui = self._start_ui()
@@ -116,8 +116,9 @@ class Service:
                 f"TTService is running without its web app (pid {os.getpid()})", file=sys.stderr, flush=True
             )
         try:
-            while not self.stop_requested.wait(0.5):
-                if self._ui is not None and self._ui.poll() is not None:
+            while not self.stop_requested.is_set():
+                self._wait_for_stop_or_ui_exit()
+                if self._ui is not None and self._ui.poll() is not None and not self.stop_requested.is_set():
                     log.error("the web app exited with %s; restarting it", self._ui.returncode)
                     time.sleep(RESTART_DELAY)
                     self._ui = self._start_ui()
@@ -126,6 +127,18 @@ class Service:
             pm.shutdown(stop_jobs=True)
             _info_path(self.settings).unlink(missing_ok=True)
         return 0
+
+    def _wait_for_stop_or_ui_exit(self) -> None:
+        """Asleep until a stop is asked or the web app exits (its pidfd; without one, a look each 0.5 s)."""
+        ui = pidfd_of(self._ui.pid) if self._ui is not None else None  # unreaped, so the PID is its own
+        blind = self._ui is not None and ui is None
+        try:
+            wait_readable(
+                [self.stop_requested.fileno(), *([ui] if ui is not None else [])], 0.5 if blind else None
+            )
+        finally:
+            if ui is not None:
+                os.close(ui)
 
     def _stop_ui(self) -> None:
         if self._ui is None or self._ui.poll() is not None:

@@ -9,9 +9,11 @@ before a user ever sees "database is locked".
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -43,6 +45,7 @@ LAST_RETRY_SECONDS = 0.05
 RESERVE_BYTES = 2 * 2**20
 RESERVE_NAME = ".disk-reserve"
 RESUME_POINT_SQL = "SELECT coalesce(max(end), 0) FROM transcription_segments WHERE job_id = ?"
+BELL_SUFFIX = ".queued"  # transcriptor.db.queued: the FIFO rung when a job is queued for the service
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -152,6 +155,32 @@ class Store:
     def release_reserve(self) -> None:
         """Free the ballast: the disk is full and the next write says why a job stopped."""
         self.reserve_path.unlink(missing_ok=True)
+
+    @property
+    def _bell_path(self) -> Path:
+        return self.db_path.with_name(self.db_path.name + BELL_SUFFIX)
+
+    def _ring_queued(self) -> None:
+        """Wake the service that listens (`listen_for_queued`): a job waits for it. Never blocks."""
+        try:
+            fd = os.open(self._bell_path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # no FIFO, or nobody listening (ENXIO)
+            return
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                os.write(fd, b"!")
+        except OSError:  # the FIFO is full: it has been rung already
+            pass
+        finally:
+            os.close(fd)
+
+    def listen_for_queued(self) -> QueueBell | None:
+        """A descriptor that becomes readable when another process queues a service job
+        (what LISTEN/NOTIFY would be on a database server); None where FIFOs are missing."""
+        try:
+            return QueueBell(self._bell_path)
+        except OSError:
+            return None
 
     def change_mark(self) -> tuple:
         """Changes whenever any process commits (the WAL is written): a check without a query."""
@@ -283,7 +312,10 @@ class Store:
             cur = conn.execute(
                 f"INSERT INTO transcription_jobs ({cols}) VALUES ({marks})", list(values.values())
             )
-            return int(cur.lastrowid)
+            job_id = int(cur.lastrowid)
+        if runner is Runner.SERVICE:
+            self._ring_queued()
+        return job_id
 
     def get_job(self, job_id: int) -> Job:
         rows = self._read("SELECT * FROM transcription_jobs WHERE id = ?", (job_id,))
@@ -506,11 +538,27 @@ class Store:
                     *(s.value for s in RESUMABLE),
                 ),
             )
-            return cur.rowcount == 1
+            queued = cur.rowcount == 1
+        if queued and runner is Runner.SERVICE:
+            self._ring_queued()
+        return queued
 
-    def set_media_path(self, job_id: int, media_path: str) -> None:
+    def hand_upload_to_service(self, job_id: int, media_path: str) -> None:
+        """The upload's file is saved: the job is the service's to start from now on."""
         with self.transaction() as conn:
-            conn.execute("UPDATE transcription_jobs SET media_path = ? WHERE id = ?", (media_path, job_id))
+            conn.execute(
+                "UPDATE transcription_jobs SET media_path = ?, runner = ? WHERE id = ? AND runner = ?",
+                (media_path, Runner.SERVICE.value, job_id, Runner.UPLOAD.value),
+            )
+        self._ring_queued()
+
+    def unfinished_uploads(self, older_than: float) -> list[int]:
+        """Queued uploads created before `older_than` whose file was never saved (the app died)."""
+        rows = self._read(
+            "SELECT id FROM transcription_jobs WHERE status = ? AND runner = ? AND created_at < ?",
+            (JobStatus.QUEUED.value, Runner.UPLOAD.value, older_than),
+        )
+        return [r["id"] for r in rows]
 
     def renew_lease(self, job_id: int, now: float | None = None) -> None:
         with self.transaction() as conn:
@@ -601,3 +649,30 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         lease_renewed_at=data.get("lease_renewed_at"),
         resumed_from=data.get("resumed_from") or 0.0,
     )
+
+
+class QueueBell:
+    """The listening end of the FIFO beside the database that `Store._ring_queued` writes to."""
+
+    def __init__(self, path: Path) -> None:
+        if path.exists() and not stat.S_ISFIFO(path.stat().st_mode):
+            path.unlink()
+        if not path.exists():
+            os.mkfifo(path, 0o600)
+        self._read = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        # A writer of our own, so that ringers closing their end never reads as end of file.
+        self._keep = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def fileno(self) -> int:
+        return self._read
+
+    def drain(self) -> None:
+        try:
+            while os.read(self._read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self._keep)

@@ -167,7 +167,9 @@ def transcribe_job(
     # first windows are decoded: the first text waits for neither. The model loads here,
     # in the main thread, where it is used: loaded in another thread it cost ~30 MB more
     # RSS (malloc arenas).
-    warm = warm if warm is not None and warm.serves(options) else None
+    if warm is not None and not warm.serves(options):
+        warm.unload()  # the job's own model is loaded below
+        warm = None
     log.info("Decoding %s (%.1f MB); %s model %s (%s)", job.filename, info.size / 2**20,
              "loaded" if warm else "loading", options.model, options.compute_type)  # fmt: skip
     decoded = GrowingAudio(int((info.declared_duration or 0) * SAMPLE_RATE * CAPACITY_MARGIN))
