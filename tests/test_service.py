@@ -111,14 +111,18 @@ def warm_worker_of(service_pid: int) -> psutil.Process | None:
     return None
 
 
-@pytest.mark.model
-def test_warm_worker_takes_the_next_job_and_goes_with_its_service(settings):
-    serve = subprocess.Popen(
+def headless_service(settings) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, "-m", "ttservice.cli", "serve", "--no-ui"],
         env=env_for(settings),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+@pytest.mark.model
+def test_warm_worker_takes_the_next_job_and_goes_with_its_service(settings):
+    serve = headless_service(settings)
     ready = settings.log_dir / "standby.log"
     try:
         warm = wait_for(lambda: warm_worker_of(serve.pid), 60, what="a warm worker")
@@ -182,12 +186,7 @@ SYS_TGKILL_X86_64 = 234
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="tgkill's syscall number is x86_64's")
 def test_service_stops_on_a_sigterm_that_lands_on_another_thread(settings):
     """The kernel may hand a process signal to any thread; the sleeping main loop must still wake."""
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "ttservice.cli", "serve", "--no-ui"],
-        env=env_for(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    serve = headless_service(settings)
     try:
         proc = psutil.Process(serve.pid)
         others = wait_for(lambda: [t.id for t in proc.threads() if t.id != serve.pid], 30, what="threads")
