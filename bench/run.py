@@ -223,7 +223,7 @@ def first_text(figures: Figures, work: Path, files: dict[str, Path], runs: int) 
 
         def submit(audio: Path, warm: bool = warm) -> float:
             if warm:
-                wait_until(pm.standby_ready, poll=0.05)  # noqa: B023 - used within the loop
+                wait_until(pm.warm.ready, poll=0.05)  # noqa: B023 - used within the loop
             start = time.perf_counter()
             job_id = actions.submit_file(store, settings, audio, TranscribeOptions.from_settings(settings))  # noqa: B023
             wait_until(lambda: store.segments(job_id), poll=0.01)  # noqa: B023

@@ -11,7 +11,8 @@ import psutil
 import pytest
 
 from ttservice.jobs import JobStatus, Runner
-from ttservice.process_manager import Interrupt, ProcessManager, wait_readable
+from ttservice.process_manager import ProcessManager
+from ttservice.waiting import Interrupt, wait_readable
 
 from .conftest import DUMMY, gone, group_members, make_settings, wait_for
 

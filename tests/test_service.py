@@ -15,8 +15,9 @@ import pytest
 from ttservice import actions
 from ttservice.config import STANDBY, STANDBY_READY
 from ttservice.jobs import JobStatus, Runner, TranscribeOptions
-from ttservice.process_manager import LEASE_LAPSE, STANDBY_DELAY, ProcessManager
+from ttservice.process_manager import LEASE_LAPSE, ProcessManager
 from ttservice.store import Store
+from ttservice.warm import DELAY as STANDBY_DELAY
 
 from .conftest import DUMMY, JFK_WAV, env_for, gone, group_members, ttservice, wait_for
 from .e2e.conftest import free_port, wait_healthy

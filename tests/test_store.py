@@ -198,7 +198,7 @@ def test_change_mark_moves_with_any_commit_and_only_then(store, settings):
 
 
 def test_queuing_a_service_job_rings_the_listening_service(store, settings, make_job):
-    from ttservice.process_manager import wait_readable
+    from ttservice.waiting import wait_readable
 
     other = Store.from_settings(settings)  # as the web app or a CLI would
     other.create_job("a.wav", "/a.wav", TranscribeOptions())  # nobody listens: no error, no wait

@@ -17,8 +17,9 @@ from . import audio, export, logs
 from .config import Settings, settings_help
 from .exceptions import MediaError, TTServiceError
 from .jobs import Job, JobStatus, Runner, TranscribeOptions, iso
-from .process_manager import Interrupt, ProcessManager
+from .process_manager import ProcessManager
 from .store import Store
+from .waiting import Interrupt
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
 

@@ -1,6 +1,7 @@
 """ProcessManager: start, track, watch, stop and sweep transcription workers.
 
-The only module that spawns or signals processes (through `proctree`). Any
+The only module that spawns or signals processes (through `proctree`; its warm
+worker through `warm`). It sleeps on `waiting`'s pidfds and pipes. Any
 process can use it on any job: the web service that started a worker, or a CLI
 in another shell asked to stop it. Decisions read the database, so two managers
 agree; status changes are conditional transitions, so they never fight.
@@ -10,22 +11,21 @@ from __future__ import annotations
 
 import logging
 import os
-import select
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psutil
 
 from . import logs, proctree
-from .config import SETTINGS, STANDBY, STANDBY_READY, WORKER_PARENT_ENV, Settings
+from .config import SETTINGS, WORKER_PARENT_ENV, Settings
 from .jobs import Job, JobStatus, Runner
 from .store import QueueBell, Store
+from .waiting import Interrupt, pidfd_of, wait_readable
+from .warm import WarmWorker
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,7 @@ EXIT_POLL = 0.02  # seconds between checks of a worker's exit where pidfds are m
 LEASE_LAPSE = 30.0  # a "stop if I leave the page" job is stopped this long after its page went away
 LEASE_CHECK = 1.0  # seconds between looks for lapsed leases
 DISPATCH_CHECK = 1.0  # seconds after which queued jobs are looked for even if nothing seemed to change
-STANDBY_RETRY = 30.0  # seconds before a warm worker that exited on its own is started again
 UPLOAD_TIMEOUT = 600.0  # an upload whose file is not saved after this long failed (the app died)
-# Seconds after a job starts before the next warm worker is: its start takes ~1.5 s of CPU,
-# which delayed the first text of the job just started by ~0.5 s on 2 cores.
-STANDBY_DELAY = 10.0
 
 
 @dataclass
@@ -87,84 +83,6 @@ def worker_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-class Interrupt(threading.Event):
-    """An Event that `select()` can wait on too: `set()` also writes to a pipe.
-
-    Safe to set from a signal handler, and it wakes a thread blocked in
-    `wait_readable` at once instead of at its next poll. `ring()` wakes such a
-    thread without setting the event.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._pipe: tuple[int, int] | None = None  # made when first waited on
-        self._pipe_lock = threading.Lock()
-
-    def set(self) -> None:
-        super().set()
-        self.ring()
-
-    def ring(self) -> None:
-        pipe = self._pipe  # no lock: this may run in a signal handler
-        if pipe is None:
-            return  # nobody has waited yet; whoever waits first sees the state
-        try:
-            os.write(pipe[1], b"!")
-        except BlockingIOError:
-            pass  # the pipe is full: it is readable already
-
-    def drain(self) -> None:
-        try:
-            while os.read(self.fileno(), 512):
-                pass
-        except BlockingIOError:
-            pass
-
-    def clear(self) -> None:
-        super().clear()
-        self.drain()
-
-    def wake_on_signals(self) -> None:
-        """Wake the waiters on any signal that has a Python handler (call in the main thread).
-
-        The kernel may deliver a signal to any thread; Python runs the handler in the
-        main thread only once that thread wakes, which a wait on this pipe now does.
-        """
-        self.fileno()
-        signal.set_wakeup_fd(self._pipe[1])
-
-    def fileno(self) -> int:
-        with self._pipe_lock:
-            if self._pipe is None:
-                self._pipe = os.pipe()
-                for fd in self._pipe:
-                    os.set_blocking(fd, False)
-                if self.is_set():
-                    os.write(self._pipe[1], b"!")
-            return self._pipe[0]
-
-    def __del__(self) -> None:
-        if self._pipe is not None:
-            for fd in self._pipe:
-                os.close(fd)
-
-
-def pidfd_of(pid: int) -> int | None:
-    """A descriptor that becomes readable when the process exits (Linux 5.3+), or None."""
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
-
-
-def wait_readable(fds: Sequence[int], timeout: float | None) -> bool:
-    """Block until one of `fds` is readable or `timeout` s pass; True if one is."""
-    poller = select.poll()
-    for fd in fds:
-        poller.register(fd, select.POLLIN)
-    return bool(poller.poll(None if timeout is None else max(0.0, timeout) * 1000))
-
-
 class ProcessManager:
     def __init__(
         self,
@@ -183,9 +101,7 @@ class ProcessManager:
         # not our children, so watched by identity instead of by wait().
         self._adopted: dict[int, psutil.Process] = {}
         self._metric_procs: dict[int, list[psutil.Process]] = {}
-        # The service's warm worker (see worker.standby): handed the next job it starts.
-        self._standby: subprocess.Popen | None = None
-        self._standby_after = 0.0  # monotonic time before which none is started
+        self.warm = WarmWorker(self.settings, worker_env(self.settings))  # kept by a dispatching monitor
         self._stop = Interrupt()  # also wakes the monitor when a child is added
         self._thread: threading.Thread | None = None
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
@@ -203,15 +119,15 @@ class ProcessManager:
         """
         if not self.store.claim(job_id, self.settings.max_concurrent_jobs):
             return False
-        process = self._hand_to_standby(job_id) if cmd is None else None
-        self._standby_after = max(self._standby_after, time.monotonic() + STANDBY_DELAY)
+        process = self.warm.hand(job_id) if cmd is None else None
+        self.warm.hold_off()
         cmd = list(cmd or self.worker_command(job_id))
         if process is None:
             env = worker_env(self.settings)
             if self.runner is Runner.FOREGROUND:
                 env[WORKER_PARENT_ENV] = str(os.getpid())  # the worker ends with this command
             try:
-                process = self._spawn(cmd, logs.job_log_path(self.settings.log_dir, job_id), env)
+                process = proctree.spawn(cmd, logs.job_log_path(self.settings.log_dir, job_id), env)
             except OSError as error:
                 self.store.transition(
                     job_id, JobStatus.FAILED, error_message=f"The worker could not be started: {error}."
@@ -219,90 +135,6 @@ class ProcessManager:
                 return True
         self.register_process(job_id, process, cmd)
         return True
-
-    @staticmethod
-    def _spawn(cmd: Sequence[str], log_path: Path, env: dict[str, str], **popen) -> subprocess.Popen:
-        with open(log_path, "ab") as log_file:
-            return subprocess.Popen(
-                cmd,
-                stdin=popen.pop("stdin", subprocess.DEVNULL),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own group: stopped as a whole, survives our Ctrl-C
-                env=env,
-                close_fds=True,
-                **popen,
-            )
-
-    # --- the warm worker (service only) ---------------------------------------
-
-    @property
-    def standby_log(self) -> Path:
-        return self.settings.log_dir / "standby.log"
-
-    def _keep_standby(self) -> None:
-        """Have a warm worker waiting while a slot is free (so it never slows running jobs)."""
-        with self._lock:
-            standby = self._standby
-        if standby is not None and standby.poll() is None:
-            return
-        if standby is not None:  # it exited with no job: a broken model or environment; not at once
-            log.warning("the warm worker exited with %s", standby.returncode)
-            self._standby_after = time.monotonic() + STANDBY_RETRY
-            with self._lock:
-                self._standby = None
-        if time.monotonic() < self._standby_after or not self._slot_free():
-            return
-        self.standby_log.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "ttservice.worker", STANDBY]
-        try:
-            process = self._spawn(cmd, self.standby_log, worker_env(self.settings), stdin=subprocess.PIPE)
-        except OSError as error:
-            log.warning("the warm worker could not be started: %s", error)
-            self._standby_after = time.monotonic() + STANDBY_RETRY
-            return
-        with self._lock:
-            self._standby = process
-
-    def _hand_to_standby(self, job_id: int) -> subprocess.Popen | None:
-        """Give the job to the warm worker; None if there is none, or it is gone."""
-        with self._lock:
-            standby, self._standby = self._standby, None
-        if standby is None or standby.poll() is not None:
-            return None
-        try:
-            standby.stdin.write(f"{job_id}\n".encode())
-            standby.stdin.close()
-        except OSError:  # it died just now
-            self._end_standby(standby)
-            return None
-        return standby
-
-    def standby_ready(self) -> bool:
-        """True when a warm worker has loaded its model and waits for a job."""
-        with self._lock:
-            standby = self._standby
-        if standby is None or standby.poll() is not None:
-            return False
-        try:
-            return STANDBY_READY in self.standby_log.read_text(errors="replace")
-        except OSError:
-            return False
-
-    def _stop_standby(self) -> None:
-        with self._lock:
-            standby, self._standby = self._standby, None
-        if standby is not None:
-            self._end_standby(standby)
-            self.standby_log.unlink(missing_ok=True)  # its "ready" is no longer true
-
-    @staticmethod
-    def _end_standby(standby: subprocess.Popen) -> None:
-        """A warm worker has no job and nothing to save: kill it and reap it."""
-        standby.kill()  # our unreaped child, so the PID is still its own
-        standby.wait()
-        if standby.stdin is not None:
-            standby.stdin.close()
 
     def register_process(self, job_id: int, process: subprocess.Popen, cmd: Sequence[str]) -> None:
         """Record the process of a job (PID, create time, log path) and watch it."""
@@ -612,7 +444,7 @@ class ProcessManager:
                     seen, next_dispatch = mark, now + DISPATCH_CHECK
                     self.dispatch()
                 if dispatch and self.settings.warm_worker:
-                    self._keep_standby()
+                    self.warm.keep(self._slot_free())
             except Exception:  # a monitor that dies silently would be worse than a logged error
                 log.exception("process monitor iteration failed")
             if not dispatch:
@@ -654,7 +486,7 @@ class ProcessManager:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        self._stop_standby()
+        self.warm.stop()
         if not stop_jobs:
             deadline = time.monotonic() + wait
             while self._children and time.monotonic() < deadline:

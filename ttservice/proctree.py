@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -22,6 +25,22 @@ POLL = 0.05
 class Identity:
     pid: int
     create_time: float
+
+
+def spawn(
+    cmd: Sequence[str], log_path: Path, env: dict[str, str], stdin: int = subprocess.DEVNULL
+) -> subprocess.Popen:
+    """Start a process in a session (and group) of its own, its output appended to `log_path`."""
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            cmd,
+            stdin=stdin,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: stopped as a whole, survives our Ctrl-C
+            env=env,
+            close_fds=True,
+        )
 
 
 def create_time(pid: int) -> float | None:

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from .config import Settings
 from .jobs import Runner
-from .process_manager import Interrupt, ProcessManager, pidfd_of, wait_readable, worker_env
+from .process_manager import ProcessManager, worker_env
 from .store import Store
+from .waiting import Interrupt, pidfd_of, wait_readable
 
 log = logging.getLogger(__name__)
 
