@@ -20,7 +20,6 @@ from .store import Store
 
 if TYPE_CHECKING:  # numpy and PyAV load in the worker only; the CLI starts faster without them
     import av
-    import numpy as np
 
     from .samples import GrowingAudio
 
@@ -97,17 +96,9 @@ def _wav_header_duration(path: Path) -> float | None:
         return None  # not plain PCM: FFmpeg's figure stands
 
 
-def decode(info: MediaInfo) -> np.ndarray:
-    """Decode to 16 kHz mono float32; refuse a file that ends well before it says it does."""
-    from .samples import GrowingAudio
-
-    out = GrowingAudio()
-    decode_into(info, out)
-    return out.result()
-
-
 def decode_into(info: MediaInfo, out: GrowingAudio) -> None:
-    """Decode into `out` as decoding goes (what `decode` returns), then finish it, with the error if any.
+    """Decode to 16 kHz mono float32 into `out` as decoding goes, then finish it: with an error if
+    the file is damaged, empty, or ends well before it says it does.
 
     The frames are grouped and resampled as faster-whisper's `decode_audio` does, so
     the samples are the same; that function returns them only at the end.

@@ -33,6 +33,7 @@ from .jobs import (
     Segment,
     TranscribeOptions,
 )
+from .waiting import drain
 
 BUSY_TIMEOUT_MS = 5_000  # schema and backup work waits in SQLite's own busy handler this long
 LOCK_RETRY_SECONDS = 60.0  # give up on a locked database only after this long
@@ -667,11 +668,7 @@ class QueueBell:
         return self._read
 
     def drain(self) -> None:
-        try:
-            while os.read(self._read, 4096):
-                pass
-        except BlockingIOError:
-            pass
+        drain(self._read)
 
     def close(self) -> None:
         os.close(self._read)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,7 +101,8 @@ class SpeechStream:
         self._wanted = 0  # speech samples the decoder has asked for
         self._done = self._closed = False
         self.error: BaseException | None = None
-        threading.Thread(target=self._find if vad else self._take_all, name="vad", daemon=True).start()
+        find = self._find if vad else self._take_all
+        threading.Thread(target=self._run, args=(find,), name="vad", daemon=True).start()
 
     @property
     def done(self) -> bool:
@@ -144,45 +145,47 @@ class SpeechStream:
             return at
         return min(bisect.bisect_right(self._ends, sample), len(self._ends) - 1)
 
-    def _find(self) -> None:
-        from faster_whisper.vad import get_vad_model
-
+    def _run(self, find: Callable[[], bool]) -> None:
+        """The thread: find the speech, then mark it done; an error goes to the decoder waiting on us."""
         try:
-            session = get_vad_model().session
-            finder = SpanFinder(0, self.thresholds)
-            h = c = np.zeros((1, 1, 128), np.float32)
-            first, count = 0, None  # windows in all: known once the audio is decoded
-            while count is None or first < count:
-                if not self._wait_for_demand():
-                    return
-                finder.length = self.audio.available((first + BLOCK_WINDOWS) * WINDOW)
-                if self.audio.done:  # get_speech_timestamps pads to whole windows, at least one sample
-                    finder.length = self.audio.length  # final (it may have grown since)
-                    count = finder.length // WINDOW + 1
-                probabilities, h, c = session.run(
-                    None, {"input": self._model_input(first, count), "h": h, "c": c}
-                )
-                for kind, at in finder.feed(probabilities.reshape(-1)):
-                    self._event(kind, at)
-                first += BLOCK_WINDOWS
-            for kind, at in finder.finish():
-                self._event(kind, at)
-        except BaseException as error:  # the decoder waiting on us re-raises it
-            self.error = error
-        self._finish()
-
-    def _take_all(self) -> None:
-        """No VAD: all of the audio is speech, taken as it is decoded."""
-        try:
-            self._event("start", 0)
-            while not self.audio.done:
-                if not self._wait_for_demand():
-                    return
-                self._event("heard", self.audio.available(self._taken_to + BLOCK_WINDOWS * WINDOW))
-            self._event("end", self.audio.available())
+            if not find():
+                return  # closed: nobody reads on
         except BaseException as error:
             self.error = error
         self._finish()
+
+    def _find(self) -> bool:
+        from faster_whisper.vad import get_vad_model
+
+        session = get_vad_model().session
+        finder = SpanFinder(0, self.thresholds)
+        h = c = np.zeros((1, 1, 128), np.float32)
+        first, count = 0, None  # windows in all: known once the audio is decoded
+        while count is None or first < count:
+            if not self._wait_for_demand():
+                return False
+            finder.length = self.audio.available((first + BLOCK_WINDOWS) * WINDOW)
+            if self.audio.done:  # get_speech_timestamps pads to whole windows, at least one sample
+                finder.length = self.audio.length  # final (it may have grown since)
+                count = finder.length // WINDOW + 1
+            windows = self._model_input(first, count)
+            probabilities, h, c = session.run(None, {"input": windows, "h": h, "c": c})
+            for kind, at in finder.feed(probabilities.reshape(-1)):
+                self._event(kind, at)
+            first += BLOCK_WINDOWS
+        for kind, at in finder.finish():
+            self._event(kind, at)
+        return True
+
+    def _take_all(self) -> bool:
+        """No VAD: all of the audio is speech, taken as it is decoded."""
+        self._event("start", 0)
+        while not self.audio.done:
+            if not self._wait_for_demand():
+                return False
+            self._event("heard", self.audio.available(self._taken_to + BLOCK_WINDOWS * WINDOW))
+        self._event("end", self.audio.available())
+        return True
 
     def _model_input(self, first: int, count: int | None) -> np.ndarray:
         """Windows [first, first + BLOCK_WINDOWS), each after the last CONTEXT samples of the one before."""

@@ -42,11 +42,7 @@ class Interrupt(threading.Event):
             pass  # the pipe is full: it is readable already
 
     def drain(self) -> None:
-        try:
-            while os.read(self.fileno(), 512):
-                pass
-        except BlockingIOError:
-            pass
+        drain(self.fileno())
 
     def clear(self) -> None:
         super().clear()
@@ -75,6 +71,15 @@ class Interrupt(threading.Event):
         if self._pipe is not None:
             for fd in self._pipe:
                 os.close(fd)
+
+
+def drain(fd: int) -> None:
+    """Read a non-blocking pipe or FIFO empty: it says something happened, not what."""
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def pidfd_of(pid: int) -> int | None:

@@ -251,11 +251,11 @@ def standby() -> int:
     if not line.strip():
         return EXIT_OK
     die_with_parent(0)  # a job outlives a crashed service, like every service worker
-    return run_job(int(line), warm)
+    return run_job(int(line), settings, warm)
 
 
-def run_job(job_id: int, warm: FasterWhisperEngine | None = None) -> int:
-    settings = Settings.from_env()
+def run_job(job_id: int, settings: Settings | None = None, warm: FasterWhisperEngine | None = None) -> int:
+    settings = settings or Settings.from_env()
     handler = JobLogHandler(
         job_log_path(settings.log_dir, job_id),
         settings.log_max_bytes,
