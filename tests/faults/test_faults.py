@@ -42,9 +42,14 @@ def dead_identity() -> tuple[int, float]:
 
 
 def fake_processing_row(store: Store, pid: int | None, create_time: float | None, heartbeat: float) -> int:
-    """A row as a crashed manager would leave it: processing, with this process recorded."""
-    job_id = store.create_job(JFK_WAV.name, str(JFK_WAV), TranscribeOptions(), Runner.SERVICE)
+    """A row as a crashed manager would leave it: processing, with this process recorded.
+
+    Made as an upload (no running service starts one) and handed over once claimed, so that
+    the service under test, woken by the queue bell, cannot claim it first.
+    """
+    job_id = store.create_job(JFK_WAV.name, None, TranscribeOptions(), Runner.UPLOAD)
     assert store.claim(job_id, max_concurrent=100)
+    store.hand_upload_to_service(job_id, str(JFK_WAV))
     if pid is not None:
         store.register_process(job_id, pid, create_time, None)
     store.heartbeat(job_id, now=heartbeat)
