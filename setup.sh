@@ -88,6 +88,7 @@ case "$MODE" in
     ensure_venv test
     say "Lint"
     "$VENV/bin/ruff" check ttservice tests bench
+    "$VENV/bin/ruff" format --check ttservice tests bench
     say "Tests"
     exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider ;;
   --bench)

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from faster_whisper.audio import decode_audio
 
-from ttservice.engine import SAMPLE_RATE, FasterWhisperEngine
 from ttservice.jobs import TranscribeOptions
+from ttservice.transcription.engine import SAMPLE_RATE, FasterWhisperEngine
 
 options = TranscribeOptions()
 with ThreadPoolExecutor(1) as decoder:

@@ -33,11 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.speech import SPEECH, speech_with_pauses, synthesize, write_wav  # noqa: E402
-from ttservice import actions, logs  # noqa: E402
+from ttservice import actions  # noqa: E402
 from ttservice.config import STANDBY, STANDBY_READY, Settings  # noqa: E402
-from ttservice.jobs import JobStatus, Runner, TranscribeOptions  # noqa: E402
-from ttservice.process_manager import ProcessManager, worker_env  # noqa: E402
-from ttservice.store import Store  # noqa: E402
+from ttservice.jobs import JobStatus, Runner, TranscribeOptions, logs, open_store  # noqa: E402
+from ttservice.supervision.process_manager import ProcessManager, worker_env  # noqa: E402
 
 PY = sys.executable
 BARE = ROOT / "bench" / "bare.py"
@@ -134,7 +133,7 @@ def overhead(figures: Figures, work: Path, audio: Path, runs: int) -> None:
         return time.perf_counter() - start
 
     ours, bare = alternate(
-        lambda: timed("ours", [PY, "-m", "ttservice.cli", "transcribe", str(audio)]),
+        lambda: timed("ours", [PY, "-m", "ttservice", "transcribe", str(audio)]),
         lambda: timed("bare", [PY, str(BARE), str(audio)]),
         runs,
     )
@@ -152,7 +151,7 @@ def overhead(figures: Figures, work: Path, audio: Path, runs: int) -> None:
 
 def detection_and_stop(figures: Figures, work: Path, audio: Path, runs: int) -> None:
     settings = settings_in(work, "stop")
-    store = Store.from_settings(settings)
+    store = open_store(settings)
     pm = ProcessManager(store, settings, runner=Runner.SERVICE)
     pm.start()
     options = TranscribeOptions.from_settings(settings)
@@ -176,7 +175,7 @@ def detection_and_stop(figures: Figures, work: Path, audio: Path, runs: int) -> 
     def stop(cmd: list[str] | None = None) -> tuple[float, float]:
         job_id, pid = running_job(cmd)
         start = time.perf_counter()
-        subprocess.run([PY, "-m", "ttservice.cli", "stop", str(job_id)], env=env, check=True)
+        subprocess.run([PY, "-m", "ttservice", "stop", str(job_id)], env=env, check=True)
         cli = time.perf_counter() - start
         wait_until(lambda: group_empty(pid), poll=0.002)
         return cli, time.perf_counter() - start
@@ -216,7 +215,7 @@ def first_text(figures: Figures, work: Path, files: dict[str, Path], runs: int) 
     """Submit to an idle service (its warm worker ready), and to one without a warm worker."""
     for warm in (True, False):
         settings = settings_in(work, f"first-{'warm' if warm else 'cold'}", warm_worker=warm)
-        store = Store.from_settings(settings)
+        store = open_store(settings)
         pm = ProcessManager(store, settings, runner=Runner.SERVICE)
         pm.start(dispatch=True)
         values: dict[str, list[float]] = {name: [] for name in files}
@@ -250,11 +249,11 @@ def monitoring(figures: Figures, work: Path, audio: Path, window: float) -> None
     """CPU and RSS of the supervising service with three running jobs, vs the same jobs unsupervised."""
     settings = settings_in(work, "monitor", max_concurrent_jobs=3)
     env = worker_env(settings)
-    store = Store.from_settings(settings)
+    store = open_store(settings)
     service_cpu, service_rss, supervised_rss, bare_rss, warm_rss = [], [], [], [], []
     for _ in range(2):
         log = open(work / "monitor-service.log", "ab")
-        service = subprocess.Popen([PY, "-m", "ttservice.cli", "serve", "--no-ui"], env=env, stdout=log,
+        service = subprocess.Popen([PY, "-m", "ttservice", "serve", "--no-ui"], env=env, stdout=log,
                                    stderr=subprocess.STDOUT)  # fmt: skip
         try:
             warm_rss.append(_idle_warm_worker_rss(service.pid, settings.log_dir / "standby.log"))
@@ -321,10 +320,10 @@ def _sample(leader, workers, seconds: float) -> tuple[float, float, list[float]]
 
 def store_queries(figures: Figures, work: Path, rows: int, runs: int) -> None:
     settings = settings_in(work, "store")
-    store = Store.from_settings(settings)
+    store = open_store(settings)
     now = time.time()
     options = TranscribeOptions().to_json()
-    with store.transaction() as conn:
+    with store.db.transaction() as conn:
         conn.executemany(
             "INSERT INTO transcription_jobs (original_filename, media_path, status, model, options_json,"
             " runner, created_at, started_at, finished_at, last_heartbeat, progress)"
@@ -398,8 +397,8 @@ def _ms(fn: Callable[[], object], runs: int) -> list[float]:
 
 HEARTBEAT_WRITER = """
 import sys, time
-from ttservice.store import Store
-store = Store(sys.argv[1], migrate=False)
+from ttservice.jobs.sqlite import SQLiteStore
+store = SQLiteStore(sys.argv[1], migrate=False)
 job, out = int(sys.argv[2]), []
 for _ in range(int(sys.argv[3])):
     start = time.perf_counter()
@@ -422,9 +421,9 @@ def _heartbeats(db: Path, jobs: list[int], count: int = 300) -> list[float]:
 
 def history_render(figures: Figures, work: Path, runs: int) -> None:
     settings = settings_in(work, "history")
-    store = Store.from_settings(settings)
+    store = open_store(settings)
     now = time.time()
-    with store.transaction() as conn:
+    with store.db.transaction() as conn:
         conn.executemany(
             "INSERT INTO transcription_jobs (original_filename, status, model, runner, created_at, progress)"
             " VALUES (?, 'completed', 'tiny.en', 'service', ?, 1)",
@@ -436,7 +435,7 @@ def history_render(figures: Figures, work: Path, runs: int) -> None:
         "start = time.perf_counter(); at.run(); print(time.perf_counter() - start)\n"
         "assert not at.exception, at.exception\n"
     )
-    page = ROOT / "ttservice" / "web" / "views" / "history.py"
+    page = ROOT / "ttservice" / "interfaces" / "web" / "views" / "history.py"
     env = worker_env(settings)
     values = [
         float(
@@ -474,7 +473,7 @@ ENGINE_SETTINGS = {  # each a TTSERVICE_* setting changed from the default
 ENGINE_RUN = """
 import json, sys, time
 from faster_whisper.audio import decode_audio
-from ttservice.engine import FasterWhisperEngine
+from ttservice.transcription.engine import FasterWhisperEngine
 from ttservice.jobs import TranscribeOptions
 options = TranscribeOptions(**json.loads(sys.argv[2]))
 audio = decode_audio(sys.argv[1], sampling_rate=16000)

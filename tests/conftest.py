@@ -10,8 +10,7 @@ import psutil
 import pytest
 
 from ttservice.config import Settings
-from ttservice.jobs import Job, Runner, TranscribeOptions
-from ttservice.store import Store
+from ttservice.jobs import Job, Runner, Store, TranscribeOptions, open_store
 
 from .speech import SPEECH, synthesize, write_wav  # noqa: F401  (write_wav: used by tests)
 
@@ -35,7 +34,7 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
 
 
 def env_for(settings: Settings) -> dict[str, str]:
-    from ttservice.process_manager import worker_env
+    from ttservice.supervision.process_manager import worker_env
 
     return worker_env(settings)
 
@@ -47,7 +46,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def store(settings: Settings) -> Store:
-    s = Store.from_settings(settings)
+    s = open_store(settings)
     yield s
     s.close()
 
@@ -103,7 +102,7 @@ def group_members(pgid: int) -> list[int]:
 def ttservice(settings: Settings, *args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     """Run the real `ttservice` command with the test's settings."""
     return subprocess.run(
-        [sys.executable, "-m", "ttservice.cli", *args],
+        [sys.executable, "-m", "ttservice", *args],
         env=env_for(settings),
         capture_output=True,
         text=True,
@@ -115,13 +114,13 @@ def ttservice(settings: Settings, *args: str, timeout: float = 300, **kwargs) ->
 def start_transcribe(settings: Settings, media: Path) -> tuple[subprocess.Popen, Store, Job]:
     """`ttservice transcribe MEDIA` in the background; returns once its first segment is stored."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ttservice.cli", "transcribe", str(media)],
+        [sys.executable, "-m", "ttservice", "transcribe", str(media)],
         env=env_for(settings),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    store = Store.from_settings(settings)
+    store = open_store(settings)
     job = wait_for(lambda: (store.list_jobs() or [None])[0], 30, what="job row")
     wait_for(lambda: store.segments(job.id), 120, what="first segment")
     return proc, store, store.get_job(job.id)

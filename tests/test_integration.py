@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from ttservice.audio import run_transcription
 from ttservice.jobs import JobStatus, Runner, TranscribeOptions
-from ttservice.process_manager import ProcessManager
+from ttservice.supervision.foreground import run_transcription
+from ttservice.supervision.process_manager import ProcessManager
 
 from .conftest import JFK_TXT, JFK_WAV, env_for, gone, group_members, make_settings, wait_for, words
 
@@ -69,7 +69,7 @@ def test_stop_from_cli_cancels_and_empties_group(store, settings, long_speech):
     pm, job_id, pid = _running_service_job(store, settings, long_speech)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "ttservice.cli", "stop", str(job_id)],
+            [sys.executable, "-m", "ttservice", "stop", str(job_id)],
             env=env_for(settings),
             capture_output=True,
             text=True,

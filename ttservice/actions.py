@@ -1,4 +1,7 @@
-"""What a user does to jobs, shared by the CLI and the web pages: submit, re-run, delete."""
+"""What a user does to jobs: submit, resume, re-run, delete.
+
+Every interface (the CLI, the web pages) calls these, so the rules live here once.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,10 @@ import shutil
 import unicodedata
 from pathlib import Path
 
-from . import audio, logs
 from .config import Settings
 from .exceptions import MediaError, TTServiceError
-from .jobs import Job, JobStatus, Runner, TranscribeOptions
-from .store import Store
+from .jobs import Job, JobStatus, Runner, Store, TranscribeOptions, logs
+from .transcription import media
 
 MAX_NAME = 120
 
@@ -73,7 +75,7 @@ def submit_file(store: Store, settings: Settings, path: Path, options: Transcrib
     path = path.expanduser()
     job_id = store.create_job(path.name, str(path.resolve()), options, Runner.SERVICE)
     try:
-        audio.check_file(path, settings.max_upload_bytes)
+        media.check_file(path, settings.max_upload_bytes)
     except MediaError as error:
         store.transition(job_id, JobStatus.FAILED, error_message=str(error), exit_code=2)
     return job_id
@@ -82,8 +84,8 @@ def submit_file(store: Store, settings: Settings, path: Path, options: Transcrib
 def rerun(store: Store, job_id: int) -> int:
     """A new queued job with the same media and the same parameters."""
     job = store.get_job(job_id)
-    media = _original_media(job, "re-run")
-    return store.create_job(job.filename or media.name, job.media_path, job.options)
+    original = _original_media(job, "re-run")
+    return store.create_job(job.filename or original.name, job.media_path, job.options)
 
 
 def resume(store: Store, job_id: int, runner: Runner = Runner.SERVICE) -> float:

@@ -10,9 +10,8 @@ import psutil
 import pytest
 from selenium.webdriver.common.by import By
 
-from ttservice.jobs import JobStatus, Runner, TranscribeOptions
-from ttservice.process_manager import ProcessManager
-from ttservice.store import Store
+from ttservice.jobs import JobStatus, Runner, TranscribeOptions, open_store
+from ttservice.supervision.process_manager import ProcessManager
 
 from ..conftest import JFK_WAV, SPEECH, gone, group_members, wait_for
 from .conftest import body_text, click_button, find, open_page, screenshot, wait_text
@@ -34,7 +33,7 @@ def upload(browser, server, path) -> int:
     wait_text(browser, path.name)
     click_button(browser, "Start transcription")
     wait_text(browser, "Your jobs")
-    store = Store.from_settings(server.settings)
+    store = open_store(server.settings)
     return wait_for(lambda: store.list_jobs(limit=1), 30, what="job row")[0].id
 
 
@@ -46,7 +45,7 @@ def log_text(browser) -> str:
 def test_30_monitor_a_processing_job_from_history(server, browser, lecture):
     job_id = upload(browser, server, lecture)
     screenshot(browser, "transcribe")
-    store = Store.from_settings(server.settings)
+    store = open_store(server.settings)
     wait_for(lambda: store.get_job(job_id).status is JobStatus.PROCESSING, 60, what="processing")
 
     find(browser, "a[data-testid='stSidebarNavLink'][href$='/history']").click()
@@ -77,7 +76,7 @@ def test_30_monitor_a_processing_job_from_history(server, browser, lecture):
 
 
 def test_31_cleanup_of_orphaned_jobs(server, browser, lecture):
-    store = Store.from_settings(server.settings)
+    store = open_store(server.settings)
     # A job run by another manager whose worker is killed out of band (nobody watching it) ...
     outsider = ProcessManager(store, server.settings)
     killed = store.create_job("killed.wav", str(lecture), TranscribeOptions(), Runner.FOREGROUND)
@@ -117,7 +116,7 @@ def test_31_cleanup_of_orphaned_jobs(server, browser, lecture):
 
 def test_upload_jfk_to_completed_transcript_and_srt(server, browser):
     job_id = upload(browser, server, JFK_WAV)
-    store = Store.from_settings(server.settings)
+    store = open_store(server.settings)
     wait_for(lambda: store.get_job(job_id).finished, 120, what="jfk finished")
     assert store.get_job(job_id).status is JobStatus.COMPLETED
     open_page(browser, f"{server.url}/history?job={job_id}", f"Job {job_id}: jfk.wav")

@@ -24,10 +24,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ttservice import proctree
 from ttservice.config import Settings
-from ttservice.jobs import JobStatus, Segment
-from ttservice.store import Store
+from ttservice.jobs import JobStatus, Segment, Store, open_store
+from ttservice.supervision import proctree
 
 from ..conftest import env_for, make_settings, stop_process, wait_for
 from ..speech import SPEECH, synthesize
@@ -99,7 +98,7 @@ class Stranger:
 class Invariants:
     def __init__(self, settings: Settings, stranger: Stranger) -> None:
         self.settings, self.stranger = settings, stranger
-        self.store = Store.from_settings(settings)
+        self.store = open_store(settings)
         self.seen: dict[int, list[Segment]] = {}
 
     def fault(self, name: str) -> None:
@@ -206,7 +205,7 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "ttservice.cli", "serve", "--no-ui"],
+                [sys.executable, "-m", "ttservice", "serve", "--no-ui"],
                 env=env_for(self.settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,

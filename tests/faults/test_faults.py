@@ -18,9 +18,8 @@ import psutil
 import pytest
 
 from ttservice import actions
-from ttservice.jobs import JobStatus, Runner, TranscribeOptions
-from ttservice.process_manager import ProcessManager
-from ttservice.store import Store
+from ttservice.jobs import JobStatus, Runner, Store, TranscribeOptions, open_store
+from ttservice.supervision.process_manager import ProcessManager
 
 from ..conftest import JFK_TXT, JFK_WAV, gone, make_settings, start_transcribe, ttservice, wait_for, words
 from ..media import bad_inputs
@@ -266,7 +265,7 @@ def test_contention_soak(service, invariants, fault_settings, minute_speech):
     done = threading.Event()
 
     def reader() -> None:
-        own = Store.from_settings(settings)
+        own = open_store(settings)
         pm = ProcessManager(own, settings)
         while not done.is_set():
             try:

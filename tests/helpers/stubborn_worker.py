@@ -6,7 +6,7 @@ python stubborn_worker.py JOB_ID
 import subprocess
 import sys
 
-from ttservice.worker import main
+from ttservice.supervision.worker import main
 
 CHILD = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
 

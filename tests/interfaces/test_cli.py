@@ -1,0 +1,146 @@
+"""The `ttservice` command as a user runs it, with real workers and the real model."""
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from ttservice.jobs import JobStatus, open_store
+
+from ..conftest import (
+    JFK_TXT,
+    JFK_WAV,
+    gone,
+    group_members,
+    start_transcribe,
+    ttservice,
+    words,
+    write_wav,
+)
+from ..media import bad_inputs, video_with_audio
+
+pytestmark = pytest.mark.model
+
+
+def test_transcribe_to_stdout_and_files(settings, tmp_path):
+    done = ttservice(settings, "transcribe", str(JFK_WAV))
+    assert done.returncode == 0, done.stderr
+    assert words(done.stdout) == words(JFK_TXT.read_text())
+    srt = tmp_path / "jfk.srt"
+    done = ttservice(settings, "transcribe", str(JFK_WAV), "--format", "srt", "-o", str(srt))
+    assert done.returncode == 0 and done.stdout == ""
+    first = srt.read_text().split("\n\n")[0].splitlines()
+    assert first[0] == "1" and first[1].startswith("00:00:00,000 --> 00:00:")
+
+
+def test_jobs_show_logs_export_and_cleanup(settings, tmp_path):
+    assert ttservice(settings, "transcribe", str(JFK_WAV)).returncode == 0
+    listed = json.loads(ttservice(settings, "jobs", "--json").stdout)
+    assert len(listed) == 1
+    job = listed[0]
+    for key in (
+        "id",
+        "status",
+        "filename",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "process_id",
+        "last_heartbeat",
+        "progress",
+        "error",
+    ):
+        assert key in job
+    assert job["status"] == "completed" and job["filename"] == "jfk.wav" and job["progress"] == 1.0
+    assert json.loads(ttservice(settings, "jobs", "--status", "failed", "--json").stdout) == []
+
+    shown = json.loads(ttservice(settings, "show", str(job["id"]), "--json").stdout)
+    assert shown["alive"] is False and "ask not what your country" in shown["text"]
+    logs = ttservice(settings, "logs", str(job["id"]), "-n", "3").stdout.splitlines()
+    assert len(logs) == 3 and "Worker exiting with code 0" in logs[-1]
+    vtt = ttservice(settings, "export", str(job["id"]), "--format", "vtt").stdout
+    assert vtt.startswith("WEBVTT\n\n00:00:00.000 --> ")
+    data = json.loads(ttservice(settings, "export", str(job["id"]), "--format", "json").stdout)
+    assert data["job"]["id"] == job["id"] and len(data["segments"]) >= 2
+    sweep = json.loads(ttservice(settings, "cleanup", "--json").stdout)
+    assert sweep == {"finalized": [], "killed": [], "logs_removed": 0}
+    missing = ttservice(settings, "show", "999")
+    assert missing.returncode == 1 and "There is no job 999." in missing.stderr
+
+
+def test_every_bad_input_fails_clearly_and_the_next_job_works(settings, tmp_path):
+    for name, (path, message) in bad_inputs(tmp_path, JFK_WAV).items():
+        done = ttservice(settings, "transcribe", str(path))
+        assert done.returncode == 2, (name, done.stderr)
+        assert message in done.stderr, name
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, name
+    store = open_store(settings)
+    failed = store.list_jobs(status=JobStatus.FAILED, limit=100)
+    assert len(failed) == 6 and all(j.error for j in failed)
+    assert ttservice(settings, "transcribe", str(JFK_WAV)).returncode == 0
+
+
+def test_file_over_the_size_limit(settings, tmp_path):
+    from dataclasses import replace
+
+    small = replace(settings, max_upload_mb=0.1)
+    done = ttservice(small, "transcribe", str(JFK_WAV))
+    assert done.returncode == 2 and "over the limit of 0 MB" in done.stderr
+    job = open_store(settings).list_jobs()[0]
+    assert job.status is JobStatus.FAILED and "over the limit" in job.error
+
+
+def test_silence_completes_with_empty_transcript(settings, tmp_path):
+    silence = write_wav(tmp_path / "silence.wav", np.zeros(16000 * 5))
+    done = ttservice(settings, "transcribe", str(silence))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert open_store(settings).list_jobs()[0].status is JobStatus.COMPLETED
+
+
+def test_video_file_is_transcribed(settings, tmp_path):
+    movie = video_with_audio(tmp_path / "speech.mp4", JFK_WAV)
+    done = ttservice(settings, "transcribe", str(movie))
+    assert done.returncode == 0, done.stderr
+    assert "ask not what your country can do for you" in " ".join(words(done.stdout))
+
+
+def test_sigterm_to_cli_stops_the_worker_tree(settings, long_speech):
+    proc, store, job = start_transcribe(settings, long_speech)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "cancelled" in stderr and "Traceback" not in stderr
+    assert store.get_job(job.id).status is JobStatus.CANCELLED
+    assert gone(job.process_id) and group_members(job.process_id) == []
+
+
+def test_cli_reports_a_worker_that_died(settings, long_speech):
+    proc, store, job = start_transcribe(settings, long_speech)
+    os.kill(job.process_id, signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert "killed by SIGKILL" in stderr
+    assert store.get_job(job.id).status is JobStatus.FAILED
+
+
+def test_db_commands(settings):
+    from ..jobs.test_migrations import make_legacy
+
+    make_legacy(settings.db_path)
+    migrated = ttservice(settings, "db", "migrate")
+    assert migrated.returncode == 0 and "transcriptor.db.backup" in migrated.stderr
+    backup = ttservice(settings, "db", "backup")
+    assert backup.returncode == 0 and "manual" in backup.stderr
+    rolled = ttservice(settings, "db", "rollback")
+    assert rolled.returncode == 0 and "schema version 0" in rolled.stderr
+
+
+def test_help_lists_every_setting(settings):
+    from ttservice.config import SETTINGS
+
+    text = ttservice(settings, "--help").stdout
+    for setting in SETTINGS:
+        assert setting.env in text

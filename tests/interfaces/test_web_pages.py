@@ -1,0 +1,147 @@
+"""Streamlit AppTest of each page over a real store in a temp dir."""
+
+import json
+import sys
+import time
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from ttservice.jobs import JobStatus, Segment
+from ttservice.supervision.process_manager import ProcessManager
+
+from ..conftest import DUMMY, REPO, env_for, ttservice
+
+VIEWS = str(REPO / "ttservice" / "interfaces" / "web" / "views") + "/"
+
+
+@pytest.fixture
+def web_env(settings, monkeypatch):
+    for key, value in env_for(settings).items():
+        if key.startswith("TTSERVICE_"):
+            monkeypatch.setenv(key, value)
+    st.cache_resource.clear()
+    yield settings
+    st.cache_resource.clear()
+
+
+def run(page: str, **query) -> AppTest:
+    at = AppTest.from_file(VIEWS + page, default_timeout=30)
+    for key, value in query.items():
+        at.query_params[key] = str(value)
+    return at.run()
+
+
+def finished_job(store, make_job, text="ask not what your country can do"):
+    job_id = make_job()
+    store.claim(job_id, 5)
+    store.add_segments(job_id, [Segment(0.0, 2.5, text)], 2.5, 1.0)
+    store.transition(job_id, JobStatus.COMPLETED, exit_code=0)
+    return job_id
+
+
+def test_transcribe_page_queues_an_upload(web_env, store):
+    at = run("transcribe.py")
+    assert at.title[0].value == "Transcribe"
+    assert [c.label for c in at.checkbox] == ["Word timestamps", "Stop this job if I leave the page"]
+    at.button[0].click().run()  # Start without a file
+    assert at.error[0].value == "Choose at least one file to transcribe."
+    assert store.count_jobs() == 0
+
+
+def test_history_lists_filters_and_searches(web_env, store, make_job):
+    done = finished_job(store, make_job)
+    queued = make_job()
+    at = run("history.py")
+    assert at.title[0].value == "History"
+    assert "2 job(s)" in [c.value for c in at.caption]
+    at.text_input[0].set_value("country").run()
+    assert "1 job(s)" in [c.value for c in at.caption]
+    at.text_input[0].set_value("").run()
+    at.selectbox[0].set_value("queued").run()
+    assert "1 job(s)" in [c.value for c in at.caption]
+    assert [b.key for b in at.button if b.key and b.key.startswith("view-")] == [f"view-{queued}"]
+    assert done != queued
+
+
+def test_history_job_view_shows_transcript_and_rerun(web_env, store, make_job):
+    job_id = finished_job(store, make_job)
+    at = run("history.py", job=job_id)
+    assert at.title[0].value == f"Job {job_id}: jfk.wav"
+    assert "ask not what your country" in at.code[0].value
+    at.button(key=f"rerun-{job_id}").click().run()
+    assert store.count_jobs() == 2
+    rerun = store.list_jobs(limit=1)[0]
+    assert rerun.options == store.get_job(job_id).options and rerun.status is JobStatus.QUEUED
+
+
+def test_history_delete_removes_job_and_files(web_env, store, make_job, settings):
+    job_id = finished_job(store, make_job)
+    log = settings.log_dir / f"job_{job_id}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("x")
+    at = run("history.py", job=job_id)
+    at.button(key=f"delete-{job_id}").click().run()
+    at.button(key=f"yes-delete-{job_id}").click().run()
+    assert store.count_jobs() == 0 and not log.exists()
+
+
+def test_live_panel_shows_metrics_and_stops(web_env, store, make_job, settings):
+    pm = ProcessManager(store, settings)
+    job_id = make_job()
+    pm.start_job(job_id, cmd=[sys.executable, str(DUMMY), "chatty"])
+    try:
+        at = run("history.py", job=job_id)
+        assert any(s.value == "Live Logs" for s in at.subheader)
+        labels = [m.label for m in at.metric]
+        assert labels == ["CPU", "Memory", "Elapsed", "Speed"]
+        assert int(at.metric[1].value.split()[0]) > 0
+        at.button(key=f"stop-{job_id}").click().run()
+        at.button(key=f"yes-stop-{job_id}").click().run()
+        assert store.get_job(job_id).status is JobStatus.CANCELLED
+        assert any("cancelled" in m.value for m in at.markdown)
+    finally:
+        pm.shutdown(stop_jobs=True, wait=0)
+
+
+def test_statistics_page_counts_statuses_and_cleans_up(web_env, store, make_job, settings):
+    finished_job(store, make_job)
+    stale = make_job()
+    store.claim(stale, 5, now=time.time() - settings.orphan_timeout - 60)
+    at = run("statistics.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Completed"] == "1" and metrics["Processing"] == "1"
+    at.button(key="cleanup-statistics").click().run()
+    assert "Clean-up fixed 1 job(s)" in at.success[0].value
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Failed"] == "1" and metrics["Processing"] == "0"
+    assert metrics["Success rate"] == "50%"
+
+
+def test_resume_button_requeues_a_stopped_job_keeping_its_transcript(web_env, store, make_job):
+    job_id = make_job()
+    store.claim(job_id, 5)
+    store.add_segments(job_id, [Segment(0.0, 2.5, "ask not")], 2.5, 0.2)
+    store.transition(job_id, JobStatus.CANCELLED, error_message="Stopped by the user.")
+    at = run("history.py", job=job_id)
+    button = at.button(key=f"resume-{job_id}")
+    assert button.label == "Resume from 00:00:02.500"
+    button.click().run()
+    job = store.get_job(job_id)
+    assert job.status is JobStatus.QUEUED and job.resumed_from == 2.5 and job.error is None
+    assert [s.text for s in store.segments(job_id)] == ["ask not"]
+    completed = finished_job(store, make_job)
+    keys = [b.key for b in run("history.py", job=completed).button]
+    assert f"rerun-{completed}" in keys and f"resume-{completed}" not in keys  # nothing to resume
+
+
+def test_stalled_job_is_flagged_in_history_and_cli(web_env, store, make_job, settings):
+    job_id = make_job()
+    store.claim(job_id, 5, now=time.time() - settings.stall_timeout - 60)
+    store.heartbeat(job_id)  # alive, but no progress since it started
+    at = run("history.py")
+    assert any("stalled" in m.value for m in at.markdown)
+    listed = json.loads(ttservice(settings, "jobs", "--json").stdout)
+    assert listed[0]["stalled"] is True
+    assert "(stalled)" in ttservice(settings, "jobs").stdout

@@ -1,0 +1,5 @@
+"""`python -m ttservice`: the `ttservice` command."""
+
+from .interfaces.cli import main
+
+main()

@@ -1,0 +1,2 @@
+"""The ways in: the `ttservice` command (`cli`) and the web app (`web`), thin layers over
+`actions`, the store and the ProcessManager."""

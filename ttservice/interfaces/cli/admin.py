@@ -1,0 +1,78 @@
+"""Commands that run or maintain the service: serve, and db migrate | backup | rollback."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ...config import Settings
+from ...exceptions import TTServiceError
+from ...jobs import open_store
+from .common import err, fail
+
+
+@click.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; anything but loopback exposes the app.",
+)
+@click.option("--port", type=int, default=8501, show_default=True, help="Port of the web app.")
+@click.option("--ui/--no-ui", default=True, help="--no-ui runs only the job manager (headless).")
+def serve(host: str, port: int, ui: bool) -> None:
+    """Run the service: the web app plus the one manager that runs queued jobs."""
+    import logging
+
+    from ...supervision.service import Service, ServiceAlreadyRunning
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        code = Service(Settings.from_env(), host, port, ui).run()
+    except (ServiceAlreadyRunning, TTServiceError) as error:
+        fail(str(error))
+    sys.exit(code)
+
+
+@click.group("db")
+def db_app() -> None:
+    """Database maintenance: migrate, back up, roll back."""
+
+
+@db_app.command()
+def migrate() -> None:
+    """Back up the database, then bring its schema up to date."""
+    try:
+        settings = Settings.from_env()
+        store = open_store(settings, migrate=False)
+        backups = store.migrate()
+    except TTServiceError as error:
+        fail(str(error))
+    for path in backups:
+        err.print(f"Backed up to {path}", highlight=False)
+    err.print(f"Schema is at version {store.schema_version()}.", highlight=False)
+
+
+@db_app.command()
+def backup() -> None:
+    """Copy the database to a timestamped file under the backups folder."""
+    try:
+        settings = Settings.from_env()
+        path = open_store(settings, migrate=False).backup()
+    except TTServiceError as error:
+        fail(str(error))
+    err.print(f"Backed up to {path}", highlight=False)
+
+
+@db_app.command()
+def rollback() -> None:
+    """Restore the newest pre-migration backup (the current file is backed up first)."""
+    try:
+        settings = Settings.from_env()
+        store = open_store(settings, migrate=False)
+        source, saved = store.rollback()
+    except TTServiceError as error:
+        fail(str(error))
+    err.print(f"Saved the current database to {saved}", highlight=False)
+    err.print(f"Restored {source} (schema version {store.schema_version()}).", highlight=False)

@@ -1,0 +1,76 @@
+"""What every command shares: the consoles, errors and exit codes, signals, output."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from ...config import Settings
+from ...jobs import Store, iso, open_store
+from ...supervision.waiting import Interrupt
+from ...transcription import export
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
+
+FORMAT = click.Choice(export.FORMATS)
+FORMAT_HELP = "txt, srt, vtt or json."
+
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> None:
+    err.print(f"[red]Error:[/red] {message}", highlight=False)
+    sys.exit(code)
+
+
+def services() -> tuple[Settings, Store]:
+    settings = Settings.from_env()
+    return settings, open_store(settings)
+
+
+def fmt_time(value: float | str | None) -> str:
+    text = iso(value)
+    return text.replace("+00:00", "Z") if text else "-"
+
+
+class Cancel:
+    """SIGINT/SIGTERM only set a flag; the waiting loop stops the job."""
+
+    def __init__(self) -> None:
+        self.event = Interrupt()  # wakes the wait for the worker at once
+        self.signal: int | None = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+        self.event.wake_on_signals()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signal = signum
+        self.event.set()
+
+
+def output_options(command):
+    command = click.option(
+        "-o", "--output", type=click.Path(path_type=Path), help="Write here instead of stdout."
+    )(command)
+    return click.option("-f", "--format", "fmt", type=FORMAT, default="txt", help=FORMAT_HELP)(command)
+
+
+def json_option(what: str):
+    return click.option("--json", "as_json", is_flag=True, help=f"Print {what}.")
+
+
+def write(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        fail(f"Could not write {output}: {error.strerror}.")
+    err.print(f"Wrote {output}", highlight=False)

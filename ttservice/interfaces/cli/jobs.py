@@ -1,0 +1,152 @@
+"""Commands that look at and act on jobs: jobs, show, logs, stop, cleanup, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ...exceptions import TTServiceError
+from ...jobs import JobStatus, logs
+from ...supervision import ProcessManager
+from ...transcription import export
+from .common import Cancel, err, fail, fmt_time, json_option, out, output_options, services, write
+
+
+@click.command()
+@click.option(
+    "-s", "--status", type=click.Choice([s.value for s in JobStatus]), help="Only jobs with this status."
+)
+@click.option("-n", "--limit", type=int, default=50, show_default=True, help="How many, newest first.")
+@json_option("a JSON array")
+def jobs(status: str | None, limit: int, as_json: bool) -> None:
+    """List jobs, newest first."""
+    from rich.table import Table
+
+    try:
+        settings, store = services()
+        rows = store.list_jobs(status=JobStatus(status) if status else None, limit=limit)
+    except TTServiceError as error:
+        fail(str(error))
+    stall = settings.stall_timeout
+    if as_json:
+        data = [j.to_dict() | {"stalled": j.stalled(stall)} for j in rows]
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    table = Table("id", "status", "file", "created", "progress", "pid", "error")
+    for j in rows:
+        table.add_row(
+            str(j.id),
+            f"{j.status.value} [yellow](stalled)[/yellow]" if j.stalled(stall) else j.status.value,
+            j.filename or "-",
+            fmt_time(j.created_at),
+            f"{j.progress:.0%}",
+            str(j.process_id or "-"),
+            (j.error or "")[:60],
+        )
+    out.print(table)
+
+
+@click.command()
+@click.argument("job_id", type=int)
+@json_option("JSON")
+def show(job_id: int, as_json: bool) -> None:
+    """Show one job: status, process, progress and transcript."""
+    try:
+        settings, store = services()
+        job = store.get_job(job_id)
+        status = ProcessManager(store, settings).get_process_status(job_id)
+        segments = store.segments(job_id)
+    except TTServiceError as error:
+        fail(str(error))
+    data = job.to_dict() | {
+        "alive": status.alive,
+        "cpu_percent": round(status.cpu_percent, 1),
+        "memory_mb": round(status.memory_mb, 1),
+        "heartbeat_age": status.heartbeat_age,
+        "stalled": status.stalled,
+        "segments": len(segments),
+        "text": " ".join(s.text for s in segments),
+    }
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    for key, value in data.items():
+        if key not in ("options", "text"):
+            out.print(f"[bold]{key}[/bold]: {value if value is not None else '-'}", highlight=False)
+    if status.stalled:
+        out.print("[yellow]This job is alive but its progress has not moved; it may be stalled.[/yellow]")
+    out.print(f"\n{data['text']}", highlight=False)
+
+
+@click.command("logs")
+@click.argument("job_id", type=int)
+@click.option("-n", "--lines", type=int, default=50, show_default=True, help="How many lines from the end.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the job ends.")
+def logs_cmd(job_id: int, lines: int, follow: bool) -> None:
+    """Print the tail of a job's log."""
+    try:
+        settings, store = services()
+        pm = ProcessManager(store, settings)
+        for line in pm.get_logs(job_id, lines):
+            print(line)
+        if follow:
+            job = store.get_job(job_id)
+            path = Path(job.log_file_path or logs.job_log_path(settings.log_dir, job_id))
+            cancel = Cancel()
+            running = lambda: not cancel.event.is_set() and not store.get_job(job_id).finished  # noqa: E731
+            for line in logs.follow(path, running):
+                print(line, flush=True)
+    except TTServiceError as error:
+        fail(str(error))
+
+
+@click.command()
+@click.argument("job_id", type=int)
+def stop(job_id: int) -> None:
+    """Stop a queued or running job (its whole process tree) and mark it cancelled."""
+    try:
+        settings, store = services()
+        stopped = ProcessManager(store, settings).kill_process(job_id)
+        job = store.get_job(job_id)
+    except TTServiceError as error:
+        fail(str(error))
+    if not stopped:
+        fail(f"Job {job_id} is not running; it is {job.status.value}.")
+    err.print(f"Job {job_id} is {job.status.value}.", highlight=False)
+
+
+@click.command()
+@json_option("JSON")
+def cleanup(as_json: bool) -> None:
+    """Run the orphan sweep now: finalise jobs whose worker is gone or silent."""
+    try:
+        settings, store = services()
+        result = ProcessManager(store, settings).cleanup_orphaned_processes()
+    except TTServiceError as error:
+        fail(str(error))
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    for job_id, why in result.finalized:
+        out.print(f"job {job_id}: {why}", highlight=False)
+    out.print(
+        f"{len(result.finalized)} job(s) fixed, {len(result.killed)} process tree(s) stopped,"
+        f" {result.logs_removed} old log file(s) removed.",
+        highlight=False,
+    )
+
+
+@click.command("export")
+@click.argument("job_id", type=int)
+@output_options
+def export_cmd(job_id: int, fmt: str, output: Path | None) -> None:
+    """Export a job's transcript (partial for a stopped or failed job)."""
+    try:
+        _, store = services()
+        job = store.get_job(job_id)
+        text = export.render(fmt, store.segments(job_id), job)
+    except TTServiceError as error:
+        fail(str(error))
+    write(text, output)

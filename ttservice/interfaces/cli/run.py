@@ -1,0 +1,170 @@
+"""Commands that run a transcription: transcribe, resume, submit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ... import actions
+from ...config import Settings
+from ...exceptions import MediaError, TTServiceError
+from ...jobs import Job, JobStatus, Runner, Store, TranscribeOptions
+from ...supervision.foreground import run_transcription
+from ...transcription import export, media
+from .common import (
+    EXIT_BAD_INPUT,
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    Cancel,
+    err,
+    fail,
+    json_option,
+    output_options,
+    services,
+    write,
+)
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("-m", "--model", help="Model name or local CTranslate2 directory.")
+@click.option("-l", "--language", help="Language code; auto-detected if omitted.")
+@output_options
+@click.option(
+    "--task",
+    type=click.Choice(["transcribe", "translate"]),
+    default="transcribe",
+    help="transcribe, or translate (to English).",
+)
+@click.option("--word-timestamps", is_flag=True, help="Store word timings.")
+def transcribe(
+    file: Path,
+    model: str | None,
+    language: str | None,
+    fmt: str,
+    output: Path | None,
+    task: str,
+    word_timestamps: bool,
+) -> None:
+    """Transcribe FILE in a supervised worker; the transcript goes to stdout or -o."""
+    try:
+        settings, store = services()
+        options = _options(settings, model, language, task, word_timestamps)
+        path = file.expanduser()
+        job_id = store.create_job(path.name, str(path.resolve()), options, Runner.FOREGROUND)
+        try:
+            media.check_file(path, settings.max_upload_bytes)
+        except MediaError as error:
+            store.transition(job_id, JobStatus.FAILED, error_message=str(error), exit_code=EXIT_BAD_INPUT)
+            fail(str(error), EXIT_BAD_INPUT)
+        job = _run_with_progress(path, options, job_id, settings, store)
+    except TTServiceError as error:
+        fail(str(error))
+    _finish(job, fmt, output, store)
+
+
+@click.command()
+@click.argument("job_id", type=int)
+@output_options
+@click.option("--service", "in_service", is_flag=True, help="Queue it for the running service instead.")
+def resume(job_id: int, fmt: str, output: Path | None, in_service: bool) -> None:
+    """Continue a stopped, failed or interrupted job after its last saved segment."""
+    try:
+        settings, store = services()
+        runner = Runner.SERVICE if in_service else Runner.FOREGROUND
+        point = actions.resume(store, job_id, runner)
+        err.print(f"Job {job_id} continues at {export.timestamp(point, '.')}.", highlight=False)
+        if in_service:
+            return
+        job = store.get_job(job_id)
+        job = _run_with_progress(Path(job.media_path or ""), job.options, job_id, settings, store)
+    except TTServiceError as error:
+        fail(str(error))
+    _finish(job, fmt, output, store)
+
+
+def _finish(job: Job, fmt: str, output: Path | None, store: Store) -> None:
+    """Print or write the transcript of a finished job, or say why there is none; exit accordingly."""
+    if job.status is JobStatus.CANCELLED:
+        fail(
+            f"Job {job.id} was cancelled; its partial transcript is kept (ttservice export {job.id}).",
+            EXIT_CANCELLED,
+        )
+    if job.status is not JobStatus.COMPLETED:
+        fail(
+            f"Job {job.id} failed: {job.error or 'no reason was recorded'}",
+            job.exit_code if job.exit_code == EXIT_BAD_INPUT else EXIT_FAILED,
+        )
+    write(export.render(fmt, store.segments(job.id), job), output)
+
+
+def _options(
+    settings: Settings, model: str | None, language: str | None, task: str, words: bool
+) -> TranscribeOptions:
+    return TranscribeOptions.from_settings(
+        settings, model=model or None, language=language or None, task=task, word_timestamps=words
+    )
+
+
+def _run_with_progress(
+    path: Path, options: TranscribeOptions, job_id: int, settings: Settings, store: Store
+) -> Job:
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    cancel = Cancel()
+    progress = Progress(
+        TextColumn("[bold]job {task.fields[job]}[/bold] {task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[speed]}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    bar = progress.add_task("queued", total=1.0, job=job_id, speed="")
+
+    def on_update(job: Job) -> None:
+        speed = job.speed()
+        progress.update(
+            bar,
+            completed=job.progress,
+            description=job.status.value,
+            speed=f"{speed:.1f}x realtime" if speed else "",
+        )
+
+    with progress:
+        return run_transcription(
+            path,
+            options,
+            job_id=job_id,
+            settings=settings,
+            store=store,
+            on_update=on_update,
+            cancel=cancel.event,
+        )
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("-m", "--model", help="Model name or local directory.")
+@click.option("-l", "--language", help="Language code; auto-detected if omitted.")
+@json_option('{"id": N}')
+def submit(file: Path, model: str | None, language: str | None, as_json: bool) -> None:
+    """Queue FILE for the running service and print the job id."""
+    from ...supervision.service import running_service
+
+    try:
+        settings, store = services()
+        options = _options(settings, model, language, "transcribe", False)
+        job_id = actions.submit_file(store, settings, file, options)
+        job = store.get_job(job_id)
+    except TTServiceError as error:
+        fail(str(error))
+    if job.status is JobStatus.FAILED:
+        fail(f"Job {job_id} failed: {job.error}", EXIT_BAD_INPUT)
+    print(json.dumps({"id": job_id}) if as_json else job_id)
+    if running_service(settings) is None:
+        err.print(f"No TTService is running; job {job_id} waits queued until one starts.", highlight=False)

@@ -1,0 +1,18 @@
+"""Jobs: the record and its transitions, the Store interface and its SQLite store, job logs."""
+
+from .record import FINISHED, RESUMABLE, TRANSITIONS, Job, JobStatus, Runner, Segment, TranscribeOptions, iso
+from .store import Store, open_store
+
+__all__ = [
+    "FINISHED",
+    "RESUMABLE",
+    "TRANSITIONS",
+    "Job",
+    "JobStatus",
+    "Runner",
+    "Segment",
+    "Store",
+    "TranscribeOptions",
+    "iso",
+    "open_store",
+]

@@ -1,0 +1,216 @@
+"""The job record, its statuses and the transitions between them; segments; options.
+
+A status only moves along `TRANSITIONS`. The store turns each transition into a
+conditional UPDATE (`... WHERE status IN (allowed sources)`), so a late heartbeat,
+a slow worker or a second manager can never bring a finished job back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED
+
+    @classmethod
+    def parse(cls, value: str | None) -> JobStatus:
+        """Read a stored status, including the spellings of the earlier app."""
+        value = (value or "").strip().lower()
+        try:
+            return cls(value)
+        except ValueError:
+            return LEGACY_STATUSES.get(value, cls.FAILED)
+
+
+FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED})
+RESUMABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED})
+
+# Statuses written by the earlier app; anything else unknown reads as failed,
+# since no process of ours can be running it.
+LEGACY_STATUSES = {
+    "pending": JobStatus.QUEUED,
+    "running": JobStatus.PROCESSING,
+    "done": JobStatus.COMPLETED,
+    "success": JobStatus.COMPLETED,
+    "error": JobStatus.FAILED,
+    "canceled": JobStatus.CANCELLED,
+    "stopped": JobStatus.CANCELLED,
+}
+
+# target -> the statuses it may be reached from
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.PROCESSING: frozenset({JobStatus.QUEUED}),
+    JobStatus.COMPLETED: frozenset({JobStatus.PROCESSING}),
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED, JobStatus.PROCESSING}),
+    JobStatus.CANCELLED: frozenset({JobStatus.QUEUED, JobStatus.PROCESSING}),
+    JobStatus.INTERRUPTED: frozenset({JobStatus.PROCESSING}),
+    # re-running or resuming a finished job puts it back in the queue
+    JobStatus.QUEUED: frozenset(
+        {JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED, JobStatus.COMPLETED}
+    ),
+}
+
+
+class Runner(StrEnum):
+    """Who starts a queued job: the long-running service, or the CLI in the foreground.
+
+    An upload's job is nobody's until its file is saved (UPLOAD), so that it is
+    never started without its media.
+    """
+
+    SERVICE = "service"
+    FOREGROUND = "foreground"
+    UPLOAD = "upload"
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """Everything a job runs with, stored whole so that a re-run is faithful."""
+
+    model: str = "tiny.en"
+    language: str | None = None
+    task: str = "transcribe"
+    word_timestamps: bool = False
+    beam_size: int = 1
+    vad: bool = True
+    compute_type: str = "float32"
+    cpu_threads: int = 0
+    batch_size: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Any, **choices: Any) -> TranscribeOptions:
+        """The user's choices (None: not chosen) over the configured engine defaults."""
+        values = {
+            "model": settings.model,
+            "beam_size": settings.beam_size,
+            "vad": settings.vad,
+            "compute_type": settings.compute_type,
+            "cpu_threads": settings.cpu_threads,
+            "batch_size": settings.batch_size,
+        }
+        values.update({k: v for k, v in choices.items() if v is not None})
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> TranscribeOptions:
+        data = json.loads(text) if text else {}
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class Job:
+    id: int
+    status: JobStatus
+    filename: str | None = None
+    media_path: str | None = None
+    options: TranscribeOptions = field(default_factory=TranscribeOptions)
+    runner: Runner = Runner.SERVICE
+    created_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration: float | None = None
+    progress: float = 0.0
+    processed_seconds: float = 0.0
+    error: str | None = None
+    exit_code: int | None = None
+    process_id: int | None = None
+    process_create_time: float | None = None
+    log_file_path: str | None = None
+    last_heartbeat: float | None = None
+    last_progress_at: float | None = None
+    stop_requested_at: float | None = None
+    detected_language: str | None = None
+    lease_renewed_at: float | None = None
+    resumed_from: float = 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+    @property
+    def resumable(self) -> bool:
+        """Stopped, failed or interrupted: it can continue from its last committed segment."""
+        return self.status in RESUMABLE
+
+    def stalled(self, stall_timeout: float, now: float | None = None) -> bool:
+        """Processing, but its progress has not moved for `stall_timeout` seconds."""
+        last_move = self.last_progress_at or self.started_at
+        if self.status is not JobStatus.PROCESSING or not isinstance(last_move, (int, float)):
+            return False
+        return (now or time.time()) - last_move > stall_timeout
+
+    def speed(self, now: float | None = None) -> float | None:
+        """Audio seconds transcribed per wall-clock second (×realtime)."""
+        done = self.processed_seconds - self.resumed_from
+        if not self.started_at or done <= 0:
+            return None
+        end = self.finished_at or (now or time.time())
+        wall = end - self.started_at
+        return done / wall if wall > 0 else None
+
+    def eta(self, now: float | None = None) -> float | None:
+        speed = self.speed(now)
+        if self.finished or not speed or not self.duration:
+            return None
+        return max(self.duration - self.processed_seconds, 0.0) / speed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "filename": self.filename,
+            "media_path": self.media_path,
+            "model": self.options.model,
+            "language": self.options.language,
+            "detected_language": self.detected_language,
+            "options": self.options.__dict__,
+            "runner": self.runner.value,
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "duration": self.duration,
+            "progress": round(self.progress, 4),
+            "speed": self.speed(),
+            "error": self.error,
+            "exit_code": self.exit_code,
+            "process_id": self.process_id,
+            "log_file_path": self.log_file_path,
+            "last_heartbeat": iso(self.last_heartbeat),
+        }
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: list[dict[str, Any]] | None = None
+    # What a resumed run needs to decode exactly as before (see engine.ResumePoint):
+    tokens: list[int] | None = field(default=None, compare=False)
+    window: float | None = field(default=None, compare=False)  # decoding window start, speech timeline
+
+
+def iso(value: float | str | None) -> str | None:
+    """A stored time as ISO 8601 UTC; text written by the earlier app passes through."""
+    if value is None or isinstance(value, str):
+        return value
+    return datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")

@@ -1,0 +1,168 @@
+"""SQLite writes of a job's run: claims, transitions, heartbeats, segments (a part of `SQLiteStore`).
+
+Every write that depends on a status names it in its WHERE clause, so it
+changes nothing once another process has moved the job on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..record import FINISHED, RESUMABLE, TRANSITIONS, JobStatus, Runner, Segment
+from .connection import Database
+from .queries import RESUME_POINT_SQL
+
+
+class Lifecycle:
+    db: Database
+
+    def _ring_queued(self) -> None: ...
+
+    def claim(self, job_id: int, max_concurrent: int, now: float | None = None) -> bool:
+        now = now or time.time()
+        with self.db.transaction() as conn:
+            running = conn.execute(
+                "SELECT count(*) FROM transcription_jobs WHERE status = ?",
+                (JobStatus.PROCESSING.value,),
+            ).fetchone()[0]
+            if running >= max_concurrent:
+                return False
+            cur = conn.execute(
+                "UPDATE transcription_jobs SET status = ?, started_at = ?, last_heartbeat = ?,"
+                " last_progress_at = ?, finished_at = NULL, error_message = NULL,"
+                " exit_code = NULL, stop_requested_at = NULL, process_id = NULL,"
+                " process_create_time = NULL WHERE id = ? AND status = ?",
+                (JobStatus.PROCESSING.value, now, now, now, job_id, JobStatus.QUEUED.value),
+            )
+            return cur.rowcount == 1
+
+    def transition(self, job_id: int, target: JobStatus, now: float | None = None, **fields: Any) -> bool:
+        now = now or time.time()
+        sources = TRANSITIONS[target]
+        values: dict[str, Any] = {"status": target.value, **fields}
+        if target in FINISHED:
+            values["finished_at"] = now
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        marks = ", ".join("?" for _ in sources)
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                f"UPDATE transcription_jobs SET {assignments} WHERE id = ? AND status IN ({marks})",
+                [*values.values(), job_id, *(s.value for s in sources)],
+            )
+            return cur.rowcount == 1
+
+    def register_process(
+        self, job_id: int, pid: int | None, create_time: float | None, log_path: str | None
+    ) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE transcription_jobs SET process_id = ?, process_create_time = ?,"
+                " log_file_path = ? WHERE id = ?",
+                (pid, create_time, log_path, job_id),
+            )
+
+    def heartbeat(self, job_id: int, now: float | None = None) -> bool:
+        cur = self.db.execute(  # one statement: a heartbeat writes one page, with no BEGIN/COMMIT
+            "UPDATE transcription_jobs SET last_heartbeat = ? WHERE id = ? AND status = ?",
+            (now or time.time(), job_id, JobStatus.PROCESSING.value),
+        )
+        return cur.rowcount == 1
+
+    def set_media_info(self, job_id: int, duration: float, language: str | None) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE transcription_jobs SET media_duration = ?, detected_language = ?"
+                " WHERE id = ? AND status = ?",
+                (duration, language, job_id, JobStatus.PROCESSING.value),
+            )
+
+    def add_segments(
+        self,
+        job_id: int,
+        segments: Sequence[Segment],
+        processed_seconds: float,
+        progress: float,
+        now: float | None = None,
+    ) -> bool:
+        now = now or time.time()
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE transcription_jobs SET processed_seconds = ?, progress = ?,"
+                " last_progress_at = ?, last_heartbeat = ? WHERE id = ? AND status = ?",
+                (processed_seconds, progress, now, now, job_id, JobStatus.PROCESSING.value),
+            )
+            if cur.rowcount != 1:
+                return False
+            conn.executemany(
+                "INSERT INTO transcription_segments"
+                " (job_id, start, end, text, words_json, tokens_json, window_start)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        job_id,
+                        s.start,
+                        s.end,
+                        s.text,
+                        json.dumps(s.words) if s.words else None,
+                        json.dumps(s.tokens) if s.tokens is not None else None,
+                        s.window,
+                    )
+                    for s in segments
+                ],
+            )
+            return True
+
+    def request_stop(self, job_id: int, now: float | None = None) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE transcription_jobs SET stop_requested_at = ?"
+                " WHERE id = ? AND stop_requested_at IS NULL",
+                (now or time.time(), job_id),
+            )
+
+    def record_exit(self, job_id: int, exit_code: int) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE transcription_jobs SET exit_code = ? WHERE id = ? AND exit_code IS NULL",
+                (exit_code, job_id),
+            )
+
+    def requeue_for_resume(self, job_id: int, runner: Runner) -> bool:
+        marks = ", ".join("?" for _ in RESUMABLE)
+        with self.db.transaction() as conn:
+            resume_at = conn.execute(RESUME_POINT_SQL, (job_id,)).fetchone()[0]
+            cur = conn.execute(
+                "UPDATE transcription_jobs SET status = ?, runner = ?, resumed_from = ?,"
+                " processed_seconds = ?, error_message = NULL, exit_code = NULL, finished_at = NULL,"
+                f" stop_requested_at = NULL, lease_renewed_at = NULL WHERE id = ? AND status IN ({marks})",
+                (
+                    JobStatus.QUEUED.value,
+                    runner.value,
+                    resume_at,
+                    resume_at,
+                    job_id,
+                    *(s.value for s in RESUMABLE),
+                ),
+            )
+            queued = cur.rowcount == 1
+        if queued and runner is Runner.SERVICE:
+            self._ring_queued()
+        return queued
+
+    def hand_upload_to_service(self, job_id: int, media_path: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE transcription_jobs SET media_path = ?, runner = ? WHERE id = ? AND runner = ?",
+                (media_path, Runner.SERVICE.value, job_id, Runner.UPLOAD.value),
+            )
+        self._ring_queued()
+
+    def renew_lease(self, job_id: int, now: float | None = None) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE transcription_jobs SET lease_renewed_at = ? WHERE id = ?",
+                (now or time.time(), job_id),
+            )

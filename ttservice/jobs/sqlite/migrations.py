@@ -1,0 +1,188 @@
+"""Versioned schema migrations (PRAGMA user_version), backups and rollback.
+
+The earlier app left users a `transcription_jobs` table with columns of its own
+and years of history. A migration never drops or rewrites a column or a row: it
+backs the file up first, then only adds what is missing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ...exceptions import MigrationError
+
+JOB_COLUMNS: dict[str, str] = {
+    "original_filename": "TEXT",
+    "media_path": "TEXT",
+    "status": "TEXT NOT NULL DEFAULT 'queued'",
+    "model": "TEXT",
+    "language": "TEXT",
+    "options_json": "TEXT",
+    "runner": "TEXT",
+    "created_at": "REAL",
+    "started_at": "REAL",
+    "finished_at": "REAL",
+    "media_duration": "REAL",
+    "progress": "REAL DEFAULT 0",
+    "processed_seconds": "REAL DEFAULT 0",
+    "error_message": "TEXT",
+    "exit_code": "INTEGER",
+    "process_id": "INTEGER",
+    "process_create_time": "REAL",
+    "log_file_path": "TEXT",
+    "last_heartbeat": "TIMESTAMP",
+    "last_progress_at": "REAL",
+    "stop_requested_at": "REAL",
+    "detected_language": "TEXT",
+}
+
+
+def _columns(conn: Any, table: str) -> dict[str, Any]:
+    return {row[1]: row for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _v1_jobs_and_segments(conn: Any) -> None:
+    existing = _columns(conn, "transcription_jobs")
+    if not existing:
+        cols = ",\n  ".join(f"{name} {decl}" for name, decl in JOB_COLUMNS.items())
+        conn.execute(
+            f"CREATE TABLE transcription_jobs (\n  id INTEGER PRIMARY KEY AUTOINCREMENT,\n  {cols}\n)"
+        )
+    else:
+        for name, decl in JOB_COLUMNS.items():
+            if name not in existing:
+                # ADD COLUMN cannot add NOT NULL without a default; old rows get NULLs.
+                decl = decl.replace("NOT NULL ", "")
+                conn.execute(f"ALTER TABLE transcription_jobs ADD COLUMN {name} {decl}")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS transcription_segments (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          job_id INTEGER NOT NULL REFERENCES transcription_jobs(id) ON DELETE CASCADE,
+          start REAL NOT NULL,
+          end REAL NOT NULL,
+          text TEXT NOT NULL,
+          words_json TEXT
+        )"""
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_segments_job ON transcription_segments(job_id, start)")
+    # The active-jobs and orphan queries filter on status and order by heartbeat (until v4).
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS idx_jobs_status_heartbeat ON transcription_jobs(status, last_heartbeat)"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_jobs_process_id ON transcription_jobs(process_id)")
+
+
+def _v2_leases_and_search(conn: Any) -> None:
+    if "lease_renewed_at" not in _columns(conn, "transcription_jobs"):
+        # Set while a page that asked "stop this job if I leave" is open.
+        conn.execute("ALTER TABLE transcription_jobs ADD COLUMN lease_renewed_at REAL")
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_jobs_status_id ON transcription_jobs(status, id)")
+    conn.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS segments_fts USING fts5("
+        "text, content='transcription_segments', content_rowid='id')"
+    )
+    conn.execute(
+        "CREATE TRIGGER IF NOT EXISTS segments_fts_insert AFTER INSERT ON transcription_segments"
+        " BEGIN INSERT INTO segments_fts(rowid, text) VALUES (new.id, new.text); END"
+    )
+    conn.execute(
+        "CREATE TRIGGER IF NOT EXISTS segments_fts_delete AFTER DELETE ON transcription_segments"
+        " BEGIN INSERT INTO segments_fts(segments_fts, rowid, text) VALUES ('delete', old.id, old.text);"
+        " END"
+    )
+    conn.execute("INSERT INTO segments_fts(segments_fts) VALUES ('rebuild')")
+
+
+def _v3_resume(conn: Any) -> None:
+    if "resumed_from" not in _columns(conn, "transcription_jobs"):
+        # Where the current run of a resumed job began, so its speed counts only this run's audio.
+        conn.execute("ALTER TABLE transcription_jobs ADD COLUMN resumed_from REAL DEFAULT 0")
+    segment_columns = _columns(conn, "transcription_segments")
+    for name, decl in (("tokens_json", "TEXT"), ("window_start", "REAL")):
+        if name not in segment_columns:  # a resumed run re-decodes the last window exactly
+            conn.execute(f"ALTER TABLE transcription_segments ADD COLUMN {name} {decl}")
+
+
+def _v4_lighter_heartbeat(conn: Any) -> None:
+    # A heartbeat that also moved an index entry wrote two pages, not one; the status
+    # index alone keeps the active-jobs and orphan queries indexed (few jobs are processing).
+    conn.execute("DROP INDEX IF EXISTS idx_jobs_status_heartbeat")
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [
+    _v1_jobs_and_segments,
+    _v2_leases_and_search,
+    _v3_resume,
+    _v4_lighter_heartbeat,
+]
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def current_version(conn: Any) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def has_user_data(conn: Any) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+    ).fetchone()
+    return row[0] > 0
+
+
+def backup_to(conn: Any, connect: Callable[[Path], Any], dest: Path) -> Path:
+    """Copy the live database with SQLite's online backup API (safe under WAL)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    target = connect(dest)
+    try:
+        conn.backup(target)
+    finally:
+        target.close()
+    return dest
+
+
+def timestamped(backup_dir: Path, label: str, now: float | None = None) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now or time.time()))
+    path = backup_dir / f"transcriptor-{stamp}-{label}.db"
+    n = 1
+    while path.exists():
+        n += 1
+        path = backup_dir / f"transcriptor-{stamp}-{label}-{n}.db"
+    return path
+
+
+def migrate(conn: Any, connect: Callable[[Path], Any], db_path: Path, backup_dir: Path) -> list[Path]:
+    """Bring the schema to LATEST_VERSION; return the backups written (none if up to date)."""
+    version = current_version(conn)
+    if version > LATEST_VERSION:
+        raise MigrationError(
+            f"The database is at schema version {version}, newer than this TTService "
+            f"understands ({LATEST_VERSION}); upgrade TTService or run `ttservice db rollback`."
+        )
+    if version == LATEST_VERSION:
+        return []
+    backups: list[Path] = []
+    if has_user_data(conn):
+        backups.append(backup_to(conn, connect, db_path.with_name(db_path.name + ".backup")))
+        backups.append(backup_to(conn, connect, timestamped(backup_dir, f"v{version}-pre-migration")))
+    for step in range(version, LATEST_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[step](conn)
+            conn.execute(f"PRAGMA user_version = {step + 1}")
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+    return backups
+
+
+def newest_pre_migration_backup(backup_dir: Path) -> Path | None:
+    candidates = sorted(backup_dir.glob("transcriptor-*-pre-migration*.db"), key=_mtime)
+    return candidates[-1] if candidates else None
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime

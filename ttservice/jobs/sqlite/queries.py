@@ -1,0 +1,222 @@
+"""SQLite reads of jobs and segments, job creation and deletion (a part of `SQLiteStore`)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+from ...exceptions import JobNotFound
+from ..record import Job, JobStatus, Runner, Segment, TranscribeOptions
+from .connection import Database
+
+RESUME_POINT_SQL = "SELECT coalesce(max(end), 0) FROM transcription_segments WHERE job_id = ?"
+
+
+class JobQueries:
+    db: Database
+    _legacy_required: dict[str, str]
+
+    def _ring_queued(self) -> None: ...
+
+    def create_job(
+        self,
+        filename: str,
+        media_path: str | None,
+        options: TranscribeOptions,
+        runner: Runner = Runner.SERVICE,
+        now: float | None = None,
+    ) -> int:
+        values: dict[str, Any] = {
+            "original_filename": filename,
+            "media_path": media_path,
+            "status": JobStatus.QUEUED.value,
+            "model": options.model,
+            "language": options.language,
+            "options_json": options.to_json(),
+            "runner": runner.value,
+            "created_at": now or time.time(),
+        }
+        for name, kind in self._legacy_required.items():
+            mirror = {"filename": filename, "file_path": media_path}.get(name)
+            values[name] = mirror if mirror is not None else (0 if "INT" in kind else "")
+        cols = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                f"INSERT INTO transcription_jobs ({cols}) VALUES ({marks})", list(values.values())
+            )
+            job_id = int(cur.lastrowid)
+        if runner is Runner.SERVICE:
+            self._ring_queued()
+        return job_id
+
+    def get_job(self, job_id: int) -> Job:
+        rows = self.db.read("SELECT * FROM transcription_jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise JobNotFound(job_id)
+        return row_to_job(rows[0])
+
+    @staticmethod
+    def _filters(status: JobStatus | None, search: str | None) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        if status:
+            clauses.append("status = ?")
+            params.append(status.value)
+        if search and search.strip():
+            clauses.append(
+                "id IN (SELECT s.job_id FROM segments_fts f JOIN transcription_segments s"
+                " ON s.id = f.rowid WHERE segments_fts MATCH ?)"
+            )
+            params.append(fts_query(search))
+        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def list_jobs(
+        self,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        search: str | None = None,
+    ) -> list[Job]:
+        where, params = self._filters(status, search)
+        rows = self.db.read(
+            f"SELECT * FROM transcription_jobs {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [row_to_job(r) for r in rows]
+
+    def count_jobs(self, status: JobStatus | None = None, search: str | None = None) -> int:
+        where, params = self._filters(status, search)
+        return self.db.read(f"SELECT count(*) FROM transcription_jobs {where}", params)[0][0]
+
+    def active_jobs(self) -> list[Job]:
+        rows = self.db.read(
+            "SELECT * FROM transcription_jobs WHERE status = ? ORDER BY last_heartbeat",
+            (JobStatus.PROCESSING.value,),
+        )
+        return [row_to_job(r) for r in rows]
+
+    def stale_jobs(self, older_than: float) -> list[Job]:
+        rows = self.db.read(
+            "SELECT * FROM transcription_jobs WHERE status = ?"
+            " AND (last_heartbeat IS NULL OR last_heartbeat < ?)",
+            (JobStatus.PROCESSING.value, older_than),
+        )
+        return [row_to_job(r) for r in rows]
+
+    def next_queued(self, runner: Runner) -> int | None:
+        rows = self.db.read(
+            "SELECT id FROM transcription_jobs WHERE status = ? AND runner = ? ORDER BY id LIMIT 1",
+            (JobStatus.QUEUED.value, runner.value),
+        )
+        return rows[0]["id"] if rows else None
+
+    def unfinished_uploads(self, older_than: float) -> list[int]:
+        rows = self.db.read(
+            "SELECT id FROM transcription_jobs WHERE status = ? AND runner = ? AND created_at < ?",
+            (JobStatus.QUEUED.value, Runner.UPLOAD.value, older_than),
+        )
+        return [r["id"] for r in rows]
+
+    def lapsed_leases(self, lapse: float, now: float | None = None) -> list[int]:
+        rows = self.db.read(
+            "SELECT id FROM transcription_jobs WHERE status IN (?, ?)"
+            " AND lease_renewed_at IS NOT NULL AND lease_renewed_at < ?",
+            (JobStatus.QUEUED.value, JobStatus.PROCESSING.value, (now or time.time()) - lapse),
+        )
+        return [r["id"] for r in rows]
+
+    def segments(self, job_id: int) -> list[Segment]:
+        rows = self.db.read(
+            "SELECT start, end, text, words_json, tokens_json, window_start FROM transcription_segments"
+            " WHERE job_id = ? ORDER BY start, id",
+            (job_id,),
+        )
+        return [
+            Segment(
+                r["start"],
+                r["end"],
+                r["text"],
+                json.loads(r["words_json"]) if r["words_json"] else None,
+                json.loads(r["tokens_json"]) if r["tokens_json"] is not None else None,
+                r["window_start"],
+            )
+            for r in rows
+        ]
+
+    def resume_point(self, job_id: int) -> float:
+        return self.db.read(RESUME_POINT_SQL, (job_id,))[0][0]
+
+    def stats(self) -> dict[str, Any]:
+        by_status = {
+            r["status"]: r["n"]
+            for r in self.db.read("SELECT status, count(*) AS n FROM transcription_jobs GROUP BY status")
+        }
+        done = self.db.read(
+            "SELECT coalesce(sum(media_duration), 0) AS audio, count(*) AS n,"
+            " avg(started_at - created_at) AS queued, avg(finished_at - started_at) AS running"
+            " FROM transcription_jobs WHERE status = ? AND typeof(created_at) = 'real'",
+            (JobStatus.COMPLETED.value,),
+        )[0]
+        speeds = self.db.read(
+            "SELECT model, avg(processed_seconds / (finished_at - started_at)) AS speed, count(*) AS n"
+            " FROM transcription_jobs WHERE status = ? AND finished_at > started_at"
+            " AND processed_seconds > 0 GROUP BY model ORDER BY model",
+            (JobStatus.COMPLETED.value,),
+        )
+        daily = self.db.read(
+            "SELECT date(created_at, 'unixepoch') AS day, status, count(*) AS n FROM transcription_jobs"
+            " WHERE typeof(created_at) = 'real' GROUP BY day, status ORDER BY day"
+        )
+        return {
+            "by_status": by_status,
+            "audio_hours": done["audio"] / 3600,
+            "mean_queued_s": done["queued"],
+            "mean_running_s": done["running"],
+            "speed_by_model": [dict(r) for r in speeds],
+            "daily": [dict(r) for r in daily],
+        }
+
+    def delete_job(self, job_id: int) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM transcription_segments WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM transcription_jobs WHERE id = ?", (job_id,))
+
+
+def fts_query(text: str) -> str:
+    """Each word of the user's text as a quoted FTS5 prefix term, so no input is a syntax error."""
+    terms = [t.replace('"', '""') for t in text.split()]
+    return " ".join(f'"{t}"*' for t in terms)
+
+
+def row_to_job(row: sqlite3.Row) -> Job:
+    """Build a Job from a row, tolerating the NULLs and extra columns of the earlier app."""
+    data = dict(row)
+    return Job(
+        id=data["id"],
+        status=JobStatus.parse(data.get("status")),
+        filename=data.get("original_filename") or data.get("filename"),
+        media_path=data.get("media_path") or data.get("file_path"),
+        options=TranscribeOptions.from_json(data.get("options_json"))
+        if data.get("options_json")
+        else TranscribeOptions(model=data.get("model") or "", language=data.get("language")),
+        runner=Runner(data.get("runner") or Runner.SERVICE.value),
+        created_at=data.get("created_at"),
+        started_at=data.get("started_at"),
+        finished_at=data.get("finished_at"),
+        duration=data.get("media_duration"),
+        progress=data.get("progress") or 0.0,
+        processed_seconds=data.get("processed_seconds") or 0.0,
+        error=data.get("error_message"),
+        exit_code=data.get("exit_code"),
+        process_id=data.get("process_id"),
+        process_create_time=data.get("process_create_time"),
+        log_file_path=data.get("log_file_path"),
+        last_heartbeat=data.get("last_heartbeat"),
+        last_progress_at=data.get("last_progress_at"),
+        stop_requested_at=data.get("stop_requested_at"),
+        detected_language=data.get("detected_language"),
+        lease_renewed_at=data.get("lease_renewed_at"),
+        resumed_from=data.get("resumed_from") or 0.0,
+    )

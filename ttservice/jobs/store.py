@@ -1,0 +1,169 @@
+"""The Store interface: every read and write of jobs and segments, whatever the database.
+
+The web pages, the CLI, the ProcessManager and the worker use only what is
+declared here, and `open_store` picks the implementation. Today that is SQLite
+(`jobs.sqlite`); a PostgreSQL store for several machines comes behind the same
+interface. What an implementation must guarantee:
+
+- every status change is a conditional transition (`TRANSITIONS`): it names the
+  statuses it may leave and changes nothing otherwise, so a late heartbeat, a slow
+  worker or a second manager never brings a finished job back;
+- a heartbeat or a segment is refused (False) once its job is no longer processing;
+- segments are committed together with the job's progress;
+- a user-facing failure (locked too long, disk full) is a `StoreError` of one sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..exceptions import StoreError
+from .record import Job, JobStatus, Runner, Segment, TranscribeOptions
+
+
+class Wakeup(Protocol):
+    """A descriptor that becomes readable when something happened (here: a job was queued)."""
+
+    def fileno(self) -> int: ...
+
+    def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Store(Protocol):
+    # Set once the database could not be written for lack of space: the worker fails its
+    # job with it, whichever thread hit it.
+    disk_full: StoreError | None
+    # Backups written by the migration this store ran when it opened (none if up to date).
+    migration_backups: list[Path]
+
+    # --- jobs: creating and reading -----------------------------------------
+
+    def create_job(
+        self,
+        filename: str,
+        media_path: str | None,
+        options: TranscribeOptions,
+        runner: Runner = Runner.SERVICE,
+        now: float | None = None,
+    ) -> int:
+        """Queue a new job; a service job wakes the service (`listen_for_queued`)."""
+
+    def get_job(self, job_id: int) -> Job:
+        """The job, or `JobNotFound`."""
+
+    def list_jobs(
+        self,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        search: str | None = None,
+    ) -> list[Job]:
+        """Newest first; `search` is full-text over transcripts."""
+
+    def count_jobs(self, status: JobStatus | None = None, search: str | None = None) -> int: ...
+
+    def active_jobs(self) -> list[Job]:
+        """Jobs a process may be running for (status `processing`)."""
+
+    def stale_jobs(self, older_than: float) -> list[Job]:
+        """Processing jobs whose last heartbeat is older than `older_than` (or missing)."""
+
+    def next_queued(self, runner: Runner) -> int | None:
+        """The oldest queued job of this runner."""
+
+    def unfinished_uploads(self, older_than: float) -> list[int]:
+        """Queued uploads created before `older_than` whose file was never saved (the app died)."""
+
+    def lapsed_leases(self, lapse: float, now: float | None = None) -> list[int]:
+        """Unfinished jobs whose page stopped renewing its lease more than `lapse` s ago."""
+
+    def segments(self, job_id: int) -> list[Segment]:
+        """The job's committed segments in time order."""
+
+    def resume_point(self, job_id: int) -> float:
+        """Where a resumed job continues: the end of its last committed segment (0 if none)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for the Statistics page, straight from the statuses."""
+
+    def delete_job(self, job_id: int) -> None: ...
+
+    # --- jobs: the life of a run --------------------------------------------
+
+    def claim(self, job_id: int, max_concurrent: int, now: float | None = None) -> bool:
+        """Move a queued job to processing if fewer than `max_concurrent` jobs run."""
+
+    def transition(self, job_id: int, target: JobStatus, now: float | None = None, **fields: Any) -> bool:
+        """Apply a named transition; False if the job is not in a status it may leave."""
+
+    def register_process(
+        self, job_id: int, pid: int | None, create_time: float | None, log_path: str | None
+    ) -> None:
+        """Record the identity (pid, create time) and log of the job's worker."""
+
+    def heartbeat(self, job_id: int, now: float | None = None) -> bool:
+        """Record that the job's process is alive; False once the job has finished."""
+
+    def set_media_info(self, job_id: int, duration: float, language: str | None) -> None: ...
+
+    def add_segments(
+        self,
+        job_id: int,
+        segments: Sequence[Segment],
+        processed_seconds: float,
+        progress: float,
+        now: float | None = None,
+    ) -> bool:
+        """Commit segments and progress together; refused once the job has finished."""
+
+    def request_stop(self, job_id: int, now: float | None = None) -> None:
+        """Note that a stop was asked, so that the end of the job reads as cancelled."""
+
+    def record_exit(self, job_id: int, exit_code: int) -> None:
+        """Record the worker's exit code, unless one is recorded already."""
+
+    def requeue_for_resume(self, job_id: int, runner: Runner) -> bool:
+        """Queue a stopped, failed or interrupted job again, keeping its segments."""
+
+    def hand_upload_to_service(self, job_id: int, media_path: str) -> None:
+        """The upload's file is saved: the job is the service's to start from now on."""
+
+    def renew_lease(self, job_id: int, now: float | None = None) -> None:
+        """A page that asked "stop this job if I leave" is still open."""
+
+    # --- waking, space, schema ----------------------------------------------
+
+    def listen_for_queued(self) -> Wakeup | None:
+        """Readable when another process queues a service job; None where it cannot be had."""
+
+    def change_mark(self) -> Hashable:
+        """A value that changes whenever any process commits: a check that costs no query."""
+
+    def ensure_reserve(self) -> bool:
+        """Put back the room kept for recording a disk-full failure; True if it is there."""
+
+    def release_reserve(self) -> None:
+        """Free that room: the disk is full and the next write says why a job stopped."""
+
+    def schema_version(self) -> int: ...
+
+    def migrate(self) -> list[Path]:
+        """Back up, then bring the schema up to date; return the backups written."""
+
+    def backup(self, label: str = "manual") -> Path: ...
+
+    def rollback(self) -> tuple[Path, Path]:
+        """Restore the newest pre-migration backup; return it and the backup of the current state."""
+
+    def close(self) -> None: ...
+
+
+def open_store(settings: Any, migrate: bool = True) -> Store:
+    """The store the settings name: the SQLite database in the data directory."""
+    from .sqlite import SQLiteStore
+
+    return SQLiteStore(settings.db_path, settings.backup_dir, migrate=migrate)

@@ -1,0 +1,129 @@
+"""The worker processes one ProcessManager watches, under one lock.
+
+Two kinds: its own children (a `Popen`, with a pidfd opened at spawn, before
+anything can reap the child and free its PID for reuse), and adopted workers
+(live workers of service jobs that an earlier service started before it
+crashed: not our children, so watched by identity instead of by wait()).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+
+import psutil
+
+from ..platform import pidfd_of
+from . import proctree
+
+CPU_PRIME_SECONDS = 0.1  # a first look at a tree waits this long, so that its CPU % means something
+
+
+class Children:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._popen: dict[int, subprocess.Popen] = {}
+        self._pidfds: dict[int, int] = {}
+        self._adopted: dict[int, psutil.Process] = {}
+        # psutil objects kept between looks, so that cpu_percent measures the time since the last
+        self._metric_procs: dict[int, list[psutil.Process]] = {}
+
+    def add(self, job_id: int, process: subprocess.Popen) -> None:
+        pidfd = pidfd_of(process.pid)
+        with self._lock:
+            self._popen[job_id] = process
+            if pidfd is not None:
+                self._pidfds[job_id] = pidfd
+
+    def adopt(self, job_id: int, proc: psutil.Process) -> bool:
+        """Watch a live worker we did not start; False if it is watched already."""
+        with self._lock:
+            if job_id in self._popen or job_id in self._adopted:
+                return False
+            self._adopted[job_id] = proc
+            return True
+
+    def watches(self, job_id: int) -> bool:
+        with self._lock:
+            return job_id in self._popen or job_id in self._adopted
+
+    def child(self, job_id: int) -> subprocess.Popen | None:
+        with self._lock:
+            return self._popen.get(job_id)
+
+    def live_child(self, job_id: int) -> psutil.Process | None:
+        """Our own unreaped, running child for the job: its PID is still its own."""
+        child = self.child(job_id)
+        if child is None or child.poll() is not None:
+            return None
+        return psutil.Process(child.pid)
+
+    def exit_fd(self, job_id: int) -> int | None:
+        """A pidfd of the job's child that the caller owns (and closes), or None."""
+        with self._lock:
+            pidfd = self._pidfds.get(job_id)
+            return os.dup(pidfd) if pidfd is not None else None
+
+    def own_ids(self) -> set[int]:
+        with self._lock:
+            return set(self._popen)
+
+    def job_ids(self) -> list[int]:
+        with self._lock:
+            return [*self._popen, *self._adopted]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._popen) + len(self._adopted)
+
+    def wait_fds(self) -> tuple[list[int], bool]:
+        """The pidfds to sleep on, and whether some watched process has none (look again soon)."""
+        with self._lock:
+            fds = list(self._pidfds.values())
+            return fds, len(self._popen) > len(fds) or bool(self._adopted)
+
+    def reap(self) -> None:
+        with self._lock:
+            for process in self._popen.values():
+                process.poll()
+
+    def forget(self, job_id: int) -> subprocess.Popen | None:
+        """Stop watching the job's worker; return our child for it, if it was one."""
+        with self._lock:
+            pidfd = self._pidfds.pop(job_id, None)
+            if pidfd is not None:
+                os.close(pidfd)
+            self._metric_procs.pop(job_id, None)
+            self._adopted.pop(job_id, None)
+            return self._popen.pop(job_id, None)
+
+    def collect_exited(self) -> tuple[list[tuple[int, subprocess.Popen]], list[int]]:
+        """Forget the workers that have ended: (job, child) of our children, and adopted jobs."""
+        with self._lock:
+            exited = [(j, p) for j, p in self._popen.items() if p.poll() is not None]
+            ended = [j for j, p in self._adopted.items() if not proctree.is_alive(p)]
+            for job_id in [j for j, _ in exited] + ended:
+                self.forget(job_id)
+        return exited, ended
+
+    def drop_metrics(self, job_id: int) -> None:
+        with self._lock:
+            self._metric_procs.pop(job_id, None)
+
+    def metric_tree(self, job_id: int, leader: psutil.Process) -> list[psutil.Process]:
+        """The worker's process tree, with the psutil objects of the previous look where they match."""
+        fresh = proctree.tree(leader)
+        with self._lock:
+            cached = self._metric_procs.get(job_id)
+            if cached is not None:
+                known = {p: p for p in cached}
+                procs = [known.get(p, p) for p in fresh]
+                self._metric_procs[job_id] = procs
+                return procs
+        proctree.metrics(fresh)  # the first look primes the CPU counters
+        time.sleep(CPU_PRIME_SECONDS)
+        with self._lock:
+            self._metric_procs[job_id] = fresh
+        return fresh

@@ -1,0 +1,75 @@
+"""`run_transcription(..., job_id=None)`: a transcription in a supervised worker, waited for.
+
+The source document's `lib/audio.py` entry point, used by `ttservice transcribe`
+and `ttservice resume`: a ProcessManager of the foreground runner starts the
+job's worker (which ends with this process) and watches it until the job ends.
+
+USE_PROCESS_TRACKING is the source document's emergency switch: set it to False
+here (or TTSERVICE_USE_PROCESS_TRACKING=0) and jobs still run and finish, without
+PID tracking.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from ..config import Settings
+from ..jobs import Job, Runner, Store, TranscribeOptions, open_store
+from .process_manager import ProcessManager
+
+USE_PROCESS_TRACKING: bool | None = None  # None: follow the setting
+
+
+def tracking_enabled(settings: Settings) -> bool:
+    return settings.use_process_tracking if USE_PROCESS_TRACKING is None else USE_PROCESS_TRACKING
+
+
+def run_transcription(
+    media_path: str | Path,
+    options: TranscribeOptions | None = None,
+    *,
+    job_id: int | None = None,
+    settings: Settings | None = None,
+    store: Store | None = None,
+    on_update: Callable[[Job], None] | None = None,
+    cancel: threading.Event | None = None,
+    poll: float = 0.5,
+) -> Job:
+    """Run a transcription in a supervised worker and wait for it; return the finished job.
+
+    With `job_id` the given (queued) job is run; without it a foreground job is
+    created. The worker's PID is tracked unless USE_PROCESS_TRACKING is off.
+    Setting `cancel` stops the worker tree and records the job as cancelled.
+    """
+    settings = settings or Settings.from_env()
+    settings = replace(settings, use_process_tracking=tracking_enabled(settings))
+    store = store or open_store(settings)
+    if job_id is None:
+        path = Path(media_path).expanduser()
+        job_id = store.create_job(
+            path.name, str(path.resolve()), options or TranscribeOptions(), Runner.FOREGROUND
+        )
+    cancel = cancel or threading.Event()
+    pm = ProcessManager(store, settings, runner=Runner.FOREGROUND)
+    pm.start()
+    try:
+        started = False
+        while not cancel.is_set():
+            # Until a slot is free the job waits queued, like any other.
+            started = started or pm.start_job(job_id)
+            job = store.get_job(job_id)
+            if on_update:
+                on_update(job)
+            if job.finished:
+                return job
+            pm.wait_for_exit(job_id, poll, cancel)  # back at once when the worker ends
+        pm.kill_process(job_id)
+        return store.get_job(job_id)
+    except BaseException:
+        pm.kill_process(job_id)
+        raise
+    finally:
+        pm.shutdown()

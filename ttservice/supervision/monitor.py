@@ -1,0 +1,114 @@
+"""The ProcessManager's monitoring thread: it sleeps until something happens.
+
+It wakes when a watched worker exits (its pidfd), when a child is added, when a
+job is queued for the service (the store's `listen_for_queued`), at shutdown, or
+when the next periodic task is due: the orphan sweep, the look for lapsed leases,
+and (for the service) a look for queued jobs. An idle service wakes once a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Hashable
+from typing import TYPE_CHECKING
+
+from ..jobs.store import Wakeup
+from .waiting import Interrupt, wait_readable
+
+if TYPE_CHECKING:
+    from .process_manager import ProcessManager
+
+log = logging.getLogger(__name__)
+
+# Seconds between the service's looks for queued jobs (a stat of the database files) and
+# for exited workers, where pidfds or the store's queue bell are missing. With them, an
+# exit or a newly queued job wakes the monitor at once, and it wakes once a second otherwise.
+MONITOR_POLL = 0.1
+LEASE_CHECK = 1.0  # seconds between looks for lapsed leases
+DISPATCH_CHECK = 1.0  # seconds after which queued jobs are looked for even if nothing seemed to change
+
+
+class Monitor:
+    """Watches a manager's workers and, with `dispatch` (the service), starts queued jobs."""
+
+    def __init__(self, pm: ProcessManager) -> None:
+        self.pm = pm
+        self.wake = Interrupt()  # set: stop; rung: a child was added
+        self._thread: threading.Thread | None = None
+
+    def start(self, dispatch: bool) -> None:
+        if self._thread is not None:
+            return
+        self.wake.clear()
+        self._thread = threading.Thread(
+            target=self._run, args=(dispatch,), name="ttservice-monitor", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self, dispatch: bool) -> None:
+        bell = self.pm.store.listen_for_queued() if dispatch else None
+        try:
+            self._loop(dispatch, bell)
+        finally:
+            if bell is not None:
+                bell.close()
+
+    def _loop(self, dispatch: bool, bell: Wakeup | None) -> None:
+        pm = self.pm
+        next_sweep = next_lease_check = next_dispatch = 0.0  # all once at start
+        seen: Hashable | None = None
+        while not self.wake.is_set():
+            try:
+                pm.collect_exited()
+                now = time.monotonic()
+                if now >= next_sweep:
+                    if dispatch:  # the service: take over what a crashed service left running
+                        pm.adopt()
+                    result = pm.cleanup_orphaned_processes()
+                    for job_id, why in result.finalized:
+                        log.warning("job %s: %s", job_id, why)
+                    next_sweep = now + pm.settings.cleanup_interval
+                if dispatch and now >= next_lease_check:
+                    pm.stop_lapsed_leases()
+                    next_lease_check = now + LEASE_CHECK
+                # Queries cost more than the rest of the loop: look for queued jobs only when a
+                # slot is free and the database has changed (or a second has passed, to be sure).
+                if (
+                    dispatch
+                    and pm.slot_free()
+                    and ((mark := pm.store.change_mark()) != seen or now >= next_dispatch)
+                ):
+                    seen, next_dispatch = mark, now + DISPATCH_CHECK
+                    pm.dispatch()
+                if dispatch and pm.settings.warm_worker:
+                    pm.warm.keep(pm.slot_free())
+            except Exception:  # a monitor that dies silently would be worse than a logged error
+                log.exception("process monitor iteration failed")
+            if not dispatch:
+                timeout = next_sweep - time.monotonic()
+            elif bell is None:
+                timeout = MONITOR_POLL
+            else:  # the next task due; a look for queued jobs only while a slot is free
+                due = min(next_sweep, next_lease_check)
+                timeout = (min(due, next_dispatch) if pm.slot_free() else due) - time.monotonic()
+            self.wait_for_event(timeout, bell)
+
+    def wait_for_event(self, timeout: float, bell: Wakeup | None = None) -> None:
+        """Sleep until a child exits, a child is added, a job is queued, shutdown, or `timeout` s pass."""
+        self.wake.drain()
+        if bell is not None:
+            bell.drain()
+        if self.wake.is_set():  # set before the drain took its byte
+            return
+        fds, unwatched = self.pm.children.wait_fds()
+        if unwatched:  # no pidfd for some: look again soon
+            timeout = min(timeout, MONITOR_POLL)
+        wait_readable([self.wake.fileno(), *fds, *([bell.fileno()] if bell else [])], timeout)

@@ -1,0 +1,368 @@
+"""ProcessManager: start, track, watch, stop and sweep transcription workers.
+
+The only code that spawns or signals workers (through `proctree`; its warm
+worker through `warm`). Any process can use it on any job: the web service that
+started a worker, or a CLI in another shell asked to stop it. Decisions read the
+database, so two managers agree; status changes are conditional transitions, so
+they never fight. What it watches is kept in `children`; its thread is `monitor`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import psutil
+
+from ..config import SETTINGS, WORKER_PARENT_ENV, Settings
+from ..jobs import Job, JobStatus, Runner, Store, logs, open_store
+from . import proctree
+from .children import Children
+from .monitor import Monitor
+from .waiting import Interrupt, wait_readable
+from .warm import WarmWorker
+
+log = logging.getLogger(__name__)
+
+EXIT_POLL = 0.02  # seconds between checks of a worker's exit where pidfds are missing
+LEASE_LAPSE = 30.0  # a "stop if I leave the page" job is stopped this long after its page went away
+UPLOAD_TIMEOUT = 600.0  # an upload whose file is not saved after this long failed (the app died)
+WORKER_MODULE = "ttservice.supervision.worker"
+
+
+@dataclass
+class ProcessStatus:
+    job_id: int
+    status: JobStatus
+    alive: bool
+    pid: int | None
+    cpu_percent: float = 0.0
+    rss_bytes: int = 0
+    processes: int = 0
+    elapsed: float | None = None
+    heartbeat_age: float | None = None
+    progress: float = 0.0
+    stalled: bool = False
+    note: str | None = None
+
+    @property
+    def memory_mb(self) -> float:
+        return self.rss_bytes / (1024 * 1024)
+
+
+@dataclass
+class SweepResult:
+    finalized: list[tuple[int, str]] = field(default_factory=list)
+    killed: list[int] = field(default_factory=list)
+    logs_removed: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "finalized": [{"id": i, "reason": r} for i, r in self.finalized],
+            "killed": self.killed,
+            "logs_removed": self.logs_removed,
+        }
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment of a worker: ours, with this manager's settings made explicit."""
+    env = dict(os.environ)
+    for setting in SETTINGS:
+        value = getattr(settings, setting.name)
+        env[setting.env] = str(int(value) if isinstance(value, bool) else value)
+    return env
+
+
+class ProcessManager:
+    def __init__(
+        self,
+        store: Store | None = None,
+        settings: Settings | None = None,
+        runner: Runner = Runner.SERVICE,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.store = store or open_store(self.settings)
+        self.runner = runner
+        self.children = Children()
+        self.warm = WarmWorker(self.settings, worker_env(self.settings))  # kept by a dispatching monitor
+        self.monitor = Monitor(self)
+        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- starting -----------------------------------------------------------
+
+    def worker_command(self, job_id: int) -> list[str]:
+        return [sys.executable, "-m", WORKER_MODULE, str(job_id)]
+
+    def start_job(self, job_id: int, cmd: Sequence[str] | None = None) -> bool:
+        """Claim a queued job if a slot is free and start its worker; False if no slot.
+
+        The service's warm worker takes the job if there is one; otherwise (or with
+        `cmd`) a new worker process is started.
+        """
+        if not self.store.claim(job_id, self.settings.max_concurrent_jobs):
+            return False
+        process = self.warm.hand(job_id) if cmd is None else None
+        self.warm.hold_off()
+        cmd = list(cmd or self.worker_command(job_id))
+        if process is None:
+            env = worker_env(self.settings)
+            if self.runner is Runner.FOREGROUND:
+                env[WORKER_PARENT_ENV] = str(os.getpid())  # the worker ends with this command
+            try:
+                process = proctree.spawn(cmd, logs.job_log_path(self.settings.log_dir, job_id), env)
+            except OSError as error:
+                self.store.transition(
+                    job_id, JobStatus.FAILED, error_message=f"The worker could not be started: {error}."
+                )
+                return True
+        self.register_process(job_id, process, cmd)
+        return True
+
+    def register_process(self, job_id: int, process: subprocess.Popen, cmd: Sequence[str]) -> None:
+        """Record the process of a job (PID, create time, log path) and watch it."""
+        log_path = str(logs.job_log_path(self.settings.log_dir, job_id))
+        self.children.add(job_id, process)
+        self.monitor.wake.ring()  # the monitor waits on the new pidfd from now on
+        if self.settings.use_process_tracking:
+            started = proctree.create_time(process.pid)
+            self.store.register_process(job_id, process.pid, started, log_path)
+        else:
+            self.store.register_process(job_id, None, None, log_path)
+        log.info("job %s: started pid %s: %s", job_id, process.pid, " ".join(cmd))
+
+    def wait_for_exit(self, job_id: int, timeout: float, interrupt: threading.Event) -> bool:
+        """Wait up to `timeout` s for the worker we started for `job_id` to exit; True if it has.
+
+        Returns as soon as the worker exits, or `interrupt` is set (at once for an
+        `Interrupt`, within `timeout` for a plain Event). Without a child of ours it just waits.
+        """
+        child = self.children.child(job_id)
+        if child is None:
+            interrupt.wait(timeout)
+            return False
+        pidfd = self.children.exit_fd(job_id)  # ours even if the child is forgotten meanwhile
+        if pidfd is not None:
+            try:
+                wake = [interrupt.fileno()] if isinstance(interrupt, Interrupt) else []
+                wait_readable([pidfd, *wake], timeout)
+            finally:
+                os.close(pidfd)
+            return child.poll() is not None
+        deadline = time.monotonic() + timeout
+        while child.poll() is None:
+            if interrupt.wait(EXIT_POLL) or time.monotonic() >= deadline:
+                return False
+        return True
+
+    def dispatch(self) -> list[int]:
+        """Start queued jobs of this manager's runner while slots are free."""
+        started = []
+        while (job_id := self.store.next_queued(self.runner)) is not None:
+            if not self.start_job(job_id):
+                break
+            started.append(job_id)
+        return started
+
+    def slot_free(self) -> bool:
+        """False when this manager's own workers already fill every slot."""
+        return len(self.children) < self.settings.max_concurrent_jobs
+
+    # --- looking ------------------------------------------------------------
+
+    def _identify(self, job: Job) -> tuple[psutil.Process | None, str | None]:
+        """The job's live worker, checked by (pid, create time), or None and why not."""
+        if job.process_id is not None and job.process_create_time is not None:
+            return proctree.find(proctree.Identity(job.process_id, job.process_create_time))
+        # Untracked (USE_PROCESS_TRACKING=0) but our own unreaped child: its PID is ours.
+        child = self.children.live_child(job.id)
+        return (child, None) if child is not None else (None, "no process is tracked for it")
+
+    def get_process_status(self, job_id: int, now: float | None = None) -> ProcessStatus:
+        now = now or time.time()
+        job = self.store.get_job(job_id)
+        status = ProcessStatus(
+            job_id=job.id,
+            status=job.status,
+            alive=False,
+            pid=job.process_id,
+            progress=job.progress,
+            heartbeat_age=(now - job.last_heartbeat)
+            if isinstance(job.last_heartbeat, (int, float))
+            else None,
+        )
+        if job.started_at:
+            status.elapsed = (job.finished_at or now) - job.started_at
+        if job.status is not JobStatus.PROCESSING:
+            self.children.drop_metrics(job_id)
+        else:
+            status.stalled = job.stalled(self.settings.stall_timeout, now)
+            proc, status.note = self._identify(job)
+            if proc is not None:
+                status.alive = True
+                procs = self.children.metric_tree(job.id, proc)
+                status.cpu_percent, status.rss_bytes = proctree.metrics(procs)
+                status.processes = len(procs)
+        return status
+
+    def get_logs(self, job_id: int, lines: int = 200) -> list[str]:
+        job = self.store.get_job(job_id)
+        path = job.log_file_path or logs.job_log_path(self.settings.log_dir, job_id)
+        return logs.tail(path, lines)
+
+    # --- stopping -----------------------------------------------------------
+
+    def kill_process(
+        self,
+        job_id: int,
+        reason: str = "Stopped by the user.",
+        final: JobStatus = JobStatus.CANCELLED,
+    ) -> bool:
+        """Stop a job's whole process tree and mark it `final`. False if it had finished."""
+        job = self.store.get_job(job_id)
+        if job.status is JobStatus.QUEUED:
+            return self.store.transition(job_id, JobStatus.CANCELLED, error_message=reason)
+        if job.status is not JobStatus.PROCESSING:
+            return False
+        self.store.request_stop(job_id)
+        proc, _ = self._identify(job)
+        exit_code = None
+        if proc is not None:
+            log.info("job %s: stopping pid %s", job_id, proc.pid)
+            proctree.kill_tree(proc, self.settings.kill_grace, self.children.reap)
+        process = self.children.forget(job_id)
+        if process is not None:
+            try:
+                exit_code = process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        if exit_code is not None:
+            self.store.record_exit(job_id, exit_code)
+        self.store.transition(job_id, final, error_message=reason)
+        return True
+
+    def _finalize_dead(self, job: Job, reason: str, exit_code: int | None = None) -> bool:
+        """Record the end of a job whose process is gone: cancelled if a stop was asked."""
+        if exit_code is not None:
+            self.store.record_exit(job.id, exit_code)
+        current = self.store.get_job(job.id)
+        if current.stop_requested_at is not None:
+            return self.store.transition(job.id, JobStatus.CANCELLED, error_message="Stopped by the user.")
+        sentence = reason[0].upper() + reason[1:].rstrip(".") + "."
+        return self.store.transition(job.id, JobStatus.FAILED, error_message=sentence)
+
+    def collect_exited(self) -> None:
+        """Record the end of every watched worker that has exited without recording it."""
+        exited, ended = self.children.collect_exited()
+        for job_id, process in exited:
+            job = self.store.get_job(job_id)
+            self.store.record_exit(job_id, process.returncode)
+            if job.status is JobStatus.PROCESSING:
+                self._finalize_dead(job, proctree.describe_exit(process.returncode), process.returncode)
+            log.info("job %s: worker exited with %s", job_id, process.returncode)
+        for job_id in ended:
+            job = self.store.get_job(job_id)
+            if job.status is JobStatus.PROCESSING:
+                self._finalize_dead(
+                    job, f"its worker process {job.process_id} ended without recording a result"
+                )
+            log.info("job %s: adopted worker %s ended", job_id, job.process_id)
+
+    def adopt(self) -> list[int]:
+        """Watch the live workers of service jobs that an earlier service started; return their ids.
+
+        A service job still `processing` with no process recorded was claimed by a
+        service that died before starting it, so it is finalised now: only the
+        service starts service jobs, and this one did not.
+        """
+        adopted = []
+        for job in self.store.active_jobs():
+            if job.runner is not Runner.SERVICE:
+                continue
+            if self.children.watches(job.id):
+                continue
+            proc, _ = self._identify(job)
+            if proc is not None and self.children.adopt(job.id, proc):
+                adopted.append(job.id)
+                log.info("job %s: adopted running worker %s", job.id, proc.pid)
+            elif job.process_id is None and self.settings.use_process_tracking:
+                self._finalize_dead(job, "TTService stopped before its worker was started")
+        return adopted
+
+    def cleanup_orphaned_processes(self, now: float | None = None) -> SweepResult:
+        """Finalise jobs whose process is gone; kill and finalise those silent too long; fail
+        uploads whose file was never saved."""
+        now = now or time.time()
+        timeout = self.settings.orphan_timeout
+        result = SweepResult()
+        ours = self.children.own_ids()
+        for job in self.store.active_jobs():
+            last = job.last_heartbeat if isinstance(job.last_heartbeat, (int, float)) else None
+            quiet_for = now - (last or job.started_at or 0)
+            silent = quiet_for > timeout
+            proc, why = self._identify(job)
+            if proc is None and job.process_id is None and not silent:
+                continue  # untracked (tracking off, or just claimed) but heartbeating
+            if proc is None and job.id in ours:
+                continue  # our own child that just exited: _collect_exited records its code
+            if proc is not None:
+                if not silent:
+                    continue
+                proctree.kill_tree(proc, self.settings.kill_grace, self.children.reap)
+                result.killed.append(job.id)
+                why = f"no heartbeat for {quiet_for:.0f} s, so its worker was stopped"
+            elif job.process_id is None:
+                why = f"no heartbeat for {quiet_for:.0f} s and no process is tracked"
+            if self._finalize_dead(job, f"The job was orphaned: {why}"):
+                result.finalized.append((job.id, why))
+        for job_id in self.store.unfinished_uploads(now - UPLOAD_TIMEOUT):
+            reason = "The upload did not finish; upload the file again."
+            if self.store.transition(job_id, JobStatus.FAILED, error_message=reason):
+                result.finalized.append((job_id, "its upload did not finish"))
+        self.store.ensure_reserve()  # room freed since a disk-full failure: put the ballast back
+        keep = {logs.job_log_path(self.settings.log_dir, j.id) for j in self.store.active_jobs()}
+        result.logs_removed = len(
+            logs.purge_old_logs(self.settings.log_dir, self.settings.log_retention_days, keep, now)
+        )
+        return result
+
+    def stop_lapsed_leases(self, now: float | None = None) -> list[int]:
+        """Stop jobs whose "stop if I leave the page" page has been gone for LEASE_LAPSE s."""
+        stopped = []
+        for job_id in self.store.lapsed_leases(LEASE_LAPSE, now):
+            if self.kill_process(job_id, reason="Stopped because its page was left."):
+                stopped.append(job_id)
+        return stopped
+
+    # --- the monitoring thread ----------------------------------------------
+
+    def start(self, dispatch: bool = False) -> None:
+        """Watch started children (and, with dispatch, start queued jobs) in a thread."""
+        self.monitor.start(dispatch)
+
+    def shutdown(self, stop_jobs: bool = False, wait: float = 10.0) -> None:
+        """Stop the monitor and leave no child behind.
+
+        With stop_jobs every running job is stopped now; otherwise children get
+        `wait` seconds to finish (a worker that has just marked its job finished
+        is exiting) before they are stopped too.
+        """
+        self.monitor.stop()
+        self.warm.stop()
+        if not stop_jobs:
+            deadline = time.monotonic() + wait
+            while self.children.own_ids() and time.monotonic() < deadline:
+                self.collect_exited()
+                fds, unwatched = self.children.wait_fds()
+                if self.children.own_ids():
+                    wait_readable(fds, proctree.POLL if unwatched else deadline - time.monotonic())
+        for job_id in self.children.job_ids():
+            self.kill_process(
+                job_id, reason="Interrupted because TTService was shut down.", final=JobStatus.INTERRUPTED
+            )
+        self.collect_exited()

@@ -1,0 +1,103 @@
+"""The service's warm worker: one worker process started ahead of need.
+
+`python -m ttservice.supervision.worker --standby` imports everything and loads the default
+model, then waits for a job id on its stdin (see `worker.standby`). The next job
+the service starts goes to it, which saves the ~1 s a new worker takes to start,
+import and load. Until it has a job it dies with the service (PR_SET_PDEATHSIG
+and the end of its stdin); from then on it is a worker like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+import time
+
+from ..config import STANDBY, STANDBY_READY, Settings
+from . import proctree
+
+log = logging.getLogger(__name__)
+
+RETRY = 30.0  # seconds before a warm worker that exited on its own is started again
+# Seconds after a job starts before the next warm worker is: its start takes ~1.5 s of CPU,
+# which delayed the first text of the job just started by ~0.5 s on 2 cores.
+DELAY = 10.0
+
+
+class WarmWorker:
+    """Keeps at most one warm worker; the ProcessManager hands it jobs."""
+
+    def __init__(self, settings: Settings, env: dict[str, str]) -> None:
+        self.log_path = settings.log_dir / "standby.log"
+        self._env = env
+        self._process: subprocess.Popen | None = None
+        self._after = 0.0  # monotonic time before which none is started
+        self._lock = threading.Lock()
+
+    def keep(self, slot_free: bool) -> None:
+        """Have one waiting while a slot is free (so that its start never slows a running job)."""
+        with self._lock:
+            process = self._process
+            if process is not None and process.poll() is not None:  # it exited with no job
+                log.warning("the warm worker exited with %s", process.returncode)
+                self._after, self._process, process = time.monotonic() + RETRY, None, None
+            if process is not None or time.monotonic() < self._after or not slot_free:
+                return
+            self.log_path.unlink(missing_ok=True)
+            try:
+                self._process = proctree.spawn(
+                    [sys.executable, "-m", "ttservice.supervision.worker", STANDBY],
+                    self.log_path,
+                    self._env,
+                    stdin=subprocess.PIPE,
+                )
+            except OSError as error:
+                log.warning("the warm worker could not be started: %s", error)
+                self._after = time.monotonic() + RETRY
+
+    def hand(self, job_id: int) -> subprocess.Popen | None:
+        """Give it the job; None if there is none, or it is gone."""
+        with self._lock:
+            process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return None
+        try:
+            process.stdin.write(f"{job_id}\n".encode())
+            process.stdin.close()
+        except OSError:  # it died just now
+            _end(process)
+            return None
+        return process
+
+    def hold_off(self) -> None:
+        """A job has just started: no new warm worker for DELAY s."""
+        with self._lock:
+            self._after = max(self._after, time.monotonic() + DELAY)
+
+    def ready(self) -> bool:
+        """True when one has loaded its model and waits for a job."""
+        with self._lock:
+            process = self._process
+        if process is None or process.poll() is not None:
+            return False
+        try:
+            return STANDBY_READY in self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        with self._lock:
+            process, self._process = self._process, None
+        if process is not None:
+            _end(process)
+            self.log_path.unlink(missing_ok=True)  # its "ready" is no longer true
+
+
+def _end(process: subprocess.Popen) -> None:
+    """A warm worker has no job and nothing to save: kill it and reap it."""
+    process.kill()  # our unreaped child, so the PID is still its own
+    process.wait()
+    if process.stdin is not None:
+        process.stdin.close()

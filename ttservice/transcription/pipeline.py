@@ -1,0 +1,131 @@
+"""One job's transcription, from its media to its committed segments.
+
+It decodes the media, finds its speech and transcribes it, committing every
+segment with the job's progress as it goes. It runs inside a worker process
+(`supervision.worker`), which owns the heartbeat and records how the job ended.
+A job that already has segments (it was resumed) continues after the last one.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+from ..config import Settings
+from ..exceptions import TTServiceError
+from ..jobs import Store
+from ..jobs.logs import JobLogHandler
+from ..platform import trim_heap
+from . import media
+from .engine import FasterWhisperEngine, ResumePoint
+from .export import clock
+from .samples import GrowingAudio
+from .vad import SAMPLE_RATE
+
+CHUNK_SECONDS = 30.0  # Whisper decodes 30-second windows
+CAPACITY_MARGIN = 1.01  # room for audio a little longer than declared, before the buffer must grow
+
+log = logging.getLogger("ttservice.worker")
+
+
+def check_disk(store: Store, handler: JobLogHandler | None) -> None:
+    """Fail the job once its log or the database could not be written: it must not run blind.
+
+    The store has already freed its reserve by then, so recording the failure finds room.
+    """
+    if store.disk_full is not None:
+        raise store.disk_full
+    error = handler.write_error if handler else None
+    if error is None:
+        return
+    if error.errno == errno.ENOSPC:
+        store.release_reserve()
+        raise TTServiceError("The disk is full, so the job's log could not be written; free some space.")
+    raise TTServiceError(f"The job's log could not be written: {error.strerror or error}.")
+
+
+def transcribe_job(
+    store: Store,
+    settings: Settings,
+    job_id: int,
+    handler: JobLogHandler | None = None,
+    warm: FasterWhisperEngine | None = None,
+) -> bool:
+    """Transcribe the job's media, committing as it goes; False if the job stopped being ours.
+
+    `warm` is a model loaded ahead (the warm worker's); it is used if it is the one
+    the job asks for, and freed otherwise.
+    """
+    job = store.get_job(job_id)
+    options = job.options
+    info = media.probe(job.media_path or "", settings.max_upload_bytes)
+    resume = ResumePoint.from_segments(store.segments(job_id))
+    # The media decodes, and its speech is found, while the model loads and while the
+    # first windows are decoded: the first text waits for neither. The model loads here,
+    # in the main thread, where it is used: loaded in another thread it cost ~30 MB more
+    # RSS (malloc arenas).
+    if warm is not None and not warm.serves(options):
+        warm.unload()  # the job's own model is loaded below
+        warm = None
+    log.info("Decoding %s (%.1f MB); %s model %s (%s)", job.filename, info.size / 2**20,
+             "loaded" if warm else "loading", options.model, options.compute_type)  # fmt: skip
+    decoded = GrowingAudio(int((info.declared_duration or 0) * SAMPLE_RATE * CAPACITY_MARGIN))
+
+    def decode() -> None:
+        try:
+            media.decode_into(info, decoded)
+        finally:  # whatever happened, nobody may wait for more samples
+            if not decoded.done:
+                decoded.finish(TTServiceError(f"Decoding {info.path.name} stopped unexpectedly."))
+        trim_heap()  # decoding in its own thread leaves a malloc arena of freed memory (~20 MB)
+
+    threads = ThreadPoolExecutor(2, thread_name_prefix="decode")
+    threads.submit(decode)
+    preparing = threads.submit(FasterWhisperEngine.prepare, decoded, options, resume, info.declared_duration)
+    threads.shutdown(wait=False)
+    engine = warm or FasterWhisperEngine(options)
+    prepared = preparing.result()
+    duration = prepared.duration
+    offset = resume.after if resume else 0.0
+    language = options.language or (job.detected_language if resume else None)
+    store.set_media_info(job_id, duration, language)
+    log.info("Audio: %s long", clock(duration))
+    started = time.monotonic()
+    if resume:
+        log.info("Resuming after the last saved segment, at %s", clock(offset))
+    segments, info_ = engine.transcribe(prepared, replace(options, language=language), resume)
+    store.set_media_info(job_id, duration, info_.language)
+    log.info("Language: %s", info_.language)
+    count = 0
+    for segment in segments:
+        check_disk(store, handler)
+        duration = prepared.duration  # the declared length until all of the media is decoded
+        chunks = max(1, math.ceil(duration / CHUNK_SECONDS))
+        processed = min(segment.end, duration)
+        if not store.add_segments(job_id, [segment], processed, processed / duration):
+            log.warning("job %s is no longer processing; stopping", job_id)
+            return False
+        count += 1
+        wall = time.monotonic() - started
+        speed = (processed - offset) / wall if wall > 0 else 0.0
+        eta = (duration - processed) / speed if speed > 0 else 0.0
+        chunk = min(chunks, int(processed // CHUNK_SECONDS) + 1)
+        log.info("[%s -> %s] %s", clock(segment.start), clock(segment.end), segment.text)
+        log.info("Processing chunk %d/%d - Speed: %.1fx realtime - ETA %s", chunk, chunks, speed, clock(eta))
+    check_disk(store, handler)
+    duration = prepared.duration
+    store.set_media_info(job_id, duration, info_.language)
+    store.add_segments(job_id, [], duration, 1.0)
+    wall = time.monotonic() - started
+    log.info(
+        "Done: %d segments, %s of audio in %.1f s (%.1fx realtime)",
+        count,
+        clock(duration - offset),
+        wall,
+        (duration - offset) / max(wall, 1e-6),
+    )
+    return True
