@@ -21,19 +21,26 @@ PIDFILE="$DATA/service.pid"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# Debian packages where there is apt-get; elsewhere (macOS) one sentence on how to get them.
 apt_install() {
+  if ! command -v apt-get >/dev/null 2>&1; then
+    return 1
+  fi
   say "Installing Debian packages: $*"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q "$@"
 }
 
+python_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }
+
 python_bin() {
-  for candidate in python3.11 python3; do
-    if command -v "$candidate" >/dev/null 2>&1; then echo "$candidate"; return; fi
+  for candidate in python3.11 python3.12 python3.13 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && python_ok "$candidate"; then echo "$candidate"; return; fi
   done
-  apt_install python3 python3-venv >&2
-  echo python3
+  if apt_install python3 python3-venv >&2 && python_ok python3; then echo python3; return; fi
+  echo "TTService needs Python 3.11 or newer; install it (on macOS: brew install python@3.11, or python.org's installer) and run this again." >&2
+  exit 1
 }
 
 ensure_venv() {
@@ -41,10 +48,14 @@ ensure_venv() {
   py=$(python_bin)
   if [ ! -x "$VENV/bin/python" ]; then
     say "Creating the virtual environment in $VENV"
-    "$py" -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; rm -rf "$VENV"; "$py" -m venv "$VENV"; }
+    "$py" -m venv "$VENV" 2>/dev/null || {
+      apt_install python3-venv || { echo "Python's venv module is missing for $py; install it and run this again." >&2; exit 1; }
+      rm -rf "$VENV"
+      "$py" -m venv "$VENV"
+    }
   fi
   local extras=$1 stamp
-  stamp="$VENV/.installed-$(cat pyproject.toml | sha1sum | cut -c1-12)-$extras"
+  stamp="$VENV/.installed-$("$VENV/bin/python" -c 'import hashlib; print(hashlib.sha1(open("pyproject.toml", "rb").read()).hexdigest()[:12])')-$extras"
   if [ ! -f "$stamp" ]; then
     say "Installing Python packages ($extras)"
     "$VENV/bin/python" -m pip install -q --upgrade pip
@@ -66,8 +77,18 @@ ensure_test_packages() {
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
   command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
-  if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+  if [ ${#missing[@]} -gt 0 ] && ! apt_install "${missing[@]}"; then
+    say "There is no apt-get here, so ${missing[*]} could not be installed: the tests that need them will fail (on macOS: brew install espeak-ng chromedriver && brew install --cask chromium)."
+  fi
 }
+
+# The supervision and fault suites again, with every Linux-only primitive off: the code a Mac runs.
+PORTABLE_SUITES=(
+  tests/test_platform.py
+  tests/supervision/test_process_manager.py
+  tests/supervision/test_service.py::test_warm_worker_takes_the_next_job_and_goes_with_its_service
+  tests/faults
+)
 
 stop_service() {
   if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
@@ -90,7 +111,11 @@ case "$MODE" in
     "$VENV/bin/ruff" check ttservice tests bench
     "$VENV/bin/ruff" format --check ttservice tests bench
     say "Tests"
-    exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider ;;
+    status=0
+    "$VENV/bin/python" -m pytest -q -p no:cacheprovider || status=$?
+    say "Tests again in portable mode (TTSERVICE_PORTABLE=1): ${PORTABLE_SUITES[*]}"
+    TTSERVICE_PORTABLE=1 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "${PORTABLE_SUITES[@]}" || status=$?
+    exit $status ;;
   --bench)
     ensure_test_packages
     ensure_venv test

@@ -36,6 +36,7 @@ from tests.speech import SPEECH, speech_with_pauses, synthesize, write_wav  # no
 from ttservice import actions  # noqa: E402
 from ttservice.config import STANDBY, STANDBY_READY, Settings  # noqa: E402
 from ttservice.jobs import JobStatus, Runner, TranscribeOptions, logs, open_store  # noqa: E402
+from ttservice.platform import PORTABLE_ENV  # noqa: E402
 from ttservice.supervision.process_manager import ProcessManager, worker_env  # noqa: E402
 
 PY = sys.executable
@@ -150,7 +151,21 @@ def overhead(figures: Figures, work: Path, audio: Path, runs: int) -> None:
 
 
 def detection_and_stop(figures: Figures, work: Path, audio: Path, runs: int) -> None:
-    settings = settings_in(work, "stop")
+    """Items 2 and 3 twice: with Linux's primitives, and in portable mode (what a Mac runs)."""
+    for portable in (False, True):
+        saved = os.environ.get(PORTABLE_ENV)
+        os.environ[PORTABLE_ENV] = "1" if portable else "0"  # read at each call, and by every child
+        try:
+            _detection_and_stop(figures, work, audio, runs, " (portable mode)" if portable else "")
+        finally:
+            if saved is None:
+                os.environ.pop(PORTABLE_ENV, None)
+            else:
+                os.environ[PORTABLE_ENV] = saved
+
+
+def _detection_and_stop(figures: Figures, work: Path, audio: Path, runs: int, mode: str) -> None:
+    settings = settings_in(work, "stop-portable" if mode else "stop")
     store = open_store(settings)
     pm = ProcessManager(store, settings, runner=Runner.SERVICE)
     pm.start()
@@ -180,6 +195,20 @@ def detection_and_stop(figures: Figures, work: Path, audio: Path, runs: int) -> 
         wait_until(lambda: group_empty(pid), poll=0.002)
         return cli, time.perf_counter() - start
 
+    def cli_killed() -> float:
+        """A foreground `ttservice transcribe` SIGKILLed: how long until its worker is gone."""
+        newest = max((j.id for j in store.list_jobs(limit=1)), default=0)
+        cli = subprocess.Popen([PY, "-m", "ttservice", "transcribe", str(audio)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        mine = lambda: [j for j in store.list_jobs(limit=1) if j.id > newest and j.process_id]  # noqa: E731
+        job = wait_until(mine, poll=0.05)[0]
+        wait_until(lambda: store.segments(job.id), poll=0.05)
+        cli.kill()
+        cli.wait()
+        start = time.perf_counter()
+        wait_until(lambda: group_empty(job.process_id), poll=0.002)
+        return time.perf_counter() - start
+
     def stop_in_process(cmd: list[str] | None = None) -> float:
         job_id, pid = running_job(cmd)
         start = time.perf_counter()
@@ -189,23 +218,29 @@ def detection_and_stop(figures: Figures, work: Path, audio: Path, runs: int) -> 
 
     try:
         figures.add(
-            "2 detection", "SIGKILL worker -> not processing", [detect() for _ in range(runs)], "s",
+            "2 detection", "SIGKILL worker -> not processing" + mode, [detect() for _ in range(runs)], "s",
             "<= 2", lambda v: v <= 2,
+        )  # fmt: skip
+        beat = settings.heartbeat_interval
+        figures.add(
+            "2 detection", "SIGKILL foreground CLI -> its worker gone" + mode,
+            [cli_killed() for _ in range(max(2, runs // 2))], "s", f"<= {beat:g} (a heartbeat)",
+            lambda v: v <= beat,
         )  # fmt: skip
         coop = [stop() for _ in range(runs)]
         figures.add(
-            "3 stop", "ttservice stop -> group empty (cooperative)", [c[1] for c in coop], "s",
+            "3 stop", "ttservice stop -> group empty (cooperative)" + mode, [c[1] for c in coop], "s",
             "<= 1", lambda v: v <= 1,
         )  # fmt: skip
         figures.add(
-            "3 stop", "kill_process -> group empty (cooperative)", [stop_in_process() for _ in range(runs)],
-            "s", "<= 1", lambda v: v <= 1,
+            "3 stop", "kill_process -> group empty (cooperative)" + mode,
+            [stop_in_process() for _ in range(runs)], "s", "<= 1", lambda v: v <= 1,
         )  # fmt: skip
         grace = settings.kill_grace
         stubborn = [stop([PY, str(STUBBORN)]) for _ in range(max(2, runs // 2))]
         figures.add(
-            "3 stop", "ttservice stop -> group empty (child ignores TERM)", [c[1] for c in stubborn], "s",
-            f"<= {grace + 1:g}", lambda v: v <= grace + 1,
+            "3 stop", "ttservice stop -> group empty (child ignores TERM)" + mode, [c[1] for c in stubborn],
+            "s", f"<= {grace + 1:g}", lambda v: v <= grace + 1,
         )  # fmt: skip
     finally:
         pm.shutdown(stop_jobs=True, wait=0)

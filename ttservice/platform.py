@@ -1,20 +1,94 @@
 """What this operating system offers supervision, decided in one place.
 
 The rest of the code asks this module instead of testing `sys.platform` itself:
-whether a process's exit can be waited on (a pidfd on Linux), whether a child can
-be told to die with its parent (PR_SET_PDEATHSIG on Linux), and how to give the C
-heap back (glibc's malloc_trim). Where a primitive is missing the callers fall
-back to looking again at an interval.
+
+- wake when a process exits: a pidfd on Linux, a kqueue with KQ_FILTER_PROC /
+  KQ_NOTE_EXIT on macOS and the BSDs; elsewhere none, and the callers look again
+  at an interval;
+- a child dies with its parent: PR_SET_PDEATHSIG on Linux; elsewhere none, and a
+  foreground worker checks its parent at every heartbeat;
+- sleep on several descriptors: poll() on Linux, select() elsewhere;
+- give the C heap back: glibc's malloc_trim on Linux; elsewhere nothing.
+
+`TTSERVICE_PORTABLE=1` turns every Linux-only primitive off, so that Linux runs
+exactly the code a Mac runs where a Mac has no equivalent; the test command runs
+the supervision and fault suites a second time that way. It is read from the
+environment at each call, and a worker inherits it from whoever started it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import select
 import sys
+from collections.abc import Sequence
 
+PORTABLE_ENV = "TTSERVICE_PORTABLE"
 LINUX = sys.platform.startswith("linux")
 PR_SET_PDEATHSIG = 1
+
+
+def portable() -> bool:
+    """True when TTSERVICE_PORTABLE asks for the code that every POSIX system runs."""
+    return os.environ.get(PORTABLE_ENV, "").strip().lower() not in {"", "0", "false", "no", "off"}
+
+
+def _linux() -> bool:
+    return LINUX and not portable()
+
+
+def exit_fd(pid: int) -> int | None:
+    """A descriptor of our own that becomes readable once process `pid` exits, or None.
+
+    Only for a process whose PID cannot be reused meanwhile (our unreaped child).
+    The caller closes it (`os.close`); `os.dup` gives a second one.
+    """
+    if _linux():
+        try:
+            return os.pidfd_open(pid)
+        except (AttributeError, OSError):  # Linux before 5.3
+            return None
+    if hasattr(select, "kqueue"):
+        return _kqueue_exit_fd(pid)
+    return None
+
+
+def _kqueue_exit_fd(pid: int) -> int | None:  # macOS and the BSDs
+    queue = select.kqueue()
+    try:
+        event = select.kevent(
+            pid,
+            filter=select.KQ_FILTER_PROC,
+            flags=select.KQ_EV_ADD | select.KQ_EV_ONESHOT,
+            fflags=select.KQ_NOTE_EXIT,
+        )
+        queue.control([event], 0, 0)
+        return os.dup(queue.fileno())  # the registration lives with the queue, not the descriptor
+    except OSError:  # gone already (ESRCH): the caller's next look sees it
+        return None
+    finally:
+        queue.close()
+
+
+def die_with_parent(sig: int) -> bool:
+    """Have the kernel send `sig` when the parent dies (0 undoes it); False where it cannot."""
+    if not _linux():
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+
+
+def wait_readable(fds: Sequence[int], timeout: float | None) -> bool:
+    """Block until one of `fds` is readable or `timeout` s pass; True if one is."""
+    timeout = None if timeout is None else max(0.0, timeout)
+    if _linux():
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else timeout * 1000))
+    readable, _, _ = select.select(list(fds), [], [], timeout)
+    return bool(readable)
 
 
 def drain(fd: int) -> None:
@@ -26,26 +100,28 @@ def drain(fd: int) -> None:
         pass
 
 
-def pidfd_of(pid: int) -> int | None:
-    """A descriptor that becomes readable when the process exits (Linux 5.3+), or None."""
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
-
-
-def die_with_parent(sig: int) -> bool:
-    """Have the kernel send `sig` when the parent dies (0 undoes it); False where it cannot."""
-    if not LINUX:
-        return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
-
-
 def trim_heap() -> None:
     """Give the C heap's free memory back to the system (glibc), so that RSS shows what is used."""
-    if LINUX:
+    if _linux():
         try:
             ctypes.CDLL(None).malloc_trim(0)
         except (OSError, AttributeError):
             pass  # not glibc
+
+
+def describe() -> dict[str, str]:
+    """What supervision uses here, in words (for `ttservice --version` and the docs)."""
+    linux = _linux()
+    if linux:
+        exits = "pidfd"
+    elif hasattr(select, "kqueue"):
+        exits = "kqueue (NOTE_EXIT)"
+    else:
+        exits = "a look at an interval (0.02 s in a waiting command, 0.1 s in the service)"
+    return {
+        "system": sys.platform + (" (portable mode)" if LINUX and portable() else ""),
+        "process exit seen by": exits,
+        "a foreground worker ends with its command by": "PR_SET_PDEATHSIG"
+        if linux
+        else "a check of its parent at every heartbeat",
+    }

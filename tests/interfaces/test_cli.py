@@ -3,6 +3,8 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -144,3 +146,16 @@ def test_help_lists_every_setting(settings):
     text = ttservice(settings, "--help").stdout
     for setting in SETTINGS:
         assert setting.env in text
+
+
+def test_version_says_what_supervision_uses_here(settings):
+    from ttservice import __version__, platform
+
+    linux = ttservice(settings, "--version")
+    assert linux.returncode == 0 and f"ttservice {__version__}" in linux.stdout
+    assert "process exit seen by: pidfd" in linux.stdout or platform.portable()
+    env = dict(os.environ, **{platform.PORTABLE_ENV: "1"})
+    portable = subprocess.run(
+        [sys.executable, "-m", "ttservice", "--version"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "portable mode" in portable.stdout and "a check of its parent" in portable.stdout

@@ -1,7 +1,8 @@
 """The worker processes one ProcessManager watches, under one lock.
 
-Two kinds: its own children (a `Popen`, with a pidfd opened at spawn, before
-anything can reap the child and free its PID for reuse), and adopted workers
+Two kinds: its own children (a `Popen`, with an exit descriptor (`platform.exit_fd`:
+a pidfd, or a kqueue on macOS) opened at spawn, before anything can reap the
+child and free its PID for reuse), and adopted workers
 (live workers of service jobs that an earlier service started before it
 crashed: not our children, so watched by identity instead of by wait()).
 """
@@ -15,7 +16,7 @@ import time
 
 import psutil
 
-from ..platform import pidfd_of
+from ..platform import exit_fd
 from . import proctree
 
 CPU_PRIME_SECONDS = 0.1  # a first look at a tree waits this long, so that its CPU % means something
@@ -25,17 +26,17 @@ class Children:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._popen: dict[int, subprocess.Popen] = {}
-        self._pidfds: dict[int, int] = {}
+        self._exit_fds: dict[int, int] = {}
         self._adopted: dict[int, psutil.Process] = {}
         # psutil objects kept between looks, so that cpu_percent measures the time since the last
         self._metric_procs: dict[int, list[psutil.Process]] = {}
 
     def add(self, job_id: int, process: subprocess.Popen) -> None:
-        pidfd = pidfd_of(process.pid)
+        fd = exit_fd(process.pid)
         with self._lock:
             self._popen[job_id] = process
-            if pidfd is not None:
-                self._pidfds[job_id] = pidfd
+            if fd is not None:
+                self._exit_fds[job_id] = fd
 
     def adopt(self, job_id: int, proc: psutil.Process) -> bool:
         """Watch a live worker we did not start; False if it is watched already."""
@@ -61,10 +62,10 @@ class Children:
         return psutil.Process(child.pid)
 
     def exit_fd(self, job_id: int) -> int | None:
-        """A pidfd of the job's child that the caller owns (and closes), or None."""
+        """An exit descriptor of the job's child that the caller owns (and closes), or None."""
         with self._lock:
-            pidfd = self._pidfds.get(job_id)
-            return os.dup(pidfd) if pidfd is not None else None
+            fd = self._exit_fds.get(job_id)
+            return os.dup(fd) if fd is not None else None
 
     def own_ids(self) -> set[int]:
         with self._lock:
@@ -79,9 +80,9 @@ class Children:
             return len(self._popen) + len(self._adopted)
 
     def wait_fds(self) -> tuple[list[int], bool]:
-        """The pidfds to sleep on, and whether some watched process has none (look again soon)."""
+        """The exit descriptors to sleep on, and whether some watched process has none (look again soon)."""
         with self._lock:
-            fds = list(self._pidfds.values())
+            fds = list(self._exit_fds.values())
             return fds, len(self._popen) > len(fds) or bool(self._adopted)
 
     def reap(self) -> None:
@@ -92,9 +93,9 @@ class Children:
     def forget(self, job_id: int) -> subprocess.Popen | None:
         """Stop watching the job's worker; return our child for it, if it was one."""
         with self._lock:
-            pidfd = self._pidfds.pop(job_id, None)
-            if pidfd is not None:
-                os.close(pidfd)
+            fd = self._exit_fds.pop(job_id, None)
+            if fd is not None:
+                os.close(fd)
             self._metric_procs.pop(job_id, None)
             self._adopted.pop(job_id, None)
             return self._popen.pop(job_id, None)

@@ -1,6 +1,6 @@
 """The ProcessManager's monitoring thread: it sleeps until something happens.
 
-It wakes when a watched worker exits (its pidfd), when a child is added, when a
+It wakes when a watched worker exits (`platform.exit_fd`), when a child is added, when a
 job is queued for the service (the store's `listen_for_queued`), at shutdown, or
 when the next periodic task is due: the orphan sweep, the look for lapsed leases,
 and (for the service) a look for queued jobs. An idle service wakes once a second.
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Seconds between the service's looks for queued jobs (a stat of the database files) and
-# for exited workers, where pidfds or the store's queue bell are missing. With them, an
+# for exited workers, where exit descriptors or the store's queue bell are missing. With them, an
 # exit or a newly queued job wakes the monitor at once, and it wakes once a second otherwise.
 MONITOR_POLL = 0.1
 LEASE_CHECK = 1.0  # seconds between looks for lapsed leases
@@ -109,6 +109,6 @@ class Monitor:
         if self.wake.is_set():  # set before the drain took its byte
             return
         fds, unwatched = self.pm.children.wait_fds()
-        if unwatched:  # no pidfd for some: look again soon
+        if unwatched:  # no exit descriptor for some: look again soon
             timeout = min(timeout, MONITOR_POLL)
         wait_readable([self.wake.fileno(), *fds, *([bell.fileno()] if bell else [])], timeout)

@@ -30,7 +30,7 @@ from .warm import WarmWorker
 
 log = logging.getLogger(__name__)
 
-EXIT_POLL = 0.02  # seconds between checks of a worker's exit where pidfds are missing
+EXIT_POLL = 0.02  # seconds between checks of a worker's exit where no exit descriptor can be had
 LEASE_LAPSE = 30.0  # a "stop if I leave the page" job is stopped this long after its page went away
 UPLOAD_TIMEOUT = 600.0  # an upload whose file is not saved after this long failed (the app died)
 WORKER_MODULE = "ttservice.supervision.worker"
@@ -128,7 +128,7 @@ class ProcessManager:
         """Record the process of a job (PID, create time, log path) and watch it."""
         log_path = str(logs.job_log_path(self.settings.log_dir, job_id))
         self.children.add(job_id, process)
-        self.monitor.wake.ring()  # the monitor waits on the new pidfd from now on
+        self.monitor.wake.ring()  # the monitor waits on the new exit descriptor from now on
         if self.settings.use_process_tracking:
             started = proctree.create_time(process.pid)
             self.store.register_process(job_id, process.pid, started, log_path)
@@ -146,13 +146,13 @@ class ProcessManager:
         if child is None:
             interrupt.wait(timeout)
             return False
-        pidfd = self.children.exit_fd(job_id)  # ours even if the child is forgotten meanwhile
-        if pidfd is not None:
+        fd = self.children.exit_fd(job_id)  # ours even if the child is forgotten meanwhile
+        if fd is not None:
             try:
                 wake = [interrupt.fileno()] if isinstance(interrupt, Interrupt) else []
-                wait_readable([pidfd, *wake], timeout)
+                wait_readable([fd, *wake], timeout)
             finally:
-                os.close(pidfd)
+                os.close(fd)
             return child.poll() is not None
         deadline = time.monotonic() + timeout
         while child.poll() is None:

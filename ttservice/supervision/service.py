@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..jobs import Runner, open_store
-from ..platform import pidfd_of
+from ..platform import exit_fd
 from .process_manager import ProcessManager, worker_env
 from .waiting import Interrupt, wait_readable
 
@@ -130,8 +130,8 @@ class Service:
         return 0
 
     def _wait_for_stop_or_ui_exit(self) -> None:
-        """Asleep until a stop is asked or the web app exits (its pidfd; without one, a look each 0.5 s)."""
-        ui = pidfd_of(self._ui.pid) if self._ui is not None else None  # unreaped, so the PID is its own
+        """Asleep until a stop is asked or the web app exits (its exit descriptor; else a look each 0.5 s)."""
+        ui = exit_fd(self._ui.pid) if self._ui is not None else None  # unreaped, so the PID is its own
         blind = self._ui is not None and ui is None
         try:
             wait_readable(

@@ -1,20 +1,21 @@
 """Waits that wake when something happens, instead of polling.
 
 An `Interrupt` (an Event a `poll()` can wait on, set safely from a signal
-handler), a pidfd per process (readable once it exits), and `wait_readable`
-over any of them. The ProcessManager, the service's main loop and the CLI all
-sleep on these: an idle service wakes once a second, a waiting CLI not at all.
+handler), which `wait_readable` (from `platform`) sleeps on beside the
+descriptors of exiting processes (`platform.exit_fd`). The ProcessManager, the
+service's main loop and the CLI all sleep on these: an idle service wakes once
+a second, a waiting CLI not at all.
 """
 
 from __future__ import annotations
 
 import os
-import select
 import signal
 import threading
-from collections.abc import Sequence
 
-from ..platform import drain
+from ..platform import drain, wait_readable
+
+__all__ = ["Interrupt", "wait_readable"]
 
 
 class Interrupt(threading.Event):
@@ -73,11 +74,3 @@ class Interrupt(threading.Event):
         if self._pipe is not None:
             for fd in self._pipe:
                 os.close(fd)
-
-
-def wait_readable(fds: Sequence[int], timeout: float | None) -> bool:
-    """Block until one of `fds` is readable or `timeout` s pass; True if one is."""
-    poller = select.poll()
-    for fd in fds:
-        poller.register(fd, select.POLLIN)
-    return bool(poller.poll(None if timeout is None else max(0.0, timeout) * 1000))

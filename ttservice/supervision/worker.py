@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
 import sys
 import threading
@@ -34,7 +33,7 @@ from ..config import STANDBY, STANDBY_READY, WORKER_PARENT_ENV, Settings
 from ..exceptions import MediaError, TTServiceError
 from ..jobs import JobStatus, Store, TranscribeOptions, open_store
 from ..jobs.logs import JobLogHandler, job_log_path
-from ..platform import die_with_parent
+from ..platform import die_with_parent, wait_readable
 from ..transcription.engine import FasterWhisperEngine
 from ..transcription.pipeline import transcribe_job
 
@@ -94,8 +93,7 @@ class ParentWatch(threading.Thread):
     def run(self) -> None:
         # Checked after arming too: the parent may have died before prctl took effect.
         while os.getppid() == self.parent:
-            ready, _, _ = select.select([self.wakeup], [], [], self.interval)
-            if ready:
+            if wait_readable([self.wakeup], self.interval):
                 os.read(self.wakeup, 512)
         reason = f"Interrupted because the ttservice command that ran it (pid {self.parent}) ended."
         log.warning("%s", reason)

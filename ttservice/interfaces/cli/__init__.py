@@ -11,16 +11,38 @@ import sys
 
 import click
 
+from ... import __version__, platform
 from ...config import settings_help
 from . import admin, jobs, run
 from .common import EXIT_CANCELLED, err
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+PORTABLE_HELP = (
+    f"{platform.PORTABLE_ENV}=1 uses only what every POSIX system has (no pidfds, no PR_SET_PDEATHSIG):"
+    " the code a Mac runs, for testing it on Linux."
+)
+
+
+def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(f"ttservice {__version__}")
+    for what, how in platform.describe().items():
+        click.echo(f"{what}: {how}")
+    ctx.exit()
 
 
 @click.group(
     context_settings=CONTEXT,
-    epilog="\b\nSettings (environment variables):\n" + settings_help(),
+    epilog="\b\nSettings (environment variables):\n" + settings_help() + "\n\n" + PORTABLE_HELP,
+)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_version,
+    help="Show the version and what supervision uses on this system.",
 )
 def app() -> None:
     """TTService: local transcription in supervised worker processes."""
