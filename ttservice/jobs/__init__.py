@@ -1,12 +1,24 @@
 """Jobs: the record and its transitions, the Store interface and its SQLite store, job logs."""
 
-from .record import FINISHED, RESUMABLE, TRANSITIONS, Job, JobStatus, Runner, Segment, TranscribeOptions, iso
+from .record import (
+    FINISHED,
+    RESUMABLE,
+    TRANSITIONS,
+    Download,
+    Job,
+    JobStatus,
+    Runner,
+    Segment,
+    TranscribeOptions,
+    iso,
+)
 from .store import Store, open_store
 
 __all__ = [
     "FINISHED",
     "RESUMABLE",
     "TRANSITIONS",
+    "Download",
     "Job",
     "JobStatus",
     "Runner",

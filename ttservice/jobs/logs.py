@@ -26,6 +26,10 @@ def job_log_path(log_dir: Path, job_id: int) -> Path:
     return log_dir / f"job_{job_id}.log"
 
 
+def download_log_path(log_dir: Path, download_id: int) -> Path:
+    return log_dir / f"download_{download_id}.log"
+
+
 def _gzip_rotator(source: str, dest: str) -> None:
     with open(source, "rb") as src, gzip.open(dest, "wb") as dst:
         shutil.copyfileobj(src, dst)

@@ -88,9 +88,11 @@ class TranscribeOptions:
     word_timestamps: bool = False
     beam_size: int = 1
     vad: bool = True
-    compute_type: str = "float32"
+    compute_type: str = "auto"  # auto: float16 on CUDA, float32 on the CPU
     cpu_threads: int = 0
     batch_size: int = 0
+    device: str = "auto"  # auto: CUDA when CTranslate2 finds a device, else the CPU
+    device_index: int = 0
 
     @classmethod
     def from_settings(cls, settings: Any, **choices: Any) -> TranscribeOptions:
@@ -102,6 +104,8 @@ class TranscribeOptions:
             "compute_type": settings.compute_type,
             "cpu_threads": settings.cpu_threads,
             "batch_size": settings.batch_size,
+            "device": settings.device,
+            "device_index": settings.device_index,
         }
         values.update({k: v for k, v in choices.items() if v is not None})
         return cls(**values)
@@ -139,6 +143,7 @@ class Job:
     last_progress_at: float | None = None
     stop_requested_at: float | None = None
     detected_language: str | None = None
+    language_probability: float | None = None
     lease_renewed_at: float | None = None
     resumed_from: float = 0.0
 
@@ -182,6 +187,7 @@ class Job:
             "model": self.options.model,
             "language": self.options.language,
             "detected_language": self.detected_language,
+            "language_probability": self.language_probability,
             "options": self.options.__dict__,
             "runner": self.runner.value,
             "created_at": iso(self.created_at),
@@ -195,6 +201,71 @@ class Job:
             "process_id": self.process_id,
             "log_file_path": self.log_file_path,
             "last_heartbeat": iso(self.last_heartbeat),
+        }
+
+
+@dataclass
+class Download:
+    """A model download: supervised like a job, one at a time per repo however many jobs wait for it.
+
+    Its status moves as a job's does (processing, then completed, failed,
+    cancelled or interrupted); `bytes_done` is on disk, partial files included.
+    """
+
+    id: int
+    model: str
+    repo_id: str
+    status: JobStatus
+    runner: Runner = Runner.SERVICE
+    bytes_done: int = 0
+    bytes_total: int | None = None
+    error: str | None = None
+    process_id: int | None = None
+    process_create_time: float | None = None
+    log_file_path: str | None = None
+    last_heartbeat: float | None = None
+    created_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    stop_requested_at: float | None = None
+    started_bytes: int = 0  # on disk already when this download began (a resumed one)
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+    @property
+    def progress(self) -> float:
+        return min(self.bytes_done / self.bytes_total, 1.0) if self.bytes_total else 0.0
+
+    def speed(self, now: float | None = None) -> float | None:
+        """Bytes a second fetched by this download (not counting what was on disk before it)."""
+        if not self.started_at:
+            return None
+        wall = (self.finished_at or now or time.time()) - self.started_at
+        fetched = self.bytes_done - self.started_bytes
+        return fetched / wall if wall > 0 and fetched > 0 else None
+
+    def eta(self, now: float | None = None) -> float | None:
+        speed = self.speed(now)
+        if self.finished or not speed or not self.bytes_total:
+            return None
+        return max(self.bytes_total - self.bytes_done, 0) / speed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "model": self.model,
+            "repo_id": self.repo_id,
+            "status": self.status.value,
+            "bytes_done": self.bytes_done,
+            "bytes_total": self.bytes_total,
+            "progress": round(self.progress, 4),
+            "bytes_per_second": self.speed(),
+            "error": self.error,
+            "process_id": self.process_id,
+            "created_at": iso(self.created_at),
+            "finished_at": iso(self.finished_at),
         }
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..exceptions import StoreError
-from .record import Job, JobStatus, Runner, Segment, TranscribeOptions
+from .record import Download, Job, JobStatus, Runner, Segment, TranscribeOptions
 
 
 class Wakeup(Protocol):
@@ -49,8 +49,12 @@ class Store(Protocol):
         options: TranscribeOptions,
         runner: Runner = Runner.SERVICE,
         now: float | None = None,
+        refused: str | None = None,
     ) -> int:
-        """Queue a new job; a service job wakes the service (`listen_for_queued`)."""
+        """Queue a new job; a service job wakes the service (`listen_for_queued`).
+
+        With `refused` the job is recorded as failed at once with that reason (exit code 2).
+        """
 
     def get_job(self, job_id: int) -> Job:
         """The job, or `JobNotFound`."""
@@ -74,6 +78,9 @@ class Store(Protocol):
 
     def next_queued(self, runner: Runner) -> int | None:
         """The oldest queued job of this runner."""
+
+    def queued_jobs(self, runner: Runner, limit: int = 100) -> list[int]:
+        """Queued jobs of this runner, oldest first."""
 
     def unfinished_uploads(self, older_than: float) -> list[int]:
         """Queued uploads created before `older_than` whose file was never saved (the app died)."""
@@ -108,7 +115,10 @@ class Store(Protocol):
     def heartbeat(self, job_id: int, now: float | None = None) -> bool:
         """Record that the job's process is alive; False once the job has finished."""
 
-    def set_media_info(self, job_id: int, duration: float, language: str | None) -> None: ...
+    def set_media_info(
+        self, job_id: int, duration: float, language: str | None, probability: float | None = None
+    ) -> None:
+        """The media's length and the language (detected with `probability`, or given)."""
 
     def add_segments(
         self,
@@ -134,6 +144,42 @@ class Store(Protocol):
 
     def renew_lease(self, job_id: int, now: float | None = None) -> None:
         """A page that asked "stop this job if I leave" is still open."""
+
+    # --- model downloads ----------------------------------------------------
+
+    def start_download(
+        self, model: str, repo_id: str, runner: Runner, now: float | None = None
+    ) -> tuple[int, bool]:
+        """A new processing download of `repo_id`, or the one already running: (id, created)."""
+
+    def get_download(self, download_id: int) -> Download: ...
+
+    def latest_download(self, repo_id: str) -> Download | None: ...
+
+    def list_downloads(self, active_only: bool = False, limit: int = 50) -> list[Download]: ...
+
+    def register_download_process(
+        self, download_id: int, pid: int | None, create_time: float | None, log_path: str | None
+    ) -> None: ...
+
+    def download_progress(
+        self,
+        download_id: int,
+        done: int,
+        total: int | None,
+        started: int | None = None,
+        now: float | None = None,
+    ) -> bool:
+        """Record bytes on disk (and the heartbeat); False once the download is no longer running."""
+
+    def download_heartbeat(self, download_id: int, now: float | None = None) -> bool: ...
+
+    def finish_download(
+        self, download_id: int, status: JobStatus, error: str | None = None, now: float | None = None
+    ) -> bool:
+        """End a running download as `status`; False if it had ended already."""
+
+    def request_download_stop(self, download_id: int, now: float | None = None) -> None: ...
 
     # --- waking, space, schema ----------------------------------------------
 

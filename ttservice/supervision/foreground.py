@@ -17,7 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import Settings
-from ..jobs import Job, Runner, Store, TranscribeOptions, open_store
+from ..jobs import Download, Job, JobStatus, Runner, Store, TranscribeOptions, open_store
+from .downloads import not_downloaded
 from .process_manager import ProcessManager
 
 USE_PROCESS_TRACKING: bool | None = None  # None: follow the setting
@@ -35,6 +36,7 @@ def run_transcription(
     settings: Settings | None = None,
     store: Store | None = None,
     on_update: Callable[[Job], None] | None = None,
+    on_download: Callable[[Download], None] | None = None,
     cancel: threading.Event | None = None,
     poll: float = 0.5,
 ) -> Job:
@@ -43,6 +45,8 @@ def run_transcription(
     With `job_id` the given (queued) job is run; without it a foreground job is
     created. The worker's PID is tracked unless USE_PROCESS_TRACKING is off.
     Setting `cancel` stops the worker tree and records the job as cancelled.
+    A model not yet on disk is downloaded first (`on_download` sees its progress),
+    or the download another process runs for it is waited for.
     """
     settings = settings or Settings.from_env()
     settings = replace(settings, use_process_tracking=tracking_enabled(settings))
@@ -56,6 +60,8 @@ def run_transcription(
     pm = ProcessManager(store, settings, runner=Runner.FOREGROUND)
     pm.start()
     try:
+        if not _model_ready(pm, store.get_job(job_id), on_download, cancel):
+            return store.get_job(job_id)
         started = False
         while not cancel.is_set():
             # Until a slot is free the job waits queued, like any other.
@@ -73,3 +79,25 @@ def run_transcription(
         raise
     finally:
         pm.shutdown()
+
+
+def _model_ready(
+    pm: ProcessManager, job: Job, on_download: Callable[[Download], None] | None, cancel: threading.Event
+) -> bool:
+    """Download the job's model if it is not on disk; False (the job ended) if that failed."""
+    from ..models import catalog, hub
+
+    ref = catalog.resolve(job.options.model)
+    if ref.kind != "hub" or hub.installed_folder(ref) is not None:
+        return True
+    download_id = pm.downloads.ensure(ref)
+    row = pm.downloads.wait(download_id, on_download, cancel)
+    if cancel.is_set():
+        if pm.downloads.children.watches(download_id):  # ours: it stops with us; another's goes on
+            pm.downloads.stop(download_id)
+        pm.kill_process(job.id)
+        return False
+    if hub.installed_folder(ref) is None:
+        pm.store.transition(job.id, JobStatus.FAILED, error_message=not_downloaded(ref, row))
+        return False
+    return True

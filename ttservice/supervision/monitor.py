@@ -79,15 +79,14 @@ class Monitor:
                 if dispatch and now >= next_lease_check:
                     pm.stop_lapsed_leases()
                     next_lease_check = now + LEASE_CHECK
-                # Queries cost more than the rest of the loop: look for queued jobs only when a
-                # slot is free and the database has changed (or a second has passed, to be sure).
-                if (
-                    dispatch
-                    and pm.slot_free()
-                    and ((mark := pm.store.change_mark()) != seen or now >= next_dispatch)
-                ):
+                # Queries cost more than the rest of the loop: look for queued jobs and asked-for
+                # downloads only when the database has changed (or a second has passed, to be sure),
+                # and for queued jobs only while a slot is free.
+                if dispatch and ((mark := pm.store.change_mark()) != seen or now >= next_dispatch):
                     seen, next_dispatch = mark, now + DISPATCH_CHECK
-                    pm.dispatch()
+                    pm.downloads.start_requested()
+                    if pm.slot_free():
+                        pm.dispatch()
                 if dispatch and pm.settings.warm_worker:
                     pm.warm.keep(pm.slot_free())
             except Exception:  # a monitor that dies silently would be worse than a logged error
@@ -109,6 +108,8 @@ class Monitor:
         if self.wake.is_set():  # set before the drain took its byte
             return
         fds, unwatched = self.pm.children.wait_fds()
+        download_fds, downloads_unwatched = self.pm.downloads.children.wait_fds()
+        fds, unwatched = fds + download_fds, unwatched or downloads_unwatched
         if unwatched:  # no exit descriptor for some: look again soon
             timeout = min(timeout, MONITOR_POLL)
         wait_readable([self.wake.fileno(), *fds, *([bell.fileno()] if bell else [])], timeout)

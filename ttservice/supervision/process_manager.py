@@ -24,6 +24,7 @@ from ..config import SETTINGS, WORKER_PARENT_ENV, Settings
 from ..jobs import Job, JobStatus, Runner, Store, logs, open_store
 from . import proctree
 from .children import Children
+from .downloads import ModelDownloads
 from .monitor import Monitor
 from .waiting import Interrupt, wait_readable
 from .warm import WarmWorker
@@ -50,6 +51,7 @@ class ProcessStatus:
     progress: float = 0.0
     stalled: bool = False
     note: str | None = None
+    gpu_bytes: int | None = None  # on CUDA, where nvidia-smi can tell
 
     @property
     def memory_mb(self) -> float:
@@ -61,12 +63,14 @@ class SweepResult:
     finalized: list[tuple[int, str]] = field(default_factory=list)
     killed: list[int] = field(default_factory=list)
     logs_removed: int = 0
+    downloads: list[tuple[int, str]] = field(default_factory=list)  # model downloads finished
 
     def to_dict(self) -> dict:
         return {
             "finalized": [{"id": i, "reason": r} for i, r in self.finalized],
             "killed": self.killed,
             "logs_removed": self.logs_removed,
+            "downloads": [{"id": i, "reason": r} for i, r in self.downloads],
         }
 
 
@@ -92,9 +96,13 @@ class ProcessManager:
         self.children = Children()
         self.warm = WarmWorker(self.settings, worker_env(self.settings))  # kept by a dispatching monitor
         self.monitor = Monitor(self)
+        self.downloads = ModelDownloads(self)
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
 
     # --- starting -----------------------------------------------------------
+
+    def worker_env(self) -> dict[str, str]:
+        return worker_env(self.settings)
 
     def worker_command(self, job_id: int) -> list[str]:
         return [sys.executable, "-m", WORKER_MODULE, str(job_id)]
@@ -161,9 +169,15 @@ class ProcessManager:
         return True
 
     def dispatch(self) -> list[int]:
-        """Start queued jobs of this manager's runner while slots are free."""
-        started = []
-        while (job_id := self.store.next_queued(self.runner)) is not None:
+        """Start queued jobs of this manager's runner, oldest first, while slots are free.
+
+        A job whose model is not downloaded yet stays queued (its download is started
+        if none runs) and the jobs behind it go ahead.
+        """
+        started: list[int] = []
+        for job_id in self.store.queued_jobs(self.runner):
+            if not self.downloads.ready_for(self.store.get_job(job_id)):
+                continue  # its model is being downloaded (or cannot be had: then it failed)
             if not self.start_job(job_id):
                 break
             started.append(job_id)
@@ -208,6 +222,8 @@ class ProcessManager:
                 procs = self.children.metric_tree(job.id, proc)
                 status.cpu_percent, status.rss_bytes = proctree.metrics(procs)
                 status.processes = len(procs)
+                if job.options.device != "cpu":
+                    status.gpu_bytes = proctree.gpu_memory([p.pid for p in procs])
         return status
 
     def get_logs(self, job_id: int, lines: int = 200) -> list[str]:
@@ -257,7 +273,8 @@ class ProcessManager:
         return self.store.transition(job.id, JobStatus.FAILED, error_message=sentence)
 
     def collect_exited(self) -> None:
-        """Record the end of every watched worker that has exited without recording it."""
+        """Record the end of every watched worker (and download) that exited without recording it."""
+        self.downloads.collect_exited()
         exited, ended = self.children.collect_exited()
         for job_id, process in exited:
             job = self.store.get_job(job_id)
@@ -324,6 +341,7 @@ class ProcessManager:
             reason = "The upload did not finish; upload the file again."
             if self.store.transition(job_id, JobStatus.FAILED, error_message=reason):
                 result.finalized.append((job_id, "its upload did not finish"))
+        result.downloads = self.downloads.sweep(now)
         self.store.ensure_reserve()  # room freed since a disk-full failure: put the ballast back
         keep = {logs.job_log_path(self.settings.log_dir, j.id) for j in self.store.active_jobs()}
         result.logs_removed = len(
@@ -354,6 +372,7 @@ class ProcessManager:
         """
         self.monitor.stop()
         self.warm.stop()
+        self.downloads.shutdown()
         if not stop_jobs:
             deadline = time.monotonic() + wait
             while self.children.own_ids() and time.monotonic() < deadline:

@@ -8,6 +8,7 @@ signals, so a process that merely reuses a PID is never touched.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -113,6 +114,25 @@ def metrics(procs: list[psutil.Process]) -> tuple[float, int]:
     return cpu, rss
 
 
+def gpu_memory(pids: list[int]) -> int | None:
+    """Bytes of GPU memory these processes hold (NVIDIA, as nvidia-smi reports it); None where
+    there is no nvidia-smi to ask."""
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        return None
+    query = ["--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"]
+    try:
+        lines = subprocess.run([tool, *query], capture_output=True, text=True, timeout=5).stdout.splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    wanted, used = set(pids), 0
+    for line in lines:
+        pid, _, mib = line.partition(",")
+        if pid.strip().isdigit() and int(pid) in wanted and mib.strip().isdigit():
+            used += int(mib) * 2**20
+    return used
+
+
 def _signal_all(procs: list[psutil.Process], sig: int) -> None:
     for proc in procs:
         try:
@@ -150,11 +170,11 @@ def kill_tree(
     return procs, survivors
 
 
-def describe_exit(returncode: int) -> str:
+def describe_exit(returncode: int, what: str = "worker process") -> str:
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        return f"the worker process was killed by {name}"
-    return f"the worker process exited with code {returncode}"
+        return f"the {what} was killed by {name}"
+    return f"the {what} exited with code {returncode}"

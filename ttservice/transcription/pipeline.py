@@ -71,8 +71,8 @@ def transcribe_job(
     if warm is not None and not warm.serves(options):
         warm.unload()  # the job's own model is loaded below
         warm = None
-    log.info("Decoding %s (%.1f MB); %s model %s (%s)", job.filename, info.size / 2**20,
-             "loaded" if warm else "loading", options.model, options.compute_type)  # fmt: skip
+    log.info("Decoding %s (%.1f MB); %s model %s", job.filename, info.size / 2**20,
+             "loaded" if warm else "loading", options.model)  # fmt: skip
     decoded = GrowingAudio(int((info.declared_duration or 0) * SAMPLE_RATE * CAPACITY_MARGIN))
 
     def decode() -> None:
@@ -88,6 +88,7 @@ def transcribe_job(
     preparing = threads.submit(FasterWhisperEngine.prepare, decoded, options, resume, info.declared_duration)
     threads.shutdown(wait=False)
     engine = warm or FasterWhisperEngine(options)
+    log.info("Model %s runs on %s", options.model, engine.device.describe())
     prepared = preparing.result()
     duration = prepared.duration
     offset = resume.after if resume else 0.0
@@ -98,8 +99,11 @@ def transcribe_job(
     if resume:
         log.info("Resuming after the last saved segment, at %s", clock(offset))
     segments, info_ = engine.transcribe(prepared, replace(options, language=language), resume)
-    store.set_media_info(job_id, duration, info_.language)
-    log.info("Language: %s", info_.language)
+    store.set_media_info(job_id, duration, info_.language, info_.language_probability)
+    if info_.language_probability is not None:
+        log.info("Language: %s (detected, probability %.2f)", info_.language, info_.language_probability)
+    else:
+        log.info("Language: %s", info_.language)
     count = 0
     for segment in segments:
         check_disk(store, handler)

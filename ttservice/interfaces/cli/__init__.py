@@ -2,7 +2,8 @@
 
 Built on click (not typer, which now imports pydantic: 0.2 s more at every start).
 Each group of commands has its module: `run` (transcribe, resume, submit), `jobs`
-(jobs, show, logs, stop, cleanup, export) and `admin` (serve, db).
+(jobs, show, logs, stop, cleanup, export), `models` (list, download, remove,
+languages) and `admin` (serve, db).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import click
 
 from ... import __version__, platform
 from ...config import settings_help
-from . import admin, jobs, run
+from . import admin, jobs, models, run
 from .common import EXIT_CANCELLED, err
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -60,6 +61,7 @@ for command in (
     admin.serve,
     run.submit,
     admin.db_app,
+    models.models_app,
 ):
     app.add_command(command)
 

@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 
 from ...config import Settings
-from ...jobs import Store, iso, open_store
+from ...jobs import Download, Store, iso, open_store
 from ...supervision.waiting import Interrupt
 from ...transcription import export
 
@@ -74,3 +74,42 @@ def write(text: str, output: Path | None) -> None:
     except OSError as error:
         fail(f"Could not write {output}: {error.strerror}.")
     err.print(f"Wrote {output}", highlight=False)
+
+
+class DownloadBar:
+    """A model download's progress on stderr: bytes, MB/s and ETA, from its row in the store."""
+
+    def __init__(self) -> None:
+        self._progress = None
+        self._task = None
+
+    def update(self, row: Download) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        if self._progress is None:
+            err.print(f"Downloading the model {row.model} ({row.repo_id})", highlight=False)
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}[/bold]"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+                disable=not err.is_terminal,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(row.model, total=row.bytes_total or None)
+        self._progress.update(self._task, completed=row.bytes_done, total=row.bytes_total or None)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -9,7 +9,7 @@ import click
 
 from ... import actions
 from ...config import Settings
-from ...exceptions import MediaError, TTServiceError
+from ...exceptions import MediaError, RequestError, TTServiceError
 from ...jobs import Job, JobStatus, Runner, Store, TranscribeOptions
 from ...supervision.foreground import run_transcription
 from ...transcription import export, media
@@ -18,6 +18,7 @@ from .common import (
     EXIT_CANCELLED,
     EXIT_FAILED,
     Cancel,
+    DownloadBar,
     err,
     fail,
     json_option,
@@ -48,18 +49,28 @@ def transcribe(
     task: str,
     word_timestamps: bool,
 ) -> None:
-    """Transcribe FILE in a supervised worker; the transcript goes to stdout or -o."""
+    """Transcribe FILE in a supervised worker; the transcript goes to stdout or -o.
+
+    A model not downloaded yet is downloaded first, with its own progress bar.
+    """
     try:
         settings, store = services()
-        options = _options(settings, model, language, task, word_timestamps)
+        options, unavailable = actions.check_request(
+            _options(settings, model, language, task, word_timestamps)
+        )
         path = file.expanduser()
-        job_id = store.create_job(path.name, str(path.resolve()), options, Runner.FOREGROUND)
         try:
             media.check_file(path, settings.max_upload_bytes)
         except MediaError as error:
-            store.transition(job_id, JobStatus.FAILED, error_message=str(error), exit_code=EXIT_BAD_INPUT)
-            fail(str(error), EXIT_BAD_INPUT)
+            unavailable = str(error)
+        job_id = store.create_job(
+            path.name, str(path.resolve()), options, Runner.FOREGROUND, refused=unavailable
+        )
+        if unavailable:
+            fail(unavailable, EXIT_BAD_INPUT)
         job = _run_with_progress(path, options, job_id, settings, store)
+    except RequestError as error:
+        fail(str(error), EXIT_BAD_INPUT)
     except TTServiceError as error:
         fail(str(error))
     _finish(job, fmt, output, store)
@@ -124,12 +135,15 @@ def _run_with_progress(
         transient=True,
         disable=not err.is_terminal,
     )
-    bar = progress.add_task("queued", total=1.0, job=job_id, speed="")
+    bar = progress.add_task("queued", total=1.0, job=job_id, speed="", visible=False)
+    downloading = DownloadBar()
 
     def on_update(job: Job) -> None:
+        downloading.close()
         speed = job.speed()
         progress.update(
             bar,
+            visible=True,
             completed=job.progress,
             description=job.status.value,
             speed=f"{speed:.1f}x realtime" if speed else "",
@@ -143,6 +157,7 @@ def _run_with_progress(
             settings=settings,
             store=store,
             on_update=on_update,
+            on_download=downloading.update,
             cancel=cancel.event,
         )
 
@@ -151,16 +166,27 @@ def _run_with_progress(
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("-m", "--model", help="Model name or local directory.")
 @click.option("-l", "--language", help="Language code; auto-detected if omitted.")
+@click.option(
+    "--task",
+    type=click.Choice(["transcribe", "translate"]),
+    default="transcribe",
+    help="transcribe or translate.",
+)
 @json_option('{"id": N}')
-def submit(file: Path, model: str | None, language: str | None, as_json: bool) -> None:
-    """Queue FILE for the running service and print the job id."""
+def submit(file: Path, model: str | None, language: str | None, task: str, as_json: bool) -> None:
+    """Queue FILE for the running service and print the job id.
+
+    A model not downloaded yet is downloaded by the service; the job waits queued meanwhile.
+    """
     from ...supervision.service import running_service
 
     try:
         settings, store = services()
-        options = _options(settings, model, language, "transcribe", False)
+        options = _options(settings, model, language, task, False)
         job_id = actions.submit_file(store, settings, file, options)
         job = store.get_job(job_id)
+    except RequestError as error:
+        fail(str(error), EXIT_BAD_INPUT)
     except TTServiceError as error:
         fail(str(error))
     if job.status is JobStatus.FAILED:

@@ -71,12 +71,14 @@ class Lifecycle:
         )
         return cur.rowcount == 1
 
-    def set_media_info(self, job_id: int, duration: float, language: str | None) -> None:
+    def set_media_info(
+        self, job_id: int, duration: float, language: str | None, probability: float | None = None
+    ) -> None:
         with self.db.transaction() as conn:
             conn.execute(
-                "UPDATE transcription_jobs SET media_duration = ?, detected_language = ?"
-                " WHERE id = ? AND status = ?",
-                (duration, language, job_id, JobStatus.PROCESSING.value),
+                "UPDATE transcription_jobs SET media_duration = ?, detected_language = ?,"
+                " language_probability = coalesce(?, language_probability) WHERE id = ? AND status = ?",
+                (duration, language, probability, job_id, JobStatus.PROCESSING.value),
             )
 
     def add_segments(

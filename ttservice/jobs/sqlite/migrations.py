@@ -112,11 +112,44 @@ def _v4_lighter_heartbeat(conn: Any) -> None:
     conn.execute("DROP INDEX IF EXISTS idx_jobs_status_heartbeat")
 
 
+def _v5_models(conn: Any) -> None:
+    if "language_probability" not in _columns(conn, "transcription_jobs"):
+        conn.execute("ALTER TABLE transcription_jobs ADD COLUMN language_probability REAL")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS model_downloads (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          model TEXT NOT NULL,
+          repo_id TEXT NOT NULL,
+          status TEXT NOT NULL,
+          runner TEXT NOT NULL,
+          bytes_done INTEGER NOT NULL DEFAULT 0,
+          bytes_total INTEGER,
+          started_bytes INTEGER NOT NULL DEFAULT 0,
+          error_message TEXT,
+          process_id INTEGER,
+          process_create_time REAL,
+          log_file_path TEXT,
+          last_heartbeat REAL,
+          created_at REAL,
+          started_at REAL,
+          finished_at REAL,
+          stop_requested_at REAL
+        )"""
+    )
+    # One download per repo at a time, however many jobs wait for it: the database refuses a second.
+    conn.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS idx_downloads_one_active ON model_downloads(repo_id)"
+        " WHERE status = 'processing'"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_downloads_repo ON model_downloads(repo_id, id)")
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [
     _v1_jobs_and_segments,
     _v2_leases_and_search,
     _v3_resume,
     _v4_lighter_heartbeat,
+    _v5_models,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -27,17 +27,21 @@ class JobQueries:
         options: TranscribeOptions,
         runner: Runner = Runner.SERVICE,
         now: float | None = None,
+        refused: str | None = None,
     ) -> int:
+        now = now or time.time()
         values: dict[str, Any] = {
             "original_filename": filename,
             "media_path": media_path,
-            "status": JobStatus.QUEUED.value,
+            "status": (JobStatus.FAILED if refused else JobStatus.QUEUED).value,
             "model": options.model,
             "language": options.language,
             "options_json": options.to_json(),
             "runner": runner.value,
-            "created_at": now or time.time(),
+            "created_at": now,
         }
+        if refused:  # a submission refused at once: on record, never started
+            values.update(error_message=refused, exit_code=2, finished_at=now)
         for name, kind in self._legacy_required.items():
             mirror = {"filename": filename, "file_path": media_path}.get(name)
             values[name] = mirror if mirror is not None else (0 if "INT" in kind else "")
@@ -48,7 +52,7 @@ class JobQueries:
                 f"INSERT INTO transcription_jobs ({cols}) VALUES ({marks})", list(values.values())
             )
             job_id = int(cur.lastrowid)
-        if runner is Runner.SERVICE:
+        if runner is Runner.SERVICE and not refused:
             self._ring_queued()
         return job_id
 
@@ -111,6 +115,13 @@ class JobQueries:
             (JobStatus.QUEUED.value, runner.value),
         )
         return rows[0]["id"] if rows else None
+
+    def queued_jobs(self, runner: Runner, limit: int = 100) -> list[int]:
+        rows = self.db.read(
+            "SELECT id FROM transcription_jobs WHERE status = ? AND runner = ? ORDER BY id LIMIT ?",
+            (JobStatus.QUEUED.value, runner.value, limit),
+        )
+        return [r["id"] for r in rows]
 
     def unfinished_uploads(self, older_than: float) -> list[int]:
         rows = self.db.read(
@@ -217,6 +228,7 @@ def row_to_job(row: sqlite3.Row) -> Job:
         last_progress_at=data.get("last_progress_at"),
         stop_requested_at=data.get("stop_requested_at"),
         detected_language=data.get("detected_language"),
+        language_probability=data.get("language_probability"),
         lease_renewed_at=data.get("lease_renewed_at"),
         resumed_from=data.get("resumed_from") or 0.0,
     )

@@ -1,9 +1,10 @@
 """`SQLiteStore`: the Store interface over one SQLite file in the data directory.
 
-The store's queries live by concern in `queries` (reads, create, delete) and
-`lifecycle` (a job's run); this module opens the file, migrates it, and holds
-what is SQLite's alone: the queue FIFO (`bell`), the disk reserve (`reserve`),
-and the change mark read from the file's own metadata.
+The store's queries live by concern in `queries` (reads, create, delete),
+`lifecycle` (a job's run) and `downloads` (model downloads); this module opens
+the file, migrates it, and holds what is SQLite's alone: the queue FIFO
+(`bell`), the disk reserve (`reserve`), and the change mark read from the
+file's own metadata.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from ...exceptions import StoreError
 from . import migrations
 from .bell import QueueBell, bell_path, ring
 from .connection import Database, connect, user_error
+from .downloads import Downloads
 from .lifecycle import Lifecycle
 from .queries import JobQueries
 from .reserve import DiskReserve
 
 
-class SQLiteStore(JobQueries, Lifecycle):
+class SQLiteStore(JobQueries, Lifecycle, Downloads):
     """Jobs and segments in `transcription_jobs` / `transcription_segments`."""
 
     def __init__(self, db_path: Path, backup_dir: Path | None = None, migrate: bool = True):

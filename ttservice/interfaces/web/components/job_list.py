@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from ttservice import actions
 from ttservice.exceptions import TTServiceError
 from ttservice.interfaces.web import services
 
@@ -23,6 +24,8 @@ def job_progress_list(mine: list[dict]) -> None:
             label += f" · {speed:.1f}x realtime"
         st.markdown(label)
         st.progress(min(max(job.progress, 0.0), 1.0))
+        if (waiting := actions.models.waiting_for(store, job)) is not None:
+            st.caption(waiting[0])
         if job.error:
             st.error(job.error)
         st.page_link("views/history.py", label=f"Open job {job.id} in History", query_params={"job": job.id})

@@ -4,7 +4,9 @@ import re
 
 import streamlit as st
 
+from ttservice import actions
 from ttservice.interfaces.web import services
+from ttservice.interfaces.web.components.downloads import describe
 from ttservice.jobs import JobStatus
 from ttservice.transcription import export
 
@@ -33,7 +35,10 @@ def live_panel(job_id: int) -> None:
         st.subheader("Live Logs")
         cpu, mem, elapsed, speed = st.columns(4)
         cpu.metric("CPU", f"{status.cpu_percent:.1f}%")
-        mem.metric("Memory", f"{status.memory_mb:.0f} MB")
+        memory = f"{status.memory_mb:.0f} MB"
+        if status.gpu_bytes is not None:
+            memory += f" · GPU {status.gpu_bytes / 2**20:.0f} MB"
+        mem.metric("Memory", memory)
         elapsed.metric("Elapsed", export.clock(status.elapsed))
         speed_value = job.speed()
         speed.metric("Speed", f"{speed_value:.1f}x realtime" if speed_value else "-")
@@ -42,7 +47,12 @@ def live_panel(job_id: int) -> None:
             min(max(job.progress, 0.0), 1.0),
             text=f"{job.progress:.0%} · {chunk or 'starting'} · ETA {export.clock(eta)}",
         )
-        if job.status is JobStatus.QUEUED:
+        waiting = actions.models.waiting_for(store, job)
+        if waiting is not None:
+            st.info(waiting[0])
+            if waiting[1] is not None:
+                st.progress(waiting[1].progress, text=f"{waiting[1].model} · {describe(waiting[1])}")
+        elif job.status is JobStatus.QUEUED:
             st.info("Waiting for a free slot; the service starts it as soon as one frees up.")
         elif not status.alive:
             st.warning(f"The worker is not running ({status.note}); the next sweep will record its end.")

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from ttservice import actions
 from ttservice.exceptions import TTServiceError
 from ttservice.interfaces.web import services
 from ttservice.interfaces.web.components.cleanup import cleanup_button
@@ -26,8 +27,7 @@ def show_job(job_id: int) -> None:
     st.title(f"Job {job.id}: {job.filename or '(unnamed)'}")
     st.markdown(
         f"{services.BADGES[job.status]} · model {job.options.model or '-'} · "
-        f"language {job.detected_language or job.options.language or 'auto'} · "
-        f"audio {export.clock(job.duration)}"
+        f"language {services.language_of(job)} · audio {export.clock(job.duration)}"
     )
     if job.finished:
         finished_view(job)
@@ -59,6 +59,8 @@ def show_list() -> None:
         cols[0].write(str(job.id))
         stalled = job.stalled(services.settings().stall_timeout)
         cols[1].markdown(services.BADGES[job.status] + (" :orange-badge[stalled]" if stalled else ""))
+        if (waiting := actions.models.waiting_for(store, job)) is not None:
+            cols[1].caption(waiting[0])
         cols[2].write(job.filename or "-")
         cols[3].write((iso(job.created_at) or "-").replace("T", " ").replace("+00:00", " UTC"))
         cols[4].write(export.clock(job.duration))

@@ -3,15 +3,21 @@
 import streamlit as st
 
 from ttservice import actions
+from ttservice.exceptions import RequestError
 from ttservice.interfaces.web import services
 from ttservice.interfaces.web.components.job_list import job_progress_list
 from ttservice.jobs import TranscribeOptions
+from ttservice.models.languages import LANGUAGES
 
 MEDIA_TYPES = ["wav", "mp3", "m4a", "flac", "ogg", "opus", "aac", "wma", "mp4", "mkv", "mov", "webm", "avi"]
-LANGUAGES = {"Auto-detect": None, "English": "en", "Thai": "th", "Chinese": "zh", "Japanese": "ja"}
+AUTO = "auto"
 
 settings = services.settings()
+store = services.store()
 st.title("Transcribe")
+models = actions.models.installed_names(store, settings)
+if settings.model not in models:
+    models.append(settings.model)  # the configured default, downloaded when a job first needs it
 
 with st.form("transcribe", clear_on_submit=True):
     files = st.file_uploader(
@@ -20,12 +26,22 @@ with st.form("transcribe", clear_on_submit=True):
         accept_multiple_files=True,
     )
     left, right = st.columns(2)
-    model = left.text_input("Model (name or local folder)", value=settings.model)
-    language = right.selectbox("Language", list(LANGUAGES))
+    model = left.selectbox(
+        "Model",
+        models,
+        index=models.index(settings.model),
+        help="The models on this machine; the Models page downloads others.",
+    )
+    language = right.selectbox(
+        "Language",
+        [AUTO, *LANGUAGES],
+        format_func=lambda code: "Auto-detect" if code == AUTO else f"{LANGUAGES[code]} ({code})",
+    )
     task = left.radio("Task", ["transcribe", "translate"], horizontal=True)
     words = right.checkbox("Word timestamps")
     lease = st.checkbox("Stop this job if I leave the page")
     started = st.form_submit_button("Start transcription", type="primary")
+services.page_link("views/models.py", "Get another model", "models", icon=":material/download:")
 
 if started:
     if not files:
@@ -33,17 +49,19 @@ if started:
     else:
         options = TranscribeOptions.from_settings(
             settings,
-            model=model.strip() or None,
-            language=LANGUAGES[language],
+            model=model,
+            language=None if language == AUTO else language,
             task=task,
             word_timestamps=words,
         )
         mine = st.session_state.setdefault("my_jobs", [])
-        for upload in files:
-            job_id = actions.submit_upload(
-                services.store(), settings, upload.name, upload.getvalue(), options, lease
-            )
-            mine.append({"id": job_id, "lease": lease})
+        try:
+            for upload in files:
+                data = upload.getvalue()
+                job_id = actions.submit_upload(store, settings, upload.name, data, options, lease)
+                mine.append({"id": job_id, "lease": lease})
+        except RequestError as error:
+            st.error(str(error))
 
 if st.session_state.get("my_jobs"):
     st.subheader("Your jobs")

@@ -9,10 +9,10 @@ import shutil
 import unicodedata
 from pathlib import Path
 
-from .config import Settings
-from .exceptions import MediaError, TTServiceError
-from .jobs import Job, JobStatus, Runner, Store, TranscribeOptions, logs
-from .transcription import media
+from ..config import Settings
+from ..exceptions import MediaError, ModelError, TTServiceError
+from ..jobs import Job, JobStatus, Runner, Store, TranscribeOptions, logs
+from ..transcription import media
 
 MAX_NAME = 120
 
@@ -43,9 +43,13 @@ def submit_upload(
     """Store an uploaded file under the data dir and queue a job for the service.
 
     Size is checked before anything is written; a refused upload still leaves a
-    failed job with the reason, as every bad input does.
+    failed job with the reason, as every bad input does. A language or task the
+    model cannot do is refused (RequestError) before any job exists.
     """
     safe = sanitize_filename(name)
+    options, unavailable = check_request(options)
+    if unavailable:
+        return store.create_job(safe, None, options, Runner.UPLOAD, refused=unavailable)
     job_id = store.create_job(safe, None, options, Runner.UPLOAD)  # not started before it is saved
     if lease:
         store.renew_lease(job_id)
@@ -71,14 +75,39 @@ def submit_upload(
 
 
 def submit_file(store: Store, settings: Settings, path: Path, options: TranscribeOptions) -> int:
-    """Queue a file on disk (used in place, not copied) for the service."""
+    """Queue a file on disk (used in place, not copied) for the service.
+
+    A language or task the model cannot do is refused (RequestError) before any job
+    exists; a bad file or a model that cannot be had gives a job failed at once.
+    """
     path = path.expanduser()
-    job_id = store.create_job(path.name, str(path.resolve()), options, Runner.SERVICE)
+    options, unavailable = check_request(options)
     try:
         media.check_file(path, settings.max_upload_bytes)
     except MediaError as error:
-        store.transition(job_id, JobStatus.FAILED, error_message=str(error), exit_code=2)
-    return job_id
+        unavailable = str(error)
+    return store.create_job(path.name, str(path.resolve()), options, Runner.SERVICE, refused=unavailable)
+
+
+def check_request(options: TranscribeOptions) -> tuple[TranscribeOptions, str | None]:
+    """The options made exact (the language as a code, a folder absolute), and why the model
+    cannot be had (None if it can: on disk, or on the hub to download).
+
+    Raises RequestError for what no model could fix: an unknown language or task, or one
+    the model cannot do.
+    """
+    from ..models import hub, requests
+    from ..transcription import device
+
+    try:
+        options, ref, folder = requests.checked(options)
+        if folder is None and ref.kind == "hub":
+            hub.check_remote(ref)
+        if options.device != "auto":
+            device.resolve(options.device, options.device_index, options.compute_type)
+    except ModelError as error:
+        return options, str(error)
+    return options, None
 
 
 def rerun(store: Store, job_id: int) -> int:

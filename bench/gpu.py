@@ -1,0 +1,72 @@
+"""The GPU benchmark that bench/gpu.sh runs (with TTSERVICE_DEVICE=cuda and CUDA's libraries found).
+
+Three minutes of real speech (../shared/data/jfk.wav sixteen times, a second of silence between),
+transcribed by `ttservice transcribe` and by bench/bare.py, alternately, three runs each: the
+×realtime of each, their ratio and the WER difference. A model other than tiny.en: pass its name
+or folder (`bench/gpu.sh base`, which must be downloaded, or a local folder).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.run import wer  # noqa: E402
+from tests.conftest import JFK_TXT, JFK_WAV  # noqa: E402
+from tests.speech import write_wav  # noqa: E402
+from ttservice.transcription import device  # noqa: E402
+
+TIMES, RUNS = 16, 3
+
+
+def speech(dest: Path) -> tuple[Path, float, str]:
+    with wave.open(str(JFK_WAV)) as w:
+        rate = w.getframerate()
+        samples = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
+    piece = np.concatenate([samples, np.zeros(rate, np.float32)])
+    audio = np.tile(piece, TIMES)
+    return write_wav(dest, audio, rate), len(audio) / rate, " ".join([JFK_TXT.read_text().strip()] * TIMES)
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return time.perf_counter() - start, out.stdout
+
+
+def main() -> None:
+    found = device.resolve(os.environ.get("TTSERVICE_DEVICE", "cuda"))  # one sentence if there is no GPU
+    model = sys.argv[1] if len(sys.argv) > 1 else "tiny.en"
+    with tempfile.TemporaryDirectory(prefix="ttservice-gpu-") as tmp:
+        audio, seconds, reference = speech(Path(tmp) / "three_minutes.wav")
+        env = dict(os.environ, TTSERVICE_DATA_DIR=str(Path(tmp) / "data"), TTSERVICE_MODEL=model)
+        py = sys.executable
+        ours, bare = [], []
+        for _ in range(RUNS):
+            ours.append(timed([py, "-m", "ttservice", "transcribe", str(audio)], env))
+            bare.append(timed([py, str(ROOT / "bench" / "bare.py"), str(audio)], env))
+    speed = {
+        name: seconds / statistics.median(w for w, _ in runs)
+        for name, runs in (("ours", ours), ("bare", bare))
+    }
+    errors = {name: wer(reference, runs[-1][1]) for name, runs in (("ours", ours), ("bare", bare))}
+    print(f"GPU benchmark: {model} on {found.describe()}, {seconds:.0f} s of speech, median of {RUNS} runs")
+    print(f"  ttservice transcribe  {speed['ours']:7.1f} x realtime   WER {errors['ours']:.1%}")
+    print(f"  bare faster-whisper   {speed['bare']:7.1f} x realtime   WER {errors['bare']:.1%}")
+    print(f"  wall-time ratio ours / bare {speed['bare'] / speed['ours']:.3f}")
+    print(f"  WER difference {100 * (errors['ours'] - errors['bare']):+.1f} points")
+
+
+if __name__ == "__main__":
+    main()

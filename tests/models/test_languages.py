@@ -1,0 +1,94 @@
+"""Honest language and task, with a real multilingual model (Whisper base) and the bundled tiny.en."""
+
+import subprocess
+
+import pytest
+
+from ttservice.jobs import JobStatus
+
+from ..conftest import JFK_TXT, JFK_WAV, ttservice
+from ..conftest import words as words_of
+
+pytestmark = pytest.mark.model
+
+THAI = "สวัสดีครับ ยินดีต้อนรับ"  # espeak-ng's Thai is too poor for detection and words: assert the script
+
+
+def thai_share(text: str) -> float:
+    letters = [c for c in text if c.isalpha()]
+    return sum("\u0e00" <= c <= "\u0e7f" for c in letters) / max(len(letters), 1)
+
+
+@pytest.fixture(scope="module")
+def thai_speech(tmp_path_factory):
+    path = tmp_path_factory.mktemp("thai") / "thai.wav"
+    subprocess.run(["espeak-ng", "-v", "th", "-s", "150", "-w", str(path), THAI], check=True)
+    return path
+
+
+def test_auto_detect_finds_english_with_its_probability(settings, store, base_model_dir):
+    run = ttservice(settings, "transcribe", str(JFK_WAV), "--model", str(base_model_dir))
+    assert run.returncode == 0, run.stderr
+    assert words_of(run.stdout) == words_of(JFK_TXT.read_text())
+    job = store.list_jobs()[0]
+    assert job.detected_language == "en" and 0.5 < job.language_probability <= 1.0
+    shown = ttservice(settings, "show", str(job.id))
+    assert "detected_language: en" in shown.stdout and "language_probability: 0." in shown.stdout
+
+
+def test_thai_with_a_multilingual_model_comes_out_in_thai_script(
+    settings, store, base_model_dir, thai_speech
+):
+    run = ttservice(
+        settings, "transcribe", str(thai_speech), "--model", str(base_model_dir), "--language", "th"
+    )
+    assert run.returncode == 0, run.stderr
+    assert thai_share(run.stdout) > 0.9, run.stdout
+    job = store.list_jobs()[0]
+    assert job.options.language == "th" and job.language_probability is None  # given, not detected
+
+
+def test_the_translate_task_runs(settings, store, base_model_dir, thai_speech):
+    model = str(base_model_dir)
+    run = ttservice(
+        settings, "transcribe", str(thai_speech), "--model", model, "-l", "th", "--task", "translate"
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() and thai_share(run.stdout) < 0.1  # into English, not Thai
+    assert store.list_jobs()[0].options.task == "translate"
+
+
+@pytest.mark.parametrize(
+    "args, sentence",
+    [
+        (
+            ["--language", "th"],
+            "The model tiny.en is English-only, so it cannot transcribe Thai; choose a multilingual",
+        ),
+        (
+            ["--task", "translate"],
+            "The model tiny.en is English-only, so it cannot translate; choose a multilingual",
+        ),
+        (["--language", "xx"], "'xx' is not a language Whisper knows"),
+    ],
+)
+def test_what_a_model_cannot_do_is_refused_before_any_job(settings, store, args, sentence):
+    for command in ("transcribe", "submit"):
+        run = ttservice(settings, command, str(JFK_WAV), "--model", "tiny.en", *args)
+        assert run.returncode == 2 and sentence in run.stderr and "Traceback" not in run.stderr
+    assert store.count_jobs() == 0
+
+
+def test_an_english_only_model_whose_name_cannot_tell_is_refused_by_the_worker(
+    hub, settings, store, tiny_en_dir
+):
+    from ..hub_server import Repo
+
+    hub.repos["someone/whisper-tiny-ct2"] = Repo("someone/whisper-tiny-ct2", tiny_en_dir)
+    run = ttservice(settings, "transcribe", str(JFK_WAV), "--model", "someone/whisper-tiny-ct2", "-l", "th")
+    assert run.returncode == 2, run.stderr
+    job = store.list_jobs()[0]
+    assert job.status is JobStatus.FAILED and store.segments(job.id) == []
+    assert "someone/whisper-tiny-ct2 is English-only, so it cannot transcribe Thai" in job.error
+    again = ttservice(settings, "submit", str(JFK_WAV), "--model", "someone/whisper-tiny-ct2", "-l", "th")
+    assert again.returncode == 2 and "is English-only" in again.stderr  # now on disk: refused at once

@@ -1,0 +1,85 @@
+"""The Models page, and what the other pages show of models: AppTests over a real store and a local hub."""
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from ttservice.jobs import JobStatus, Runner, TranscribeOptions
+from ttservice.models import catalog, download
+from ttservice.models import hub as cache
+
+from ..conftest import JFK_WAV, REPO, env_for
+from .conftest import BASE_REPO, TINY_REPO
+
+VIEWS = str(REPO / "ttservice" / "interfaces" / "web" / "views") + "/"
+
+
+@pytest.fixture
+def web_env(hub, settings, monkeypatch):
+    for key, value in env_for(settings).items():
+        if key.startswith("TTSERVICE_"):
+            monkeypatch.setenv(key, value)
+    st.cache_resource.clear()
+    yield settings
+    st.cache_resource.clear()
+
+
+def run(page: str, **query) -> AppTest:
+    at = AppTest.from_file(VIEWS + page, default_timeout=30)
+    for key, value in query.items():
+        at.query_params[key] = str(value)
+    return at.run()
+
+
+def test_models_page_lists_models_and_asks_the_service_to_download(web_env, store):
+    at = run("models.py")
+    assert at.title[0].value == "Models"
+    assert "Jobs run on" in at.caption[0].value
+    assert "No TTService is running" in at.warning[0].value
+    shown = [m.value for m in at.markdown]
+    assert ":green-badge[bundled]" in shown and "English only" in shown and "multilingual" in shown
+    at.button(key="download-base").click().run()
+    [row] = store.list_downloads(active_only=True)
+    assert row.repo_id == BASE_REPO and row.runner is Runner.SERVICE and row.process_id is None
+    assert any("Downloading" in s.value for s in at.subheader)
+
+
+def test_models_page_refuses_a_missing_repo_and_adds_a_folder(web_env, store, base_model_dir, settings):
+    at = run("models.py")
+    at.text_input[0].set_value("nobody/nothing")
+    at.button[0].click().run()
+    assert "There is no model nobody/nothing on the hub" in at.error[0].value
+    at.text_input[0].set_value(str(base_model_dir))
+    at.button[0].click().run()
+    assert "Added" in at.success[0].value
+    assert str(base_model_dir) in run("transcribe.py").selectbox[0].options
+
+
+def test_models_page_removes_an_installed_model_after_confirmation(web_env, store):
+    download.fetch(catalog.resolve(TINY_REPO), lambda done, total: None)
+    at = run("models.py")
+    at.button(key=f"remove-{TINY_REPO}").click().run()
+    assert "Remove" in at.warning[-1].value
+    at.button(key=f"yes-remove-{TINY_REPO}").click().run()
+    assert cache.installed_folder(catalog.resolve(TINY_REPO)) is None
+
+
+def test_transcribe_page_offers_installed_models_and_every_language(web_env, store):
+    at = run("transcribe.py")
+    model, language = at.selectbox
+    assert model.value == "tiny.en" and "base" not in model.options
+    assert len(language.options) == 101 and language.options[0] == "Auto-detect"
+    assert "Thai (th)" in language.options
+
+
+def test_history_shows_a_job_waiting_for_its_model(web_env, store):
+    job_id = store.create_job("jfk.wav", str(JFK_WAV), TranscribeOptions(model="base"))
+    download_id, _ = store.start_download("base", BASE_REPO, Runner.SERVICE)
+    store.download_progress(download_id, 50 * 2**20, 100 * 2**20)
+    listed = run("history.py")
+    assert any(
+        "Waiting for the model base to download: 50% (50 of 100 MB)." in c.value for c in listed.caption
+    )
+    panel = run("history.py", job=job_id)
+    assert "Waiting for the model base to download" in panel.info[0].value
+    assert store.get_job(job_id).status is JobStatus.QUEUED

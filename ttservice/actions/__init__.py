@@ -1,0 +1,17 @@
+"""What a user does, whatever the interface: every command, page and route calls these,
+so the rules live here once. `jobs`: submit, resume, re-run, delete; `models`: list,
+download, remove."""
+
+from . import models
+from .jobs import check_request, delete, rerun, resume, sanitize_filename, submit_file, submit_upload
+
+__all__ = [
+    "check_request",
+    "delete",
+    "models",
+    "rerun",
+    "resume",
+    "sanitize_filename",
+    "submit_file",
+    "submit_upload",
+]

@@ -1,0 +1,237 @@
+"""What a user does to models: list, download, stop a download, remove; what a job waits for.
+
+The CLI's `ttservice models ...` and the web app's Models page call these.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..exceptions import ModelError
+from ..jobs import Download, Job, JobStatus, Runner, Store
+from ..models import catalog, hub
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    repo_id: str | None
+    installed: bool
+    path: Path | None
+    size_bytes: int | None
+    multilingual: bool | None  # None: cannot tell before it is downloaded
+    bundled: bool = False
+    download: Download | None = None  # the one running now
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "repo_id": self.repo_id,
+            "installed": self.installed,
+            "path": str(self.path) if self.path else None,
+            "size_bytes": self.size_bytes,
+            "multilingual": self.multilingual,
+            "bundled": self.bundled,
+            "download": self.download.to_dict() if self.download else None,
+        }
+
+
+def list_models(store: Store, settings: Settings) -> list[ModelInfo]:
+    """The bundled model, every known size name, every other Whisper model in the hub cache, and
+    the local folders added on the Models page."""
+    bundled = catalog.resolve(catalog.BUNDLED)
+    found = {i.repo_id: i for i in hub.installed_models()}
+    running = {d.repo_id: d for d in store.list_downloads(active_only=True)}
+    models = [
+        ModelInfo(
+            bundled.name,
+            bundled.repo_id,
+            True,
+            bundled.folder,
+            hub.folder_size(bundled.folder),
+            catalog.multilingual(bundled.folder),
+            bundled=True,
+        )
+    ]
+    named = set()
+    for name, repo in catalog.known_models().items():
+        if name == catalog.BUNDLED:
+            continue
+        named.add(repo)
+        models.append(_info(name, repo, found.get(repo), running.get(repo)))
+    for repo, installed in found.items():
+        if repo not in named:
+            models.append(_info(repo, repo, installed, running.get(repo)))
+    for folder in folders(settings):
+        if folder.is_dir():
+            size = hub.folder_size(folder)
+            models.append(ModelInfo(str(folder), None, True, folder, size, catalog.multilingual(folder)))
+    return models
+
+
+def _info(name: str, repo: str, installed: hub.Installed | None, download: Download | None) -> ModelInfo:
+    if installed is not None:
+        multilingual = catalog.multilingual(installed.folder)
+        return ModelInfo(
+            name, repo, True, installed.folder, installed.size_bytes, multilingual, download=download
+        )
+    english = catalog.english_only_by_name(name)
+    return ModelInfo(
+        name, repo, False, None, None, None if english is None else not english, download=download
+    )
+
+
+def installed_names(store: Store, settings: Settings) -> list[str]:
+    """Names of the models a job can use right now, the bundled one first."""
+    return [m.name for m in list_models(store, settings) if m.installed]
+
+
+def _folders_file(settings: Settings) -> Path:
+    return settings.data_dir / "model-folders.json"
+
+
+def folders(settings: Settings) -> list[Path]:
+    """Local model folders added by hand (used in place, never copied)."""
+    try:
+        return [Path(p) for p in json.loads(_folders_file(settings).read_text())]
+    except (OSError, ValueError):
+        return []
+
+
+def add_folder(settings: Settings, path: str) -> Path:
+    """Remember a local CTranslate2 Whisper folder as a model; one sentence if it is not one."""
+    ref = catalog.resolve(path)
+    if ref.kind != "folder":
+        raise ModelError(f"{path} is not a folder; give a repo id to download instead.")
+    known = folders(settings)
+    if ref.folder not in known:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        _folders_file(settings).write_text(json.dumps([str(p) for p in [*known, ref.folder]], indent=2))
+    return ref.folder
+
+
+def request_download(store: Store, name: str) -> Download | Path:
+    """Ask the service to download a model (the web app's way: its process outlives the page).
+
+    Returns the folder if the model is on disk already, else the download's row; the
+    running service starts it (or joins the one already running).
+    """
+    ref = catalog.resolve(name)
+    folder = hub.installed_folder(ref)
+    if folder is not None:
+        return folder
+    hub.check_remote(ref)
+    download_id, _ = store.start_download(ref.name, ref.repo_id, Runner.SERVICE)
+    return store.get_download(download_id)
+
+
+def download(
+    store: Store,
+    settings: Settings,
+    name: str,
+    on_update: Callable[[Download], None] | None,
+    cancel: threading.Event,
+) -> Path | Download:
+    """Download a model in a supervised process of this command and wait for it.
+
+    Returns the model's folder when it is (or was already) on disk, else the download's
+    row as it ended (failed, or cancelled through `cancel`: its partial files stay).
+    Joins the download another process runs for it, if there is one.
+    """
+    from ..supervision import ProcessManager
+
+    ref = catalog.resolve(name)
+    folder = hub.installed_folder(ref)
+    if folder is not None:
+        return folder
+    hub.check_remote(ref)
+    pm = ProcessManager(store, settings, runner=Runner.FOREGROUND)
+    try:
+        download_id = pm.downloads.ensure(ref)
+        row = pm.downloads.wait(download_id, on_update, cancel)
+        if cancel.is_set() and pm.downloads.children.watches(download_id):
+            pm.downloads.stop(download_id)
+            return store.get_download(download_id)
+        folder = hub.installed_folder(ref)
+        return folder if folder is not None else row
+    finally:
+        pm.shutdown()
+
+
+def stop_download(store: Store, settings: Settings, download_id: int) -> bool:
+    from ..supervision import ProcessManager
+
+    return ProcessManager(store, settings).downloads.stop(download_id)
+
+
+def remove(store: Store, settings: Settings, name: str) -> Path:
+    """Delete a downloaded model (or forget an added folder, leaving its files); refused in one
+    sentence while a job or a download uses it."""
+    ref = catalog.resolve(name)
+    if ref.kind == "bundled":
+        raise ModelError(f"{ref.name} ships with TTService and cannot be removed.")
+    if ref.kind == "folder":
+        if ref.folder not in folders(settings):
+            raise ModelError(
+                f"{ref.name} is a folder of yours; TTService removes only models in the hub cache."
+            )
+        _in_use(store, ref)
+        kept = [str(p) for p in folders(settings) if p != ref.folder]
+        _folders_file(settings).write_text(json.dumps(kept, indent=2))
+        return ref.folder
+    _in_use(store, ref)
+    running = store.latest_download(ref.repo_id)
+    if running is not None and running.status is JobStatus.PROCESSING:
+        raise ModelError(
+            f"The model {ref.name} is being downloaded (download {running.id}); stop that first."
+        )
+    return hub.remove(ref)
+
+
+def _in_use(store: Store, ref: catalog.ModelRef) -> None:
+    users = [j.id for j in _unfinished_jobs(store) if _key_of(j) == _key(ref)]
+    if users:
+        jobs = ", ".join(str(i) for i in users)
+        raise ModelError(
+            f"The model {ref.name} is in use by job {jobs}; stop it or let it finish, then remove the model."
+        )
+
+
+def _unfinished_jobs(store: Store) -> list[Job]:
+    return store.list_jobs(JobStatus.QUEUED, limit=100_000) + store.active_jobs()
+
+
+def _key(ref: catalog.ModelRef) -> str:
+    return ref.repo_id or ref.name
+
+
+def _key_of(job: Job) -> str | None:
+    try:
+        return _key(catalog.resolve(job.options.model))
+    except ModelError:
+        return None
+
+
+def waiting_for(store: Store, job: Job) -> tuple[str, Download | None] | None:
+    """Why a queued job waits for its model, and the download running for it; None if it does not."""
+    if job.status is not JobStatus.QUEUED:
+        return None
+    try:
+        ref = catalog.resolve(job.options.model)
+    except ModelError:
+        return None
+    if ref.kind != "hub" or hub.installed_folder(ref) is not None:
+        return None
+    latest = store.latest_download(ref.repo_id)
+    if latest is None or latest.status is not JobStatus.PROCESSING:
+        return f"Waiting for the model {ref.name} to be downloaded.", None
+    text = f"Waiting for the model {ref.name} to download: {latest.progress:.0%}"
+    if latest.bytes_total:
+        text += f" ({latest.bytes_done / 2**20:.0f} of {latest.bytes_total / 2**20:.0f} MB)"
+    return text + ".", latest

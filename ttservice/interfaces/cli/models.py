@@ -1,0 +1,113 @@
+"""`ttservice models list | download | remove | languages`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ...actions import models as actions
+from ...exceptions import ModelError, TTServiceError
+from ...jobs import JobStatus
+from ...models.languages import LANGUAGES
+from .common import EXIT_BAD_INPUT, EXIT_CANCELLED, Cancel, DownloadBar, err, fail, json_option, out, services
+
+
+@click.group("models")
+def models_app() -> None:
+    """Whisper models: list, download, remove; the languages they know."""
+
+
+def _size(value: int | None) -> str:
+    return f"{value / 2**20:,.0f} MB" if value else "-"
+
+
+def _languages(multilingual: bool | None) -> str:
+    return {True: "multilingual", False: "English only", None: "?"}[multilingual]
+
+
+@models_app.command("list")
+@json_option("a JSON array")
+def list_cmd(as_json: bool) -> None:
+    """Every known and every installed model; where jobs run."""
+    from rich.table import Table
+
+    from ...transcription import device
+
+    try:
+        settings, store = services()
+        rows = actions.list_models(store, settings)
+    except TTServiceError as error:
+        fail(str(error))
+    if as_json:
+        print(json.dumps([m.to_dict() for m in rows], ensure_ascii=False, indent=2))
+        return
+    table = Table("name", "installed", "size", "languages", "repo", "path")
+    for column in table.columns:
+        column.overflow = "fold"
+    for m in rows:
+        state = "bundled" if m.bundled else "yes" if m.installed else "no"
+        if m.download is not None:
+            state = f"downloading {m.download.progress:.0%}"
+        table.add_row(m.name, state, _size(m.size_bytes), _languages(m.multilingual), m.repo_id or "-",
+                      str(m.path or "-"))  # fmt: skip
+    out.print(table)
+    try:
+        where = device.resolve(settings.device, settings.device_index, settings.compute_type).describe()
+    except ModelError as error:
+        where = str(error)
+    out.print(f"Jobs run on {where}.", highlight=False)
+
+
+@models_app.command("download")
+@click.argument("name")
+@json_option("the model's path (or the download's row) as JSON")
+def download_cmd(name: str, as_json: bool) -> None:
+    """Download NAME into the hub cache, with a progress bar; Ctrl-C stops, and the next download
+    continues where it stopped."""
+    cancel = Cancel()
+    bar = DownloadBar()
+    try:
+        settings, store = services()
+        result = actions.download(store, settings, name, bar.update, cancel.event)
+    except ModelError as error:
+        fail(str(error), EXIT_BAD_INPUT)
+    except TTServiceError as error:
+        fail(str(error))
+    finally:
+        bar.close()
+    if isinstance(result, Path):
+        if as_json:
+            print(json.dumps({"name": name, "installed": True, "path": str(result)}))
+        else:
+            err.print(f"The model {name} is ready: {result}", highlight=False)
+        return
+    if as_json:
+        print(json.dumps(result.to_dict()))
+    if result.status is JobStatus.CANCELLED:
+        fail(f"The download of {name} was stopped; download it again to continue it.", EXIT_CANCELLED)
+    fail(result.error or f"The download of {name} did not finish.")
+
+
+@models_app.command("remove")
+@click.argument("name")
+def remove_cmd(name: str) -> None:
+    """Delete a downloaded model (refused while a job uses it)."""
+    try:
+        settings, store = services()
+        folder = actions.remove(store, settings, name)
+    except TTServiceError as error:
+        fail(str(error))
+    err.print(f"Removed {name} ({folder}).", highlight=False)
+
+
+@models_app.command("languages")
+@json_option("a JSON object of code: name")
+def languages_cmd(as_json: bool) -> None:
+    """Every language Whisper knows (for --language)."""
+    if as_json:
+        print(json.dumps(LANGUAGES, indent=2))
+        return
+    for code, language in LANGUAGES.items():
+        out.print(f"{code:<4} {language}", highlight=False)

@@ -1,0 +1,133 @@
+"""SQLite rows of model downloads, `model_downloads` (a part of `SQLiteStore`).
+
+A partial unique index allows one `processing` row per repo: two services, or a
+service and a CLI, asking for the same model at once get the same download.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from ...exceptions import TTServiceError
+from ..record import Download, JobStatus, Runner
+from .connection import Database
+
+ACTIVE = JobStatus.PROCESSING.value
+
+
+class Downloads:
+    db: Database
+
+    def start_download(
+        self, model: str, repo_id: str, runner: Runner, now: float | None = None
+    ) -> tuple[int, bool]:
+        """A new processing download of `repo_id`, or the one already running: (id, created)."""
+        now = now or time.time()
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT id FROM model_downloads WHERE repo_id = ? AND status = ?", (repo_id, ACTIVE)
+            ).fetchone()
+            if row is not None:
+                return row["id"], False
+            cur = conn.execute(  # the look and the insert are one transaction: nobody comes between
+                "INSERT INTO model_downloads (model, repo_id, status, runner, created_at, started_at,"
+                " last_heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (model, repo_id, ACTIVE, runner.value, now, now, now),
+            )
+            return int(cur.lastrowid), True
+
+    def get_download(self, download_id: int) -> Download:
+        rows = self.db.read("SELECT * FROM model_downloads WHERE id = ?", (download_id,))
+        if not rows:
+            raise TTServiceError(f"There is no download {download_id}.")
+        return row_to_download(rows[0])
+
+    def latest_download(self, repo_id: str) -> Download | None:
+        rows = self.db.read(
+            "SELECT * FROM model_downloads WHERE repo_id = ? ORDER BY id DESC LIMIT 1", (repo_id,)
+        )
+        return row_to_download(rows[0]) if rows else None
+
+    def list_downloads(self, active_only: bool = False, limit: int = 50) -> list[Download]:
+        where = "WHERE status = ?" if active_only else ""
+        rows = self.db.read(
+            f"SELECT * FROM model_downloads {where} ORDER BY id DESC LIMIT ?",
+            (ACTIVE, limit) if active_only else (limit,),
+        )
+        return [row_to_download(r) for r in rows]
+
+    def register_download_process(
+        self, download_id: int, pid: int | None, create_time: float | None, log_path: str | None
+    ) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE model_downloads SET process_id = ?, process_create_time = ?, log_file_path = ?"
+                " WHERE id = ?",
+                (pid, create_time, log_path, download_id),
+            )
+
+    def download_progress(
+        self,
+        download_id: int,
+        done: int,
+        total: int | None,
+        started: int | None = None,
+        now: float | None = None,
+    ) -> bool:
+        """Record bytes on disk (and the heartbeat); False once the download is no longer running."""
+        cur = self.db.execute(
+            "UPDATE model_downloads SET bytes_done = ?, bytes_total = coalesce(?, bytes_total),"
+            " started_bytes = coalesce(?, started_bytes), last_heartbeat = ? WHERE id = ? AND status = ?",
+            (done, total, started, now or time.time(), download_id, ACTIVE),
+        )
+        return cur.rowcount == 1
+
+    def download_heartbeat(self, download_id: int, now: float | None = None) -> bool:
+        cur = self.db.execute(
+            "UPDATE model_downloads SET last_heartbeat = ? WHERE id = ? AND status = ?",
+            (now or time.time(), download_id, ACTIVE),
+        )
+        return cur.rowcount == 1
+
+    def finish_download(
+        self, download_id: int, status: JobStatus, error: str | None = None, now: float | None = None
+    ) -> bool:
+        """End a running download as `status`; False if it had ended already."""
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE model_downloads SET status = ?, error_message = ?, finished_at = ?"
+                " WHERE id = ? AND status = ?",
+                (status.value, error, now or time.time(), download_id, ACTIVE),
+            )
+            return cur.rowcount == 1
+
+    def request_download_stop(self, download_id: int, now: float | None = None) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE model_downloads SET stop_requested_at = ? WHERE id = ? AND stop_requested_at IS NULL",
+                (now or time.time(), download_id),
+            )
+
+
+def row_to_download(row: sqlite3.Row) -> Download:
+    data = dict(row)
+    return Download(
+        id=data["id"],
+        model=data["model"],
+        repo_id=data["repo_id"],
+        status=JobStatus.parse(data["status"]),
+        runner=Runner(data["runner"]),
+        bytes_done=data["bytes_done"] or 0,
+        bytes_total=data["bytes_total"],
+        error=data["error_message"],
+        process_id=data["process_id"],
+        process_create_time=data["process_create_time"],
+        log_file_path=data["log_file_path"],
+        last_heartbeat=data["last_heartbeat"],
+        created_at=data["created_at"],
+        started_at=data["started_at"],
+        finished_at=data["finished_at"],
+        stop_requested_at=data["stop_requested_at"],
+        started_bytes=data["started_bytes"] or 0,
+    )

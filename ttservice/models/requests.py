@@ -1,0 +1,53 @@
+"""What a request may ask of a model: refused in one sentence before any job exists.
+
+An English-only model given another language, or the translate task, would
+quietly transcribe English and call it done; TTService refuses instead, naming
+a multilingual model to use. The same rule runs again in the worker on the
+model it loaded, for the models whose name could not tell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from ..exceptions import RequestError
+from ..jobs import TranscribeOptions
+from . import catalog, hub
+from .languages import language_code, language_name
+
+TASKS = ("transcribe", "translate")
+
+
+def refusal(model: str, english_only: bool | None, language: str | None, task: str) -> str | None:
+    """Why `model` cannot do this, in one sentence; None when it can (or when nobody can tell yet)."""
+    if not english_only:
+        return None
+    if task == "translate":
+        return (
+            f"The model {model} is English-only, so it cannot translate; choose a multilingual"
+            f" model such as {catalog.MULTILINGUAL_EXAMPLES}."
+        )
+    if language not in (None, "en"):
+        return (
+            f"The model {model} is English-only, so it cannot transcribe {language_name(language)};"
+            f" choose a multilingual model such as {catalog.MULTILINGUAL_EXAMPLES}."
+        )
+    return None
+
+
+def checked(options: TranscribeOptions) -> tuple[TranscribeOptions, catalog.ModelRef, Path | None]:
+    """The options with the language as a code, the model they name and its folder if installed.
+
+    Raises RequestError (an unknown language or task, a model that cannot do the task)
+    or ModelError (a name or folder that is no model) before any job exists.
+    """
+    if options.task not in TASKS:
+        raise RequestError(f"{options.task!r} is not a task; use transcribe or translate.")
+    language = language_code(options.language)
+    ref = catalog.resolve(options.model)
+    folder = hub.installed_folder(ref)
+    reason = refusal(ref.name, catalog.english_only(ref, folder), language, options.task)
+    if reason:
+        raise RequestError(reason)
+    return replace(options, language=language, model=ref.name), ref, folder

@@ -1,0 +1,205 @@
+"""Model downloads, supervised as jobs are: a process each, watched, stoppable, swept.
+
+The store allows one running download per repo, so a service and a CLI (or
+many jobs) asking for the same model share one. A download always ends with the
+process that started it (its ParentWatch); the partial files stay and the next
+download continues them. The ProcessManager owns one `ModelDownloads`; its
+monitor collects their exits and sweeps them with the jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..config import WORKER_PARENT_ENV
+from ..exceptions import TTServiceError
+from ..jobs import Download, Job, JobStatus, Runner, logs
+from ..models import catalog, hub
+from ..models.catalog import ModelRef
+from . import proctree
+from .children import Children
+from .waiting import Interrupt, wait_readable
+
+if TYPE_CHECKING:
+    from .process_manager import ProcessManager
+
+log = logging.getLogger(__name__)
+
+FETCHER_MODULE = "ttservice.supervision.fetcher"
+WAIT_LOOK = 0.5  # seconds between looks at a download this process does not watch
+
+
+class ModelDownloads:
+    def __init__(self, pm: ProcessManager) -> None:
+        self.pm = pm
+        self.children = Children()
+
+    @property
+    def store(self):
+        return self.pm.store
+
+    def ready_for(self, job: Job) -> bool:
+        """True when the job's model is on disk; else its download is started (or it failed).
+
+        A job fails when the model's download ended in failure or was stopped after
+        the job was queued: it is never left waiting for a download that will not come.
+        """
+        try:
+            ref = catalog.resolve(job.options.model)
+        except TTServiceError as error:
+            self.store.transition(job.id, JobStatus.FAILED, error_message=str(error), exit_code=2)
+            return False
+        if ref.kind != "hub" or hub.installed_folder(ref) is not None:
+            return True
+        latest = self.store.latest_download(ref.repo_id)
+        if latest is not None and latest.status is JobStatus.PROCESSING:
+            return False
+        after_job = latest is not None and (latest.finished_at or 0) >= (job.created_at or 0)
+        if after_job and latest.status in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.COMPLETED):
+            self.store.transition(job.id, JobStatus.FAILED, error_message=not_downloaded(ref, latest))
+            return False
+        self.ensure(ref)  # none yet, or the last one was interrupted: this one continues it
+        return False
+
+    def ensure(self, ref: ModelRef) -> int:
+        """The running download of the model's repo, started here if there is none; its id."""
+        download_id, created = self.store.start_download(ref.name, ref.repo_id, self.pm.runner)
+        if created:
+            self._spawn(download_id)
+        return download_id
+
+    def start_requested(self) -> list[int]:
+        """Start the downloads asked of the service (the web app's): running rows with no process yet."""
+        started = []
+        ours = self.children.own_ids()
+        for row in self.store.list_downloads(active_only=True):
+            if row.runner is Runner.SERVICE and row.process_id is None and row.id not in ours:
+                self._spawn(row.id)
+                started.append(row.id)
+        return started
+
+    def _spawn(self, download_id: int) -> None:
+        path = logs.download_log_path(self.pm.settings.log_dir, download_id)
+        env = self.pm.worker_env()
+        env[WORKER_PARENT_ENV] = str(os.getpid())  # a download ends with whoever started it
+        cmd = [sys.executable, "-m", FETCHER_MODULE, str(download_id)]
+        try:
+            process = proctree.spawn(cmd, path, env)
+        except OSError as error:
+            self.store.finish_download(
+                download_id, JobStatus.FAILED, f"The download process could not be started: {error}."
+            )
+            return
+        self.children.add(download_id, process)
+        self.pm.monitor.wake.ring()
+        started = proctree.create_time(process.pid)
+        self.store.register_download_process(download_id, process.pid, started, str(path))
+        log.info("download %s: started pid %s", download_id, process.pid)
+
+    def collect_exited(self) -> None:
+        """Record the end of every download process of ours that exited without recording it."""
+        exited, _ = self.children.collect_exited()
+        for download_id, process in exited:
+            row = self.store.get_download(download_id)
+            if row.status is JobStatus.PROCESSING:
+                self._finalize(row, proctree.describe_exit(process.returncode, "download process"))
+            log.info("download %s: exited with %s", download_id, process.returncode)
+
+    def _finalize(self, row: Download, why: str) -> None:
+        if row.stop_requested_at is not None:
+            self.store.finish_download(row.id, JobStatus.CANCELLED, "The download was stopped.")
+            return
+        sentence = why[0].upper() + why[1:].rstrip(".") + "."
+        self.store.finish_download(row.id, JobStatus.FAILED, sentence)
+
+    def _live(self, row: Download):
+        if row.process_id is None or row.process_create_time is None:
+            return None
+        proc, _ = proctree.find(proctree.Identity(row.process_id, row.process_create_time))
+        return proc
+
+    def stop(
+        self, download_id: int, final: JobStatus = JobStatus.CANCELLED, reason: str | None = None
+    ) -> bool:
+        """Stop a running download (its partial files stay); False if it had ended."""
+        row = self.store.get_download(download_id)
+        if row.status is not JobStatus.PROCESSING:
+            return False
+        self.store.request_download_stop(download_id)
+        proc = self._live(row)
+        if proc is not None:
+            proctree.kill_tree(proc, self.pm.settings.kill_grace, self.children.reap)
+        process = self.children.forget(download_id)
+        if process is not None:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        return self.store.finish_download(download_id, final, reason or "The download was stopped.")
+
+    def sweep(self, now: float | None = None) -> list[tuple[int, str]]:
+        """Finish running downloads whose process is gone, or silent for the orphan timeout."""
+        now = now or time.time()
+        finished = []
+        ours = self.children.own_ids()
+        for row in self.store.list_downloads(active_only=True):
+            if row.id in ours:
+                continue
+            proc = self._live(row)
+            quiet = now - (row.last_heartbeat or row.started_at or 0)
+            if proc is not None and quiet <= self.pm.settings.orphan_timeout:
+                continue
+            if proc is None and row.process_id is None and quiet <= self.pm.settings.orphan_timeout:
+                continue  # its process is being started, or the service is asked to start it
+            if proc is not None:
+                proctree.kill_tree(proc, self.pm.settings.kill_grace)
+                why = f"no heartbeat for {quiet:.0f} s, so the download process was stopped"
+            else:
+                why = "the download process ended without finishing"
+            self._finalize(row, why)
+            finished.append((row.id, why))
+        return finished
+
+    def shutdown(self) -> None:
+        """Stop the downloads this manager started: they end with it (their files stay for later)."""
+        for download_id in self.children.job_ids():
+            self.stop(
+                download_id,
+                JobStatus.INTERRUPTED,
+                "Interrupted because TTService was shut down; the next download continues it.",
+            )
+
+    def wait(
+        self,
+        download_id: int,
+        on_update: Callable[[Download], None] | None,
+        cancel: threading.Event,
+    ) -> Download:
+        """Wait for a download to end (ours or another process's), reporting its progress."""
+        while True:
+            row = self.store.get_download(download_id)
+            if on_update is not None:
+                on_update(row)
+            if row.finished or cancel.is_set():
+                return row
+            fd = self.children.exit_fd(download_id)
+            wake = [cancel.fileno()] if isinstance(cancel, Interrupt) else []
+            try:
+                wait_readable([*([fd] if fd is not None else []), *wake], WAIT_LOOK)
+            finally:
+                if fd is not None:
+                    os.close(fd)
+            self.collect_exited()
+
+
+def not_downloaded(ref: ModelRef, row: Download) -> str:
+    """Why a job cannot have its model, in one sentence, from the download that ended."""
+    why = row.error or "it finished, but the model is not complete on disk"
+    return f"The model {ref.name} could not be downloaded: {why[0].lower()}{why[1:]}"

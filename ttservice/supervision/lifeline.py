@@ -1,0 +1,91 @@
+"""What keeps a supervised process honest: its heartbeat, and its tie to the process that started it.
+
+Both run as threads inside a worker or a download process. The heartbeat
+writes that the process is alive and ends the process once its row was finished
+elsewhere (a Stop, the sweep); the parent watch ends a process whose parent is
+gone, after recording why: at once where the kernel signals it
+(PR_SET_PDEATHSIG), else at its next check, one heartbeat later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+
+from ..config import WORKER_PARENT_ENV
+from ..exceptions import TTServiceError
+from ..platform import die_with_parent, wait_readable
+
+EXIT_ABANDONED = 3  # the process's job or download was finished elsewhere
+PARENT_SIGNAL = signal.SIGUSR1
+
+log = logging.getLogger("ttservice.worker")
+
+
+class Heartbeat(threading.Thread):
+    """Calls `beat` every interval; exits the process once it says (False) the row finished elsewhere."""
+
+    def __init__(self, beat: Callable[[], bool], interval: float, what: str) -> None:
+        super().__init__(name="heartbeat", daemon=True)
+        self.beat, self.interval, self.what = beat, interval, what
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            try:
+                alive = self.beat()
+            except TTServiceError as error:
+                log.warning("heartbeat not written: %s", error)
+                continue
+            if not alive and not self.done.is_set():
+                log.warning("%s is no longer running here; stopping", self.what)
+                logging.shutdown()
+                os._exit(EXIT_ABANDONED)
+
+
+class ParentWatch(threading.Thread):
+    """Ends the process when the one that started it is gone, even after a SIGKILL.
+
+    Armed only where the starter asked for it (WORKER_PARENT_ENV): a foreground
+    command's worker, and every download.
+    """
+
+    def __init__(self, orphaned: Callable[[str], None], parent: int, interval: float, wakeup: int) -> None:
+        super().__init__(name="parent-watch", daemon=True)
+        self.orphaned, self.parent, self.interval = orphaned, parent, interval
+        self.wakeup = wakeup
+
+    @classmethod
+    def arm(cls, orphaned: Callable[[str], None], interval: float) -> ParentWatch | None:
+        """In the main thread: have the kernel signal us when the parent dies, and watch for it.
+
+        Native thread pools (OpenBLAS, CTranslate2) may receive the signal, so it
+        gets a Python handler, whose C part wakes this thread through a pipe
+        whichever thread it lands on.
+        """
+        parent = os.environ.get(WORKER_PARENT_ENV)
+        if not parent:
+            return None
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        signal.signal(PARENT_SIGNAL, lambda signum, frame: None)
+        signal.set_wakeup_fd(write_end)
+        die_with_parent(PARENT_SIGNAL)
+        return cls(orphaned, int(parent), interval, read_end)
+
+    def run(self) -> None:
+        # Checked after arming too: the parent may have died before prctl took effect.
+        while os.getppid() == self.parent:
+            if wait_readable([self.wakeup], self.interval):
+                os.read(self.wakeup, 512)
+        reason = f"Interrupted because the ttservice command that ran it (pid {self.parent}) ended."
+        log.warning("%s", reason)
+        try:
+            self.orphaned(reason)
+        except TTServiceError as error:
+            log.error("the end could not be recorded: %s", error)
+        logging.shutdown()
+        os._exit(EXIT_ABANDONED)

@@ -1,0 +1,58 @@
+"""Where a job runs: the CPU or a CUDA device, and the compute type that fits it.
+
+`auto` takes CUDA when CTranslate2 finds a usable device (its CUDA libraries
+load and a GPU answers), else the CPU. The compute type `auto` is float16 on
+CUDA and float32 on the CPU (bench item 8: float32 with greedy decoding is the
+most accurate CPU setting, and float16 is what CUDA runs fastest at the same
+accuracy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..exceptions import ModelError
+
+DEVICES = ("auto", "cpu", "cuda")
+CPU_COMPUTE_TYPE = "float32"
+CUDA_COMPUTE_TYPE = "float16"
+
+
+def cuda_devices() -> int:
+    """How many CUDA devices CTranslate2 can use here (0 without a GPU or its libraries)."""
+    try:
+        import ctranslate2
+
+        return ctranslate2.get_cuda_device_count()
+    except Exception:  # a broken CUDA install raises from inside CTranslate2
+        return 0
+
+
+@dataclass(frozen=True)
+class Device:
+    kind: str  # "cpu" or "cuda"
+    index: int
+    compute_type: str
+
+    def describe(self) -> str:
+        where = "the CPU" if self.kind == "cpu" else f"CUDA device {self.index}"
+        return f"{where} ({self.compute_type})"
+
+
+def resolve(device: str, index: int = 0, compute_type: str = "auto") -> Device:
+    """The device and compute type a job runs with, or one sentence saying why there is none."""
+    device = (device or "auto").strip().lower()
+    if device not in DEVICES:
+        raise ModelError(f"TTSERVICE_DEVICE={device!r} is not a device; use auto, cpu or cuda.")
+    count = cuda_devices() if device != "cpu" else 0
+    if device == "cuda" and count == 0:
+        raise ModelError(
+            "TTSERVICE_DEVICE=cuda, but CTranslate2 finds no usable CUDA device here;"
+            " use auto or cpu, or install the CUDA libraries (bench/gpu.sh shows how)."
+        )
+    if device == "cuda" and index >= count:
+        raise ModelError(f"There is no CUDA device {index}: CTranslate2 finds {count}.")
+    kind = "cuda" if device == "cuda" or (device == "auto" and count > 0) else "cpu"
+    if compute_type in ("", "auto", "default"):
+        compute_type = CUDA_COMPUTE_TYPE if kind == "cuda" else CPU_COMPUTE_TYPE
+    return Device(kind, index if kind == "cuda" else 0, compute_type)
