@@ -91,6 +91,7 @@ PORTABLE_SUITES=(
   tests/test_platform.py
   tests/supervision/test_process_manager.py
   tests/supervision/test_service.py::test_warm_worker_takes_the_next_job_and_goes_with_its_service
+  tests/models/test_downloads.py::test_a_download_killed_half_way_resumes_and_fetches_little_twice
   tests/faults
 )
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ttservice.jobs import JobStatus, Runner, TranscribeOptions
+from ttservice.jobs import JobStatus, Runner, TranscribeOptions, open_store
 from ttservice.models import catalog
 from ttservice.models import hub as cache
 from ttservice.models.download import PARTIAL_SUFFIX
@@ -220,3 +220,56 @@ def test_the_store_allows_one_running_download_per_repo(store):
     assert store.finish_download(first, JobStatus.FAILED, "x") and not store.download_progress(first, 1, 2)
     third, created = store.start_download("base", BASE_REPO, Runner.SERVICE)
     assert created and third != first
+
+
+def test_a_file_that_arrives_corrupted_is_deleted_and_never_installed(hub, settings, store):
+    hub.repos[TINY_REPO].sha256["model.bin"] = "0" * 64  # the hub's hash no longer matches the bytes
+    run = ttservice(settings, "models", "download", TINY_REPO)
+    assert (
+        run.returncode == 1 and "model.bin of Systran/faster-whisper-tiny.en came out corrupted" in run.stderr
+    )
+    assert installed(TINY_REPO) is None
+    assert not list(cache.repo_folder(TINY_REPO).glob(f"blobs/*{PARTIAL_SUFFIX}"))  # nothing bad kept
+
+
+def test_ctrl_c_stops_a_download_cleanly_and_the_next_one_continues(hub, settings, store):
+    hub.rate = 12e6
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "ttservice", "models", "download", "base"],
+        env=env_for(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        row = wait_for(lambda: [d for d in store.list_downloads() if d.bytes_done > 10e6], 60, what="10 MB")[
+            0
+        ]
+        cli.send_signal(signal.SIGINT)
+        _, stderr = cli.communicate(timeout=30)
+    finally:
+        cli.kill()
+    assert cli.returncode == 130 and "was stopped; download it again to continue it" in stderr
+    stopped = store.get_download(row.id)
+    assert stopped.status is JobStatus.CANCELLED and gone(stopped.process_id)
+    assert installed("base") is None
+    hub.rate = None
+    assert ttservice(settings, "models", "download", "base").returncode == 0
+    assert store.list_downloads()[0].started_bytes >= 10e6 and installed("base") is not None
+
+
+def test_stop_ends_a_running_download_from_another_process(hub, settings, store):
+    from ttservice.actions import models
+    from ttservice.supervision import ProcessManager
+
+    hub.rate = 8e6
+    pm = ProcessManager(store, settings, runner=Runner.FOREGROUND)
+    try:
+        download_id = pm.downloads.ensure(catalog.resolve("base"))
+        wait_for(lambda: store.get_download(download_id).bytes_done > 5e6, 60, what="5 MB")
+        fetcher = store.get_download(download_id).process_id
+        assert models.stop_download(open_store(settings), settings, download_id)  # as the web page does
+        assert gone(fetcher) and store.get_download(download_id).status is JobStatus.CANCELLED
+        assert installed("base") is None
+    finally:
+        pm.shutdown()

@@ -38,6 +38,20 @@ class RemoteFile:
     sha256: str | None  # LFS files carry one
 
 
+class _Hashing:
+    """The partial file as `http_get` writes it, hashed on the way in: no second read at the end."""
+
+    def __init__(self, f, digest) -> None:
+        self._f, self.digest = f, digest
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self._f.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
+
+
 class _Counter:
     """What `http_get` takes as its progress bar: it only counts the bytes written."""
 
@@ -122,11 +136,12 @@ def fetch(ref: ModelRef, on_progress: Callable[[int, int], None]) -> Path:
             partial.unlink()
             have = 0
         _check_room(ref, blobs, f.size - have)
+        digest = _sha256_of(partial, have)  # what earlier attempts wrote, once
         try:
             with open(partial, "ab") as out:
                 http_get(
                     f.url,
-                    out,
+                    _Hashing(out, digest),
                     resume_size=have,
                     headers=headers,
                     expected_size=f.size,
@@ -145,7 +160,7 @@ def fetch(ref: ModelRef, on_progress: Callable[[int, int], None]) -> Path:
                 f"The download of {ref.name} stopped: the hub at {hub.endpoint()} could not be reached"
                 f" ({type(error).__name__}); download it again and it continues where it stopped."
             ) from None
-        _verify(ref, f, partial)
+        _verify(ref, f, partial, digest.hexdigest())
         os.replace(partial, blob)
         done = on_disk(storage, files)  # recounted: a server that ignored Range sent the file whole
         on_progress(done, total)
@@ -162,9 +177,11 @@ def _check_room(ref: ModelRef, folder: Path, needed: int) -> None:
         )
 
 
-def _verify(ref: ModelRef, f: RemoteFile, partial: Path) -> None:
+def _verify(ref: ModelRef, f: RemoteFile, partial: Path, streamed: str) -> None:
+    """Size and (for LFS files) SHA-256 right, or the partial file goes. The hash streamed in is
+    read again only if it differs: a server that ignored Range had the file rewritten from 0."""
     size = partial.stat().st_size
-    ok = size == f.size and (f.sha256 is None or _sha256(partial) == f.sha256)
+    ok = size == f.size and (f.sha256 in (None, streamed) or _sha256_of(partial).hexdigest() == f.sha256)
     if not ok:
         partial.unlink(missing_ok=True)
         raise ModelError(
@@ -172,12 +189,20 @@ def _verify(ref: ModelRef, f: RemoteFile, partial: Path) -> None:
         )
 
 
-def _sha256(path: Path) -> str:
+def _sha256_of(path: Path, length: int | None = None):
+    """A SHA-256 object over the first `length` bytes of the file (all of it: None; none: 0)."""
     digest = hashlib.sha256()
+    if length == 0 or not path.exists():
+        return digest
+    left = length
     with open(path, "rb") as f:
-        while block := f.read(HASH_BLOCK):
+        while block := f.read(HASH_BLOCK if left is None else min(HASH_BLOCK, left)):
             digest.update(block)
-    return digest.hexdigest()
+            if left is not None:
+                left -= len(block)
+                if left <= 0:
+                    break
+    return digest
 
 
 def _publish(storage: Path, commit: str, files: list[RemoteFile]) -> None:

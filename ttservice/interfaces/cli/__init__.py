@@ -13,7 +13,7 @@ import sys
 import click
 
 from ... import __version__, platform
-from ...config import settings_help
+from ...config import Settings, settings_help
 from . import admin, jobs, models, run
 from .common import EXIT_CANCELLED, err
 
@@ -27,9 +27,18 @@ PORTABLE_HELP = (
 def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
+    from ...exceptions import ModelError
+    from ...transcription import device
+
     click.echo(f"ttservice {__version__}")
     for what, how in platform.describe().items():
         click.echo(f"{what}: {how}")
+    settings = Settings.from_env()
+    try:
+        where = device.resolve(settings.device, settings.device_index, settings.compute_type).describe()
+    except ModelError as error:
+        where = str(error)
+    click.echo(f"jobs run on: {where}")
     ctx.exit()
 
 
