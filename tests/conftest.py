@@ -166,6 +166,32 @@ def tmpfs(mount: Path, size: str):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+VIEWS = REPO / "ttservice" / "interfaces" / "web" / "views"
+
+
+@pytest.fixture
+def web_env(settings, monkeypatch):
+    """The web app's settings are the test's (it reads them from the environment)."""
+    import streamlit as st
+
+    for key, value in env_for(settings).items():
+        if key.startswith("TTSERVICE_"):
+            monkeypatch.setenv(key, value)
+    st.cache_resource.clear()
+    yield settings
+    st.cache_resource.clear()
+
+
+def run_page(page: str, **query):
+    """One page of the web app in Streamlit's AppTest, run once."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(VIEWS / page), default_timeout=30)
+    for key, value in query.items():
+        at.query_params[key] = str(value)
+    return at.run()
+
+
 def words(text: str) -> list[str]:
     import re
 

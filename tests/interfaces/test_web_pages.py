@@ -4,33 +4,11 @@ import json
 import sys
 import time
 
-import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
-
 from ttservice.jobs import JobStatus, Segment
 from ttservice.supervision.process_manager import ProcessManager
 
-from ..conftest import DUMMY, REPO, env_for, ttservice
-
-VIEWS = str(REPO / "ttservice" / "interfaces" / "web" / "views") + "/"
-
-
-@pytest.fixture
-def web_env(settings, monkeypatch):
-    for key, value in env_for(settings).items():
-        if key.startswith("TTSERVICE_"):
-            monkeypatch.setenv(key, value)
-    st.cache_resource.clear()
-    yield settings
-    st.cache_resource.clear()
-
-
-def run(page: str, **query) -> AppTest:
-    at = AppTest.from_file(VIEWS + page, default_timeout=30)
-    for key, value in query.items():
-        at.query_params[key] = str(value)
-    return at.run()
+from ..conftest import DUMMY, ttservice
+from ..conftest import run_page as run
 
 
 def finished_job(store, make_job, text="ask not what your country can do"):

@@ -1,34 +1,20 @@
 """The Models page, and what the other pages show of models: AppTests over a real store and a local hub."""
 
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from ttservice.jobs import JobStatus, Runner, TranscribeOptions
 from ttservice.models import catalog, download
 from ttservice.models import hub as cache
 
-from ..conftest import JFK_WAV, REPO, env_for
+from ..conftest import JFK_WAV
+from ..conftest import run_page as run
 from .conftest import BASE_REPO, TINY_REPO
-
-VIEWS = str(REPO / "ttservice" / "interfaces" / "web" / "views") + "/"
 
 
 @pytest.fixture
-def web_env(hub, settings, monkeypatch):
-    for key, value in env_for(settings).items():
-        if key.startswith("TTSERVICE_"):
-            monkeypatch.setenv(key, value)
-    st.cache_resource.clear()
-    yield settings
-    st.cache_resource.clear()
-
-
-def run(page: str, **query) -> AppTest:
-    at = AppTest.from_file(VIEWS + page, default_timeout=30)
-    for key, value in query.items():
-        at.query_params[key] = str(value)
-    return at.run()
+def web_env(hub, web_env):
+    """The web app's environment, with the local hub's."""
+    return web_env
 
 
 def test_models_page_lists_models_and_asks_the_service_to_download(web_env, store):

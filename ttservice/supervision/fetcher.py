@@ -20,10 +20,11 @@ import time
 from ..config import Settings
 from ..exceptions import TTServiceError
 from ..jobs import JobStatus, open_store
-from ..jobs.logs import JobLogHandler, download_log_path
+from ..jobs.logs import download_log_path
 from ..models import catalog
 from ..models.download import fetch
-from .lifeline import EXIT_ABANDONED, Heartbeat, ParentWatch
+from . import lifeline
+from .lifeline import EXIT_ABANDONED
 
 EXIT_OK, EXIT_FAILED = 0, 1
 PROGRESS_EVERY = 0.25  # seconds between progress writes
@@ -33,26 +34,15 @@ log = logging.getLogger("ttservice.fetcher")
 
 def run(download_id: int, settings: Settings | None = None) -> int:
     settings = settings or Settings.from_env()
-    handler = JobLogHandler(
-        download_log_path(settings.log_dir, download_id),
-        settings.log_max_bytes,
-        settings.log_backup_count,
-        capture_std=True,
-    )
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    lifeline.log_into(download_log_path(settings.log_dir, download_id), settings)
     store = open_store(settings)
     row = store.get_download(download_id)
 
     def orphaned(reason: str) -> None:
         store.finish_download(download_id, JobStatus.INTERRUPTED, reason)
 
-    watch = ParentWatch.arm(orphaned, settings.heartbeat_interval)
-    if watch is not None:
-        watch.start()
-    heartbeat = Heartbeat(
-        lambda: store.download_heartbeat(download_id), settings.heartbeat_interval, f"download {download_id}"
-    )
-    heartbeat.start()
+    beat = lambda: store.download_heartbeat(download_id)  # noqa: E731
+    heartbeat = lifeline.start(settings, beat, orphaned, f"download {download_id}")
     log.info("Download pid %d started: %s (%s)", os.getpid(), row.model, row.repo_id)
     last = {"at": 0.0, "first": True}
 

@@ -14,9 +14,11 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
-from ..config import WORKER_PARENT_ENV
+from ..config import WORKER_PARENT_ENV, Settings
 from ..exceptions import TTServiceError
+from ..jobs.logs import JobLogHandler
 from ..platform import die_with_parent, wait_readable
 
 EXIT_ABANDONED = 3  # the process's job or download was finished elsewhere
@@ -89,3 +91,22 @@ class ParentWatch(threading.Thread):
             log.error("the end could not be recorded: %s", error)
         logging.shutdown()
         os._exit(EXIT_ABANDONED)
+
+
+def log_into(path: Path, settings: Settings) -> JobLogHandler:
+    """Send this process's logging, and its stdout and stderr, to its own rotated log file."""
+    handler = JobLogHandler(path, settings.log_max_bytes, settings.log_backup_count, capture_std=True)
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    return handler
+
+
+def start(
+    settings: Settings, beat: Callable[[], bool], orphaned: Callable[[str], None], what: str
+) -> Heartbeat:
+    """In the main thread: the parent watch (where the starter asked for one), then the heartbeat."""
+    watch = ParentWatch.arm(orphaned, settings.heartbeat_interval)
+    if watch is not None:
+        watch.start()
+    heartbeat = Heartbeat(beat, settings.heartbeat_interval, what)
+    heartbeat.start()
+    return heartbeat

@@ -31,11 +31,12 @@ import sys
 from ..config import STANDBY, STANDBY_READY, Settings
 from ..exceptions import MediaError, RequestError, TTServiceError
 from ..jobs import JobStatus, TranscribeOptions, open_store
-from ..jobs.logs import JobLogHandler, job_log_path
+from ..jobs.logs import job_log_path
 from ..platform import die_with_parent
 from ..transcription.engine import FasterWhisperEngine
 from ..transcription.pipeline import transcribe_job
-from .lifeline import EXIT_ABANDONED, Heartbeat, ParentWatch
+from . import lifeline
+from .lifeline import EXIT_ABANDONED
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -68,23 +69,13 @@ def standby() -> int:
 
 def run_job(job_id: int, settings: Settings | None = None, warm: FasterWhisperEngine | None = None) -> int:
     settings = settings or Settings.from_env()
-    handler = JobLogHandler(
-        job_log_path(settings.log_dir, job_id),
-        settings.log_max_bytes,
-        settings.log_backup_count,
-        capture_std=True,
-    )
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    handler = lifeline.log_into(job_log_path(settings.log_dir, job_id), settings)
     store = open_store(settings)
 
     def orphaned(reason: str) -> None:
         store.transition(job_id, JobStatus.INTERRUPTED, error_message=reason)
 
-    watch = ParentWatch.arm(orphaned, settings.heartbeat_interval)
-    if watch is not None:
-        watch.start()
-    heartbeat = Heartbeat(lambda: store.heartbeat(job_id), settings.heartbeat_interval, f"job {job_id}")
-    heartbeat.start()
+    heartbeat = lifeline.start(settings, lambda: store.heartbeat(job_id), orphaned, f"job {job_id}")
     log.info("Worker pid %d started for job %d", os.getpid(), job_id)
     try:
         code = EXIT_OK if transcribe_job(store, settings, job_id, handler, warm) else EXIT_ABANDONED

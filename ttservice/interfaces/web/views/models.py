@@ -63,8 +63,8 @@ for model in actions.models.list_models(store, settings):
         state.markdown(f":blue-badge[downloading {model.download.progress:.0%}]")
     else:
         state.markdown(":green-badge[installed]" if model.installed else ":gray-badge[not installed]")
-    size.write(f"{model.size_bytes / 2**20:,.0f} MB" if model.size_bytes else "-")
-    languages.write({True: "multilingual", False: "English only", None: "-"}[model.multilingual])
+    size.write(f"{model.size_bytes / 2**20:,.0f} MB" if model.size_bytes else "—")
+    languages.write({True: "multilingual", False: "English only", None: "—"}[model.multilingual])
     if model.bundled or model.download is not None:
         continue
     if not model.installed:
