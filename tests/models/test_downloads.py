@@ -273,3 +273,28 @@ def test_stop_ends_a_running_download_from_another_process(hub, settings, store)
         assert installed("base") is None
     finally:
         pm.shutdown()
+
+
+def test_a_download_asked_for_by_the_web_app_is_taken_by_the_service_or_a_command(hub, settings, store):
+    from ttservice.actions import models
+
+    asked = models.request_download(store, "base")
+    assert asked.runner is Runner.UPLOAD and asked.process_id is None  # nobody's yet
+    done = ttservice(settings, "models", "download", "base")  # a command that needs it takes it
+    assert done.returncode == 0, done.stderr
+    row = store.get_download(asked.id)
+    assert (
+        row.status is JobStatus.COMPLETED
+        and row.runner is Runner.FOREGROUND
+        and len(store.list_downloads()) == 1
+    )
+    asked = models.request_download(store, TINY_REPO)
+    serve = headless_service(settings)
+    try:
+        taken = wait_for(
+            lambda: (d := store.get_download(asked.id)).finished and d, 60, what="the service's download"
+        )
+        assert taken.status is JobStatus.COMPLETED and taken.runner is Runner.SERVICE
+        assert installed(TINY_REPO) is not None
+    finally:
+        stop_process(serve)

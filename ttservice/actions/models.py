@@ -117,17 +117,18 @@ def add_folder(settings: Settings, path: str) -> Path:
 
 
 def request_download(store: Store, name: str) -> Download | Path:
-    """Ask the service to download a model (the web app's way: its process outlives the page).
+    """Ask for a model to be downloaded (the web app's way: the page may close, the service stays).
 
-    Returns the folder if the model is on disk already, else the download's row; the
-    running service starts it (or joins the one already running).
+    Returns the folder if the model is on disk already, else the download's row: the one
+    running already, or a request that the running service (or the next command that
+    needs the model) takes and starts.
     """
     ref = catalog.resolve(name)
     folder = hub.installed_folder(ref)
     if folder is not None:
         return folder
     hub.check_remote(ref)
-    download_id, _ = store.start_download(ref.name, ref.repo_id, Runner.SERVICE)
+    download_id, _ = store.start_download(ref.name, ref.repo_id, Runner.UPLOAD)
     return store.get_download(download_id)
 
 

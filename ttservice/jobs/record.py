@@ -70,7 +70,8 @@ class Runner(StrEnum):
     """Who starts a queued job: the long-running service, or the CLI in the foreground.
 
     An upload's job is nobody's until its file is saved (UPLOAD), so that it is
-    never started without its media.
+    never started without its media; a download asked for by the web app is nobody's
+    (UPLOAD) until a service or a command takes it.
     """
 
     SERVICE = "service"

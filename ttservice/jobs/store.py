@@ -158,6 +158,9 @@ class Store(Protocol):
 
     def list_downloads(self, active_only: bool = False, limit: int = 50) -> list[Download]: ...
 
+    def take_download(self, download_id: int, runner: Runner) -> bool:
+        """Make a requested download (runner `upload`: nobody's yet) this runner's to start."""
+
     def register_download_process(
         self, download_id: int, pid: int | None, create_time: float | None, log_path: str | None
     ) -> None: ...

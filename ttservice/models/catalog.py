@@ -71,7 +71,10 @@ class ModelRef:
 
 
 def looks_like_path(name: str) -> bool:
-    return name.startswith(("/", ".", "~")) or "\\" in name or Path(name).expanduser().is_dir()
+    """An explicit path (/, ./, ~), or a folder here whose name is no model name or repo id."""
+    if name.startswith(("/", ".", "~")) or "\\" in name:
+        return True
+    return name not in known_models() and not REPO_ID.fullmatch(name) and Path(name).is_dir()
 
 
 def resolve(name: str) -> ModelRef:

@@ -71,16 +71,15 @@ class ModelDownloads:
     def ensure(self, ref: ModelRef) -> int:
         """The running download of the model's repo, started here if there is none; its id."""
         download_id, created = self.store.start_download(ref.name, ref.repo_id, self.pm.runner)
-        if created:
+        if created or self.store.take_download(download_id, self.pm.runner):  # new, or asked for
             self._spawn(download_id)
         return download_id
 
     def start_requested(self) -> list[int]:
-        """Start the downloads asked of the service (the web app's): running rows with no process yet."""
+        """Start the downloads asked for (the web app's: nobody's until taken, like uploads)."""
         started = []
-        ours = self.children.own_ids()
         for row in self.store.list_downloads(active_only=True):
-            if row.runner is Runner.SERVICE and row.process_id is None and row.id not in ours:
+            if row.runner is Runner.UPLOAD and self.store.take_download(row.id, self.pm.runner):
                 self._spawn(row.id)
                 started.append(row.id)
         return started
@@ -157,10 +156,12 @@ class ModelDownloads:
             if proc is not None and quiet <= self.pm.settings.orphan_timeout:
                 continue
             if proc is None and row.process_id is None and quiet <= self.pm.settings.orphan_timeout:
-                continue  # its process is being started, or the service is asked to start it
+                continue  # its process is being started, or it waits for the service to take it
             if proc is not None:
                 proctree.kill_tree(proc, self.pm.settings.kill_grace)
                 why = f"no heartbeat for {quiet:.0f} s, so the download process was stopped"
+            elif row.process_id is None:
+                why = f"nothing started it in {quiet:.0f} s (is the service running?)"
             else:
                 why = "the download process ended without finishing"
             self._finalize(row, why)

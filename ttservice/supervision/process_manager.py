@@ -175,9 +175,15 @@ class ProcessManager:
         if none runs) and the jobs behind it go ahead.
         """
         started: list[int] = []
+        downloading: set[str] = set()  # models whose download runs: all their jobs wait
         for job_id in self.store.queued_jobs(self.runner):
-            if not self.downloads.ready_for(self.store.get_job(job_id)):
-                continue  # its model is being downloaded (or cannot be had: then it failed)
+            job = self.store.get_job(job_id)
+            if job.options.model in downloading:
+                continue
+            if not self.downloads.ready_for(job):  # it waits for its download, or it failed
+                if self.store.get_job(job_id).status is JobStatus.QUEUED:
+                    downloading.add(job.options.model)
+                continue
             if not self.start_job(job_id):
                 break
             started.append(job_id)

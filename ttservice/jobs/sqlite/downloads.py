@@ -57,6 +57,14 @@ class Downloads:
         )
         return [row_to_download(r) for r in rows]
 
+    def take_download(self, download_id: int, runner: Runner) -> bool:
+        """Make a requested download (runner `upload`: nobody's yet) this runner's to start."""
+        cur = self.db.execute(
+            "UPDATE model_downloads SET runner = ? WHERE id = ? AND status = ? AND runner = ?",
+            (runner.value, download_id, ACTIVE, Runner.UPLOAD.value),
+        )
+        return cur.rowcount == 1
+
     def register_download_process(
         self, download_id: int, pid: int | None, create_time: float | None, log_path: str | None
     ) -> None:
