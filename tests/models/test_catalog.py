@@ -97,3 +97,15 @@ def test_gpu_memory_is_read_from_nvidia_smi_where_there_is_one(tmp_path, monkeyp
     fake.write_text(f"#!/bin/sh\necho '{os.getpid()}, 1536'\necho '1, 99999'\necho 'garbage'\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     assert proctree.gpu_memory([os.getpid()]) == 1536 * 2**20
+
+
+def test_a_gpu_whose_cuda_libraries_are_missing_is_not_taken(monkeypatch):
+    monkeypatch.setattr(device, "cuda_devices", lambda: 1)  # a GPU the driver sees
+    monkeypatch.setattr(device, "missing_cuda_libraries", lambda: ["libcudnn_ops.so.9"])
+    assert device.resolve("auto") == device.Device("cpu", 0, "float32")  # every job would fail there
+    with pytest.raises(ModelError, match="libcudnn_ops.so.9 cannot be loaded: install nvidia-cublas-cu12"):
+        device.resolve("cuda")
+    monkeypatch.setattr(device, "missing_cuda_libraries", lambda: [])
+    assert device.resolve("auto") == device.Device("cuda", 0, "float16")
+    with pytest.raises(ModelError, match="There is no CUDA device 1: CTranslate2 finds 1."):
+        device.resolve("cuda", 1)

@@ -18,6 +18,11 @@ CPU_COMPUTE_TYPE = "float32"
 CUDA_COMPUTE_TYPE = "float16"
 
 
+# What CTranslate2 4.x loads by name on CUDA, beside the driver: cuBLAS 12 and cuDNN 9 (the
+# encoder's convolutions). Missing, a model loads and its first decode fails.
+CUDA_LIBRARIES = ("libcublas.so.12", "libcudnn_ops.so.9", "libcudnn_cnn.so.9")
+
+
 def cuda_devices() -> int:
     """How many CUDA devices CTranslate2 can use here (0 without a GPU or its libraries)."""
     try:
@@ -26,6 +31,22 @@ def cuda_devices() -> int:
         return ctranslate2.get_cuda_device_count()
     except Exception:  # a broken CUDA install raises from inside CTranslate2
         return 0
+
+
+def missing_cuda_libraries() -> list[str]:
+    """The CUDA libraries CTranslate2 needs that the dynamic loader cannot find (Linux names)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return []
+    missing = []
+    for name in CUDA_LIBRARIES:
+        try:
+            ctypes.CDLL(name)
+        except OSError:
+            missing.append(name)
+    return missing
 
 
 @dataclass(frozen=True)
@@ -50,6 +71,14 @@ def resolve(device: str, index: int = 0, compute_type: str = "auto") -> Device:
             "TTSERVICE_DEVICE=cuda, but CTranslate2 finds no usable CUDA device here;"
             " use auto or cpu, or install the CUDA libraries (bench/gpu.sh shows how)."
         )
+    missing = missing_cuda_libraries() if count else []
+    if device == "cuda" and missing:
+        raise ModelError(
+            f"TTSERVICE_DEVICE=cuda, but {', '.join(missing)} cannot be loaded: install nvidia-cublas-cu12"
+            " and nvidia-cudnn-cu12 and put their lib folders on LD_LIBRARY_PATH (bench/gpu.sh shows how)."
+        )
+    if missing:
+        count = 0  # auto: a GPU without these libraries would fail every job; the CPU runs them
     if device == "cuda" and index >= count:
         raise ModelError(f"There is no CUDA device {index}: CTranslate2 finds {count}.")
     kind = "cuda" if device == "cuda" or (device == "auto" and count > 0) else "cpu"
