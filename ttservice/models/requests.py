@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..exceptions import RequestError
+from ..exceptions import ModelError, RequestError
 from ..jobs import TranscribeOptions
 from . import catalog, hub
 from .languages import language_code, language_name
@@ -34,6 +34,23 @@ def refusal(model: str, english_only: bool | None, language: str | None, task: s
             f" choose a multilingual model such as {catalog.MULTILINGUAL_EXAMPLES}."
         )
     return None
+
+
+def check_loaded(options: TranscribeOptions, multilingual: bool) -> None:
+    """In the worker, on the model it loaded: refuse what it cannot do instead of doing English."""
+    reason = refusal(options.model, not multilingual, options.language, options.task)
+    if reason:
+        raise RequestError(reason)
+
+
+def model_folder(model: str) -> Path:
+    """The folder a model loads from; one sentence if it is not on disk (a job never downloads)."""
+    folder = hub.installed_folder(catalog.resolve(model))
+    if folder is None:
+        raise ModelError(
+            f"The model {model} is not downloaded; download it first (ttservice models download {model})."
+        )
+    return folder
 
 
 def checked(options: TranscribeOptions) -> tuple[TranscribeOptions, catalog.ModelRef, Path | None]:

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from ..exceptions import ModelError, RequestError
+from ..exceptions import ModelError
 from ..jobs import Segment, TranscribeOptions
+from ..models import requests
 from . import device
 from .features import GivenFeatures, TailReached, WindowFeatures
 from .samples import GrowingAudio
@@ -26,6 +26,7 @@ FRAMES_PER_SECOND = 100  # Whisper's mel frames; a segment's `seek` counts them
 CLIP_SECONDS = 30.0  # Whisper hears 30 s at a time
 FIRST_CLIP_SECONDS = 10.0  # the first clip is short: fewer tokens to decode before the first text
 PROMPT_RESET_TEMPERATURE = 0.5  # faster-whisper's prompt_reset_on_temperature
+SAMPLING_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -102,28 +103,6 @@ class Engine(Protocol):
     ) -> tuple[Iterator[Segment], TranscriptionInfo]: ...
 
 
-def model_folder(model: str) -> Path:
-    """The folder a model loads from; one sentence if it is not on disk (a job never downloads)."""
-    from ..models import catalog, hub
-
-    ref = catalog.resolve(model)
-    folder = hub.installed_folder(ref)
-    if folder is None:
-        raise ModelError(
-            f"The model {model} is not downloaded; download it first (ttservice models download {model})."
-        )
-    return folder
-
-
-def check_model_can(options: TranscribeOptions, multilingual: bool) -> None:
-    """Refuse a language or task the loaded model cannot do, instead of quietly doing English."""
-    from ..models.requests import refusal
-
-    reason = refusal(options.model, not multilingual, options.language, options.task)
-    if reason:
-        raise RequestError(reason)
-
-
 def _model_key(options: TranscribeOptions) -> tuple:
     return (
         options.model,
@@ -150,9 +129,13 @@ class FasterWhisperEngine:
     """
 
     def __init__(self, options: TranscribeOptions) -> None:
+        import ctranslate2
         from faster_whisper import BatchedInferencePipeline, WhisperModel
 
-        folder = model_folder(options.model)
+        # Whisper falls back to sampling (temperature > 0) on windows it decodes badly; a fixed
+        # seed makes that the same on every run, so a resumed job re-decodes what it decoded.
+        ctranslate2.set_random_seed(SAMPLING_SEED)
+        folder = requests.model_folder(options.model)
         self.device = device.resolve(options.device, options.device_index, options.compute_type)
         try:
             self.model = WhisperModel(
@@ -209,7 +192,7 @@ class FasterWhisperEngine:
         self, audio: Prepared | np.ndarray, options: TranscribeOptions, resume: ResumePoint | None = None
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
         """Segments as they are decoded, with original timestamps; after `resume` if given."""
-        check_model_can(options, self.multilingual)
+        requests.check_loaded(options, self.multilingual)
         prepared = audio if isinstance(audio, Prepared) else self.prepare(audio, options, resume)
         if options.batch_size > 0:
             return self._batched(prepared, options, resume)
