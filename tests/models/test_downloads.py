@@ -87,7 +87,7 @@ def test_a_download_killed_half_way_resumes_and_fetches_little_twice(hub, settin
     assert stopped.status is JobStatus.INTERRUPTED and "ended" in stopped.error
     assert installed("base") is None  # a half model never looks installed
     partials = list(cache.repo_folder(BASE_REPO).glob(f"blobs/*{PARTIAL_SUFFIX}"))
-    assert partials and sum(p.stat().st_size for p in partials) > 20e6
+    assert partials and sum(p.stat().st_size for p in partials) > 15e6
     hub.rate = None
     done = ttservice(settings, "models", "download", "base")
     assert done.returncode == 0, done.stderr

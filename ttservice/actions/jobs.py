@@ -74,8 +74,14 @@ def submit_upload(
     return job_id
 
 
-def submit_file(store: Store, settings: Settings, path: Path, options: TranscribeOptions) -> int:
-    """Queue a file on disk (used in place, not copied) for the service.
+def submit_file(
+    store: Store,
+    settings: Settings,
+    path: Path,
+    options: TranscribeOptions,
+    runner: Runner = Runner.SERVICE,
+) -> int:
+    """Queue a file on disk (used in place, not copied) for the service (or another runner).
 
     A language or task the model cannot do is refused (RequestError) before any job
     exists; a bad file or a model that cannot be had gives a job failed at once.
@@ -86,7 +92,7 @@ def submit_file(store: Store, settings: Settings, path: Path, options: Transcrib
         media.check_file(path, settings.max_upload_bytes)
     except MediaError as error:
         unavailable = str(error)
-    return store.create_job(path.name, str(path.resolve()), options, Runner.SERVICE, refused=unavailable)
+    return store.create_job(path.name, str(path.resolve()), options, runner, refused=unavailable)
 
 
 def check_request(options: TranscribeOptions) -> tuple[TranscribeOptions, str | None]:

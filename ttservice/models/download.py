@@ -26,6 +26,7 @@ from . import hub
 from .catalog import ModelRef
 
 PARTIAL_SUFFIX = ".ttservice-partial"
+CHUNK_BYTES = 2**20
 HASH_BLOCK = 2**20
 
 
@@ -38,34 +39,37 @@ class RemoteFile:
     sha256: str | None  # LFS files carry one
 
 
-class _Hashing:
-    """The partial file as `http_get` writes it, hashed on the way in: no second read at the end."""
+class _Writing:
+    """The partial file as `http_get` writes it: hashed on the way in (no second read at the end),
+    and counted once written, so that the progress reported is what is on disk."""
 
-    def __init__(self, f, digest) -> None:
-        self._f, self.digest = f, digest
+    def __init__(self, f, digest, on_bytes: Callable[[int], None]) -> None:
+        self._f, self.digest, self._on_bytes = f, digest, on_bytes
 
     def write(self, data: bytes) -> int:
         self.digest.update(data)
-        return self._f.write(data)
+        written = self._f.write(data)
+        self._on_bytes(len(data))
+        return written
 
     def __getattr__(self, name: str):
         return getattr(self._f, name)
 
 
-class _Counter:
-    """What `http_get` takes as its progress bar: it only counts the bytes written."""
+class _Quiet:
+    """What `http_get` takes as its progress bar: nothing shown (the store shows progress)."""
 
-    def __init__(self, on_bytes: Callable[[int], None], **_: object) -> None:
-        self._on_bytes = on_bytes
+    def __init__(self, **_: object) -> None:
+        pass
 
-    def __enter__(self) -> _Counter:
+    def __enter__(self) -> _Quiet:
         return self
 
     def __exit__(self, *exc: object) -> None:
         return None
 
     def update(self, n: int = 1) -> None:
-        self._on_bytes(n)
+        pass
 
 
 def plan(ref: ModelRef) -> tuple[str, list[RemoteFile]]:
@@ -108,8 +112,13 @@ def fetch(ref: ModelRef, on_progress: Callable[[int, int], None]) -> Path:
     `on_progress(done, total)` is called as bytes arrive, with every byte on disk
     counted, those of earlier attempts too.
     """
+    from huggingface_hub import constants
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
+
+    # http_get reads the body 10 MB at a time; 1 MB keeps the progress moving and what a
+    # killed download loses in flight small. This is the download process's own setting.
+    constants.DOWNLOAD_CHUNK_SIZE = CHUNK_BYTES
 
     commit, files = plan(ref)
     storage = hub.repo_folder(ref.repo_id)
@@ -141,12 +150,12 @@ def fetch(ref: ModelRef, on_progress: Callable[[int, int], None]) -> Path:
             with open(partial, "ab") as out:
                 http_get(
                     f.url,
-                    _Hashing(out, digest),
+                    _Writing(out, digest, counted),
                     resume_size=have,
                     headers=headers,
                     expected_size=f.size,
                     displayed_filename=f.name,
-                    tqdm_class=lambda **kw: _Counter(counted, **kw),  # type: ignore[arg-type]
+                    tqdm_class=_Quiet,  # type: ignore[arg-type]
                 )
         except OSError as error:
             if error.errno == errno.ENOSPC:

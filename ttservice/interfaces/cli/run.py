@@ -9,10 +9,10 @@ import click
 
 from ... import actions
 from ...config import Settings
-from ...exceptions import MediaError, RequestError, TTServiceError
+from ...exceptions import RequestError, TTServiceError
 from ...jobs import Job, JobStatus, Runner, Store, TranscribeOptions
 from ...supervision.foreground import run_transcription
-from ...transcription import export, media
+from ...transcription import export
 from .common import (
     EXIT_BAD_INPUT,
     EXIT_CANCELLED,
@@ -55,20 +55,11 @@ def transcribe(
     """
     try:
         settings, store = services()
-        options, unavailable = actions.check_request(
-            _options(settings, model, language, task, word_timestamps)
-        )
-        path = file.expanduser()
-        try:
-            media.check_file(path, settings.max_upload_bytes)
-        except MediaError as error:
-            unavailable = str(error)
-        job_id = store.create_job(
-            path.name, str(path.resolve()), options, Runner.FOREGROUND, refused=unavailable
-        )
-        if unavailable:
-            fail(unavailable, EXIT_BAD_INPUT)
-        job = _run_with_progress(path, options, job_id, settings, store)
+        options = _options(settings, model, language, task, word_timestamps)
+        job = store.get_job(actions.submit_file(store, settings, file, options, Runner.FOREGROUND))
+        if job.status is JobStatus.FAILED:  # a bad file, or a model that cannot be had
+            fail(job.error, EXIT_BAD_INPUT)
+        job = _run_with_progress(file.expanduser(), job.options, job.id, settings, store)
     except RequestError as error:
         fail(str(error), EXIT_BAD_INPUT)
     except TTServiceError as error:
