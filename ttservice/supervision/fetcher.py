@@ -24,9 +24,8 @@ from ..jobs.logs import download_log_path
 from ..models import catalog
 from ..models.download import fetch
 from . import lifeline
-from .lifeline import EXIT_ABANDONED
+from .lifeline import EXIT_ABANDONED, EXIT_FAILED, EXIT_OK
 
-EXIT_OK, EXIT_FAILED = 0, 1
 PROGRESS_EVERY = 0.25  # seconds between progress writes
 
 log = logging.getLogger("ttservice.fetcher")
@@ -57,16 +56,12 @@ def run(download_id: int, settings: Settings | None = None) -> int:
             logging.shutdown()
             os._exit(EXIT_ABANDONED)
 
-    try:
-        ref = catalog.resolve(row.model)
-        folder = fetch(ref, progress)
-        code, reason = EXIT_OK, None
+    def download() -> int:
+        folder = fetch(catalog.resolve(row.model), progress)
         log.info("Installed %s in %s", row.model, folder)
-    except TTServiceError as error:
-        code, reason = EXIT_FAILED, str(error)
-    except Exception as error:  # the traceback goes to the log; the row gets one sentence
-        log.exception("unexpected error")
-        code, reason = EXIT_FAILED, f"Unexpected error while downloading: {type(error).__name__}: {error}"
+        return EXIT_OK
+
+    code, reason = lifeline.outcome(download)
     heartbeat.done.set()
     if reason is not None:
         log.error("%s", reason)

@@ -21,6 +21,7 @@ from ..exceptions import TTServiceError
 from ..jobs.logs import JobLogHandler
 from ..platform import die_with_parent, wait_readable
 
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_ABANDONED = 3  # the process's job or download was finished elsewhere
 PARENT_SIGNAL = signal.SIGUSR1
 
@@ -91,6 +92,20 @@ class ParentWatch(threading.Thread):
             log.error("the end could not be recorded: %s", error)
         logging.shutdown()
         os._exit(EXIT_ABANDONED)
+
+
+def outcome(work: Callable[[], int], bad_input: tuple[type[Exception], ...] = ()) -> tuple[int, str | None]:
+    """Run the process's work: its exit code, and one sentence why when it failed (the
+    traceback of an unexpected error goes to the log, never to the user)."""
+    try:
+        return work(), None
+    except bad_input as error:
+        return EXIT_BAD_INPUT, str(error)
+    except TTServiceError as error:
+        return EXIT_FAILED, str(error)
+    except Exception as error:
+        log.exception("unexpected error")
+        return EXIT_FAILED, f"Unexpected error: {type(error).__name__}: {error}"
 
 
 def log_into(path: Path, settings: Settings) -> JobLogHandler:

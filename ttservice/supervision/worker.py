@@ -36,9 +36,7 @@ from ..platform import die_with_parent
 from ..transcription.engine import FasterWhisperEngine
 from ..transcription.pipeline import transcribe_job
 from . import lifeline
-from .lifeline import EXIT_ABANDONED
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from .lifeline import EXIT_ABANDONED, EXIT_FAILED, EXIT_OK
 
 log = logging.getLogger("ttservice.worker")
 
@@ -77,16 +75,10 @@ def run_job(job_id: int, settings: Settings | None = None, warm: FasterWhisperEn
 
     heartbeat = lifeline.start(settings, lambda: store.heartbeat(job_id), orphaned, f"job {job_id}")
     log.info("Worker pid %d started for job %d", os.getpid(), job_id)
-    try:
-        code = EXIT_OK if transcribe_job(store, settings, job_id, handler, warm) else EXIT_ABANDONED
-        reason = None
-    except (MediaError, RequestError) as error:
-        code, reason = EXIT_BAD_INPUT, str(error)
-    except TTServiceError as error:
-        code, reason = EXIT_FAILED, str(error)
-    except Exception as error:  # the traceback goes to the log; the job gets one sentence
-        log.exception("unexpected error")
-        code, reason = EXIT_FAILED, f"Unexpected error: {type(error).__name__}: {error}"
+    code, reason = lifeline.outcome(
+        lambda: EXIT_OK if transcribe_job(store, settings, job_id, handler, warm) else EXIT_ABANDONED,
+        bad_input=(MediaError, RequestError),
+    )
     heartbeat.done.set()
     if reason is not None:
         log.error("%s", reason)
