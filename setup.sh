@@ -8,7 +8,8 @@
 #   ./setup.sh --bench    install (as for --test), then run the benchmarks (bench/run.py)
 #   ./setup.sh --install  install only
 #
-# Environment: TTSERVICE_* settings (see `ttservice --help`), TTSERVICE_HOST / TTSERVICE_PORT.
+# Environment: TTSERVICE_* settings (see `ttservice --help`), TTSERVICE_HOST / TTSERVICE_PORT (the web
+# app) / TTSERVICE_API_PORT (the HTTP API).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -16,6 +17,7 @@ MODE=${1:-run}
 VENV=.venv
 HOST=${TTSERVICE_HOST:-127.0.0.1}
 PORT=${TTSERVICE_PORT:-8501}
+API_PORT=${TTSERVICE_API_PORT:-8000}
 DATA=${TTSERVICE_DATA_DIR:-./data}
 PIDFILE="$DATA/service.pid"
 
@@ -132,13 +134,14 @@ case "$MODE" in
     ensure_venv app
     stop_service
     mkdir -p "$DATA"
-    nohup "$VENV/bin/ttservice" serve --host "$HOST" --port "$PORT" >>"$DATA/service.log" 2>&1 &
+    nohup "$VENV/bin/ttservice" serve --host "$HOST" --port "$PORT" --api-port "$API_PORT" \
+      >>"$DATA/service.log" 2>&1 &
     echo $! >"$PIDFILE"
-    say "TTService started in the background (pid $!): http://$HOST:$PORT  (log: $DATA/service.log)" ;;
+    say "TTService started in the background (pid $!): http://$HOST:$PORT, API http://$HOST:$API_PORT/v1  (log: $DATA/service.log)" ;;
   run|--run)
     ensure_venv app
     stop_service
-    exec "$VENV/bin/ttservice" serve --host "$HOST" --port "$PORT" ;;
+    exec "$VENV/bin/ttservice" serve --host "$HOST" --port "$PORT" --api-port "$API_PORT" ;;
   *)
     echo "usage: ./setup.sh [--test|--bench|--restart|--stop|--install]" >&2; exit 2 ;;
 esac

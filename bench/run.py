@@ -32,6 +32,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.api import api as api_bench  # noqa: E402
 from tests.conftest import JFK_WAV  # noqa: E402
 from tests.speech import SPEECH, speech_with_pauses, synthesize, write_wav  # noqa: E402
 from ttservice import actions  # noqa: E402
@@ -289,8 +290,8 @@ def monitoring(figures: Figures, work: Path, audio: Path, window: float) -> None
     service_cpu, service_rss, supervised_rss, bare_rss, warm_rss = [], [], [], [], []
     for _ in range(2):
         log = open(work / "monitor-service.log", "ab")
-        service = subprocess.Popen([PY, "-m", "ttservice", "serve", "--no-ui"], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)  # fmt: skip
+        service = subprocess.Popen([PY, "-m", "ttservice", "serve", "--no-ui", "--no-api"], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
         try:
             warm_rss.append(_idle_warm_worker_rss(service.pid, settings.log_dir / "standby.log"))
             jobs = [actions.submit_file(store, settings, audio, TranscribeOptions.from_settings(settings))
@@ -609,8 +610,9 @@ def models(figures: Figures, work: Path, audio: Path, runs: int) -> None:
         for _ in range(max(2, runs // 2)):
             peaks.append(_job_peak_rss(settings, audio, model))
         figures.add("10 models", f"job RSS (worker, peak), {name}, {audio.name}", peaks, "MB")
-    serve = subprocess.Popen([PY, "-m", "ttservice", "serve", "--no-ui"], env=worker_env(settings),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    serve = subprocess.Popen([PY, "-m", "ttservice", "serve", "--no-ui", "--no-api"],
+                             env=worker_env(settings), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         service = psutil.Process(serve.pid)
         warm = _idle_warm_worker_rss(serve.pid, settings.log_dir / "standby.log")
@@ -652,6 +654,7 @@ ITEMS = {
     "8": "engine settings",
     "9": "first text",
     "10": "models",
+    "11": "HTTP API",
 }
 
 
@@ -668,7 +671,7 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-10)")
+    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-11)")
     parser.add_argument("--runs", type=int, default=5, help="repetitions per timed figure")
     parser.add_argument("--window", type=float, default=60.0, help="seconds of monitoring in item 4")
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of speech in item 8")
@@ -690,6 +693,7 @@ def main() -> None:
             "7": lambda: log_tail(figures, work, args.runs),
             "8": lambda: engine_settings(figures, work, args.minutes),
             "10": lambda: models(figures, work, JFK_WAV, args.runs),
+            "11": lambda: api_bench(figures, work, three_minutes, args.runs, alternate, settings_in),
             "9": lambda: first_text(
                 figures, work, {"3-min speech": three_minutes, "30-min speech": thirty_minutes}, args.runs
             ),

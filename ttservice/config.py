@@ -68,7 +68,19 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("device", "auto", "Where jobs run: auto (CUDA when there is a usable GPU), cpu or cuda."),
     Setting("device_index", "0", "Which CUDA device, when there are several."),
+    Setting(
+        "api_key",
+        "",
+        "API keys, comma-separated; when set, every API endpoint but /health needs"
+        " `Authorization: Bearer KEY`.",
+    ),
+    Setting(
+        "api_callbacks",
+        "0",
+        "1 lets an API client name a callback_url that TTService POSTs the finished job to.",
+    ),
 )
+SECRET_SETTINGS = frozenset({"api_key"})  # never handed to workers
 
 
 def _as_bool(value: str) -> bool:
@@ -99,6 +111,8 @@ class Settings:
     warm_idle_seconds: float
     device: str
     device_index: int
+    api_key: str
+    api_callbacks: bool
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -145,8 +159,12 @@ class Settings:
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
+    @property
+    def api_keys(self) -> list[str]:
+        return [k.strip() for k in self.api_key.split(",") if k.strip()]
+
 
 def settings_help() -> str:
     """The settings table shown by `ttservice --help` and the README."""
     width = max(len(s.env) for s in SETTINGS)
-    return "\n".join(f"{s.env:<{width}}  {s.meaning} (default {s.default})" for s in SETTINGS)
+    return "\n".join(f"{s.env:<{width}}  {s.meaning} (default {s.default or 'none'})" for s in SETTINGS)

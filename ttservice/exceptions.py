@@ -9,6 +9,14 @@ class MediaError(TTServiceError):
     """The media file cannot be transcribed (missing, empty, too large, not media, ...)."""
 
 
+class MediaTooLarge(MediaError):
+    """The media file is over the upload limit."""
+
+
+class NotMedia(MediaError):
+    """The file is not audio or video that can be read, or has no audio track."""
+
+
 class JobNotFound(TTServiceError):
     def __init__(self, job_id: int) -> None:
         super().__init__(f"There is no job {job_id}.")

@@ -47,7 +47,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(tmp_path / "serve.log", "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ttservice", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "ttservice", "serve", "--port", str(self.port), "--no-api"],
             env=env_for(self.settings),
             stdout=self.log,
             stderr=subprocess.STDOUT,

@@ -205,7 +205,7 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "ttservice", "serve", "--no-ui"],
+                [sys.executable, "-m", "ttservice", "serve", "--no-ui", "--no-api"],
                 env=env_for(self.settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,

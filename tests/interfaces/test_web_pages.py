@@ -4,7 +4,7 @@ import json
 import sys
 import time
 
-from ttservice.jobs import JobStatus, Segment
+from ttservice.jobs import JobStatus, Runner, Segment
 from ttservice.supervision.process_manager import ProcessManager
 
 from ..conftest import DUMMY, ttservice
@@ -41,6 +41,14 @@ def test_history_lists_filters_and_searches(web_env, store, make_job):
     assert "1 job(s)" in [c.value for c in at.caption]
     assert [b.key for b in at.button if b.key and b.key.startswith("view-")] == [f"view-{queued}"]
     assert done != queued
+
+
+def test_history_marks_the_jobs_that_came_through_the_api(web_env, store, make_job):
+    api_job, page_job = make_job(Runner.API), make_job()
+    listed = [c.value for c in run("history.py").caption]
+    assert listed.count("via the API") == 1
+    assert "via the API" in run("history.py", job=api_job).markdown[0].value
+    assert "via the API" not in run("history.py", job=page_job).markdown[0].value
 
 
 def test_history_job_view_shows_transcript_and_rerun(web_env, store, make_job):

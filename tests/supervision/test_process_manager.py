@@ -96,6 +96,17 @@ def test_kill_from_another_manager(pm, make_job, store, settings):
     wait_for(lambda: gone(pid), 5, what="process gone")
 
 
+def test_a_stop_keeps_its_reason_whichever_manager_records_the_end(pm, make_job, store, settings):
+    """The API stops a job; the service, whose child it was, sees the exit first (or not)."""
+    pm.start()  # the service's monitor: it records the end of its own children as they exit
+    job_id, pid = start_dummy(pm, make_job)
+    reason = "Stopped because its API client disconnected."
+    assert ProcessManager(store, settings).kill_process(job_id, reason=reason)
+    job = wait_for(lambda: (j := store.get_job(job_id)).finished and j, 10, what="the job's end")
+    assert job.status is JobStatus.CANCELLED and job.error == reason
+    assert gone(pid)
+
+
 def test_kill_queued_job_just_cancels(pm, make_job, store):
     job_id = make_job()
     assert pm.kill_process(job_id)

@@ -43,9 +43,13 @@ def test_upload_over_the_limit_is_refused_before_writing(tmp_path):
     assert not (settings.upload_dir / str(job_id)).exists()
 
 
-def test_lapsed_lease_stops_the_job(store, settings, make_job):
+@pytest.mark.parametrize(
+    "runner, reason",
+    [(Runner.SERVICE, "page was left"), (Runner.API, "the API request waiting for it went away")],
+)
+def test_lapsed_lease_stops_the_job(store, settings, make_job, runner, reason):
     pm = ProcessManager(store, settings)
-    job_id = make_job()
+    job_id = make_job(runner)
     pm.start_job(job_id, cmd=[sys.executable, str(DUMMY), "sleep"])
     pid = store.get_job(job_id).process_id
     try:
@@ -53,7 +57,7 @@ def test_lapsed_lease_stops_the_job(store, settings, make_job):
         assert pm.stop_lapsed_leases() == []
         assert pm.stop_lapsed_leases(now=time.time() + LEASE_LAPSE + 1) == [job_id]
         job = store.get_job(job_id)
-        assert job.status is JobStatus.CANCELLED and "page was left" in job.error
+        assert job.status is JobStatus.CANCELLED and reason in job.error
         assert gone(pid)
     finally:
         pm.shutdown(stop_jobs=True, wait=0)
@@ -73,7 +77,7 @@ def test_submit_without_service_waits_queued(settings):
 def test_service_runs_jobs_without_a_browser_and_stops_cleanly(settings, long_speech):
     port = free_port()
     serve = subprocess.Popen(
-        [sys.executable, "-m", "ttservice", "serve", "--port", str(port)],
+        [sys.executable, "-m", "ttservice", "serve", "--port", str(port), "--no-api"],
         env=env_for(settings),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -81,7 +85,7 @@ def test_service_runs_jobs_without_a_browser_and_stops_cleanly(settings, long_sp
     )
     try:
         wait_healthy(f"http://127.0.0.1:{port}")
-        second = ttservice(settings, "serve", "--port", str(free_port()), timeout=30)
+        second = ttservice(settings, "serve", "--port", str(free_port()), "--no-api", timeout=30)
         assert second.returncode == 1 and "already running" in second.stderr
         store = open_store(settings)
         quick = json.loads(ttservice(settings, "submit", str(JFK_WAV), "--json").stdout)["id"]

@@ -12,6 +12,7 @@ from ttservice.transcription.engine import (
     FasterWhisperEngine,
     ResumePoint,
     speech_clips,
+    temperatures,
 )
 
 from ..conftest import words
@@ -58,3 +59,19 @@ def test_a_warm_engine_serves_jobs_that_need_its_model():
     assert not engine.serves(replace(options, cpu_threads=1))
     engine.unload()
     assert engine.model is None
+
+
+def test_temperature_is_where_the_fallback_ladder_starts():
+    assert temperatures(0.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert temperatures(0.5) == [0.5, 0.6, 0.8, 1.0]
+    assert temperatures(1.0) == [1.0]
+
+
+def test_a_prompt_is_encoded_as_faster_whisper_encodes_it():
+    from faster_whisper.tokenizer import Tokenizer
+
+    prompt = "  President Kennedy's inaugural address. "
+    engine = FasterWhisperEngine(TranscribeOptions(prompt=prompt))
+    theirs = Tokenizer(engine.model.hf_tokenizer, False, task="transcribe", language="en")
+    assert engine._prompt_tokens(TranscribeOptions(prompt=prompt)) == theirs.encode(" " + prompt.strip())
+    assert engine._prompt_tokens(TranscribeOptions(prompt="   ")) == []

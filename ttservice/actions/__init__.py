@@ -3,15 +3,27 @@ so the rules live here once. `jobs`: submit, resume, re-run, delete; `models`: l
 download, remove."""
 
 from . import models
-from .jobs import check_request, delete, rerun, resume, sanitize_filename, submit_file, submit_upload
+from .jobs import (
+    check_request,
+    delete,
+    details,
+    rerun,
+    resume,
+    sanitize_filename,
+    submit_file,
+    submit_saved,
+    submit_upload,
+)
 
 __all__ = [
     "check_request",
     "delete",
+    "details",
     "models",
     "rerun",
     "resume",
     "sanitize_filename",
     "submit_file",
+    "submit_saved",
     "submit_upload",
 ]

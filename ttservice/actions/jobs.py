@@ -8,11 +8,15 @@ from __future__ import annotations
 import shutil
 import unicodedata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import Settings
-from ..exceptions import MediaError, ModelError, TTServiceError
+from ..exceptions import MediaError, ModelError, StoreError, TTServiceError
 from ..jobs import Job, JobStatus, Runner, Store, TranscribeOptions, logs
 from ..transcription import media
+
+if TYPE_CHECKING:
+    from ..supervision import ProcessManager
 
 MAX_NAME = 120
 
@@ -72,6 +76,78 @@ def submit_upload(
     except TTServiceError as error:
         store.transition(job_id, JobStatus.FAILED, error_message=str(error))
     return job_id
+
+
+def submit_saved(
+    store: Store,
+    settings: Settings,
+    saved: Path,
+    name: str,
+    options: TranscribeOptions,
+    runner: Runner = Runner.API,
+    callback_url: str | None = None,
+) -> tuple[int, TTServiceError | None]:
+    """Queue an upload already streamed to `saved` (the API's way); the file moves under the job.
+
+    The media is probed before the job is queued: a file that is not media gives a job
+    failed at once, returned with the error it failed with, as does a model that cannot
+    be had. A language or task the model cannot do is refused (RequestError) and no
+    job exists. In every refusal the file is removed.
+    """
+    safe = sanitize_filename(name)
+    try:
+        options, unavailable = check_request(options)
+    except TTServiceError:
+        saved.unlink(missing_ok=True)
+        raise
+    job_id = store.create_job(
+        safe, None, options, Runner.UPLOAD, refused=unavailable, callback_url=callback_url
+    )
+    if unavailable:
+        saved.unlink(missing_ok=True)
+        return job_id, ModelError(unavailable)
+    folder = settings.upload_dir / str(job_id)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / safe
+        saved.replace(path)
+        media.probe(path, settings.max_upload_bytes)
+    except (MediaError, OSError) as error:
+        shutil.rmtree(folder, ignore_errors=True)
+        saved.unlink(missing_ok=True)
+        if not isinstance(error, MediaError):
+            error = StoreError(f"The upload could not be saved: {error.strerror}.")
+        store.transition(job_id, JobStatus.FAILED, error_message=str(error), exit_code=2)
+        return job_id, error
+    store.hand_upload_to_service(job_id, str(path), runner)
+    return job_id, None
+
+
+def details(store: Store, settings: Settings, job_id: int, pm: ProcessManager | None = None) -> dict:
+    """Everything known about a job, as `ttservice show --json` and the API's job give it.
+
+    A caller that asks again and again (the API) passes its own long-lived `pm`: its first
+    look at a worker's CPU takes a 0.1-s sample, later looks measure since the last one.
+    """
+    from ..supervision import ProcessManager
+    from . import models
+
+    job = store.get_job(job_id)
+    status = (pm or ProcessManager(store, settings)).get_process_status(job_id)
+    segments = store.segments(job_id)
+    waiting = models.waiting_for(store, job)
+    return job.to_dict() | {
+        "waiting_for": waiting[0] if waiting else None,
+        "download": waiting[1].to_dict() if waiting and waiting[1] else None,
+        "alive": status.alive,
+        "cpu_percent": round(status.cpu_percent, 1),
+        "memory_mb": round(status.memory_mb, 1),
+        "gpu_memory_mb": round(status.gpu_bytes / 2**20, 1) if status.gpu_bytes is not None else None,
+        "heartbeat_age": status.heartbeat_age,
+        "stalled": status.stalled,
+        "segments": len(segments),
+        "text": " ".join(s.text for s in segments),
+    }
 
 
 def submit_file(

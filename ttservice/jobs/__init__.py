@@ -1,8 +1,12 @@
 """Jobs: the record and its transitions, the Store interface and its SQLite store, job logs."""
 
 from .record import (
+    CALLBACK_DELIVERED,
+    CALLBACK_FAILED,
+    CALLBACK_PENDING,
     FINISHED,
     RESUMABLE,
+    SERVICE_RUNNERS,
     TRANSITIONS,
     Download,
     Job,
@@ -15,8 +19,12 @@ from .record import (
 from .store import Store, open_store
 
 __all__ = [
+    "CALLBACK_DELIVERED",
+    "CALLBACK_FAILED",
+    "CALLBACK_PENDING",
     "FINISHED",
     "RESUMABLE",
+    "SERVICE_RUNNERS",
     "TRANSITIONS",
     "Download",
     "Job",

@@ -77,6 +77,11 @@ class Runner(StrEnum):
     SERVICE = "service"
     FOREGROUND = "foreground"
     UPLOAD = "upload"
+    API = "api"  # asked for through the HTTP API: the service starts it, the request waits on it
+
+
+# The runners whose jobs the service starts (one queue, oldest first).
+SERVICE_RUNNERS = frozenset({Runner.SERVICE, Runner.API})
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,8 @@ class TranscribeOptions:
     batch_size: int = 0
     device: str = "auto"  # auto: CUDA when CTranslate2 finds a device, else the CPU
     device_index: int = 0
+    prompt: str | None = None  # text that primes the first window (names, spellings, style)
+    temperature: float = 0.0  # the first decoding temperature; Whisper falls back upwards from it
 
     @classmethod
     def from_settings(cls, settings: Any, **choices: Any) -> TranscribeOptions:
@@ -143,10 +150,15 @@ class Job:
     last_heartbeat: float | None = None
     last_progress_at: float | None = None
     stop_requested_at: float | None = None
+    stop_reason: str | None = None  # the sentence the stop was asked with, whoever records the end
     detected_language: str | None = None
     language_probability: float | None = None
     lease_renewed_at: float | None = None
     resumed_from: float = 0.0
+    # An API client's address to POST the finished job to, and how that went (CALLBACK_*).
+    callback_url: str | None = None
+    callback_status: str | None = None
+    callback_attempts: int = 0
 
     @property
     def finished(self) -> bool:
@@ -203,6 +215,9 @@ class Job:
             "log_file_path": self.log_file_path,
             "last_heartbeat": iso(self.last_heartbeat),
         }
+
+
+CALLBACK_PENDING, CALLBACK_DELIVERED, CALLBACK_FAILED = "pending", "delivered", "failed"
 
 
 @dataclass

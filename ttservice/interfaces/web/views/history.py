@@ -8,11 +8,12 @@ from ttservice.interfaces.web import services
 from ttservice.interfaces.web.components.cleanup import cleanup_button
 from ttservice.interfaces.web.components.job_view import finished_view
 from ttservice.interfaces.web.components.live_panel import live_panel
-from ttservice.jobs import JobStatus, iso
+from ttservice.jobs import JobStatus, Runner, iso
 from ttservice.transcription import export
 
 PAGE_SIZE = 20
 store = services.store()
+VIA_API = "via the API"
 
 
 def show_job(job_id: int) -> None:
@@ -28,6 +29,7 @@ def show_job(job_id: int) -> None:
     st.markdown(
         f"{services.BADGES[job.status]} · model {job.options.model or '-'} · "
         f"language {services.language_of(job)} · audio {export.clock(job.duration)}"
+        + (f" · {VIA_API}" if job.runner is Runner.API else "")
     )
     if job.finished:
         finished_view(job)
@@ -62,6 +64,8 @@ def show_list() -> None:
         if (waiting := actions.models.waiting_for(store, job)) is not None:
             cols[1].caption(waiting[0])
         cols[2].write(job.filename or "-")
+        if job.runner is Runner.API:
+            cols[2].caption(VIA_API)
         cols[3].write((iso(job.created_at) or "-").replace("T", " ").replace("+00:00", " UTC"))
         cols[4].write(export.clock(job.duration))
         cols[5].write(f"{job.progress:.0%}")

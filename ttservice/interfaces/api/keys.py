@@ -1,0 +1,46 @@
+"""API keys: `Authorization: Bearer KEY` on every request but /health, compared in constant time.
+
+A pure ASGI middleware, so that it guards /docs and /openapi.json too and never
+buffers a streamed upload or response.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .errors import ApiError
+
+OPEN_PATHS = frozenset({"/api/v1/health"})
+
+
+def valid(header: bytes, keys: list[bytes]) -> bool:
+    """Whether `header` is "Bearer <one of keys>"; every key is compared, whichever matches."""
+    scheme, _, token = header.partition(b" ")
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(token.strip(), key)
+    return scheme.lower() == b"bearer" and matched
+
+
+class KeyCheck:
+    def __init__(self, app: ASGIApp, keys: list[str]) -> None:
+        self.app = app
+        self.keys = [k.encode() for k in keys]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"")
+        if valid(header, self.keys):
+            await self.app(scope, receive, send)
+            return
+        message = (
+            "The API key is not valid; send the right one as `Authorization: Bearer KEY`."
+            if header
+            else "This TTService needs an API key; send it as `Authorization: Bearer KEY`."
+        )
+        error = ApiError(401, message, code="invalid_api_key")
+        await error.response(headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
