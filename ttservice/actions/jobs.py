@@ -63,11 +63,7 @@ def submit_upload(
                 f"The file {safe} is {len(data) / 2**20:.0f} MB, over the limit of"
                 f" {settings.max_upload_mb:.0f} MB."
             )
-        folder = settings.upload_dir / str(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = (folder / safe).resolve()
-        if settings.upload_dir.resolve() not in path.parents:
-            raise MediaError(f"The name {name!r} is not allowed.")
+        path = _upload_path(settings, job_id, safe, name)
         try:
             path.write_bytes(data)
         except OSError as error:
@@ -76,6 +72,16 @@ def submit_upload(
     except TTServiceError as error:
         store.transition(job_id, JobStatus.FAILED, error_message=str(error))
     return job_id
+
+
+def _upload_path(settings: Settings, job_id: int, safe: str, name: str) -> Path:
+    """Where a job's upload is kept (its folder made): inside the upload folder, whatever the name."""
+    folder = settings.upload_dir / str(job_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = (folder / safe).resolve()
+    if settings.upload_dir.resolve() not in path.parents:
+        raise MediaError(f"The name {name!r} is not allowed.")
+    return path
 
 
 def submit_saved(
@@ -106,14 +112,12 @@ def submit_saved(
     if unavailable:
         saved.unlink(missing_ok=True)
         return job_id, ModelError(unavailable)
-    folder = settings.upload_dir / str(job_id)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / safe
+        path = _upload_path(settings, job_id, safe, name)
         saved.replace(path)
         media.probe(path, settings.max_upload_bytes)
     except (MediaError, OSError) as error:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(settings.upload_dir / str(job_id), ignore_errors=True)
         saved.unlink(missing_ok=True)
         if not isinstance(error, MediaError):
             error = StoreError(f"The upload could not be saved: {error.strerror}.")

@@ -240,7 +240,7 @@ async def _events(request: Request, ctx: Context, job_id: int) -> AsyncIterator[
             try:
                 _raise_unless_completed(job)
             except ApiError as error:
-                yield _sse({"type": "error", "error": json.loads(error.response().body)["error"]})
+                yield _sse({"type": "error", "error": error.detail()})
     except ClientGone:
         pass
     finally:

@@ -70,9 +70,13 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
 
+    def detail(self) -> dict:
+        return ErrorDetail(
+            message=self.message, type=self.type, param=self.param, code=self.code
+        ).model_dump()
+
     def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
-        detail = ErrorDetail(message=self.message, type=self.type, param=self.param, code=self.code)
-        return JSONResponse(ErrorResponse(error=detail).model_dump(), self.status, headers=headers)
+        return JSONResponse({"error": self.detail()}, self.status, headers=headers)
 
 
 def from_error(error: TTServiceError) -> ApiError:

@@ -54,14 +54,14 @@ async def follow(
     job_id: int,
     connected: Callable[[], Awaitable[bool]] | None = None,
     lease: bool = False,
-    seen: int = 0,
 ) -> AsyncIterator[Change]:
     """Changes of the job until it has finished (the last change has the final status).
 
     `connected` is asked at each look; when it says False, ClientGone is raised.
-    Segments from index `seen` on are new.
+    The first change brings every segment committed so far.
     """
     mark: object = None
+    seen = 0  # segments given so far
     status = progress = None
     quiet_since = renewed = time.monotonic()
     if lease:
@@ -84,7 +84,7 @@ async def follow(
             if change.status_changed or change.progress_changed:
                 segments = await to_thread.run_sync(store.segments, job_id)
                 change.segments = list(enumerate(segments))[seen:]
-                seen = max(seen, len(segments))
+                seen = len(segments)
             if not change.empty or job.finished:
                 quiet_since = now
                 yield change
