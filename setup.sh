@@ -83,8 +83,12 @@ ensure_test_packages() {
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
   command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+  # Thai in the browser tests' screenshots: without a Thai font, Chromium draws it as boxes.
+  if command -v dpkg >/dev/null 2>&1 && ! dpkg -s fonts-thai-tlwg-otf >/dev/null 2>&1; then
+    missing+=(fonts-thai-tlwg-otf)
+  fi
   if [ ${#missing[@]} -gt 0 ] && ! apt_install "${missing[@]}"; then
-    say "There is no apt-get here, so ${missing[*]} could not be installed: the tests that need them will fail (on macOS: brew install espeak-ng chromedriver && brew install --cask chromium)."
+    say "There is no apt-get here, so ${missing[*]} could not be installed: the tests that need them will fail (on macOS: brew install espeak-ng chromedriver && brew install --cask chromium; macOS has Thai fonts)."
   fi
 }
 

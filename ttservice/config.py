@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .transcription.subtitles import CueRules
 
 ENV_PREFIX = "TTSERVICE_"
 # Not a setting: a foreground manager tells its worker which PID it must end with.
@@ -66,6 +70,9 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds a warm worker waits unused before it exits and gives its memory back; the next job"
         " brings one back.",
     ),
+    Setting("subtitle_line_chars", "42", "Longest subtitle line (SRT, VTT), in characters as shown."),
+    Setting("subtitle_lines", "2", "Lines a subtitle cue may have."),
+    Setting("subtitle_cue_seconds", "7", "Longest time a subtitle cue stays on screen, in seconds."),
     Setting("device", "auto", "Where jobs run: auto (CUDA when there is a usable GPU), cpu or cuda."),
     Setting("device_index", "0", "Which CUDA device, when there are several."),
     Setting(
@@ -109,6 +116,9 @@ class Settings:
     stall_timeout: float
     warm_worker: bool
     warm_idle_seconds: float
+    subtitle_line_chars: int
+    subtitle_lines: int
+    subtitle_cue_seconds: float
     device: str
     device_index: int
     api_key: str
@@ -158,6 +168,13 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def subtitles(self) -> CueRules:
+        """The subtitle rules these settings give."""
+        from .transcription.subtitles import CueRules
+
+        return CueRules.from_settings(self)
 
     @property
     def api_keys(self) -> list[str]:

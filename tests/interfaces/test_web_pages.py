@@ -1,9 +1,11 @@
 """Streamlit AppTest of each page over a real store in a temp dir."""
 
+import datetime
 import json
 import sys
 import time
 
+from ttservice.interfaces.web.components.charts import jobs_over_time
 from ttservice.jobs import JobStatus, Runner, Segment
 from ttservice.supervision.process_manager import ProcessManager
 
@@ -46,7 +48,7 @@ def test_history_lists_filters_and_searches(web_env, store, make_job):
 def test_history_marks_the_jobs_that_came_through_the_api(web_env, store, make_job):
     api_job, page_job = make_job(Runner.API), make_job()
     listed = [c.value for c in run("history.py").caption]
-    assert listed.count("via the API") == 1
+    assert sum("via the API" in text for text in listed) == 1
     assert "via the API" in run("history.py", job=api_job).markdown[0].value
     assert "via the API" not in run("history.py", job=page_job).markdown[0].value
 
@@ -131,3 +133,75 @@ def test_stalled_job_is_flagged_in_history_and_cli(web_env, store, make_job, set
     listed = json.loads(ttservice(settings, "jobs", "--json").stdout)
     assert listed[0]["stalled"] is True
     assert "(stalled)" in ttservice(settings, "jobs").stdout
+
+
+def test_live_logs_show_the_newest_lines_and_the_transcript_as_it_grows(web_env, store, make_job, settings):
+    job_id = make_job()
+    store.claim(job_id, 5)
+    log = settings.log_dir / f"job_{job_id}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("".join(f"line {i}\n" for i in range(1, 51)))
+    store.add_segments(job_id, [Segment(float(i), i + 1.0, f"segment {i}") for i in range(10)], 10, 0.5)
+    at = run("history.py", job=job_id)
+    transcript, newest = at.code[0].value, at.code[1].value
+    assert transcript.splitlines()[-1].endswith("segment 9") and "segment 3" not in transcript
+    assert newest.splitlines()[-1] == "line 50" and "line 38" not in newest  # no scrolling to see it
+    assert len(at.expander) == 1 and at.code[2].value.splitlines()[0] == "line 1"
+
+
+def test_a_finished_job_plays_its_media_and_jumps_to_a_chosen_segment(web_env, store, make_job):
+    job_id = make_job()
+    store.claim(job_id, 5)
+    store.add_segments(job_id, [Segment(0.0, 4.2, "and so my fellow"), Segment(4.2, 8.7, "ask not")], 8.7, 1)
+    store.transition(job_id, JobStatus.COMPLETED, exit_code=0)
+    at = run("history.py", job=job_id)
+    assert "and so my fellow\nask not" == at.code[0].value  # the text alone, for its copy button
+    [player] = at.get("audio")
+    assert player.proto.start_time == 0
+    table = at.dataframe[0]
+    assert list(table.value.iloc[:, 0]) == ["00:00:00", "00:00:04"]
+    at.session_state[f"segments-{job_id}"] = {"selection": {"rows": [1], "columns": []}}
+    at.run()
+    [player] = at.get("audio")
+    assert player.proto.start_time == 4 and player.proto.autoplay
+
+
+def test_history_shows_an_earlier_apps_transcript(web_env, settings):
+    from ..jobs.test_migrations import make_legacy
+
+    make_legacy(settings.db_path)
+    at = run("history.py", job=1)
+    assert "ประชุมเรื่องงบประมาณ" in at.code[0].value
+    assert [b.label for b in at.get("download_button")] == [
+        f"Download {f}" for f in ("TXT", "SRT", "VTT", "JSON")
+    ]
+    listed = run("history.py")
+    listed.text_input[0].set_value("งบ").run()
+    assert "1 job(s)" in [c.value for c in listed.caption]
+
+
+def test_statistics_format_numbers_and_chart_a_week_for_one_job(web_env, store, make_job):
+    job_id = finished_job(store, make_job)
+    with store.db.transaction() as conn:
+        conn.execute(
+            "UPDATE transcription_jobs SET started_at = created_at, finished_at = created_at + 1,"
+            " processed_seconds = 20.1532 WHERE id = ?",
+            (job_id,),
+        )
+    at = run("statistics.py")
+    assert not at.exception
+    assert list(at.dataframe[0].value.iloc[:, 1]) == ["20.2x realtime"]
+    today = datetime.date(2026, 12, 2)
+    table, unit = jobs_over_time([{"day": "2026-12-02", "status": "completed", "n": 1}], today)
+    assert unit == "day" and len(table) == 7 and table["completed"].tolist() == [0] * 6 + [1]
+
+
+def test_the_jobs_chart_counts_by_week_then_by_month_as_history_grows():
+    today = datetime.date(2026, 12, 2)
+    days = [today - datetime.timedelta(days=n) for n in range(0, 1000)]
+    daily = [{"day": d.isoformat(), "status": "completed", "n": 10} for d in days]
+    table, unit = jobs_over_time(daily, today)
+    assert unit == "month" and 30 <= len(table) <= 36 and table["completed"].sum() == 10_000
+    table, unit = jobs_over_time(daily[:300], today)
+    assert unit == "week" and 43 <= len(table) <= 45 and table["completed"].sum() == 3000
+    assert all(day.weekday() == 0 for day in table.index)

@@ -1,3 +1,4 @@
+import json
 import sqlite3
 
 import pytest
@@ -5,6 +6,7 @@ import pytest
 from ttservice.exceptions import StoreError
 from ttservice.jobs import JobStatus, TranscribeOptions, open_store
 from ttservice.jobs.sqlite.migrations import LATEST_VERSION
+from ttservice.transcription import export
 
 LEGACY_SCHEMA = """
 CREATE TABLE transcription_jobs (
@@ -18,11 +20,28 @@ CREATE TABLE transcription_jobs (
     summary TEXT,
     created_at TEXT DEFAULT CURRENT_TIMESTAMP,
     completed_at TEXT,
-    error_message TEXT
+    error_message TEXT,
+    duration REAL
 );
 CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);
 INSERT INTO users (name) VALUES ('somchai');
 """
+
+
+LEGACY_COLUMNS = [
+    "id",
+    "filename",
+    "file_path",
+    "status",
+    "model",
+    "language",
+    "transcript",
+    "summary",
+    "created_at",
+    "completed_at",
+    "error_message",
+    "duration",
+]
 
 
 def make_legacy(path):
@@ -31,19 +50,20 @@ def make_legacy(path):
     conn.executescript(LEGACY_SCHEMA)
     conn.executemany(
         "INSERT INTO transcription_jobs (filename, file_path, status, model, transcript, created_at,"
-        " completed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        " completed_at, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 "meeting.m4a",
                 "/old/meeting.m4a",
                 "completed",
                 "medium",
-                "สวัสดีครับ",
+                "สวัสดีครับ วันนี้เรามาประชุมเรื่องงบประมาณประจำปี",
                 "2025-01-02 10:00:00",
                 "2025-01-02 10:30:00",
+                1800.0,
             ),
-            ("lecture.mp3", None, "processing", None, None, "2025-02-03 09:00:00", None),
-            ("memo.wav", "/old/memo.wav", "pending", "small", None, None, None),
+            ("lecture.mp3", None, "processing", None, None, "2025-02-03 09:00:00", None, None),
+            ("memo.wav", "/old/memo.wav", "pending", "small", None, None, None, None),
         ],
     )
     conn.commit()
@@ -71,25 +91,10 @@ def test_legacy_database_is_backed_up_then_extended_never_rewritten(settings):
 
     conn = sqlite3.connect(settings.db_path)
     cols = [r[1] for r in conn.execute("PRAGMA table_info(transcription_jobs)")]
-    assert cols[:11] == [
-        "id",
-        "filename",
-        "file_path",
-        "status",
-        "model",
-        "language",
-        "transcript",
-        "summary",
-        "created_at",
-        "completed_at",
-        "error_message",
-    ]
+    assert cols[: len(LEGACY_COLUMNS)] == LEGACY_COLUMNS
     assert {"process_id", "log_file_path", "last_heartbeat", "process_create_time"} <= set(cols)
     # old columns and rows are untouched
-    old = conn.execute(
-        "SELECT id, filename, file_path, status, model, language, transcript, summary,"
-        " created_at, completed_at, error_message FROM transcription_jobs"
-    ).fetchall()
+    old = conn.execute(f"SELECT {', '.join(LEGACY_COLUMNS)} FROM transcription_jobs").fetchall()
     assert old == before
     assert conn.execute("SELECT name FROM users").fetchall() == [("somchai",)]
 
@@ -137,3 +142,36 @@ def test_newer_schema_is_refused(settings):
     conn.close()
     with pytest.raises(StoreError, match="newer than this TTService"):
         open_store(settings)
+
+
+def test_an_earlier_jobs_transcript_shows_exports_counts_and_is_found(settings):
+    make_legacy(settings.db_path)
+    before = sqlite3.connect(settings.db_path).execute("SELECT * FROM transcription_jobs").fetchall()
+    store = open_store(settings)
+    meeting = next(j for j in store.list_jobs() if j.filename == "meeting.m4a")
+    [segment] = store.segments(meeting.id)
+    assert segment.text == "สวัสดีครับ วันนี้เรามาประชุมเรื่องงบประมาณประจำปี" and not segment.timed
+    assert (segment.start, segment.end) == (0.0, 1800.0)
+    assert meeting.duration == 1800.0 and meeting.finished_at == 1735813800.0  # 2025-01-02 10:30 UTC
+    # every format: the text whole, one untimed cue
+    assert export.render("txt", [segment]) == segment.text + "\n"
+    srt = export.render("srt", [segment])
+    assert srt.startswith("1\n00:00:00,000 --> 00:30:00,000\n") and srt.count(" --> ") == 1
+    assert "ประชุม" in export.render("vtt", [segment])
+    data = json.loads(export.render("json", [segment], meeting))
+    assert data["text"] == segment.text and data["segments"][0]["timed"] is False
+    # search, Thai included, and the statistics
+    assert [j.id for j in store.list_jobs(search="งบ")] == [meeting.id]
+    assert [j.id for j in store.list_jobs(search="ประชุม")] == [meeting.id]
+    stats = store.stats()
+    assert stats["by_status"] == {"completed": 1, "processing": 1, "queued": 1}
+    assert stats["audio_hours"] == 0.5
+    assert {row["day"] for row in stats["daily"]} == {"2025-01-02", "2025-02-03"}
+    # the earlier columns are as they were, and opening again copies nothing twice
+    after = (
+        sqlite3.connect(settings.db_path)
+        .execute(f"SELECT {', '.join(LEGACY_COLUMNS)} FROM transcription_jobs")
+        .fetchall()
+    )
+    assert after == before
+    assert len(open_store(settings).segments(meeting.id)) == 1

@@ -1,5 +1,7 @@
 """Honest language and task, with a real multilingual model (Whisper base) and the bundled tiny.en."""
 
+import dataclasses
+import json
 import subprocess
 
 import pytest
@@ -95,3 +97,37 @@ def test_an_english_only_model_whose_name_cannot_tell_is_refused_by_the_worker(
     assert "someone/whisper-tiny-ct2 is English-only, so it cannot transcribe Thai" in job.error
     again = ttservice(settings, "submit", str(JFK_WAV), "--model", "someone/whisper-tiny-ct2", "-l", "th")
     assert again.returncode == 2 and "is English-only" in again.stderr  # now on disk: refused at once
+
+
+def test_thai_words_are_words_and_thai_subtitles_break_between_them(
+    settings, store, base_model_dir, thai_speech
+):
+    from ttservice.transcription.subtitles import width
+    from ttservice.words import split_words
+
+    run = ttservice(
+        settings, "transcribe", str(thai_speech), "--model", str(base_model_dir), "-l", "th",
+        "--word-timestamps", "--format", "json",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    segments = json.loads(run.stdout)["segments"]
+    thai = [s for s in segments if thai_share(s["text"]) > 0.5]
+    assert thai, run.stdout
+    for segment in thai:
+        words = segment["words"]
+        joined = "".join(w["word"] for w in words)
+        assert joined.strip() == segment["text"].strip()
+        # the segmenter's words, not Whisper's tokens (which are often single letters or marks)
+        assert [w.strip() for w in split_words(joined) if w.strip()] == [w["word"].strip() for w in words]
+        assert all(
+            a["start"] <= a["end"] <= b["start"] + 1e-6 for a, b in zip(words, words[1:], strict=False)
+        )
+    job = store.list_jobs()[0]
+    narrow = dataclasses.replace(settings, subtitle_line_chars=8, subtitle_lines=1)
+    srt = ttservice(narrow, "export", str(job.id), "--format", "srt")
+    assert srt.returncode == 0, srt.stderr
+    words = {w.strip() for s in thai for w in split_words(s["text"].strip())}
+    lines = [line for block in srt.stdout.strip().split("\n\n") for line in block.splitlines()[2:]]
+    assert len(lines) > len(thai)  # 8 characters a line: the Thai text was broken, between words
+    assert all(width(line) <= 8 or line in words for line in lines), lines
+    assert "".join(lines).replace(" ", "") == "".join(s["text"] for s in segments).replace(" ", "")

@@ -294,6 +294,8 @@ class Segment:
     # What a resumed run needs to decode exactly as before (see engine.ResumePoint):
     tokens: list[int] | None = field(default=None, compare=False)
     window: float | None = field(default=None, compare=False)  # decoding window start, speech timeline
+    # False for an earlier app's transcript: one segment with the whole text and no times.
+    timed: bool = True
 
 
 def iso(value: float | str | None) -> str | None:

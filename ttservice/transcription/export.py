@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 
 from ..jobs import Job, Segment
+from .subtitles import CueRules, cues
 
 FORMATS = ("txt", "srt", "vtt", "json")
 
@@ -30,16 +31,18 @@ def to_txt(segments: Sequence[Segment]) -> str:
     return "".join(s.text + "\n" for s in segments)
 
 
-def to_srt(segments: Sequence[Segment]) -> str:
+def to_srt(segments: Sequence[Segment], rules: CueRules | None = None) -> str:
     blocks = [
-        f"{i}\n{timestamp(s.start, ',')} --> {timestamp(s.end, ',')}\n{s.text}\n"
-        for i, s in enumerate(segments, 1)
+        f"{i}\n{timestamp(c.start, ',')} --> {timestamp(c.end, ',')}\n{c.text}\n"
+        for i, c in enumerate(cues(segments, rules), 1)
     ]
     return "\n".join(blocks)
 
 
-def to_vtt(segments: Sequence[Segment]) -> str:
-    blocks = [f"{timestamp(s.start, '.')} --> {timestamp(s.end, '.')}\n{s.text}\n" for s in segments]
+def to_vtt(segments: Sequence[Segment], rules: CueRules | None = None) -> str:
+    blocks = [
+        f"{timestamp(c.start, '.')} --> {timestamp(c.end, '.')}\n{c.text}\n" for c in cues(segments, rules)
+    ]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
@@ -48,20 +51,30 @@ def to_json(segments: Sequence[Segment], job: Job | None = None) -> str:
         "job": job.to_dict() if job else None,
         "text": " ".join(s.text for s in segments),
         "segments": [
-            {"start": s.start, "end": s.end, "text": s.text, **({"words": s.words} if s.words else {})}
+            {
+                "start": s.start,
+                "end": s.end,
+                "text": s.text,
+                **({"words": s.words} if s.words else {}),
+                **({} if s.timed else {"timed": False}),
+            }
             for s in segments
         ],
     }
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
 
-def render(fmt: str, segments: Sequence[Segment], job: Job | None = None) -> str:
+def render(
+    fmt: str, segments: Sequence[Segment], job: Job | None = None, rules: CueRules | None = None
+) -> str:
+    """`segments` in a format; subtitles follow `rules` (the settings' line length, lines and
+    cue duration; the common guidelines' when None)."""
     if fmt == "txt":
         return to_txt(segments)
     if fmt == "srt":
-        return to_srt(segments)
+        return to_srt(segments, rules)
     if fmt == "vtt":
-        return to_vtt(segments)
+        return to_vtt(segments, rules)
     if fmt == "json":
         return to_json(segments, job)
     raise ValueError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")

@@ -20,6 +20,7 @@ from ..exceptions import TTServiceError
 from ..jobs import Store
 from ..jobs.logs import JobLogHandler
 from ..platform import trim_heap
+from ..words import has_thai, merge_words
 from . import media
 from .engine import FasterWhisperEngine, ResumePoint
 from .export import clock
@@ -107,6 +108,8 @@ def transcribe_job(
     count = 0
     for segment in segments:
         check_disk(store, handler)
+        if segment.words and has_thai(segment.text):  # Whisper times Thai a letter at a time
+            segment = replace(segment, words=merge_words(segment.words))
         duration = prepared.duration  # the declared length until all of the media is decoded
         chunks = max(1, math.ceil(duration / CHUNK_SECONDS))
         processed = min(segment.end, duration)

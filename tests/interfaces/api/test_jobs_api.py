@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import httpx
 import pytest
 
-from ttservice.jobs import CALLBACK_DELIVERED
+from ttservice.jobs import CALLBACK_DELIVERED, JobStatus, Runner, Segment, TranscribeOptions, open_store
 
 from ...conftest import JFK_WAV, gone, group_members, stop_process, wait_for, words
 from ...hub_server import Hub
@@ -68,6 +68,14 @@ def test_submit_follow_export_and_delete(api):
 
         found = client.get("/api/v1/jobs", params={"search": "country", "status": "completed"}).json()
         assert job["id"] in [j["id"] for j in found["jobs"]] and found["total"] >= 1
+        store = open_store(api.settings)
+        thai = store.create_job("meeting.wav", None, TranscribeOptions(), Runner.FOREGROUND)
+        store.claim(thai, 5)
+        store.add_segments(thai, [Segment(0, 2, "การประชุมงบประมาณ")], 2, 1)
+        store.transition(thai, JobStatus.COMPLETED)
+        for query in ("งบ", "ประชุม", "ประชุมงบประมาณ"):  # Thai inside a compound, and a short word
+            found = client.get("/api/v1/jobs", params={"search": query}).json()
+            assert [j["id"] for j in found["jobs"]] == [thai] and found["total"] == 1
         assert client.get("/api/v1/stats").json()["by_status"]["completed"] >= 1
 
         assert client.delete(f"/api/v1/jobs/{job['id']}").json() == {"id": job["id"], "deleted": True}

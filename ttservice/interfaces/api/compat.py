@@ -21,6 +21,7 @@ from ...actions import models as model_actions
 from ...jobs import Job, JobStatus, Segment
 from ...models.languages import LANGUAGES
 from ...transcription import export
+from ...transcription.subtitles import CueRules
 from .context import Context, context
 from .errors import ERRORS, ApiError, sse_schema
 from .follow import ClientGone, connected, follow
@@ -158,7 +159,7 @@ async def _audio(request: Request, task: str, form_type: type[AudioForm]) -> Res
             ctx.stop_soon(job.id, DISCONNECTED)
     _raise_unless_completed(job)
     segments = ctx.store.segments(job.id)
-    return _render(form.response_format, task, job, segments, words, headers)
+    return _render(form.response_format, task, job, segments, words, headers, ctx.settings.subtitles)
 
 
 def _raise_unless_completed(job: Job) -> None:
@@ -183,7 +184,13 @@ def _raise_unless_completed(job: Job) -> None:
 
 
 def _render(
-    fmt: str, task: str, job: Job, segments: list[Segment], words: bool, headers: dict[str, str]
+    fmt: str,
+    task: str,
+    job: Job,
+    segments: list[Segment],
+    words: bool,
+    headers: dict[str, str],
+    rules: CueRules,
 ) -> Response:
     text = " ".join(s.text for s in segments)
     if fmt == "json":
@@ -191,7 +198,7 @@ def _render(
     if fmt == "text":
         return PlainTextResponse(text + "\n", headers=headers)
     if fmt in ("srt", "vtt"):
-        return PlainTextResponse(export.render(fmt, segments, job), headers=headers)
+        return PlainTextResponse(export.render(fmt, segments, job, rules), headers=headers)
     language = job.detected_language or job.options.language or ""
     verbose = VerboseTranscript(
         task="translate" if task == "translate" else "transcribe",

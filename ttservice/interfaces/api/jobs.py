@@ -215,7 +215,7 @@ def transcript(
 ) -> Response:
     ctx = context(request)
     job = ctx.store.get_job(job_id)
-    text = export.render(format, ctx.store.segments(job_id), job)
+    text = export.render(format, ctx.store.segments(job_id), job, ctx.settings.subtitles)
     media = "application/json" if format == "json" else "text/plain"
     disposition = f'inline; filename="job-{job_id}.{format}"'
     return Response(text, media_type=media, headers={"Content-Disposition": disposition})

@@ -20,14 +20,19 @@ from .common import Cancel, err, fail, fmt_time, json_option, out, output_option
     "-s", "--status", type=click.Choice([s.value for s in JobStatus]), help="Only jobs with this status."
 )
 @click.option("-n", "--limit", type=int, default=50, show_default=True, help="How many, newest first.")
+@click.option(
+    "--search",
+    metavar="TEXT",
+    help="Only jobs whose transcript holds every word of TEXT, in any language (Thai inside compounds too).",
+)
 @json_option("a JSON array")
-def jobs(status: str | None, limit: int, as_json: bool) -> None:
+def jobs(status: str | None, limit: int, search: str | None, as_json: bool) -> None:
     """List jobs, newest first."""
     from rich.table import Table
 
     try:
         settings, store = services()
-        rows = store.list_jobs(status=JobStatus(status) if status else None, limit=limit)
+        rows = store.list_jobs(status=JobStatus(status) if status else None, limit=limit, search=search)
     except TTServiceError as error:
         fail(str(error))
     stall = settings.stall_timeout
@@ -134,9 +139,9 @@ def cleanup(as_json: bool) -> None:
 def export_cmd(job_id: int, fmt: str, output: Path | None) -> None:
     """Export a job's transcript (partial for a stopped or failed job)."""
     try:
-        _, store = services()
+        settings, store = services()
         job = store.get_job(job_id)
-        text = export.render(fmt, store.segments(job_id), job)
+        text = export.render(fmt, store.segments(job_id), job, settings.subtitles)
     except TTServiceError as error:
         fail(str(error))
     write(text, output)

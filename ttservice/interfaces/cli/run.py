@@ -99,7 +99,7 @@ def _finish(job: Job, fmt: str, output: Path | None, store: Store) -> None:
             f"Job {job.id} failed: {job.error or 'no reason was recorded'}",
             job.exit_code if job.exit_code == EXIT_BAD_INPUT else EXIT_FAILED,
         )
-    write(export.render(fmt, store.segments(job.id), job), output)
+    write(export.render(fmt, store.segments(job.id), job, Settings.from_env().subtitles), output)
 
 
 def _options(

@@ -11,29 +11,38 @@ import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
 from ttservice.config import Settings
-from ttservice.jobs import Job, JobStatus, Store, open_store
-from ttservice.models.languages import language_name
+from ttservice.interfaces.web.i18n import language_name, t
+from ttservice.jobs import Job, JobStatus, Store, iso, open_store
 from ttservice.supervision import ProcessManager
 
-BADGES = {
-    JobStatus.QUEUED: ":gray-badge[queued]",
-    JobStatus.PROCESSING: ":blue-badge[processing]",
-    JobStatus.COMPLETED: ":green-badge[completed]",
-    JobStatus.FAILED: ":red-badge[failed]",
-    JobStatus.CANCELLED: ":orange-badge[cancelled]",
-    JobStatus.INTERRUPTED: ":violet-badge[interrupted]",
+COLORS = {
+    JobStatus.QUEUED: "gray",
+    JobStatus.PROCESSING: "blue",
+    JobStatus.COMPLETED: "green",
+    JobStatus.FAILED: "red",
+    JobStatus.CANCELLED: "orange",
+    JobStatus.INTERRUPTED: "violet",
 }
+
+
+def badge(status: JobStatus) -> str:
+    return f":{COLORS[status]}-badge[{t('status.' + status.value)}]"
 
 
 def language_of(job: Job) -> str:
     """'Thai (th), detected at 97%', 'English (en)', or 'auto-detect' before it is known."""
     code = job.detected_language or job.options.language
     if code is None:
-        return "auto-detect"
+        return t("job.auto_detect")
     text = f"{language_name(code)} ({code})"
     if job.language_probability is not None and not job.options.language:
-        text += f", detected at {job.language_probability:.0%}"
+        text = t("job.detected", language=text, probability=f"{job.language_probability:.0%}")
     return text
+
+
+def created(job: Job) -> str:
+    """When a job was made, as '2026-12-02 10:00:05 UTC' (the earlier app's text as it is)."""
+    return (iso(job.created_at) or "-").replace("T", " ").replace("+00:00", " UTC")
 
 
 def page_link(page: str, label: str, url_path: str, **options) -> None:

@@ -162,6 +162,57 @@ def _v6_api(conn: Any) -> None:
     )
 
 
+def _v7_search_any_language(conn: Any) -> None:
+    # unicode61 cuts Thai at its vowel and tone marks (and cannot split unspaced words at all):
+    # a trigram index finds any text of three characters or more inside any word.
+    conn.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS segments_trigram USING fts5("
+        "text, content='transcription_segments', content_rowid='id', tokenize='trigram')"
+    )
+    conn.execute(
+        "CREATE TRIGGER IF NOT EXISTS segments_trigram_insert AFTER INSERT ON transcription_segments"
+        " BEGIN INSERT INTO segments_trigram(rowid, text) VALUES (new.id, new.text); END"
+    )
+    conn.execute(
+        "CREATE TRIGGER IF NOT EXISTS segments_trigram_delete AFTER DELETE ON transcription_segments"
+        " BEGIN INSERT INTO segments_trigram(segments_trigram, rowid, text)"
+        " VALUES ('delete', old.id, old.text); END"
+    )
+    conn.execute("INSERT INTO segments_trigram(segments_trigram) VALUES ('rebuild')")
+    conn.execute("DROP TRIGGER IF EXISTS segments_fts_insert")
+    conn.execute("DROP TRIGGER IF EXISTS segments_fts_delete")
+    conn.execute("DROP TABLE IF EXISTS segments_fts")
+
+
+def _v8_earlier_transcripts(conn: Any) -> None:
+    # The earlier app kept a job's text in its own `transcript` column (and its length in
+    # `duration`, its end as text in `completed_at`). Those stay as they are; their job gets
+    # the text as one untimed segment, and its length and end in our columns, so that History,
+    # the exports, search and Statistics see them.
+    if "timed" not in _columns(conn, "transcription_segments"):
+        conn.execute("ALTER TABLE transcription_segments ADD COLUMN timed INTEGER NOT NULL DEFAULT 1")
+    columns = _columns(conn, "transcription_jobs")
+    if "duration" in columns:
+        conn.execute(
+            "UPDATE transcription_jobs SET media_duration = CAST(duration AS REAL)"
+            " WHERE media_duration IS NULL AND typeof(duration) IN ('real', 'integer', 'text')"
+            " AND CAST(duration AS REAL) > 0"
+        )
+    if "completed_at" in columns:
+        conn.execute(
+            "UPDATE transcription_jobs SET finished_at = CAST(strftime('%s', completed_at) AS REAL)"
+            " WHERE finished_at IS NULL AND strftime('%s', completed_at) IS NOT NULL"
+        )
+    if "transcript" in columns:
+        conn.execute(
+            "INSERT INTO transcription_segments (job_id, start, end, text, timed)"
+            " SELECT id, 0, coalesce(media_duration, 0), trim(transcript), 0 FROM transcription_jobs j"
+            " WHERE typeof(transcript) = 'text' AND trim(transcript) != ''"
+            " AND NOT EXISTS (SELECT 1 FROM transcription_segments s WHERE s.job_id = j.id)"
+            " ORDER BY id"
+        )
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [
     _v1_jobs_and_segments,
     _v2_leases_and_search,
@@ -169,6 +220,8 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _v4_lighter_heartbeat,
     _v5_models,
     _v6_api,
+    _v7_search_any_language,
+    _v8_earlier_transcripts,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -9,9 +9,11 @@ from collections.abc import Collection
 from typing import Any
 
 from ...exceptions import JobNotFound
+from ...words import search_terms
 from ..record import (
     CALLBACK_PENDING,
     FINISHED,
+    LEGACY_STATUSES,
     SERVICE_RUNNERS,
     Job,
     JobStatus,
@@ -21,6 +23,10 @@ from ..record import (
 )
 from .connection import Database
 
+COMPLETED_NAMES = [JobStatus.COMPLETED.value] + [
+    name for name, status in LEGACY_STATUSES.items() if status is JobStatus.COMPLETED
+]
+TRIGRAM = 3  # the shortest text the trigram index can find
 RESUME_POINT_SQL = "SELECT coalesce(max(end), 0) FROM transcription_segments WHERE job_id = ?"
 
 
@@ -81,13 +87,10 @@ class JobQueries:
         if status:
             clauses.append("status = ?")
             params.append(status.value)
-        query = fts_query(search or "")
-        if query:  # no words (blank, or only control characters): no filter
-            clauses.append(
-                "id IN (SELECT s.job_id FROM segments_fts f JOIN transcription_segments s"
-                " ON s.id = f.rowid WHERE segments_fts MATCH ?)"
-            )
-            params.append(query)
+        found, terms = search_clause(search or "")
+        if found:  # no words (blank, or only control characters): no filter
+            clauses.append(found)
+            params += terms
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def list_jobs(
@@ -171,7 +174,8 @@ class JobQueries:
 
     def segments(self, job_id: int) -> list[Segment]:
         rows = self.db.read(
-            "SELECT start, end, text, words_json, tokens_json, window_start FROM transcription_segments"
+            "SELECT start, end, text, words_json, tokens_json, window_start, timed"
+            " FROM transcription_segments"
             " WHERE job_id = ? ORDER BY start, id",
             (job_id,),
         )
@@ -183,6 +187,7 @@ class JobQueries:
                 json.loads(r["words_json"]) if r["words_json"] else None,
                 json.loads(r["tokens_json"]) if r["tokens_json"] is not None else None,
                 r["window_start"],
+                bool(r["timed"]),
             )
             for r in rows
         ]
@@ -191,15 +196,18 @@ class JobQueries:
         return self.db.read(RESUME_POINT_SQL, (job_id,))[0][0]
 
     def stats(self) -> dict[str, Any]:
-        by_status = {
-            r["status"]: r["n"]
-            for r in self.db.read("SELECT status, count(*) AS n FROM transcription_jobs GROUP BY status")
-        }
+        by_status: dict[str, int] = {}  # the earlier app's statuses ('pending', ...) counted as ours
+        for r in self.db.read("SELECT status, count(*) AS n FROM transcription_jobs GROUP BY status"):
+            status = JobStatus.parse(r["status"]).value
+            by_status[status] = by_status.get(status, 0) + r["n"]
+        # The earlier app's jobs count in the audio and by day; their created_at is text and
+        # they have no started_at, so the mean times are this TTService's jobs' only.
         done = self.db.read(
             "SELECT coalesce(sum(media_duration), 0) AS audio, count(*) AS n,"
-            " avg(started_at - created_at) AS queued, avg(finished_at - started_at) AS running"
-            " FROM transcription_jobs WHERE status = ? AND typeof(created_at) = 'real'",
-            (JobStatus.COMPLETED.value,),
+            " avg(CASE typeof(created_at) WHEN 'real' THEN started_at - created_at END) AS queued,"
+            " avg(finished_at - started_at) AS running"
+            f" FROM transcription_jobs WHERE status IN ({', '.join('?' * len(COMPLETED_NAMES))})",
+            COMPLETED_NAMES,
         )[0]
         speeds = self.db.read(
             "SELECT model, avg(processed_seconds / (finished_at - started_at)) AS speed, count(*) AS n"
@@ -208,8 +216,9 @@ class JobQueries:
             (JobStatus.COMPLETED.value,),
         )
         daily = self.db.read(
-            "SELECT date(created_at, 'unixepoch') AS day, status, count(*) AS n FROM transcription_jobs"
-            " WHERE typeof(created_at) = 'real' GROUP BY day, status ORDER BY day"
+            "SELECT CASE typeof(created_at) WHEN 'real' THEN date(created_at, 'unixepoch')"
+            " ELSE date(created_at) END AS day, status, count(*) AS n FROM transcription_jobs"
+            " WHERE day IS NOT NULL GROUP BY day, status ORDER BY day"
         )
         return {
             "by_status": by_status,
@@ -226,12 +235,34 @@ class JobQueries:
             conn.execute("DELETE FROM transcription_jobs WHERE id = ?", (job_id,))
 
 
-def fts_query(text: str) -> str:
-    """Each word of the user's text as a quoted FTS5 prefix term, so no input is a syntax error
-    (control characters, which FTS5 takes for the end of a string, are dropped)."""
+def search_clause(text: str) -> tuple[str, list[str]]:
+    """A condition on `transcription_jobs` for the jobs with a segment that holds every word of
+    `text`, anywhere, in any language.
+
+    Words come from spaces and, in unspaced Thai, from the word segmenter. A word of three
+    characters or more is looked up in the trigram index; a shorter one (งบ, AI) is looked for
+    with LIKE among the segments the others matched, or among all when it is alone. Every word
+    is quoted, so no input is a syntax error; control characters, which FTS5 takes for the end
+    of a string, are dropped.
+    """
     text = "".join(c if c.isprintable() or c.isspace() else " " for c in text)
-    terms = [t.replace('"', '""') for t in text.split()]
-    return " ".join(f'"{t}"*' for t in terms)
+    terms = search_terms(text)
+    if not terms:
+        return "", []
+    long = [t for t in terms if len(t) >= TRIGRAM]
+    short = [t for t in terms if len(t) < TRIGRAM]
+    likes = " AND ".join("s.text LIKE ? ESCAPE '\\'" for _ in short)
+    patterns = ["%" + t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for t in short]
+    if not long:
+        # Each job's own segments, newest job first: a page of a common word stops at its 20th job.
+        exists = "SELECT 1 FROM transcription_segments s WHERE s.job_id = transcription_jobs.id"
+        return f"EXISTS ({exists} AND {likes})", patterns
+    match = " AND ".join('"' + t.replace('"', '""') + '"' for t in long)
+    sql = (
+        "id IN (SELECT s.job_id FROM segments_trigram f JOIN transcription_segments s ON s.id = f.rowid"
+        " WHERE segments_trigram MATCH ?" + (f" AND {likes}" if likes else "") + ")"
+    )
+    return sql, [match, *patterns]
 
 
 def row_to_job(row: sqlite3.Row) -> Job:

@@ -4,6 +4,7 @@ import streamlit as st
 
 from ttservice import actions
 from ttservice.interfaces.web import services
+from ttservice.interfaces.web.i18n import t
 from ttservice.transcription.export import clock
 
 REFRESH_SECONDS = 1
@@ -13,10 +14,12 @@ def describe(row) -> str:
     """'45% · 60 of 140 MB · 12.0 MB/s · ETA 0:00:07' for a download's row."""
     text = f"{row.progress:.0%}"
     if row.bytes_total:
-        text += f" · {row.bytes_done / 2**20:,.0f} of {row.bytes_total / 2**20:,.0f} MB"
+        text += " · " + t(
+            "downloads.of", done=f"{row.bytes_done / 2**20:,.0f}", total=f"{row.bytes_total / 2**20:,.0f}"
+        )
     speed = row.speed()
     if speed:
-        text += f" · {speed / 2**20:.1f} MB/s · ETA {clock(row.eta())}"
+        text += " · " + t("downloads.speed", speed=f"{speed / 2**20:.1f}", eta=clock(row.eta()))
     return text
 
 
@@ -31,10 +34,10 @@ def download_progress() -> None:
         st.rerun()  # one finished: the whole page shows it installed (or why not)
     if not rows:
         return
-    st.subheader("Downloading")
+    st.subheader(t("downloads.title"))
     for row in rows:
         text, stop = st.columns([5, 1])
         text.progress(row.progress, text=f"{row.model} · {describe(row)}")
-        if stop.button("Stop", key=f"stop-download-{row.id}"):
+        if stop.button(t("downloads.stop"), key=f"stop-download-{row.id}"):
             actions.models.stop_download(store, settings, row.id)
             st.rerun()

@@ -5,6 +5,7 @@ import streamlit as st
 from ttservice import actions
 from ttservice.exceptions import TTServiceError
 from ttservice.interfaces.web import services
+from ttservice.interfaces.web.i18n import error_text, t
 
 
 @st.fragment(run_every=2)
@@ -14,18 +15,23 @@ def job_progress_list(mine: list[dict]) -> None:
         try:
             job = store.get_job(entry["id"])
         except TTServiceError as error:
-            st.error(str(error))
+            st.error(error_text(error))
             continue
         if entry["lease"] and not job.finished:
             store.renew_lease(job.id)  # this page is still open
         speed = job.speed()
-        label = f"Job {job.id} · {job.filename} · {services.BADGES[job.status]}"
+        label = f"{t('job.number', id=job.id)} · {job.filename} · {services.badge(job.status)}"
         if speed:
-            label += f" · {speed:.1f}x realtime"
+            label += " · " + t("job.speed", speed=f"{speed:.1f}")
         st.markdown(label)
         st.progress(min(max(job.progress, 0.0), 1.0))
         if (waiting := actions.models.waiting_for(store, job)) is not None:
-            st.caption(waiting[0])
+            st.caption(error_text(waiting[0]))
         if job.error:
-            st.error(job.error)
-        st.page_link("views/history.py", label=f"Open job {job.id} in History", query_params={"job": job.id})
+            st.error(error_text(job.error))
+        services.page_link(
+            "views/history.py",
+            t("transcribe.open_job", id=job.id),
+            f"history?job={job.id}",
+            query_params={"job": job.id},
+        )

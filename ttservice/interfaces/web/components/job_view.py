@@ -1,65 +1,119 @@
-"""A finished job: its transcript, downloads, error, resume, re-run and delete."""
+"""A finished job: its media, its transcript (copy it, jump to a segment), exports, resume, re-run, delete."""
 
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
 
 from ttservice import actions
 from ttservice.exceptions import TTServiceError
 from ttservice.interfaces.web import services
-from ttservice.jobs import Job, JobStatus, Runner
+from ttservice.interfaces.web.i18n import error_text, t
+from ttservice.jobs import Job, JobStatus, Runner, Segment
 from ttservice.transcription import export
 
 MIME = {"txt": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt", "json": "application/json"}
+VIDEO = {".mp4", ".mkv", ".mov", ".webm", ".avi"}
+# Streamlit holds played media in the web app's memory: a larger file is not played in the page.
+PLAYER_MAX_BYTES = 256 * 2**20
+
+
+def player(job: Job, start: float, chosen: bool) -> None:
+    """The job's media, from `start` (and playing, once a segment was chosen)."""
+    path = Path(job.media_path) if job.media_path else None
+    try:
+        size = path.stat().st_size if path else None
+    except OSError:
+        size = None
+    if size is None:
+        st.caption(t("job_view.no_media"))
+        return
+    if size > PLAYER_MAX_BYTES:
+        st.caption(t("job_view.media_too_large", mb=f"{PLAYER_MAX_BYTES / 2**20:.0f}"))
+        return
+    show = st.video if path.suffix.lower() in VIDEO else st.audio
+    show(str(path), start_time=int(start), autoplay=chosen)
+
+
+def transcript(job: Job, segments: list[Segment]) -> None:
+    table_key = f"segments-{job.id}"
+    rows = (st.session_state.get(table_key) or {}).get("selection", {}).get("rows", [])
+    chosen = rows[0] if rows and rows[0] < len(segments) else None
+    player(job, segments[chosen].start if chosen is not None else 0.0, chosen is not None)
+    text_tab, segments_tab = st.tabs([t("job_view.text"), t("job_view.segments")])
+    with text_tab:
+        st.caption(t("job_view.copy_hint"))
+        st.code(export.to_txt(segments).strip(), language=None, wrap_lines=True)
+    with segments_tab:
+        st.caption(t("job_view.jump_hint"))
+        frame = pd.DataFrame(
+            {
+                t("job_view.start"): [export.timestamp(s.start, ".")[:-4] for s in segments],
+                t("job_view.end"): [export.timestamp(s.end, ".")[:-4] for s in segments],
+                t("job_view.segment_text"): [s.text for s in segments],
+            }
+        )
+        st.dataframe(
+            frame,
+            key=table_key,
+            on_select="rerun",
+            selection_mode="single-row",
+            hide_index=True,
+            width="stretch",
+        )
 
 
 def finished_view(job: Job) -> None:
     store, settings = services.store(), services.settings()
     segments = store.segments(job.id)
     if job.error:
-        st.error(job.error)
+        (st.error if job.status is JobStatus.FAILED else st.warning)(error_text(job.error))
     if segments and job.status is not JobStatus.COMPLETED:
-        st.info(f"Partial transcript: {len(segments)} segment(s) were saved before the job ended.")
+        st.info(t("job_view.partial", n=len(segments)))
     if job.status is JobStatus.COMPLETED and not segments:
-        st.info("No speech was found in this file.")
+        st.info(t("job_view.no_speech"))
     if segments:
-        lines = [
-            f"[{export.timestamp(s.start, '.')} → {export.timestamp(s.end, '.')}] {s.text}" for s in segments
-        ]
-        st.code("\n".join(lines), language=None, wrap_lines=True)
+        transcript(job, segments)
         stem = (job.filename or f"job_{job.id}").rsplit(".", 1)[0]
-        for column, fmt in zip(st.columns(len(export.FORMATS)), export.FORMATS, strict=True):
-            column.download_button(
-                f"Download {fmt.upper()}",
-                export.render(fmt, segments, job),
+        downloads = st.container(horizontal=True)
+        for fmt in export.FORMATS:
+            downloads.download_button(
+                t("job_view.download", format=fmt.upper()),
+                export.render(fmt, segments, job, settings.subtitles),
                 file_name=f"{stem}.{fmt}",
                 mime=MIME[fmt],
                 key=f"dl-{fmt}-{job.id}",
                 on_click="ignore",
             )
-    resume, rerun, delete = st.columns(3)
-    if job.resumable and resume.button(
-        f"Resume from {export.timestamp(store.resume_point(job.id), '.')}", key=f"resume-{job.id}"
+    actions_row = st.container(horizontal=True)
+    if job.resumable and actions_row.button(
+        t("job_view.resume", at=export.timestamp(store.resume_point(job.id), ".")), key=f"resume-{job.id}"
     ):
         try:
             actions.resume(store, job.id, Runner.SERVICE)
         except TTServiceError as error:
-            st.error(str(error))
+            st.error(error_text(error))
         else:
             st.rerun()
-    if rerun.button("Re-run with the same settings", key=f"rerun-{job.id}"):
+    if job.media_path and actions_row.button(t("job_view.rerun"), key=f"rerun-{job.id}"):
         try:
             new_id = actions.rerun(store, job.id)
         except TTServiceError as error:
-            st.error(str(error))
+            st.error(error_text(error))
         else:
             st.query_params["job"] = str(new_id)
             st.rerun()
     confirm_key = f"confirm-delete-{job.id}"
-    if delete.button("Delete", key=f"delete-{job.id}"):
+    if actions_row.button(t("job_view.delete"), key=f"delete-{job.id}"):
         st.session_state[confirm_key] = True
     if st.session_state.get(confirm_key):
-        st.warning(f"Delete job {job.id} with its upload and log? This cannot be undone.")
-        if st.button("Yes, delete it", key=f"yes-delete-{job.id}"):
+        st.warning(t("job_view.delete_confirm", id=job.id))
+        if st.button(t("job_view.delete_yes"), key=f"yes-delete-{job.id}"):
             st.session_state.pop(confirm_key)
-            actions.delete(store, settings, job.id)
+            try:
+                actions.delete(store, settings, job.id)
+            except TTServiceError as error:
+                st.error(error_text(error))
+                return
             del st.query_params["job"]
             st.rerun()

@@ -7,20 +7,25 @@ import streamlit as st
 from ttservice import actions
 from ttservice.interfaces.web import services
 from ttservice.interfaces.web.components.downloads import describe
+from ttservice.interfaces.web.i18n import error_text, t
 from ttservice.jobs import JobStatus
 from ttservice.transcription import export
 
 CHUNK = re.compile(r"Processing chunk (\d+)/(\d+)")
 REFRESH_SECONDS = 5
 LOG_LINES = 200
+# The newest log lines and transcript segments are shown whole, never behind a scroll bar;
+# the rest of the log is one click away.
+TAIL_LINES = 12
+LATEST_SEGMENTS = 6
 
 
 def live_panel(job_id: int) -> None:
     auto = st.toggle(
-        f"Auto-refresh every {REFRESH_SECONDS} s",
+        t("live.auto_refresh", seconds=REFRESH_SECONDS),
         value=True,
         key=f"auto-{job_id}",
-        help="Turn off to stop auto-refresh; Refresh still works.",
+        help=t("live.auto_refresh_help"),
     )
 
     @st.fragment(run_every=REFRESH_SECONDS if auto else None)
@@ -31,49 +36,66 @@ def live_panel(job_id: int) -> None:
             st.rerun()  # the whole page switches to the finished view
         status = pm.get_process_status(job_id)
         lines = pm.get_logs(job_id, LOG_LINES)
-        chunk = next((m.group(0) for line in reversed(lines) if (m := CHUNK.search(line))), None)
-        st.subheader("Live Logs")
+        found = next((m for line in reversed(lines) if (m := CHUNK.search(line))), None)
+        chunk = t("live.chunk", n=found.group(1), total=found.group(2)) if found else t("live.starting")
+        st.subheader(t("live.title"))
         cpu, mem, elapsed, speed = st.columns(4)
-        cpu.metric("CPU", f"{status.cpu_percent:.1f}%")
-        memory = f"{status.memory_mb:.0f} MB"
+        cpu.metric(t("live.cpu"), f"{status.cpu_percent:.1f}%")
+        memory = f"{status.memory_mb:,.0f} MB"
         if status.gpu_bytes is not None:
-            memory += f" · GPU {status.gpu_bytes / 2**20:.0f} MB"
-        mem.metric("Memory", memory)
-        elapsed.metric("Elapsed", export.clock(status.elapsed))
+            memory += f" · GPU {status.gpu_bytes / 2**20:,.0f} MB"
+        mem.metric(t("live.memory"), memory)
+        elapsed.metric(t("live.elapsed"), export.clock(status.elapsed))
         speed_value = job.speed()
-        speed.metric("Speed", f"{speed_value:.1f}x realtime" if speed_value else "-")
-        eta = job.eta()
+        speed.metric(t("live.speed"), t("job.speed", speed=f"{speed_value:.1f}") if speed_value else "-")
         st.progress(
             min(max(job.progress, 0.0), 1.0),
-            text=f"{job.progress:.0%} · {chunk or 'starting'} · ETA {export.clock(eta)}",
+            text=t(
+                "live.progress",
+                progress=f"{job.progress:.0%}",
+                chunk=chunk,
+                eta=export.clock(job.eta()),
+            ),
         )
         waiting = actions.models.waiting_for(store, job)
         if waiting is not None:
-            st.info(waiting[0])
+            st.info(error_text(waiting[0]))
             if waiting[1] is not None:
                 st.progress(waiting[1].progress, text=f"{waiting[1].model} · {describe(waiting[1])}")
         elif job.status is JobStatus.QUEUED:
-            st.info("Waiting for a free slot; the service starts it as soon as one frees up.")
+            st.info(t("live.waiting_slot"))
         elif not status.alive:
-            st.warning(f"The worker is not running ({status.note}); the next sweep will record its end.")
+            st.warning(t("live.not_running", note=error_text(status.note or "")))
         if status.stalled:
-            st.warning(
-                "The worker is alive but its progress has not moved for a long time: it may be stalled."
+            st.warning(t("live.stalled"))
+        latest = store.segments(job_id)[-LATEST_SEGMENTS:]
+        st.markdown(f"**{t('live.transcript')}**")
+        if latest:
+            st.code(
+                "\n".join(f"[{export.clock(s.start)}] {s.text.strip()}" for s in latest),
+                language=None,
+                wrap_lines=True,
             )
-        st.code("\n".join(lines) or "(no log yet)", language=None, height=300)
+        else:
+            st.caption(t("live.no_transcript"))
+        st.markdown(f"**{t('live.log')}**")
+        st.code("\n".join(lines[-TAIL_LINES:]) or t("live.no_log"), language=None, wrap_lines=True)
+        if len(lines) > TAIL_LINES:
+            with st.expander(t("live.full_log", n=len(lines))):
+                st.code("\n".join(lines), language=None, height=400)
         stop, refresh = st.columns(2)
         confirm_key = f"confirm-stop-{job_id}"
-        if stop.button("Stop Transcription", key=f"stop-{job_id}", type="primary"):
+        if stop.button(t("live.stop"), key=f"stop-{job_id}", type="primary"):
             st.session_state[confirm_key] = True
-        refresh.button("Refresh", key=f"refresh-{job_id}")  # any click reruns this fragment
+        refresh.button(t("live.refresh"), key=f"refresh-{job_id}")  # any click reruns this fragment
         if st.session_state.get(confirm_key):
-            st.warning(f"Stop job {job_id}? What is transcribed so far is kept.")
+            st.warning(t("live.stop_confirm", id=job_id))
             yes, no = st.columns(2)
-            if yes.button("Yes, stop it", key=f"yes-stop-{job_id}"):
+            if yes.button(t("live.stop_yes"), key=f"yes-stop-{job_id}"):
                 st.session_state.pop(confirm_key)
                 pm.kill_process(job_id)
                 st.rerun()
-            if no.button("No, keep it running", key=f"no-stop-{job_id}"):
+            if no.button(t("live.stop_no"), key=f"no-stop-{job_id}"):
                 st.session_state.pop(confirm_key)
                 st.rerun(scope="fragment")
 

@@ -8,72 +8,101 @@ from ttservice.interfaces.web import services
 from ttservice.interfaces.web.components.cleanup import cleanup_button
 from ttservice.interfaces.web.components.job_view import finished_view
 from ttservice.interfaces.web.components.live_panel import live_panel
-from ttservice.jobs import JobStatus, Runner, iso
+from ttservice.interfaces.web.i18n import error_text, t
+from ttservice.jobs import Job, JobStatus, Runner
 from ttservice.transcription import export
 
 PAGE_SIZE = 20
+# While a job on the page is queued or processing, the list redraws itself this often.
+REFRESH_SECONDS = 2
 store = services.store()
-VIA_API = "via the API"
+
+
+def summary(job: Job) -> str:
+    parts = [
+        t("job.model", model=job.options.model or "-"),
+        t("job.language", language=services.language_of(job)),
+        t("job.audio", duration=export.clock(job.duration)),
+    ]
+    if job.runner is Runner.API:
+        parts.append(t("job.via_api"))
+    return " · ".join(parts)
 
 
 def show_job(job_id: int) -> None:
-    if st.button("← All jobs"):
+    if st.button(t("history.all_jobs"), icon=":material/arrow_back:"):
         del st.query_params["job"]
         st.rerun()
     try:
         job = store.get_job(job_id)
     except TTServiceError as error:
-        st.error(str(error))
+        st.error(error_text(error))
         return
-    st.title(f"Job {job.id}: {job.filename or '(unnamed)'}")
-    st.markdown(
-        f"{services.BADGES[job.status]} · model {job.options.model or '-'} · "
-        f"language {services.language_of(job)} · audio {export.clock(job.duration)}"
-        + (f" · {VIA_API}" if job.runner is Runner.API else "")
-    )
+    st.title(t("history.job_title", id=job.id, name=job.filename or t("history.unnamed")))
+    st.markdown(f"{services.badge(job.status)} · {summary(job)}")
     if job.finished:
         finished_view(job)
     else:
         live_panel(job.id)
 
 
+def job_card(job: Job) -> None:
+    with st.container(border=True):
+        text, view = st.columns([6, 1], vertical_alignment="center")
+        stalled = job.stalled(services.settings().stall_timeout)
+        badges = services.badge(job.status) + (f" :orange-badge[{t('status.stalled')}]" if stalled else "")
+        text.markdown(f"**{job.id}** · {job.filename or '-'} · {badges}")
+        facts = [
+            t("history.created", when=services.created(job)),
+            t("job.audio", duration=export.clock(job.duration)),
+        ]
+        if not job.finished or job.progress:
+            facts.append(t("history.progress", progress=f"{job.progress:.0%}"))
+        if speed := job.speed():
+            facts.append(t("job.speed", speed=f"{speed:.1f}"))
+        if job.runner is Runner.API:
+            facts.append(t("job.via_api"))
+        text.caption(" · ".join(facts))
+        if (waiting := actions.models.waiting_for(store, job)) is not None:
+            text.caption(error_text(waiting[0]))
+        if job.error and job.status is not JobStatus.COMPLETED:
+            text.markdown(
+                f":red[{error_text(job.error)}]" if job.status is JobStatus.FAILED else error_text(job.error)
+            )
+        if view.button(t("history.view"), key=f"view-{job.id}", width="stretch"):
+            st.query_params["job"] = str(job.id)
+            st.rerun()
+
+
 def show_list() -> None:
-    st.title("History")
+    st.title(t("history.title"))
     cleanup_button("cleanup-history")
     left, right = st.columns([1, 2])
-    status_name = left.selectbox("Status", ["all"] + [s.value for s in JobStatus])
-    search = right.text_input("Search transcripts", placeholder="words from the transcript")
+    status_name = left.selectbox(
+        t("history.status"),
+        ["all"] + [s.value for s in JobStatus],
+        format_func=lambda name: t("history.all") if name == "all" else t(f"status.{name}"),
+    )
+    search = right.text_input(t("history.search"), placeholder=t("history.search_hint"))
     status = None if status_name == "all" else JobStatus(status_name)
     total = store.count_jobs(status, search)
     pages = max(1, -(-total // PAGE_SIZE))
-    page = st.number_input(f"Page (of {pages})", 1, pages, 1) if pages > 1 else 1
+    page = st.number_input(t("history.page", pages=pages), 1, pages, 1) if pages > 1 else 1
     jobs = store.list_jobs(status, PAGE_SIZE, (page - 1) * PAGE_SIZE, search)
-    st.caption(f"{total} job(s)")
-    widths = [1, 2, 4, 3, 2, 2, 2, 1]
-    for column, title in zip(
-        st.columns(widths),
-        ["Job", "Status", "File", "Created", "Audio", "Progress", "Speed", ""],
-        strict=True,
-    ):
-        column.markdown(f"**{title}**")
-    for job in jobs:
-        cols = st.columns(widths)
-        cols[0].write(str(job.id))
-        stalled = job.stalled(services.settings().stall_timeout)
-        cols[1].markdown(services.BADGES[job.status] + (" :orange-badge[stalled]" if stalled else ""))
-        if (waiting := actions.models.waiting_for(store, job)) is not None:
-            cols[1].caption(waiting[0])
-        cols[2].write(job.filename or "-")
-        if job.runner is Runner.API:
-            cols[2].caption(VIA_API)
-        cols[3].write((iso(job.created_at) or "-").replace("T", " ").replace("+00:00", " UTC"))
-        cols[4].write(export.clock(job.duration))
-        cols[5].write(f"{job.progress:.0%}")
-        speed = job.speed()
-        cols[6].write(f"{speed:.1f}x" if speed else "-")
-        if cols[7].button("View", key=f"view-{job.id}"):
-            st.query_params["job"] = str(job.id)
-            st.rerun()
+    active = any(not job.finished for job in jobs)
+
+    @st.fragment(run_every=REFRESH_SECONDS if active else None)
+    def listing() -> None:
+        shown = store.list_jobs(status, PAGE_SIZE, (page - 1) * PAGE_SIZE, search)
+        st.caption(t("history.count", n=store.count_jobs(status, search)))
+        if not shown:
+            st.info(t("history.none_found") if search or status else t("history.none_yet"))
+        for job in shown:
+            job_card(job)
+        if active and all(job.finished for job in shown):
+            st.rerun()  # the last running job ended: redraw once, and stop refreshing
+
+    listing()
 
 
 selected = st.query_params.get("job")

@@ -1,45 +1,66 @@
 """Statistics: computed from the statuses in the store, so only as true as they are."""
 
+import datetime as dt
+
 import pandas as pd
 import streamlit as st
 
 from ttservice.interfaces.web import services
+from ttservice.interfaces.web.components.charts import chart, jobs_over_time
 from ttservice.interfaces.web.components.cleanup import cleanup_button
+from ttservice.interfaces.web.i18n import t
 from ttservice.jobs import JobStatus
 from ttservice.transcription import export
 
-st.title("Statistics")
+METRIC_WIDTH = 140  # px: six across 1400 px with the sidebar open
+
+st.title(t("statistics.title"))
 cleanup_button("cleanup-statistics")
 stats = services.store().stats()
 counts = {s.value: stats["by_status"].get(s.value, 0) for s in JobStatus}
 total = sum(stats["by_status"].values())
 
-for column, name in zip(st.columns(len(counts)), counts, strict=True):
-    column.metric(name.capitalize(), counts[name])
-
 finished = counts["completed"] + counts["failed"] + counts["cancelled"] + counts["interrupted"]
 rate = (lambda n: f"{n / finished:.0%}") if finished else (lambda n: "-")
-a, b, c, d = st.columns(4)
-a.metric("Audio transcribed", f"{stats['audio_hours']:.2f} h")
-b.metric("Success rate", rate(counts["completed"]))
-c.metric("Failure rate", rate(counts["failed"]))
-d.metric("Cancel rate", rate(counts["cancelled"] + counts["interrupted"]))
-q, r = st.columns(2)
-q.metric("Mean time queued", export.clock(stats["mean_queued_s"]))
-r.metric("Mean time running", export.clock(stats["mean_running_s"]))
+# Rows that wrap: six across a desktop, three across a phone (columns would stack one by one).
+rows = [
+    [(t(f"status.{name}").capitalize(), f"{n:,}", None, 1) for name, n in counts.items()],
+    [
+        (t("statistics.audio"), export.clock(stats["audio_hours"] * 3600), t("statistics.audio_help"), 2),
+        (t("statistics.success_rate"), rate(counts["completed"]), None, 1),
+        (t("statistics.failure_rate"), rate(counts["failed"]), None, 1),
+        (t("statistics.cancel_rate"), rate(counts["cancelled"] + counts["interrupted"]), None, 1),
+    ],
+    [
+        (t("statistics.mean_queued"), export.clock(stats["mean_queued_s"]), None, 2),
+        (t("statistics.mean_running"), export.clock(stats["mean_running_s"]), None, 2),
+    ],
+]
+for metrics in rows:
+    row = st.container(horizontal=True, wrap=True)
+    for label, value, about, span in metrics:
+        row.metric(label, value, help=about, width=span * METRIC_WIDTH)
 
-st.subheader("Speed by model")
+st.subheader(t("statistics.speed_by_model"))
 if stats["speed_by_model"]:
-    st.table(
-        pd.DataFrame(stats["speed_by_model"]).rename(
-            columns={"model": "Model", "speed": "Mean speed (x realtime)", "n": "Jobs"}
-        )
+    st.dataframe(
+        pd.DataFrame(
+            {
+                t("statistics.model"): [row["model"] or "-" for row in stats["speed_by_model"]],
+                t("statistics.speed"): [
+                    t("job.speed", speed=f"{row['speed']:.1f}") for row in stats["speed_by_model"]
+                ],
+                t("statistics.jobs"): [f"{row['n']:,}" for row in stats["speed_by_model"]],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
     )
 else:
-    st.caption("No completed job yet.")
+    st.caption(t("statistics.no_completed"))
 
-st.subheader("Jobs over time")
+st.subheader(t("statistics.over_time"))
 if stats["daily"]:
-    daily = pd.DataFrame(stats["daily"]).pivot_table(index="day", columns="status", values="n", fill_value=0)
-    st.bar_chart(daily)
-st.caption(f"{total} job(s) in all.")
+    table, unit = jobs_over_time(stats["daily"], dt.date.today())
+    st.altair_chart(chart(table, unit), width="stretch")
+st.caption(t("statistics.total", n=f"{total:,}"))

@@ -3,49 +3,53 @@
 import streamlit as st
 
 from ttservice import actions
-from ttservice.exceptions import RequestError
+from ttservice.exceptions import TTServiceError
 from ttservice.interfaces.web import services
 from ttservice.interfaces.web.components.job_list import job_progress_list
+from ttservice.interfaces.web.i18n import error_text, language_name, t
 from ttservice.jobs import TranscribeOptions
 from ttservice.models.languages import LANGUAGES
 
 MEDIA_TYPES = ["wav", "mp3", "m4a", "flac", "ogg", "opus", "aac", "wma", "mp4", "mkv", "mov", "webm", "avi"]
 AUTO = "auto"
+TASKS = ["transcribe", "translate"]
 
 settings = services.settings()
 store = services.store()
-st.title("Transcribe")
+st.title(t("transcribe.title"))
 models = actions.models.installed_names(store, settings)
 if settings.model not in models:
     models.append(settings.model)  # the configured default, downloaded when a job first needs it
 
 with st.form("transcribe", clear_on_submit=True):
     files = st.file_uploader(
-        f"Audio or video files (up to {settings.max_upload_mb:.0f} MB each)",
+        t("transcribe.files", mb=f"{settings.max_upload_mb:,.0f}"),
         type=MEDIA_TYPES,
         accept_multiple_files=True,
     )
-    left, right = st.columns(2)
+    left, right = st.columns(2)  # rows of two, so that a phone shows them in order
     model = left.selectbox(
-        "Model",
-        models,
-        index=models.index(settings.model),
-        help="The models on this machine; the Models page downloads others.",
+        t("transcribe.model"), models, index=models.index(settings.model), help=t("transcribe.model_help")
     )
     language = right.selectbox(
-        "Language",
+        t("transcribe.language"),
         [AUTO, *LANGUAGES],
-        format_func=lambda code: "Auto-detect" if code == AUTO else f"{LANGUAGES[code]} ({code})",
+        format_func=lambda code: (
+            t("transcribe.auto_detect") if code == AUTO else f"{language_name(code)} ({code})"
+        ),
     )
-    task = left.radio("Task", ["transcribe", "translate"], horizontal=True)
-    words = right.checkbox("Word timestamps")
-    lease = st.checkbox("Stop this job if I leave the page")
-    started = st.form_submit_button("Start transcription", type="primary")
-services.page_link("views/models.py", "Get another model", "models", icon=":material/download:")
+    left, right = st.columns(2, vertical_alignment="bottom")
+    task = left.radio(
+        t("transcribe.task"), TASKS, format_func=lambda task: t(f"transcribe.{task}"), horizontal=True
+    )
+    words = right.checkbox(t("transcribe.word_timestamps"))
+    lease = st.checkbox(t("transcribe.lease"))
+    started = st.form_submit_button(t("transcribe.start"), type="primary")
+services.page_link("views/models.py", t("transcribe.get_model"), "models", icon=":material/download:")
 
 if started:
     if not files:
-        st.error("Choose at least one file to transcribe.")
+        st.error(t("transcribe.no_file"))
     else:
         options = TranscribeOptions.from_settings(
             settings,
@@ -60,10 +64,10 @@ if started:
                 data = upload.getvalue()
                 job_id = actions.submit_upload(store, settings, upload.name, data, options, lease)
                 mine.append({"id": job_id, "lease": lease})
-        except RequestError as error:
-            st.error(str(error))
+        except TTServiceError as error:
+            st.error(error_text(error))
 
 if st.session_state.get("my_jobs"):
-    st.subheader("Your jobs")
-    st.caption("Leaving this page does not stop them, unless you asked for that when starting them.")
+    st.subheader(t("transcribe.your_jobs"))
+    st.caption(t("transcribe.your_jobs_note"))
     job_progress_list(st.session_state["my_jobs"])
