@@ -68,6 +68,20 @@ def server(tmp_path):
 
 @pytest.fixture
 def browser(tmp_path):
+    driver = start_browser(tmp_path)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def thai_browser(tmp_path):
+    """A browser whose language is Thai (navigator.language th-TH)."""
+    driver = start_browser(tmp_path, "th-TH")
+    yield driver
+    driver.quit()
+
+
+def start_browser(tmp_path: Path, language: str | None = None):
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     options = webdriver.ChromeOptions()
@@ -86,15 +100,16 @@ def browser(tmp_path):
         f"--user-data-dir={tmp_path / 'chrome-profile'}",
     ):
         options.add_argument(flag)
-    options.add_experimental_option(
-        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
-    )
+    prefs = {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    if language:
+        options.add_argument(f"--lang={language}")
+        prefs["intl.accept_languages"] = language
+    options.add_experimental_option("prefs", prefs)
     driver = webdriver.Chrome(service=ChromeService(CHROMEDRIVER), options=options)
     driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     driver.downloads = downloads
     driver.shots = tmp_path
-    yield driver
-    driver.quit()
+    return driver
 
 
 def body_text(driver) -> str:
@@ -133,3 +148,14 @@ def screenshot(driver, name: str) -> Path:
     path = driver.shots / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
+
+
+def cut_labels(driver) -> list[str]:
+    """The buttons on the page whose label does not fit (drawn cut short, "V.." for "View")."""
+    return driver.execute_script(
+        """return [...document.querySelectorAll('button')]
+            .filter(b => { const r = b.getBoundingClientRect();  // on screen (not the collapsed sidebar)
+                           return r.width > 0 && r.right > 0 && r.left < window.innerWidth; })
+            .filter(b => [b, ...b.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1))
+            .map(b => b.innerText)"""
+    )

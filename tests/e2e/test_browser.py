@@ -14,7 +14,7 @@ from ttservice.jobs import JobStatus, Runner, TranscribeOptions, open_store
 from ttservice.supervision.process_manager import ProcessManager
 
 from ..conftest import JFK_WAV, SPEECH, gone, group_members, wait_for
-from .conftest import body_text, click_button, find, open_page, screenshot, wait_text
+from .conftest import body_text, click_button, cut_labels, find, open_page, screenshot, wait_text
 
 pytestmark = pytest.mark.model
 
@@ -63,6 +63,7 @@ def test_30_monitor_a_processing_job_from_history(server, browser, lecture):
     wait_for(lambda: listed_progress(browser) is not None, 30, what="progress listed")
     first = listed_progress(browser)
     wait_for(lambda: (listed_progress(browser) or 0) > first, 90, 0.5, what="History refreshes itself")
+    assert cut_labels(browser) == []  # "View" whole, not "V.."
     click_button(browser, "View")
     wait_text(browser, "Live Logs")
     wait_text(browser, "Processing chunk", 120)

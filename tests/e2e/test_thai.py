@@ -8,7 +8,7 @@ from selenium.webdriver.common.by import By
 from ttservice.jobs import JobStatus, open_store
 
 from ..conftest import JFK_WAV, wait_for
-from .conftest import body_text, click_button, find, open_page, screenshot, wait_text
+from .conftest import body_text, click_button, cut_labels, find, open_page, screenshot, wait_text
 
 pytestmark = pytest.mark.model
 
@@ -36,9 +36,8 @@ def test_the_main_flow_in_thai(server, browser):
     wait_for(lambda: "lang=th" in browser.current_url, 30, what="lang=th kept in the URL")
     wait_text(browser, "เสร็จแล้ว")
     screenshot(browser, "th_history")
-    view = browser.find_element(By.XPATH, "//button[normalize-space(.)='ดู']")
-    assert view.text == "ดู"  # the whole label, never cut short
-    view.click()
+    assert cut_labels(browser) == []  # every label whole ("ดู" included)
+    click_button(browser, "ดู")
     wait_text(browser, "ask not what your country can do for you")
     wait_text(browser, "ดาวน์โหลด SRT")
     screenshot(browser, "th_finished_job")
@@ -52,19 +51,24 @@ def test_the_main_flow_in_thai(server, browser):
     screenshot(browser, "th_statistics_whole")
     assert thai_letters(body_text(browser)) > 50
 
-    browser.set_window_size(400, 900)  # a phone
-    for name, path, shown in (
-        ("transcribe", "/?", "เริ่มถอดเสียง"),
-        ("history", "/history?", "ดู"),
-        ("job", f"/history?job={job_id}&", "ask not what your country"),
-        ("models", "/models?", "มากับโปรแกรม"),
-        ("statistics", "/statistics?", "ความเร็วตามโมเดล"),
+    browser.set_window_size(400, 900)  # a phone, in both languages
+    for lang, words in (
+        ("th", ("เริ่มถอดเสียง", "ดู", "มากับโปรแกรม", "ความเร็วตามโมเดล")),
+        ("en", ("Start transcription", "View", "bundled", "Speed by model")),
     ):
-        browser.get(server.url + path + "lang=th")
-        wait_text(browser, shown)
-        width = browser.execute_script("return document.documentElement.scrollWidth")
-        assert width <= 400 + 1, f"{path} is {width} px wide in a 400-px window"
-        screenshot(browser, f"th_phone_{name}")
+        for name, path, shown in (
+            ("transcribe", "/?", words[0]),
+            ("history", "/history?", words[1]),
+            ("job", f"/history?job={job_id}&", "ask not what your country"),
+            ("models", "/models?", words[2]),
+            ("statistics", "/statistics?", words[3]),
+        ):
+            browser.get(f"{server.url}{path}lang={lang}")
+            wait_text(browser, shown)
+            width = browser.execute_script("return document.documentElement.scrollWidth")
+            assert width <= 400 + 1, f"{path} is {width} px wide in a 400-px window"
+            assert cut_labels(browser) == [], (lang, path)
+            screenshot(browser, f"{lang}_phone_{name}")
 
 
 def test_the_language_switch_turns_every_page_thai_and_back(server, browser):
@@ -75,3 +79,9 @@ def test_the_language_switch_turns_every_page_thai_and_back(server, browser):
     click_button(browser, "English")
     wait_for(lambda: any(h.text == "Transcribe" for h in browser.find_elements(By.TAG_NAME, "h1")), 30)
     assert "lang=en" in browser.current_url
+
+
+def test_a_thai_browser_gets_thai_unless_the_address_says_otherwise(server, thai_browser):
+    open_page(thai_browser, server.url, "ถอดเสียง")  # st.context.locale: th-TH
+    open_page(thai_browser, server.url + "/history", "ประวัติ")
+    open_page(thai_browser, server.url + "/?lang=en", "Transcribe")
