@@ -68,6 +68,21 @@ def live_panel(job_id: int) -> None:
             st.warning(t("live.not_running", note=error_text(status.note or "")))
         if status.stalled:
             st.warning(t("live.stalled"))
+        stop = refresh = st.container(horizontal=True)  # above the text, in reach without scrolling
+        confirm_key = f"confirm-stop-{job_id}"
+        if stop.button(t("live.stop"), key=f"stop-{job_id}", type="primary"):
+            st.session_state[confirm_key] = True
+        refresh.button(t("live.refresh"), key=f"refresh-{job_id}")  # any click reruns this fragment
+        if st.session_state.get(confirm_key):
+            st.warning(t("live.stop_confirm", id=job_id))
+            yes = no = st.container(horizontal=True)
+            if yes.button(t("live.stop_yes"), key=f"yes-stop-{job_id}"):
+                st.session_state.pop(confirm_key)
+                pm.kill_process(job_id)
+                st.rerun()
+            if no.button(t("live.stop_no"), key=f"no-stop-{job_id}"):
+                st.session_state.pop(confirm_key)
+                st.rerun(scope="fragment")
         latest = store.segments(job_id)[-LATEST_SEGMENTS:]
         st.markdown(f"**{t('live.transcript')}**")
         if latest:
@@ -83,20 +98,5 @@ def live_panel(job_id: int) -> None:
         if len(lines) > TAIL_LINES:
             with st.expander(t("live.full_log", n=len(lines))):
                 st.code("\n".join(lines), language=None, height=400)
-        stop, refresh = st.columns(2)
-        confirm_key = f"confirm-stop-{job_id}"
-        if stop.button(t("live.stop"), key=f"stop-{job_id}", type="primary"):
-            st.session_state[confirm_key] = True
-        refresh.button(t("live.refresh"), key=f"refresh-{job_id}")  # any click reruns this fragment
-        if st.session_state.get(confirm_key):
-            st.warning(t("live.stop_confirm", id=job_id))
-            yes, no = st.columns(2)
-            if yes.button(t("live.stop_yes"), key=f"yes-stop-{job_id}"):
-                st.session_state.pop(confirm_key)
-                pm.kill_process(job_id)
-                st.rerun()
-            if no.button(t("live.stop_no"), key=f"no-stop-{job_id}"):
-                st.session_state.pop(confirm_key)
-                st.rerun(scope="fragment")
 
     panel()
