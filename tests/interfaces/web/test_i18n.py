@@ -98,6 +98,8 @@ def test_the_sidebar_switch_keeps_the_language_in_the_url(web_env):
     at = AppTest.from_file(str(VIEWS.parent / "app.py"), default_timeout=30).run()
     assert not at.exception
     assert at.title[0].value == "Transcribe"
+    at.button_group(key="lang-switch").set_value(None).run()  # a click on the chosen one keeps it
+    assert at.title[0].value == "Transcribe" and at.button_group(key="lang-switch").value == "en"
     at.button_group(key="lang-switch").set_value("th").run()  # the segmented control
     assert at.query_params["lang"] in ("th", ["th"])
     assert at.title[0].value == "ถอดเสียง"

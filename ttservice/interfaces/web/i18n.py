@@ -95,6 +95,8 @@ def switch() -> None:
         if value in LANGUAGES:
             st.session_state[SESSION_KEY] = value
             st.query_params[SESSION_KEY] = value
+        else:  # a click on the chosen language unselects it: keep it chosen
+            st.session_state["lang-switch"] = language()
 
     st.segmented_control(
         t("app.language"),

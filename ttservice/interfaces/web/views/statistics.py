@@ -22,7 +22,7 @@ total = sum(stats["by_status"].values())
 
 finished = counts["completed"] + counts["failed"] + counts["cancelled"] + counts["interrupted"]
 rate = (lambda n: f"{n / finished:.0%}") if finished else (lambda n: "-")
-# Rows that wrap: six across a desktop, three across a phone (columns would stack one by one).
+# Rows that wrap: six across a desktop, two across a phone (columns would stack one by one).
 rows = [
     [(t(f"status.{name}").capitalize(), f"{n:,}", None, 1) for name, n in counts.items()],
     [
