@@ -1,5 +1,6 @@
 """A finished job: its media, its transcript (copy it, jump to a segment), exports, resume, re-run, delete."""
 
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -79,7 +80,8 @@ def finished_view(job: Job) -> None:
         for fmt in export.FORMATS:
             downloads.download_button(
                 t("job_view.download", format=fmt.upper()),
-                export.render(fmt, segments, job, settings.subtitles),
+                # made when clicked, not at every rerun (Thai subtitles take their word segmenter)
+                partial(export.render, fmt, segments, job, settings.subtitles),
                 file_name=f"{stem}.{fmt}",
                 mime=MIME[fmt],
                 key=f"dl-{fmt}-{job.id}",
