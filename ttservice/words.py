@@ -65,7 +65,11 @@ def merge_words(words: list[dict[str, Any]]) -> list[dict[str, Any]]:
     merged: list[dict[str, Any]] = []
     at = 0
     for unit in split_words(text):
-        first, last = owner[at], owner[at + len(unit) - 1]
+        # A unit's tokens are those under its letters, not under the space after it: that space
+        # often starts the next word's token (" wanting").
+        lead = len(unit) - len(unit.lstrip())
+        shown = len(unit.rstrip()) or len(unit)
+        first, last = owner[at + min(lead, shown - 1)], owner[at + shown - 1]
         at += len(unit)
         if merged and merged[-1]["_last"] >= first:
             # The token under this word's start also held the previous word's end: one word.

@@ -118,3 +118,12 @@ def test_a_segment_just_over_the_limits_is_cut_in_even_parts_not_left_with_a_rem
     assert abs((first.end - first.start) - (second.end - second.start)) < 1.0
     [cue] = cues([Segment(0.0, 6.0, text + ", ask what")])
     assert cue.lines == ("And so my fellow Americans ask not what", "your country can do for you, ask what")
+
+
+def test_english_tokens_in_a_thai_segment_stay_separate_words():
+    # Whisper's tokens carry the space before a word; the segmenter's words carry the space after.
+    tokens = [" ประ", "ชุม", " the", " budget", " meet", "ing", " ครับ"]
+    timed = [{"start": i, "end": i + 1.0, "word": t, "probability": 0.9} for i, t in enumerate(tokens)]
+    merged = merge_words(timed)
+    assert [w["word"].strip() for w in merged] == ["ประชุม", "the", "budget", "meeting", "ครับ"]
+    assert [(w["start"], w["end"]) for w in merged] == [(0, 2), (2, 3), (3, 4), (4, 6), (6, 7)]
