@@ -146,7 +146,11 @@ def _check_callback(url: str, allowed: bool, upload: Any) -> None:
 def list_jobs(
     request: Request,
     status: JobStatus | None = None,
-    search: str | None = Query(None, max_length=500, description="Words of the transcript."),
+    search: str | None = Query(
+        None,
+        max_length=500,
+        description="Words of the transcript, in any language (Thai inside compounds too).",
+    ),
     limit: int = Query(50, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=2**31),
 ) -> dict:

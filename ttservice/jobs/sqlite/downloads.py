@@ -30,12 +30,12 @@ class Downloads:
             ).fetchone()
             if row is not None:
                 return row["id"], False
-            cur = conn.execute(  # the look and the insert are one transaction: nobody comes between
+            row = conn.execute(  # the look and the insert are one transaction: nobody comes between
                 "INSERT INTO model_downloads (model, repo_id, status, runner, created_at, started_at,"
-                " last_heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " last_heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (model, repo_id, ACTIVE, runner.value, now, now, now),
-            )
-            return int(cur.lastrowid), True
+            ).fetchone()
+            return int(row[0]), True
 
     def get_download(self, download_id: int) -> Download:
         rows = self.db.read("SELECT * FROM model_downloads WHERE id = ?", (download_id,))

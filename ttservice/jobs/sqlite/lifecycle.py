@@ -100,7 +100,7 @@ class Lifecycle:
                 return False
             conn.executemany(
                 "INSERT INTO transcription_segments"
-                " (job_id, start, end, text, words_json, tokens_json, window_start)"
+                ' (job_id, start, "end", text, words_json, tokens_json, window_start)'
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (

@@ -27,7 +27,8 @@ COMPLETED_NAMES = [JobStatus.COMPLETED.value] + [
     name for name, status in LEGACY_STATUSES.items() if status is JobStatus.COMPLETED
 ]
 TRIGRAM = 3  # the shortest text the trigram index can find
-RESUME_POINT_SQL = "SELECT coalesce(max(end), 0) FROM transcription_segments WHERE job_id = ?"
+# `end` is quoted wherever it is read or written: a reserved word of SQL (PostgreSQL's too).
+RESUME_POINT_SQL = 'SELECT coalesce(max("end"), 0) FROM transcription_segments WHERE job_id = ?'
 
 
 class JobQueries:
@@ -67,10 +68,11 @@ class JobQueries:
         cols = ", ".join(values)
         marks = ", ".join("?" for _ in values)
         with self.db.transaction() as conn:
-            cur = conn.execute(
-                f"INSERT INTO transcription_jobs ({cols}) VALUES ({marks})", list(values.values())
-            )
-            job_id = int(cur.lastrowid)
+            row = conn.execute(
+                f"INSERT INTO transcription_jobs ({cols}) VALUES ({marks}) RETURNING id",
+                list(values.values()),
+            ).fetchone()
+            job_id = int(row[0])
         if runner in SERVICE_RUNNERS and not refused:
             self._ring_queued()
         return job_id
@@ -174,7 +176,7 @@ class JobQueries:
 
     def segments(self, job_id: int) -> list[Segment]:
         rows = self.db.read(
-            "SELECT start, end, text, words_json, tokens_json, window_start, timed"
+            'SELECT start, "end", text, words_json, tokens_json, window_start, timed'
             " FROM transcription_segments"
             " WHERE job_id = ? ORDER BY start, id",
             (job_id,),
