@@ -41,7 +41,8 @@ def events(client: httpx.Client, job_id: int) -> list[tuple[str, dict]]:
 def test_submit_follow_export_and_delete(api):
     with api.client() as client:
         job = submit(client)
-        assert job["status"] == "queued" and job["runner"] == "api"
+        # the job as it was when the reply was made: the service's warm worker may have it already
+        assert job["status"] in ("queued", "processing") and job["runner"] == "api"
         stream = events(client, job["id"])
         names = [n for n, _ in stream]
         assert names[-1] == "status" and stream[-1][1]["status"] == "completed"
