@@ -205,3 +205,17 @@ def test_the_jobs_chart_counts_by_week_then_by_month_as_history_grows():
     table, unit = jobs_over_time(daily[:300], today)
     assert unit == "week" and 43 <= len(table) <= 45 and table["completed"].sum() == 3000
     assert all(day.weekday() == 0 for day in table.index)
+
+
+def test_history_pages_and_keeps_a_page_that_a_search_makes_too_far(web_env, store, make_job):
+    made = [make_job() for _ in range(24)]
+    found = finished_job(store, make_job, "การประชุมงบประมาณ")
+    at = run("history.py")
+    [page] = at.number_input
+    assert page.label == "Page (of 2)"
+    views = lambda: [b.key for b in at.button if b.key and b.key.startswith("view-")]  # noqa: E731
+    assert len(views()) == 20
+    page.set_value(2).run()
+    assert views() == [f"view-{job_id}" for job_id in reversed(made[:5])]
+    at.text_input[0].set_value("งบ").run()  # one match: page 2 no longer exists
+    assert not at.exception and views() == [f"view-{found}"] and not at.number_input

@@ -53,6 +53,16 @@ def test_search_finds_words_inside_any_text(store, jobs, query, found):
     by_id = {job_id: name for name, job_id in jobs.items()}
     assert {by_id[j.id] for j in store.list_jobs(search=query)} == found
     assert store.count_jobs(search=query) == len(found)
+    total, page = store.page_of_jobs(search=query, limit=2)  # one evaluation, History's page
+    assert total == len(found) and page == store.list_jobs(limit=2, search=query)
+
+
+def test_a_page_of_jobs_counts_them_all_and_holds_its_page(store, jobs):
+    everything = store.list_jobs()
+    assert store.page_of_jobs(limit=2) == (3, everything[:2])
+    assert store.page_of_jobs(limit=2, offset=2) == (3, everything[2:])
+    assert store.page_of_jobs(search="ประชุม", limit=2, offset=5) == (1, [])  # past the last page
+    assert store.page_of_jobs(search="ประชุม", status=JobStatus.FAILED) == (0, [])
 
 
 def test_search_in_a_long_transcript(store, make_job):

@@ -72,6 +72,12 @@ class Store(Protocol):
 
     def count_jobs(self, status: JobStatus | None = None, search: str | None = None) -> int: ...
 
+    def page_of_jobs(
+        self, status: JobStatus | None = None, search: str | None = None, limit: int = 20, offset: int = 0
+    ) -> tuple[int, list[Job]]:
+        """(how many match, one page of them): what History and the API's list show, with a
+        search evaluated once."""
+
     def active_jobs(self) -> list[Job]:
         """Jobs a process may be running for (status `processing`)."""
 

@@ -156,11 +156,11 @@ def list_jobs(
 ) -> dict:
     ctx = context(request)
     search = search.strip() if search and search.strip() else None
-    rows = ctx.store.list_jobs(status=status, limit=limit, offset=offset, search=search)
+    total, rows = ctx.store.page_of_jobs(status=status, search=search, limit=limit, offset=offset)
     stall = ctx.settings.stall_timeout
     return {
         "jobs": [j.to_dict() | {"stalled": j.stalled(stall)} for j in rows],
-        "total": ctx.store.count_jobs(status=status, search=search),
+        "total": total,
         "limit": limit,
         "offset": offset,
     }

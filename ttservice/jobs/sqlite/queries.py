@@ -113,6 +113,25 @@ class JobQueries:
         where, params = self._filters(status, search)
         return self.db.read(f"SELECT count(*) FROM transcription_jobs {where}", params)[0][0]
 
+    def page_of_jobs(
+        self, status: JobStatus | None = None, search: str | None = None, limit: int = 20, offset: int = 0
+    ) -> tuple[int, list[Job]]:
+        """How many jobs match, and one page of them, newest first: a search is evaluated once."""
+        if not any(len(term) >= TRIGRAM for term in search_terms(printable(search or ""))):
+            # No search, or short words only: the page stops at its 20th job, the count is cheap
+            # or a scan either way, so two queries beat one.
+            return self.count_jobs(status, search), self.list_jobs(status, limit, offset, search)
+        where, params = self._filters(status, search)
+        rows = self.db.read(
+            f"WITH hits AS MATERIALIZED (SELECT id FROM transcription_jobs {where})"
+            " SELECT (SELECT count(*) FROM hits) AS matching, j.* FROM transcription_jobs j"
+            " WHERE j.id IN (SELECT id FROM hits) ORDER BY j.id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        if not rows:  # past the last page: the count still counts
+            return (self.count_jobs(status, search) if offset else 0), []
+        return rows[0]["matching"], [row_to_job(r) for r in rows]
+
     def active_jobs(self) -> list[Job]:
         rows = self.db.read(
             "SELECT * FROM transcription_jobs WHERE status = ? ORDER BY last_heartbeat",
@@ -237,6 +256,10 @@ class JobQueries:
             conn.execute("DELETE FROM transcription_jobs WHERE id = ?", (job_id,))
 
 
+def printable(text: str) -> str:
+    return "".join(c if c.isprintable() or c.isspace() else " " for c in text)
+
+
 def search_clause(text: str) -> tuple[str, list[str]]:
     """A condition on `transcription_jobs` for the jobs with a segment that holds every word of
     `text`, anywhere, in any language.
@@ -247,8 +270,7 @@ def search_clause(text: str) -> tuple[str, list[str]]:
     is quoted, so no input is a syntax error; control characters, which FTS5 takes for the end
     of a string, are dropped.
     """
-    text = "".join(c if c.isprintable() or c.isspace() else " " for c in text)
-    terms = search_terms(text)
+    terms = search_terms(printable(text))
     if not terms:
         return "", []
     long = [t for t in terms if len(t) >= TRIGRAM]

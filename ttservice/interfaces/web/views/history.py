@@ -13,6 +13,7 @@ from ttservice.jobs import Job, JobStatus, Runner
 from ttservice.transcription import export
 
 PAGE_SIZE = 20
+PAGE_KEY = "history-page"
 # While a job on the page is queued or processing, the list redraws itself this often.
 REFRESH_SECONDS = 2
 store = services.store()
@@ -85,16 +86,23 @@ def show_list() -> None:
     )
     search = right.text_input(t("history.search"), placeholder=t("history.search_hint"))
     status = None if status_name == "all" else JobStatus(status_name)
-    total = store.count_jobs(status, search)
+    page = st.session_state.get(PAGE_KEY, 1)
+    total, jobs = store.page_of_jobs(status, search, PAGE_SIZE, (page - 1) * PAGE_SIZE)
     pages = max(1, -(-total // PAGE_SIZE))
-    page = st.number_input(t("history.page", pages=pages), 1, pages, 1) if pages > 1 else 1
-    jobs = store.list_jobs(status, PAGE_SIZE, (page - 1) * PAGE_SIZE, search)
+    if page > pages:  # fewer jobs match than when that page was chosen
+        st.session_state[PAGE_KEY] = page = pages
+        total, jobs = store.page_of_jobs(status, search, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    if pages > 1:
+        st.number_input(t("history.page", pages=pages), 1, pages, key=PAGE_KEY)
     active = any(not job.finished for job in jobs)
+    first = [(total, jobs)]  # the fragment's first run shows what was just read
 
     @st.fragment(run_every=REFRESH_SECONDS if active else None)
     def listing() -> None:
-        shown = store.list_jobs(status, PAGE_SIZE, (page - 1) * PAGE_SIZE, search)
-        st.caption(t("history.count", n=store.count_jobs(status, search)))
+        matching, shown = (
+            first.pop() if first else store.page_of_jobs(status, search, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+        )
+        st.caption(t("history.count", n=matching))
         if not shown:
             st.info(t("history.none_found") if search or status else t("history.none_yet"))
         for job in shown:
