@@ -64,7 +64,7 @@ def transcribe(
         fail(str(error), EXIT_BAD_INPUT)
     except TTServiceError as error:
         fail(str(error))
-    _finish(job, fmt, output, store)
+    _finish(job, fmt, output, settings, store)
 
 
 @click.command()
@@ -84,10 +84,10 @@ def resume(job_id: int, fmt: str, output: Path | None, in_service: bool) -> None
         job = _run_with_progress(Path(job.media_path or ""), job.options, job_id, settings, store)
     except TTServiceError as error:
         fail(str(error))
-    _finish(job, fmt, output, store)
+    _finish(job, fmt, output, settings, store)
 
 
-def _finish(job: Job, fmt: str, output: Path | None, store: Store) -> None:
+def _finish(job: Job, fmt: str, output: Path | None, settings: Settings, store: Store) -> None:
     """Print or write the transcript of a finished job, or say why there is none; exit accordingly."""
     if job.status is JobStatus.CANCELLED:
         fail(
@@ -99,7 +99,7 @@ def _finish(job: Job, fmt: str, output: Path | None, store: Store) -> None:
             f"Job {job.id} failed: {job.error or 'no reason was recorded'}",
             job.exit_code if job.exit_code == EXIT_BAD_INPUT else EXIT_FAILED,
         )
-    write(export.render(fmt, store.segments(job.id), job, Settings.from_env().subtitles), output)
+    write(export.render(fmt, store.segments(job.id), job, settings.subtitles), output)
 
 
 def _options(

@@ -139,11 +139,11 @@ def _error_patterns(lang: str) -> list[tuple[re.Pattern[str], str]]:
 
 def error_text(error: Exception | str) -> str:
     """An error sentence from the services in the session's language."""
-    text = str(error)
-    if language() == DEFAULT:
+    text, lang = str(error), language()
+    if lang == DEFAULT:
         return text
-    for pattern, key in _error_patterns(language()):
+    for pattern, key in _error_patterns(lang):
         if match := pattern.match(text):
             values = {int(name[1:]): value for name, value in match.groupdict().items()}
-            return catalog(language())[key].format(*(values[i] for i in range(len(values))))
+            return catalog(lang)[key].format(*(values[i] for i in range(len(values))))
     return text

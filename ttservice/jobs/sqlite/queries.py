@@ -84,16 +84,27 @@ class JobQueries:
         return row_to_job(rows[0])
 
     @staticmethod
-    def _filters(status: JobStatus | None, search: str | None) -> tuple[str, list[Any]]:
+    def _filters(status: JobStatus | None, search: str | None) -> tuple[str, list[Any], bool]:
+        """The WHERE clause and its values, and whether a search goes through the trigram index."""
         clauses, params = [], []
         if status:
             clauses.append("status = ?")
             params.append(status.value)
-        found, terms = search_clause(search or "")
+        found, terms, indexed = search_clause(search or "")
         if found:  # no words (blank, or only control characters): no filter
             clauses.append(found)
             params += terms
-        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params, indexed
+
+    def _count(self, where: str, params: list[Any]) -> int:
+        return self.db.read(f"SELECT count(*) FROM transcription_jobs {where}", params)[0][0]
+
+    def _page(self, where: str, params: list[Any], limit: int, offset: int) -> list[Job]:
+        rows = self.db.read(
+            f"SELECT * FROM transcription_jobs {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [row_to_job(r) for r in rows]
 
     def list_jobs(
         self,
@@ -102,26 +113,22 @@ class JobQueries:
         offset: int = 0,
         search: str | None = None,
     ) -> list[Job]:
-        where, params = self._filters(status, search)
-        rows = self.db.read(
-            f"SELECT * FROM transcription_jobs {where} ORDER BY id DESC LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        )
-        return [row_to_job(r) for r in rows]
+        where, params, _ = self._filters(status, search)
+        return self._page(where, params, limit, offset)
 
     def count_jobs(self, status: JobStatus | None = None, search: str | None = None) -> int:
-        where, params = self._filters(status, search)
-        return self.db.read(f"SELECT count(*) FROM transcription_jobs {where}", params)[0][0]
+        where, params, _ = self._filters(status, search)
+        return self._count(where, params)
 
     def page_of_jobs(
         self, status: JobStatus | None = None, search: str | None = None, limit: int = 20, offset: int = 0
     ) -> tuple[int, list[Job]]:
         """How many jobs match, and one page of them, newest first: a search is evaluated once."""
-        if not any(len(term) >= TRIGRAM for term in search_terms(printable(search or ""))):
+        where, params, indexed = self._filters(status, search)
+        if not indexed:
             # No search, or short words only: the page stops at its 20th job, the count is cheap
             # or a scan either way, so two queries beat one.
-            return self.count_jobs(status, search), self.list_jobs(status, limit, offset, search)
-        where, params = self._filters(status, search)
+            return self._count(where, params), self._page(where, params, limit, offset)
         rows = self.db.read(
             f"WITH hits AS MATERIALIZED (SELECT id FROM transcription_jobs {where})"
             " SELECT (SELECT count(*) FROM hits) AS matching, j.* FROM transcription_jobs j"
@@ -129,7 +136,7 @@ class JobQueries:
             [*params, limit, offset],
         )
         if not rows:  # past the last page: the count still counts
-            return (self.count_jobs(status, search) if offset else 0), []
+            return (self._count(where, params) if offset else 0), []
         return rows[0]["matching"], [row_to_job(r) for r in rows]
 
     def active_jobs(self) -> list[Job]:
@@ -256,13 +263,9 @@ class JobQueries:
             conn.execute("DELETE FROM transcription_jobs WHERE id = ?", (job_id,))
 
 
-def printable(text: str) -> str:
-    return "".join(c if c.isprintable() or c.isspace() else " " for c in text)
-
-
-def search_clause(text: str) -> tuple[str, list[str]]:
+def search_clause(text: str) -> tuple[str, list[str], bool]:
     """A condition on `transcription_jobs` for the jobs with a segment that holds every word of
-    `text`, anywhere, in any language.
+    `text`, anywhere, in any language; its values; and whether it goes through the trigram index.
 
     Words come from spaces and, in unspaced Thai, from the word segmenter. A word of three
     characters or more is looked up in the trigram index; a shorter one (งบ, AI) is looked for
@@ -270,9 +273,9 @@ def search_clause(text: str) -> tuple[str, list[str]]:
     is quoted, so no input is a syntax error; control characters, which FTS5 takes for the end
     of a string, are dropped.
     """
-    terms = search_terms(printable(text))
+    terms = search_terms("".join(c if c.isprintable() or c.isspace() else " " for c in text))
     if not terms:
-        return "", []
+        return "", [], False
     long = [t for t in terms if len(t) >= TRIGRAM]
     short = [t for t in terms if len(t) < TRIGRAM]
     likes = " AND ".join("s.text LIKE ? ESCAPE '\\'" for _ in short)
@@ -280,13 +283,13 @@ def search_clause(text: str) -> tuple[str, list[str]]:
     if not long:
         # Each job's own segments, newest job first: a page of a common word stops at its 20th job.
         exists = "SELECT 1 FROM transcription_segments s WHERE s.job_id = transcription_jobs.id"
-        return f"EXISTS ({exists} AND {likes})", patterns
+        return f"EXISTS ({exists} AND {likes})", patterns, False
     match = " AND ".join('"' + t.replace('"', '""') + '"' for t in long)
     sql = (
         "id IN (SELECT s.job_id FROM segments_trigram f JOIN transcription_segments s ON s.id = f.rowid"
         " WHERE segments_trigram MATCH ?" + (f" AND {likes}" if likes else "") + ")"
     )
-    return sql, [match, *patterns]
+    return sql, [match, *patterns], True
 
 
 def row_to_job(row: sqlite3.Row) -> Job:
