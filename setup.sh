@@ -4,7 +4,8 @@
 #   ./setup.sh            install, then run the service in the foreground (Ctrl-C stops it)
 #   ./setup.sh --restart  install, stop the running service, start it again in the background
 #   ./setup.sh --stop     stop the background service
-#   ./setup.sh --test     install (with test tools and Debian packages), then run every test
+#   ./setup.sh --test     install (with test tools, Debian packages and a PostgreSQL where none answers),
+#                         then run every test
 #   ./setup.sh --bench    install (as for --test), then run the benchmarks (bench/run.py)
 #   ./setup.sh --install  install only
 #
@@ -92,6 +93,51 @@ ensure_test_packages() {
   fi
 }
 
+# The store's contract tests run on PostgreSQL too: on the machine's own server where one answers
+# (TTSERVICE_TEST_DATABASE_URL, by default 127.0.0.1:5432, database test), else on a cluster of
+# Debian's postgresql made for the tests (trust, 127.0.0.1 only) and started here.
+TEST_PG_DIR=/var/tmp/ttservice-test-postgres
+TEST_PG_PORT=55432
+
+postgres_answers() {
+  "$VENV/bin/python" - "$1" <<'PY'
+import sys
+import psycopg
+try:
+    psycopg.connect(sys.argv[1], connect_timeout=3).close()
+except psycopg.Error:
+    sys.exit(1)
+PY
+}
+
+ensure_test_postgres() {
+  local url=${TTSERVICE_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test}
+  if postgres_answers "$url"; then
+    export TTSERVICE_TEST_DATABASE_URL=$url
+    return
+  fi
+  local own="postgresql://postgres@127.0.0.1:$TEST_PG_PORT/postgres" bin as=()
+  export TTSERVICE_TEST_DATABASE_URL=$own
+  if postgres_answers "$own"; then return; fi
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$bin" ]; then
+    apt_install postgresql postgresql-contrib || {
+      say "There is no apt-get here to install PostgreSQL: the PostgreSQL tests will fail (set TTSERVICE_TEST_DATABASE_URL to a server of yours)."
+      return
+    }
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  say "Starting a PostgreSQL cluster for the tests in $TEST_PG_DIR (port $TEST_PG_PORT)"
+  if [ "$(id -u)" = 0 ]; then as=(runuser -u postgres --); fi  # initdb refuses to run as root
+  if [ ! -f "$TEST_PG_DIR/PG_VERSION" ]; then
+    mkdir -p "$TEST_PG_DIR"
+    [ ${#as[@]} -eq 0 ] || chown postgres: "$TEST_PG_DIR"
+    "${as[@]}" "$bin/initdb" -D "$TEST_PG_DIR" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  "${as[@]}" "$bin/pg_ctl" -D "$TEST_PG_DIR" -l "$TEST_PG_DIR/server.log" -w \
+    -o "-p $TEST_PG_PORT -c listen_addresses=127.0.0.1 -k /tmp" start >/dev/null
+}
+
 # The supervision and fault suites again, with every Linux-only primitive off: the code a Mac runs.
 PORTABLE_SUITES=(
   tests/test_platform.py
@@ -118,6 +164,7 @@ case "$MODE" in
   --test)
     ensure_test_packages
     ensure_venv test
+    ensure_test_postgres
     say "Lint"
     "$VENV/bin/ruff" check ttservice tests bench
     "$VENV/bin/ruff" format --check ttservice tests bench

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.api import api as api_bench  # noqa: E402
 from bench.search import search as search_bench  # noqa: E402
+from bench.stores import stores as stores_bench  # noqa: E402
 from tests.conftest import JFK_WAV  # noqa: E402
 from tests.speech import SPEECH, speech_with_pauses, synthesize, write_wav  # noqa: E402
 from ttservice import actions  # noqa: E402
@@ -657,6 +658,7 @@ ITEMS = {
     "10": "models",
     "11": "HTTP API",
     "12": "search",
+    "13": "PostgreSQL store",
 }
 
 
@@ -673,7 +675,7 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-12)")
+    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-13)")
     parser.add_argument("--runs", type=int, default=5, help="repetitions per timed figure")
     parser.add_argument("--window", type=float, default=60.0, help="seconds of monitoring in item 4")
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of speech in item 8")
@@ -696,6 +698,7 @@ def main() -> None:
             "8": lambda: engine_settings(figures, work, args.minutes),
             "10": lambda: models(figures, work, JFK_WAV, args.runs),
             "12": lambda: search_bench(figures, work, args.runs),
+            "13": lambda: stores_bench(figures, work, args.runs),
             "11": lambda: api_bench(figures, work, three_minutes, args.runs, alternate, settings_in),
             "9": lambda: first_text(
                 figures, work, {"3-min speech": three_minutes, "30-min speech": thirty_minutes}, args.runs

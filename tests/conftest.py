@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -43,6 +44,54 @@ def env_for(settings: Settings) -> dict[str, str]:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path / "data")
+
+
+# The PostgreSQL database the tests may use: the machine's own, or the one `./setup.sh --test`
+# starts where none answers. Each test gets a schema of its own in it.
+TEST_DATABASE_URL = os.environ.get("TTSERVICE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+STORES = ["sqlite", "postgres"]  # what the store's contract tests run on
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> str:
+    import psycopg
+
+    try:
+        with psycopg.connect(TEST_DATABASE_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+    except psycopg.Error as error:
+        pytest.fail(
+            f"The test PostgreSQL database {TEST_DATABASE_URL} cannot be used ({error}); "
+            "`./setup.sh --test` starts one, or set TTSERVICE_TEST_DATABASE_URL."
+        )
+    return TEST_DATABASE_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """A connection string to a fresh schema of the test database, dropped after the test."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield make_conninfo(postgres_database, options=f"-csearch_path={schema},public", application_name=schema)
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        # Whatever the test left connected (a store it did not close) goes with its schema.
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = %s AND pid <> pg_backend_pid()",
+            [schema],
+        )
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def settings_on(request, data_dir: Path, **overrides) -> Settings:
+    """Settings for a test parametrised over `STORES`: on PostgreSQL, a schema of its own."""
+    if request.param == "postgres":
+        overrides["database_url"] = request.getfixturevalue("postgres_url")
+    return make_settings(data_dir, **overrides)
 
 
 @pytest.fixture

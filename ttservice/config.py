@@ -35,6 +35,12 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", "./data", "Where the database, logs, uploads and backups live."),
+    Setting(
+        "database_url",
+        "",
+        "postgresql://... puts jobs and transcripts on that PostgreSQL database (for several machines);"
+        " empty: the SQLite file in the data directory.",
+    ),
     Setting("heartbeat_interval", "5", "Seconds between a worker's heartbeats."),
     Setting("orphan_timeout", "300", "Seconds without a heartbeat after which a job is orphaned."),
     Setting("cleanup_interval", "600", "Seconds between orphan sweeps of a running manager."),
@@ -97,6 +103,7 @@ def _as_bool(value: str) -> bool:
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
+    database_url: str
     heartbeat_interval: float
     orphan_timeout: float
     cleanup_interval: float

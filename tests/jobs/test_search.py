@@ -1,5 +1,5 @@
 """Search in any language: Thai inside compounds, short Thai words, mixed queries, long transcripts,
-through the store, the CLI (`ttservice jobs --search`) and the earlier app's transcripts."""
+through the store, the CLI (`ttservice jobs --search`) and the earlier app's transcripts; on both stores."""
 
 import json
 
@@ -7,13 +7,18 @@ import pytest
 
 from ttservice.jobs import JobStatus, Segment
 
-from ..conftest import ttservice
+from ..conftest import STORES, settings_on, ttservice
 
 TRANSCRIPTS = {
     "budget": ["การประชุมงบประมาณประจำปี เริ่มเวลาสิบโมง", "the budget meeting starts at ten"],
     "greeting": ["สวัสดีครับ ยินดีต้อนรับทุกท่าน"],
     "english": ["ask not what your country can do for you", "100% of the vote_count"],
 }
+
+
+@pytest.fixture(params=STORES)
+def settings(request, tmp_path):
+    return settings_on(request, tmp_path / "data")
 
 
 @pytest.fixture

@@ -1,15 +1,17 @@
 """The Store interface: every read and write of jobs and segments, whatever the database.
 
 The web pages, the CLI, the ProcessManager and the worker use only what is
-declared here, and `open_store` picks the implementation. Today that is SQLite
-(`jobs.sqlite`); a PostgreSQL store for several machines comes behind the same
-interface. What an implementation must guarantee:
+declared here, and `open_store` picks the implementation: SQLite (`jobs.sqlite`),
+the embedded default, or PostgreSQL (`jobs.postgres`) for several machines. Both
+run the same queries (`jobs.sql`) and pass the same contract tests
+(`tests/jobs/test_store_contract.py`). What an implementation must guarantee:
 
 - every status change is a conditional transition (`TRANSITIONS`): it names the
   statuses it may leave and changes nothing otherwise, so a late heartbeat, a slow
   worker or a second manager never brings a finished job back;
 - a heartbeat or a segment is refused (False) once its job is no longer processing;
 - segments are committed together with the job's progress;
+- every time it writes, and every time an orphan is judged by, comes from `clock()`;
 - a user-facing failure (locked too long, disk full) is a `StoreError` of one sentence.
 """
 
@@ -201,6 +203,10 @@ class Store(Protocol):
 
     # --- waking, space, schema ----------------------------------------------
 
+    def clock(self) -> float:
+        """Now, in seconds since the epoch, by the store's clock (the database server's, for
+        PostgreSQL): what a heartbeat's age is measured with."""
+
     def listen_for_queued(self) -> Wakeup | None:
         """Readable when another process queues a service job; None where it cannot be had."""
 
@@ -230,7 +236,12 @@ class Store(Protocol):
 
 
 def open_store(settings: Any, migrate: bool = True) -> Store:
-    """The store the settings name: the SQLite database in the data directory."""
+    """The store the settings name: the PostgreSQL database of `database_url`, or else the
+    SQLite database in the data directory."""
+    if settings.database_url:
+        from .postgres import PostgresStore
+
+        return PostgresStore(settings.database_url, migrate=migrate)
     from .sqlite import SQLiteStore
 
     return SQLiteStore(settings.db_path, settings.backup_dir, migrate=migrate)

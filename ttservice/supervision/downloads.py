@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -145,7 +144,7 @@ class ModelDownloads:
 
     def sweep(self, now: float | None = None) -> list[tuple[int, str]]:
         """Finish running downloads whose process is gone, or silent for the orphan timeout."""
-        now = now or time.time()
+        now = now or self.store.clock()
         finished = []
         ours = self.children.own_ids()
         for row in self.store.list_downloads(active_only=True):

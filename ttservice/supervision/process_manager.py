@@ -209,7 +209,7 @@ class ProcessManager:
         return (child, None) if child is not None else (None, "no process is tracked for it")
 
     def get_process_status(self, job_id: int, now: float | None = None) -> ProcessStatus:
-        now = now or time.time()
+        now = now or self.store.clock()
         job = self.store.get_job(job_id)
         status = ProcessStatus(
             job_id=job.id,
@@ -326,7 +326,7 @@ class ProcessManager:
     def cleanup_orphaned_processes(self, now: float | None = None) -> SweepResult:
         """Finalise jobs whose process is gone; kill and finalise those silent too long; fail
         uploads whose file was never saved."""
-        now = now or time.time()
+        now = now or self.store.clock()  # heartbeats are written by this clock
         timeout = self.settings.orphan_timeout
         result = SweepResult()
         ours = self.children.own_ids()

@@ -1,29 +1,35 @@
 """`SQLiteStore`: the Store interface over one SQLite file in the data directory.
 
-The store's queries live by concern in `queries` (reads, create, delete),
-`lifecycle` (a job's run) and `downloads` (model downloads); this module opens
-the file, migrates it, and holds what is SQLite's alone: the queue FIFO
-(`bell`), the disk reserve (`reserve`), and the change mark read from the
-file's own metadata.
+The queries it shares with the PostgreSQL store live in `jobs.sql`; this module
+opens the file, migrates it, and holds what is SQLite's alone: the queue FIFO
+(`bell`), the disk reserve (`reserve`), the trigram search (`search`), the
+change mark read from the file's own metadata, and the local clock.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
+from typing import Any
 
 from ...exceptions import StoreError
+from ..sql import Downloads, JobQueries, Lifecycle
 from . import migrations
 from .bell import QueueBell, bell_path, ring
 from .connection import Database, connect, user_error
-from .downloads import Downloads
-from .lifecycle import Lifecycle
-from .queries import JobQueries
 from .reserve import DiskReserve
+from .search import search_clause
 
 
 class SQLiteStore(JobQueries, Lifecycle, Downloads):
     """Jobs and segments in `transcription_jobs` / `transcription_segments`."""
+
+    # The earlier app's rows have a text created_at and no started_at: they count by day only.
+    QUEUED_WAIT_SQL = "avg(CASE typeof(created_at) WHEN 'real' THEN started_at - created_at END)"
+    DAY_SQL = (
+        "CASE typeof(created_at) WHEN 'real' THEN date(created_at, 'unixepoch') ELSE date(created_at) END"
+    )
 
     def __init__(self, db_path: Path, backup_dir: Path | None = None, migrate: bool = True):
         self.db_path = Path(db_path)
@@ -46,6 +52,13 @@ class SQLiteStore(JobQueries, Lifecycle, Downloads):
         self.db.close()
 
     # --- what SQLite has instead of a server's features ---------------------
+
+    def clock(self) -> float:
+        """One machine, one clock: every process of it writes and judges by its own."""
+        return time.time()
+
+    def _search(self, text: str) -> tuple[str, list[Any], bool]:
+        return search_clause(text)
 
     def ensure_reserve(self) -> bool:
         return self._reserve.ensure()

@@ -1,15 +1,12 @@
-"""SQLite reads of jobs and segments, job creation and deletion (a part of `SQLiteStore`)."""
+"""Reads of jobs and segments, job creation and deletion (a part of both stores)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import time
 from collections.abc import Collection
 from typing import Any
 
 from ...exceptions import JobNotFound
-from ...words import search_terms
 from ..record import (
     CALLBACK_PENDING,
     FINISHED,
@@ -21,22 +18,16 @@ from ..record import (
     Segment,
     TranscribeOptions,
 )
-from .connection import Database
+from .base import SQLStore
 
 COMPLETED_NAMES = [JobStatus.COMPLETED.value] + [
     name for name, status in LEGACY_STATUSES.items() if status is JobStatus.COMPLETED
 ]
-TRIGRAM = 3  # the shortest text the trigram index can find
 # `end` is quoted wherever it is read or written: a reserved word of SQL (PostgreSQL's too).
 RESUME_POINT_SQL = 'SELECT coalesce(max("end"), 0) FROM transcription_segments WHERE job_id = ?'
 
 
-class JobQueries:
-    db: Database
-    _legacy_required: dict[str, str]
-
-    def _ring_queued(self) -> None: ...
-
+class JobQueries(SQLStore):
     def create_job(
         self,
         filename: str,
@@ -47,7 +38,7 @@ class JobQueries:
         refused: str | None = None,
         callback_url: str | None = None,
     ) -> int:
-        now = now or time.time()
+        now = now or self.clock()
         values: dict[str, Any] = {
             "original_filename": filename,
             "media_path": media_path,
@@ -83,14 +74,13 @@ class JobQueries:
             raise JobNotFound(job_id)
         return row_to_job(rows[0])
 
-    @staticmethod
-    def _filters(status: JobStatus | None, search: str | None) -> tuple[str, list[Any], bool]:
+    def _filters(self, status: JobStatus | None, search: str | None) -> tuple[str, list[Any], bool]:
         """The WHERE clause and its values, and whether a search goes through the trigram index."""
         clauses, params = [], []
         if status:
             clauses.append("status = ?")
             params.append(status.value)
-        found, terms, indexed = search_clause(search or "")
+        found, terms, indexed = self._search(search or "")
         if found:  # no words (blank, or only control characters): no filter
             clauses.append(found)
             params += terms
@@ -196,7 +186,7 @@ class JobQueries:
         rows = self.db.read(
             "SELECT id FROM transcription_jobs WHERE status IN (?, ?)"
             " AND lease_renewed_at IS NOT NULL AND lease_renewed_at < ?",
-            (JobStatus.QUEUED.value, JobStatus.PROCESSING.value, (now or time.time()) - lapse),
+            (JobStatus.QUEUED.value, JobStatus.PROCESSING.value, (now or self.clock()) - lapse),
         )
         return [r["id"] for r in rows]
 
@@ -232,7 +222,7 @@ class JobQueries:
         # they have no started_at, so the mean times are this TTService's jobs' only.
         done = self.db.read(
             "SELECT coalesce(sum(media_duration), 0) AS audio, count(*) AS n,"
-            " avg(CASE typeof(created_at) WHEN 'real' THEN started_at - created_at END) AS queued,"
+            f" {self.QUEUED_WAIT_SQL} AS queued,"
             " avg(finished_at - started_at) AS running"
             f" FROM transcription_jobs WHERE status IN ({', '.join('?' * len(COMPLETED_NAMES))})",
             COMPLETED_NAMES,
@@ -244,9 +234,8 @@ class JobQueries:
             (JobStatus.COMPLETED.value,),
         )
         daily = self.db.read(
-            "SELECT CASE typeof(created_at) WHEN 'real' THEN date(created_at, 'unixepoch')"
-            " ELSE date(created_at) END AS day, status, count(*) AS n FROM transcription_jobs"
-            " WHERE day IS NOT NULL GROUP BY day, status ORDER BY day"
+            f"SELECT day, status, count(*) AS n FROM (SELECT {self.DAY_SQL} AS day, status"
+            " FROM transcription_jobs) AS days WHERE day IS NOT NULL GROUP BY day, status ORDER BY day"
         )
         return {
             "by_status": by_status,
@@ -263,36 +252,7 @@ class JobQueries:
             conn.execute("DELETE FROM transcription_jobs WHERE id = ?", (job_id,))
 
 
-def search_clause(text: str) -> tuple[str, list[str], bool]:
-    """A condition on `transcription_jobs` for the jobs with a segment that holds every word of
-    `text`, anywhere, in any language; its values; and whether it goes through the trigram index.
-
-    Words come from spaces and, in unspaced Thai, from the word segmenter. A word of three
-    characters or more is looked up in the trigram index; a shorter one (งบ, AI) is looked for
-    with LIKE among the segments the others matched, or among all when it is alone. Every word
-    is quoted, so no input is a syntax error; control characters, which FTS5 takes for the end
-    of a string, are dropped.
-    """
-    terms = search_terms("".join(c if c.isprintable() or c.isspace() else " " for c in text))
-    if not terms:
-        return "", [], False
-    long = [t for t in terms if len(t) >= TRIGRAM]
-    short = [t for t in terms if len(t) < TRIGRAM]
-    likes = " AND ".join("s.text LIKE ? ESCAPE '\\'" for _ in short)
-    patterns = ["%" + t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for t in short]
-    if not long:
-        # Each job's own segments, newest job first: a page of a common word stops at its 20th job.
-        exists = "SELECT 1 FROM transcription_segments s WHERE s.job_id = transcription_jobs.id"
-        return f"EXISTS ({exists} AND {likes})", patterns, False
-    match = " AND ".join('"' + t.replace('"', '""') + '"' for t in long)
-    sql = (
-        "id IN (SELECT s.job_id FROM segments_trigram f JOIN transcription_segments s ON s.id = f.rowid"
-        " WHERE segments_trigram MATCH ?" + (f" AND {likes}" if likes else "") + ")"
-    )
-    return sql, [match, *patterns], True
-
-
-def row_to_job(row: sqlite3.Row) -> Job:
+def row_to_job(row: Any) -> Job:
     """Build a Job from a row, tolerating the NULLs and extra columns of the earlier app."""
     data = dict(row)
     return Job(

@@ -1,4 +1,4 @@
-"""SQLite writes of a job's run: claims, transitions, heartbeats, segments (a part of `SQLiteStore`).
+"""Writes of a job's run: claims, transitions, heartbeats, segments (a part of both stores).
 
 Every write that depends on a status names it in its WHERE clause, so it
 changes nothing once another process has moved the job on.
@@ -7,40 +7,37 @@ changes nothing once another process has moved the job on.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from ..record import FINISHED, RESUMABLE, SERVICE_RUNNERS, TRANSITIONS, JobStatus, Runner, Segment
-from .connection import Database
+from .base import Connection, SQLStore
 from .queries import RESUME_POINT_SQL
 
 
-class Lifecycle:
-    db: Database
-
-    def _ring_queued(self) -> None: ...
-
+class Lifecycle(SQLStore):
     def claim(self, job_id: int, max_concurrent: int, now: float | None = None) -> bool:
-        now = now or time.time()
         with self.db.transaction() as conn:
-            running = conn.execute(
-                "SELECT count(*) FROM transcription_jobs WHERE status = ?",
-                (JobStatus.PROCESSING.value,),
-            ).fetchone()[0]
-            if running >= max_concurrent:
-                return False
-            cur = conn.execute(
-                "UPDATE transcription_jobs SET status = ?, started_at = ?, last_heartbeat = ?,"
-                " last_progress_at = ?, finished_at = NULL, error_message = NULL,"
-                " exit_code = NULL, stop_requested_at = NULL, stop_reason = NULL, process_id = NULL,"
-                " process_create_time = NULL WHERE id = ? AND status = ?",
-                (JobStatus.PROCESSING.value, now, now, now, job_id, JobStatus.QUEUED.value),
-            )
-            return cur.rowcount == 1
+            return self._claim_in(conn, job_id, max_concurrent, now or self.clock())
+
+    def _claim_in(self, conn: Connection, job_id: int, max_concurrent: int, now: float) -> bool:
+        """The claim itself, in a transaction that no other claim runs beside."""
+        running = conn.execute(
+            "SELECT count(*) FROM transcription_jobs WHERE status = ?", (JobStatus.PROCESSING.value,)
+        ).fetchone()[0]
+        if running >= max_concurrent:
+            return False
+        cur = conn.execute(
+            "UPDATE transcription_jobs SET status = ?, started_at = ?, last_heartbeat = ?,"
+            " last_progress_at = ?, finished_at = NULL, error_message = NULL,"
+            " exit_code = NULL, stop_requested_at = NULL, stop_reason = NULL, process_id = NULL,"
+            " process_create_time = NULL WHERE id = ? AND status = ?",
+            (JobStatus.PROCESSING.value, now, now, now, job_id, JobStatus.QUEUED.value),
+        )
+        return cur.rowcount == 1
 
     def transition(self, job_id: int, target: JobStatus, now: float | None = None, **fields: Any) -> bool:
-        now = now or time.time()
+        now = now or self.clock()
         sources = TRANSITIONS[target]
         values: dict[str, Any] = {"status": target.value, **fields}
         if target in FINISHED:
@@ -67,7 +64,7 @@ class Lifecycle:
     def heartbeat(self, job_id: int, now: float | None = None) -> bool:
         cur = self.db.execute(  # one statement: a heartbeat writes one page, with no BEGIN/COMMIT
             "UPDATE transcription_jobs SET last_heartbeat = ? WHERE id = ? AND status = ?",
-            (now or time.time(), job_id, JobStatus.PROCESSING.value),
+            (now or self.clock(), job_id, JobStatus.PROCESSING.value),
         )
         return cur.rowcount == 1
 
@@ -89,7 +86,7 @@ class Lifecycle:
         progress: float,
         now: float | None = None,
     ) -> bool:
-        now = now or time.time()
+        now = now or self.clock()
         with self.db.transaction() as conn:
             cur = conn.execute(
                 "UPDATE transcription_jobs SET processed_seconds = ?, progress = ?,"
@@ -122,7 +119,7 @@ class Lifecycle:
             conn.execute(
                 "UPDATE transcription_jobs SET stop_requested_at = ?, stop_reason = ?"
                 " WHERE id = ? AND stop_requested_at IS NULL",
-                (now or time.time(), reason, job_id),
+                (now or self.clock(), reason, job_id),
             )
 
     def record_exit(self, job_id: int, exit_code: int) -> None:
@@ -167,5 +164,5 @@ class Lifecycle:
         with self.db.transaction() as conn:
             conn.execute(
                 "UPDATE transcription_jobs SET lease_renewed_at = ? WHERE id = ?",
-                (now or time.time(), job_id),
+                (now or self.clock(), job_id),
             )

@@ -1,4 +1,4 @@
-"""SQLite rows of model downloads, `model_downloads` (a part of `SQLiteStore`).
+"""Rows of model downloads, `model_downloads` (a part of both stores).
 
 A partial unique index allows one `processing` row per repo: two services, or a
 service and a CLI, asking for the same model at once get the same download.
@@ -6,36 +6,36 @@ service and a CLI, asking for the same model at once get the same download.
 
 from __future__ import annotations
 
-import sqlite3
-import time
+from typing import Any
 
 from ...exceptions import TTServiceError
 from ..record import Download, JobStatus, Runner
-from .connection import Database
+from .base import SQLStore
 
 ACTIVE = JobStatus.PROCESSING.value
 
 
-class Downloads:
-    db: Database
-
+class Downloads(SQLStore):
     def start_download(
         self, model: str, repo_id: str, runner: Runner, now: float | None = None
     ) -> tuple[int, bool]:
         """A new processing download of `repo_id`, or the one already running: (id, created)."""
-        now = now or time.time()
+        now = now or self.clock()
         with self.db.transaction() as conn:
-            row = conn.execute(
-                "SELECT id FROM model_downloads WHERE repo_id = ? AND status = ?", (repo_id, ACTIVE)
-            ).fetchone()
-            if row is not None:
-                return row["id"], False
-            row = conn.execute(  # the look and the insert are one transaction: nobody comes between
-                "INSERT INTO model_downloads (model, repo_id, status, runner, created_at, started_at,"
-                " last_heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (model, repo_id, ACTIVE, runner.value, now, now, now),
-            ).fetchone()
-            return int(row[0]), True
+            while True:
+                row = conn.execute(  # refused by the one-active index while another runs
+                    "INSERT INTO model_downloads (model, repo_id, status, runner, created_at, started_at,"
+                    " last_heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (repo_id) WHERE status = 'processing' DO NOTHING RETURNING id",
+                    (model, repo_id, ACTIVE, runner.value, now, now, now),
+                ).fetchone()
+                if row is not None:
+                    return int(row[0]), True
+                row = conn.execute(
+                    "SELECT id FROM model_downloads WHERE repo_id = ? AND status = ?", (repo_id, ACTIVE)
+                ).fetchone()
+                if row is not None:  # else it ended in between: try again
+                    return row["id"], False
 
     def get_download(self, download_id: int) -> Download:
         rows = self.db.read("SELECT * FROM model_downloads WHERE id = ?", (download_id,))
@@ -87,14 +87,14 @@ class Downloads:
         cur = self.db.execute(
             "UPDATE model_downloads SET bytes_done = ?, bytes_total = coalesce(?, bytes_total),"
             " started_bytes = coalesce(?, started_bytes), last_heartbeat = ? WHERE id = ? AND status = ?",
-            (done, total, started, now or time.time(), download_id, ACTIVE),
+            (done, total, started, now or self.clock(), download_id, ACTIVE),
         )
         return cur.rowcount == 1
 
     def download_heartbeat(self, download_id: int, now: float | None = None) -> bool:
         cur = self.db.execute(
             "UPDATE model_downloads SET last_heartbeat = ? WHERE id = ? AND status = ?",
-            (now or time.time(), download_id, ACTIVE),
+            (now or self.clock(), download_id, ACTIVE),
         )
         return cur.rowcount == 1
 
@@ -106,7 +106,7 @@ class Downloads:
             cur = conn.execute(
                 "UPDATE model_downloads SET status = ?, error_message = ?, finished_at = ?"
                 " WHERE id = ? AND status = ?",
-                (status.value, error, now or time.time(), download_id, ACTIVE),
+                (status.value, error, now or self.clock(), download_id, ACTIVE),
             )
             return cur.rowcount == 1
 
@@ -114,11 +114,11 @@ class Downloads:
         with self.db.transaction() as conn:
             conn.execute(
                 "UPDATE model_downloads SET stop_requested_at = ? WHERE id = ? AND stop_requested_at IS NULL",
-                (now or time.time(), download_id),
+                (now or self.clock(), download_id),
             )
 
 
-def row_to_download(row: sqlite3.Row) -> Download:
+def row_to_download(row: Any) -> Download:
     data = dict(row)
     return Download(
         id=data["id"],

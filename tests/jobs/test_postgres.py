@@ -1,0 +1,190 @@
+"""What is the PostgreSQL store's own: the server's clock, reconnecting, its schema versions, its
+sentences, its trigram index, and a whole job through the service on it."""
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import psycopg
+import pytest
+
+from ttservice.exceptions import MigrationError
+from ttservice.jobs import JobStatus, Segment, open_store
+from ttservice.jobs.postgres.connection import placeholders
+
+from ..conftest import JFK_WAV, make_settings, start_transcribe, stop_process, ttservice, wait_for, words
+
+
+@pytest.fixture
+def settings(tmp_path, postgres_url):
+    return make_settings(tmp_path / "data", database_url=postgres_url)
+
+
+def sql(url: str, query: str, params=()):
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else None
+
+
+def test_the_shared_queries_placeholders_become_psycopgs():
+    assert placeholders("SELECT ? FROM t WHERE a = ? AND b LIKE '%?%'") == (
+        "SELECT %s FROM t WHERE a = %s AND b LIKE '%%?%%'"
+    )
+    assert placeholders("SELECT \"a?b\", 'it''s?' , ?") == "SELECT \"a?b\", 'it''s?' , %s"
+
+
+def test_times_are_the_database_servers_whatever_this_machines_clock_says(store, make_job, monkeypatch):
+    job_id = make_job()
+    store.claim(job_id, 1)
+    server = sql(store.url, "SELECT extract(epoch FROM clock_timestamp())::float8")[0][0]
+    monkeypatch.setattr(time, "time", lambda: server + 3600.0)  # this host's clock is an hour fast
+    assert store.heartbeat(job_id)
+    beat = store.get_job(job_id).last_heartbeat
+    assert abs(beat - server) < 5 and abs(store.clock() - server) < 5
+
+
+def test_the_store_reconnects_when_the_server_drops_its_connections(store, make_job, settings):
+    job_id = make_job()
+    store.claim(job_id, 1)
+    assert store.change_mark() is not None  # its listener is connected too
+    # What a server restart does to every client: each connection is closed under it.
+    schema = store.db.read("SELECT current_schema() AS s")[0]["s"]
+    dropped = sql(
+        store.url,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE application_name = %s AND pid <> pg_backend_pid()",
+        [schema],
+    )[0][0]
+    assert dropped >= 1
+    assert store.heartbeat(job_id)  # a new connection, not an error
+    assert store.add_segments(job_id, [Segment(0, 1, "after the restart")], 1, 0.5)
+    assert [s.text for s in store.segments(job_id)] == ["after the restart"]
+    before = store.change_mark()
+    assert store.transition(job_id, JobStatus.COMPLETED)
+    wait_for(lambda: store.change_mark() != before, 20, what="the listener back")
+
+
+def test_a_schema_newer_than_this_ttservice_is_refused(store, settings):
+    store.db.execute("INSERT INTO ttservice_schema (version) VALUES (99)")
+    with pytest.raises(MigrationError, match="schema version 99, newer than this TTService"):
+        open_store(settings)
+
+
+def test_search_goes_through_the_trigram_index(store, make_job):
+    job_id = make_job()
+    store.claim(job_id, 1)
+    store.add_segments(job_id, [Segment(0, 1, "การประชุมงบประมาณประจำปี")], 1, 1)
+    where, params, indexed = store._filters(None, "ประชุม")
+    assert indexed
+    with store.db.pool.connection() as conn:
+        conn.execute("SET enable_seqscan = off")  # a table this small would be scanned otherwise
+        plan = conn.execute(
+            placeholders(f"EXPLAIN SELECT id FROM transcription_jobs {where}"), params
+        ).fetchall()
+        conn.execute("RESET enable_seqscan")
+    assert "idx_segments_text_trigram" in " ".join(row[0] for row in plan)
+
+
+def test_an_unreachable_database_is_one_sentence(tmp_path):
+    settings = make_settings(tmp_path / "data", database_url="postgresql://postgres@127.0.0.1:1/nowhere")
+    run = ttservice(settings, "jobs", timeout=60)
+    assert run.returncode == 1
+    assert run.stderr.strip() == (
+        "Error: The database (PostgreSQL at 127.0.0.1:1/nowhere) could not be reached: connection refused."
+    )
+
+
+def test_backups_are_left_to_the_servers_tools(settings, store):
+    run = ttservice(settings, "db", "backup")
+    assert run.returncode == 1 and "back it up with pg_dump" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.model
+def test_a_job_submitted_by_one_process_runs_in_the_service_of_another(settings):
+    """The service sleeps on LISTEN; `ttservice submit` queues a job in another process; the
+    service's worker transcribes it, writing heartbeats and segments to PostgreSQL."""
+    from ..conftest import headless_service
+
+    serve = headless_service(settings)
+    store = open_store(settings)
+    try:
+        submitted = ttservice(settings, "submit", str(JFK_WAV))
+        assert submitted.returncode == 0, submitted.stderr
+        job_id = int(submitted.stdout.split()[-1])
+        wait_for(lambda: store.get_job(job_id).finished, 180, what="the job done")
+        job = store.get_job(job_id)
+        assert job.status is JobStatus.COMPLETED, job.error
+        said = " ".join(words(" ".join(s.text for s in store.segments(job_id))))
+        assert "ask not what your country can do for you" in said
+        assert job.last_heartbeat >= job.started_at
+        shown = ttservice(settings, "show", str(job_id))
+        assert "status: completed" in shown.stdout
+    finally:
+        stop_process(serve)
+        store.close()
+
+
+class Cluster:
+    """A PostgreSQL server of the test's own (Debian's binaries), which it may restart."""
+
+    def __init__(self, root: str) -> None:
+        self.bin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+        self.dir = os.path.join(root, "cluster")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # not as root
+        self._run("initdb", "-D", self.dir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8")
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.as_user, f"{self.bin}/{tool}", *args], check=True, capture_output=True)
+
+    def pg_ctl(self, action: str, *args: str) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {os.path.dirname(self.dir)}"
+        self._run("pg_ctl", "-D", self.dir, "-w", "-l", f"{self.dir}/log", "-o", options, action, *args)
+
+
+@pytest.fixture
+def cluster():
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        pytest.fail("Debian's postgresql is not installed (./setup.sh --test installs it).")
+    root = tempfile.mkdtemp(prefix="ttservice-pg-", dir="/var/tmp")
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    server = Cluster(root)
+    server.pg_ctl("start")
+    try:
+        yield server
+    finally:
+        server.pg_ctl("stop", "-m", "immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.model
+def test_a_job_survives_restarts_of_the_database_server(tmp_path, cluster, minute_speech):
+    """The server restarts twice while `ttservice transcribe` runs: its worker's heartbeats and
+    segments wait for it and go on, and the transcript has every window once."""
+    settings = make_settings(tmp_path / "data", database_url=cluster.url, heartbeat_interval=0.2)
+    proc, store, job = start_transcribe(settings, minute_speech)
+    try:
+        for _ in range(2):
+            cluster.pg_ctl("restart", "-m", "fast")
+            time.sleep(1.0)
+        assert proc.poll() is None, "the job ended before the restarts"
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+        job = store.get_job(job.id)
+        assert job.status is JobStatus.COMPLETED and job.progress == 1.0
+        segments = store.segments(job.id)
+        assert len({(s.start, s.end) for s in segments}) == len(segments)  # none written twice
+        assert all(a.end <= b.start + 0.01 for a, b in zip(segments, segments[1:], strict=False))
+        assert segments[-1].end > job.duration - 10  # to the end of the speech
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        store.close()

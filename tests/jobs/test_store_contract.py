@@ -1,0 +1,349 @@
+"""The Store contract: what every store guarantees, run on SQLite and on PostgreSQL alike.
+
+Each test runs twice (`[sqlite]`, `[postgres]`); on PostgreSQL in a schema of its own.
+"""
+
+import threading
+import time
+
+import pytest
+
+from ttservice.exceptions import JobNotFound
+from ttservice.jobs import JobStatus, Runner, Segment, TranscribeOptions, open_store
+
+from ..conftest import STORES, settings_on, wait_for
+
+
+@pytest.fixture(params=STORES)
+def settings(request, tmp_path):
+    return settings_on(request, tmp_path / "data")
+
+
+@pytest.fixture
+def other(settings):
+    """A second store on the same database, as another process would have."""
+    store = open_store(settings)
+    yield store
+    store.close()
+
+
+def test_job_round_trip_keeps_full_options(store):
+    options = TranscribeOptions(model="tiny.en", language="en", task="translate", word_timestamps=True)
+    job_id = store.create_job("a.wav", "/x/a.wav", options, Runner.FOREGROUND)
+    job = store.get_job(job_id)
+    assert job.status is JobStatus.QUEUED
+    assert job.options == options
+    assert job.runner is Runner.FOREGROUND
+    assert job.filename == "a.wav" and job.media_path == "/x/a.wav"
+    assert job.created_at is not None
+
+
+def test_missing_job_raises_readable_error(store):
+    with pytest.raises(JobNotFound, match="There is no job 99"):
+        store.get_job(99)
+
+
+def test_named_transitions_refuse_illegal_moves(store, make_job):
+    job_id = make_job()
+    assert not store.transition(job_id, JobStatus.COMPLETED)  # queued -> completed is not a move
+    assert store.claim(job_id, max_concurrent=2)
+    assert store.get_job(job_id).started_at is not None
+    assert store.transition(job_id, JobStatus.COMPLETED, exit_code=0)
+    job = store.get_job(job_id)
+    assert job.status is JobStatus.COMPLETED and job.finished_at is not None
+    # a finished job is never brought back by a late write
+    assert not store.transition(job_id, JobStatus.FAILED, error_message="late")
+    assert not store.heartbeat(job_id)
+    assert not store.add_segments(job_id, [Segment(0, 1, "late")], 1, 1)
+    assert store.get_job(job_id).status is JobStatus.COMPLETED
+    assert store.segments(job_id) == []
+
+
+def test_claim_respects_concurrency_limit(store, make_job):
+    ids = [make_job() for _ in range(3)]
+    assert store.claim(ids[0], 2) and store.claim(ids[1], 2)
+    assert not store.claim(ids[2], 2)
+    assert store.get_job(ids[2]).status is JobStatus.QUEUED
+    assert not store.claim(ids[0], 5)  # already processing
+    store.transition(ids[0], JobStatus.FAILED, error_message="x")
+    assert store.claim(ids[2], 2)
+
+
+def test_segments_are_committed_with_progress(store, make_job, other):
+    job_id = make_job()
+    store.claim(job_id, 1)
+    assert store.add_segments(job_id, [Segment(0.0, 2.0, "hello", [{"word": "hello"}])], 2.0, 0.2)
+    assert store.add_segments(job_id, [Segment(2.0, 4.0, "world")], 4.0, 0.4)
+    job = store.get_job(job_id)
+    assert job.progress == pytest.approx(0.4) and job.processed_seconds == 4.0
+    # another connection (another process) sees them at once
+    assert [s.text for s in other.segments(job_id)] == ["hello", "world"]
+    assert other.segments(job_id)[0].words == [{"word": "hello"}]
+
+
+def test_stale_and_active_queries(store, make_job):
+    fresh, stale = make_job(), make_job()
+    store.claim(fresh, 5, now=1000.0)
+    store.claim(stale, 5, now=100.0)
+    assert {j.id for j in store.active_jobs()} == {fresh, stale}
+    assert [j.id for j in store.stale_jobs(older_than=500.0)] == [stale]
+
+
+def test_concurrent_writers_never_see_locked(store, make_job):
+    """Six threads with their own connections hammer the store while one reads."""
+    ids = [make_job() for _ in range(6)]
+    for job_id in ids:
+        store.claim(job_id, 10)
+    errors = []
+
+    def write(job_id):
+        try:
+            for i in range(100):
+                store.heartbeat(job_id)
+                store.add_segments(job_id, [Segment(i, i + 1, f"s{i}")], i + 1, 0.01 * i)
+        except Exception as error:  # noqa: BLE001 - any error fails the test below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(j,)) for j in ids]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        store.list_jobs(limit=20)
+    assert errors == []
+    assert all(len(store.segments(j)) == 100 for j in ids)
+
+
+def test_delete_job_removes_segments(store, make_job):
+    job_id = make_job()
+    store.claim(job_id, 1)
+    store.add_segments(job_id, [Segment(0, 1, "x")], 1, 1)
+    store.delete_job(job_id)
+    with pytest.raises(JobNotFound):
+        store.get_job(job_id)
+    assert store.segments(job_id) == []
+
+
+def test_full_text_search_and_counts(store, make_job):
+    a, b = make_job(), make_job()
+    for job_id, text in ((a, "ask not what your country can do"), (b, "สวัสดีครับ ประชุมวันนี้")):
+        store.claim(job_id, 5)
+        store.add_segments(job_id, [Segment(0, 1, text)], 1, 1)
+    assert [j.id for j in store.list_jobs(search="country")] == [a]
+    assert [j.id for j in store.list_jobs(search="coun")] == [a]  # prefix
+    assert [j.id for j in store.list_jobs(search="สวัสดีครับ")] == [b]
+    assert store.list_jobs(search='"unbalanced (quote') == []  # never a syntax error
+    assert [j.id for j in store.list_jobs(search="coun\x00try\x1b")] == [a]  # nor a control character
+    assert [j.id for j in store.list_jobs(search="\x00country")] == [a]
+    assert store.count_jobs(search="\x00") == 2
+    assert store.count_jobs() == 2 and store.count_jobs(search="country") == 1
+    assert store.count_jobs(status=JobStatus.PROCESSING, search="country") == 1
+    store.delete_job(a)
+    assert store.list_jobs(search="country") == []
+
+
+def test_leases_lapse(store, make_job):
+    job_id = make_job()
+    store.renew_lease(job_id, now=100.0)
+    assert store.lapsed_leases(30, now=120.0) == []
+    assert store.lapsed_leases(30, now=131.0) == [job_id]
+    store.transition(job_id, JobStatus.CANCELLED)
+    assert store.lapsed_leases(30, now=131.0) == []
+
+
+def test_stats_follow_statuses(store, make_job):
+    done, failed = make_job(), make_job()
+    store.claim(done, 5, now=110.0)
+    store.add_segments(done, [], 60.0, 1.0)
+    store.transition(done, JobStatus.COMPLETED, now=140.0)
+    store.claim(failed, 5)
+    store.transition(failed, JobStatus.FAILED, error_message="x")
+    stats = store.stats()
+    assert stats["by_status"] == {"completed": 1, "failed": 1}
+    assert stats["speed_by_model"][0]["speed"] == pytest.approx(2.0)
+    assert stats["mean_running_s"] == pytest.approx(30.0)
+
+
+def test_change_mark_moves_with_any_commit_and_only_then(store, other):
+    before = settled_mark(store)
+    assert store.change_mark() == before
+    store.list_jobs()  # reading changes nothing
+    assert store.change_mark() == before
+    other.create_job("a.wav", "/x/a.wav", TranscribeOptions())
+    wait_for(lambda: store.change_mark() != before, 10, what="the mark to move")  # at once on SQLite
+
+
+def settled_mark(store):
+    """The mark once it holds still: a mark may move once more than the commits did (PostgreSQL's
+    moves when its listener starts, since something could have been missed before)."""
+    marks = [store.change_mark()]
+    while len(marks) < 2 or marks[-1] != marks[-2]:
+        time.sleep(0.3)
+        marks.append(store.change_mark())
+        assert len(marks) < 30, "the change mark never held still"
+    return marks[-1]
+
+
+def test_queuing_a_service_job_rings_the_listening_service(store, other, make_job):
+    from ttservice.supervision.waiting import wait_readable
+
+    other.create_job("a.wav", "/a.wav", TranscribeOptions())  # nobody listens: no error, no wait
+    bell = store.listen_for_queued()
+    assert bell is not None
+    try:
+        assert not wait_readable([bell.fileno()], 0)
+        make_job(Runner.FOREGROUND)  # a CLI's own job is none of the service's business
+        assert not wait_readable([bell.fileno()], 0)
+        job_id = other.create_job("b.wav", "/b.wav", TranscribeOptions())
+        assert wait_readable([bell.fileno()], 10)
+        bell.drain()
+        assert not wait_readable([bell.fileno()], 0)
+        other.transition(job_id, JobStatus.CANCELLED)
+        assert other.requeue_for_resume(job_id, Runner.SERVICE)
+        assert wait_readable([bell.fileno()], 10)
+    finally:
+        bell.close()
+
+
+def test_an_upload_is_nobodys_to_start_until_its_file_is_saved(store, settings):
+    from ttservice import actions
+
+    job_id = store.create_job("talk.wav", None, TranscribeOptions(), Runner.UPLOAD)
+    assert store.next_queued(Runner.SERVICE) is None
+    store.hand_upload_to_service(job_id, "/uploads/talk.wav")
+    assert store.next_queued(Runner.SERVICE) == job_id
+    saved = actions.submit_upload(store, settings, "talk.wav", b"RIFF....", TranscribeOptions())
+    job = store.get_job(saved)
+    assert job.runner is Runner.SERVICE and job.media_path.endswith("talk.wav")
+
+
+def test_racing_claims_take_each_job_once_and_never_more_than_the_limit(store, settings, make_job):
+    """Eight claimers, each with its own connections (as eight machines would), race for six jobs
+    with room for three."""
+    ids = [make_job() for _ in range(6)]
+    claimers = [open_store(settings) for _ in range(8)]
+    won: list[tuple[int, int]] = []
+    start = threading.Barrier(len(claimers))
+
+    def race(n, claimer):
+        start.wait()
+        for job_id in ids:
+            if claimer.claim(job_id, max_concurrent=3):
+                won.append((n, job_id))
+
+    threads = [threading.Thread(target=race, args=(n, c)) for n, c in enumerate(claimers)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        for claimer in claimers:
+            claimer.close()
+    claimed = [job_id for _, job_id in won]
+    assert len(claimed) == 3 and len(set(claimed)) == 3
+    assert {j.id for j in store.active_jobs()} == set(claimed)
+
+
+def test_a_superseded_worker_changes_nothing(store, other, make_job):
+    """Once another process has ended the job, the worker's heartbeat, segments and media info are
+    refused, and what it wrote before stays."""
+    job_id = make_job()
+    assert store.claim(job_id, 1)
+    assert store.add_segments(job_id, [Segment(0, 1, "kept")], 1, 0.5)
+    assert other.transition(job_id, JobStatus.INTERRUPTED, error_message="host gone")
+    assert not store.heartbeat(job_id)
+    assert not store.add_segments(job_id, [Segment(1, 2, "late")], 2, 1.0)
+    store.set_media_info(job_id, 99.0, "th")
+    job = other.get_job(job_id)
+    assert (job.status, job.progress, job.duration) == (JobStatus.INTERRUPTED, 0.5, None)
+    assert [s.text for s in other.segments(job_id)] == ["kept"]
+
+
+def test_a_resumed_job_keeps_its_segments_and_resumes_after_the_last(store, make_job):
+    job_id = make_job()
+    store.claim(job_id, 1)
+    store.add_segments(job_id, [Segment(0, 2.5, "one", tokens=[1, 2], window=0.0)], 2.5, 0.25)
+    store.request_stop(job_id, reason="Stopped by the user.")
+    store.transition(job_id, JobStatus.CANCELLED, error_message="Stopped by the user.")
+    assert store.resume_point(job_id) == 2.5
+    assert store.requeue_for_resume(job_id, Runner.SERVICE)
+    assert not store.requeue_for_resume(job_id, Runner.SERVICE)  # queued already
+    job = store.get_job(job_id)
+    assert (job.status, job.resumed_from, job.stop_requested_at) == (JobStatus.QUEUED, 2.5, None)
+    assert store.segments(job_id)[0].tokens == [1, 2]
+
+
+def test_a_stop_keeps_its_first_reason(store, make_job):
+    job_id = make_job()
+    store.claim(job_id, 1)
+    store.request_stop(job_id, reason="Stopped by the user.")
+    store.request_stop(job_id, reason="Stopped because its page was left.")
+    store.record_exit(job_id, -15)
+    store.record_exit(job_id, 0)
+    job = store.get_job(job_id)
+    assert (job.stop_reason, job.exit_code) == ("Stopped by the user.", -15)
+
+
+def test_the_sweep_finalises_a_silent_job_by_the_stores_clock(store, settings, make_job):
+    """The sweep judges heartbeats by the store's clock: a job silent for longer than the orphan
+    timeout is failed, one that heartbeats is left alone, and one whose process is gone is failed
+    at once."""
+    from ttservice.supervision.process_manager import ProcessManager
+
+    silent, beating, gone = make_job(), make_job(), make_job()
+    now = store.clock()
+    assert abs(now - time.time()) < 5  # the database's clock and this machine's agree here
+    store.claim(silent, 5, now=now - settings.orphan_timeout - 60)
+    store.claim(beating, 5, now=now - settings.orphan_timeout - 60)
+    assert store.heartbeat(beating)  # by the store's clock: now
+    store.claim(gone, 5)
+    store.register_process(gone, 2**22 + 12345, 1.0, None)  # a process that does not exist
+    result = ProcessManager(store, settings).cleanup_orphaned_processes()
+    assert sorted(job for job, _ in result.finalized) == [silent, gone]
+    assert store.get_job(beating).status is JobStatus.PROCESSING
+    assert "no heartbeat for" in store.get_job(silent).error
+    assert store.get_job(gone).status is JobStatus.FAILED
+
+
+def test_one_download_per_model_however_many_ask_at_once(store, settings):
+    askers = [open_store(settings) for _ in range(6)]
+    answers = []
+    start = threading.Barrier(len(askers))
+
+    def ask(asker):
+        start.wait()
+        answers.append(asker.start_download("base", "Systran/faster-whisper-base", Runner.SERVICE))
+
+    threads = [threading.Thread(target=ask, args=(a,)) for a in askers]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        for asker in askers:
+            asker.close()
+    assert len({download_id for download_id, _ in answers}) == 1
+    assert sorted(created for _, created in answers) == [False] * 5 + [True]
+    download_id = answers[0][0]
+    assert store.download_progress(download_id, 10, 100)
+    assert store.finish_download(download_id, JobStatus.COMPLETED)
+    assert not store.download_heartbeat(download_id)  # ended: refused
+    again, created = store.start_download("base", "Systran/faster-whisper-base", Runner.SERVICE)
+    assert created and again != download_id
+    assert store.latest_download("Systran/faster-whisper-base").id == again
+
+
+def test_opening_again_migrates_nothing_and_keeps_everything(store, settings, make_job):
+    job_id = make_job()
+    store.claim(job_id, 1)
+    store.add_segments(job_id, [Segment(0, 1, "kept")], 1, 1)
+    version = store.schema_version()
+    reopened = open_store(settings)
+    try:
+        assert reopened.schema_version() == version
+        assert reopened.migration_backups == []
+        assert [s.text for s in reopened.segments(job_id)] == ["kept"]
+        assert reopened.writable()
+    finally:
+        reopened.close()

@@ -1,0 +1,126 @@
+"""`PostgresStore`: the Store interface over a PostgreSQL database, for several machines.
+
+Chosen with `TTSERVICE_DATABASE_URL=postgresql://...`. The queries are the SQLite
+store's (`jobs.sql`); what is PostgreSQL's own is here: claims that lock the job
+row (`FOR UPDATE SKIP LOCKED`) and count the running jobs under an advisory lock,
+the trigram search (`search`), LISTEN/NOTIFY for the queue and the change mark
+(`listen`), the database's clock, and a schema of its own versions (`schema`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from ...exceptions import StoreError
+from ..sql import Downloads, JobQueries, Lifecycle
+from . import schema
+from .connection import Database
+from .listen import ChangeCounter, QueueListener
+from .search import search_clause
+
+CLAIM_LOCK = 0x7454_5302  # pg_advisory_xact_lock key: claims count the running jobs one at a time
+
+
+class PostgresStore(JobQueries, Lifecycle, Downloads):
+    """Jobs and segments in `transcription_jobs` / `transcription_segments` on a PostgreSQL server."""
+
+    QUEUED_WAIT_SQL = "avg(started_at - created_at)"
+    DAY_SQL = "to_char(to_timestamp(created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+    def __init__(self, url: str, migrate: bool = True) -> None:
+        self.url = url
+        self.migration_backups: list[Path] = []  # the server's own tools back it up (pg_dump)
+        self.disk_full: StoreError | None = None
+        self.db = Database(url, self._disk_is_full)
+        if migrate:
+            self.migrate()
+        else:
+            self.db.connect().close()  # an unreachable server is said at once, not at the first query
+        self.db.open()
+        self._changes: ChangeCounter | None = None
+
+    def _disk_is_full(self, error: StoreError) -> None:
+        self.disk_full = error
+
+    def close(self) -> None:
+        if self._changes is not None:
+            self._changes.close()
+        self.db.close()
+
+    # --- what PostgreSQL does its own way ------------------------------------
+
+    def clock(self) -> float:
+        return self.db.clock()
+
+    def _search(self, text: str) -> tuple[str, list[Any], bool]:
+        return search_clause(text)
+
+    def claim(self, job_id: int, max_concurrent: int, now: float | None = None) -> bool:
+        now = now or self.clock()
+        with self.db.transaction() as conn:
+            mine = conn.execute(  # a job another claimer holds at this moment is theirs
+                "SELECT id FROM transcription_jobs WHERE id = ? AND status = 'queued' FOR UPDATE SKIP LOCKED",
+                (job_id,),
+            ).fetchone()
+            if mine is None:
+                return False
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (CLAIM_LOCK,))  # the count is everyone's
+            return self._claim_in(conn, job_id, max_concurrent, now)
+
+    def listen_for_queued(self) -> QueueListener | None:
+        try:
+            return QueueListener(self.db)
+        except StoreError:  # the service's periodic look still finds queued jobs
+            return None
+
+    def change_mark(self) -> tuple[int, int]:
+        """Commits announced by the tables' triggers, counted by a listening thread: no query."""
+        if self._changes is None:
+            self._changes = ChangeCounter(self.db)
+        return self._changes.mark()
+
+    def ensure_reserve(self) -> bool:
+        """No ballast to keep: the database's disk is the server's to manage."""
+        return True
+
+    def release_reserve(self) -> None:
+        pass
+
+    def writable(self) -> bool:
+        try:
+            row = self.db.read(
+                "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' AS ok"
+            )[0]
+        except StoreError:
+            return False
+        return bool(row["ok"])
+
+    # --- schema -------------------------------------------------------------
+
+    def migrate(self) -> list[Path]:
+        conn = self.db.connect()
+        try:
+            schema.migrate(conn)
+        except psycopg.Error as error:
+            raise self.db.error(error) from None
+        finally:
+            conn.close()
+        return []
+
+    def schema_version(self) -> int:
+        conn = self.db.connect()
+        try:
+            return schema.current_version(conn)
+        except psycopg.Error as error:
+            raise self.db.error(error) from None
+        finally:
+            conn.close()
+
+    def backup(self, label: str = "manual") -> Path:
+        raise StoreError(f"The store is on {self.db.where}: back it up with pg_dump.")
+
+    def rollback(self) -> tuple[Path, Path]:
+        raise StoreError(f"The store is on {self.db.where}: restore a pg_dump backup with pg_restore.")
