@@ -216,29 +216,38 @@ def test_an_upload_is_nobodys_to_start_until_its_file_is_saved(store, settings):
     assert job.runner is Runner.SERVICE and job.media_path.endswith("talk.wav")
 
 
-def test_racing_claims_take_each_job_once_and_never_more_than_the_limit(store, settings, make_job):
-    """Eight claimers, each with its own connections (as eight machines would), race for six jobs
-    with room for three."""
-    ids = [make_job() for _ in range(6)]
-    claimers = [open_store(settings) for _ in range(8)]
-    won: list[tuple[int, int]] = []
-    start = threading.Barrier(len(claimers))
+def all_at_once(act, stores) -> None:
+    """`act(n, store)` in a thread per store, all released at once; then the stores are closed."""
+    start = threading.Barrier(len(stores))
 
-    def race(n, claimer):
+    def run(n, store):
         start.wait()
-        for job_id in ids:
-            if claimer.claim(job_id, max_concurrent=3):
-                won.append((n, job_id))
+        act(n, store)
 
-    threads = [threading.Thread(target=race, args=(n, c)) for n, c in enumerate(claimers)]
+    threads = [threading.Thread(target=run, args=(n, s)) for n, s in enumerate(stores)]
     try:
         for t in threads:
             t.start()
         for t in threads:
             t.join(timeout=60)
     finally:
-        for claimer in claimers:
-            claimer.close()
+        for store in stores:
+            store.close()
+
+
+def test_racing_claims_take_each_job_once_and_never_more_than_the_limit(store, settings, make_job):
+    """Eight claimers, each with its own connections (as eight machines would), race for six jobs
+    with room for three."""
+    ids = [make_job() for _ in range(6)]
+    claimers = [open_store(settings) for _ in range(8)]
+    won: list[tuple[int, int]] = []
+
+    def race(n, claimer):
+        for job_id in ids:
+            if claimer.claim(job_id, max_concurrent=3):
+                won.append((n, job_id))
+
+    all_at_once(race, claimers)
     claimed = [job_id for _, job_id in won]
     assert len(claimed) == 3 and len(set(claimed)) == 3
     assert {j.id for j in store.active_jobs()} == set(claimed)
@@ -308,21 +317,11 @@ def test_the_sweep_finalises_a_silent_job_by_the_stores_clock(store, settings, m
 def test_one_download_per_model_however_many_ask_at_once(store, settings):
     askers = [open_store(settings) for _ in range(6)]
     answers = []
-    start = threading.Barrier(len(askers))
 
-    def ask(asker):
-        start.wait()
+    def ask(n, asker):
         answers.append(asker.start_download("base", "Systran/faster-whisper-base", Runner.SERVICE))
 
-    threads = [threading.Thread(target=ask, args=(a,)) for a in askers]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-    finally:
-        for asker in askers:
-            asker.close()
+    all_at_once(ask, askers)
     assert len({download_id for download_id, _ in answers}) == 1
     assert sorted(created for _, created in answers) == [False] * 5 + [True]
     download_id = answers[0][0]
