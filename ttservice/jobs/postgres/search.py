@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from ...words import search_terms
-
-TRIGRAM = 3  # the shortest text pg_trgm's index can find
+from ..sql.terms import like_pattern, query_terms
 
 
 def search_clause(text: str) -> tuple[str, list[str], bool]:
@@ -16,14 +14,11 @@ def search_clause(text: str) -> tuple[str, list[str], bool]:
     shorter one is looked for with `strpos`, which the planner cannot take for an index
     condition, among the segments the others matched (or among each job's own when alone).
     """
-    terms = search_terms("".join(c if c.isprintable() or c.isspace() else " " for c in text))
-    if not terms:
+    long, short = query_terms(text)
+    if not long and not short:
         return "", [], False
-    long = [t for t in terms if len(t) >= TRIGRAM]
-    short = [t for t in terms if len(t) < TRIGRAM]
     conditions = ["s.text ILIKE ?" for _ in long] + [_contains(t) for t in short]
-    values = ["%" + t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for t in long]
-    values += short
+    values = [like_pattern(t) for t in long] + short
     if not long:
         exists = "SELECT 1 FROM transcription_segments s WHERE s.job_id = transcription_jobs.id"
         return f"EXISTS ({exists} AND {' AND '.join(conditions)})", values, False

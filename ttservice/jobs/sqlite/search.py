@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from ...words import search_terms
-
-TRIGRAM = 3  # the shortest text the trigram index can find
+from ..sql.terms import like_pattern, query_terms
 
 
 def search_clause(text: str) -> tuple[str, list[str], bool]:
@@ -17,13 +15,11 @@ def search_clause(text: str) -> tuple[str, list[str], bool]:
     is quoted, so no input is a syntax error; control characters, which FTS5 takes for the end
     of a string, are dropped.
     """
-    terms = search_terms("".join(c if c.isprintable() or c.isspace() else " " for c in text))
-    if not terms:
+    long, short = query_terms(text)
+    if not long and not short:
         return "", [], False
-    long = [t for t in terms if len(t) >= TRIGRAM]
-    short = [t for t in terms if len(t) < TRIGRAM]
     likes = " AND ".join("s.text LIKE ? ESCAPE '\\'" for _ in short)
-    patterns = ["%" + t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for t in short]
+    patterns = [like_pattern(t) for t in short]
     if not long:
         # Each job's own segments, newest job first: a page of a common word stops at its 20th job.
         exists = "SELECT 1 FROM transcription_segments s WHERE s.job_id = transcription_jobs.id"
