@@ -41,6 +41,17 @@ SETTINGS: tuple[Setting, ...] = (
         "postgresql://... puts jobs and transcripts on that PostgreSQL database (for several machines);"
         " empty: the SQLite file in the data directory.",
     ),
+    Setting(
+        "host_name",
+        "",
+        "The name this machine's jobs are recorded under (History, `ttservice hosts`); empty: its hostname.",
+    ),
+    Setting(
+        "auto_resume",
+        "1",
+        "1: a service job whose machine went silent is queued again, to continue from its last"
+        " segment on a machine that answers; 0: it stays interrupted.",
+    ),
     Setting("heartbeat_interval", "5", "Seconds between a worker's heartbeats."),
     Setting("orphan_timeout", "300", "Seconds without a heartbeat after which a job is orphaned."),
     Setting("cleanup_interval", "600", "Seconds between orphan sweeps of a running manager."),
@@ -104,6 +115,8 @@ def _as_bool(value: str) -> bool:
 class Settings:
     data_dir: Path
     database_url: str
+    host_name: str
+    auto_resume: bool
     heartbeat_interval: float
     orphan_timeout: float
     cleanup_interval: float

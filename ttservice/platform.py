@@ -21,8 +21,11 @@ from __future__ import annotations
 import ctypes
 import os
 import select
+import socket
 import sys
 from collections.abc import Sequence
+
+import psutil
 
 PORTABLE_ENV = "TTSERVICE_PORTABLE"
 LINUX = sys.platform.startswith("linux")
@@ -107,6 +110,21 @@ def trim_heap() -> None:
             ctypes.CDLL(None).malloc_trim(0)
         except (OSError, AttributeError):
             pass  # not glibc
+
+
+def boot_id() -> str:
+    """What tells this boot of the machine from the one before: every process of an earlier
+    boot is gone. The kernel's random boot id on Linux, else the time the system started."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as file:
+            return file.read().strip()
+    except OSError:
+        return f"booted-{psutil.boot_time():.0f}"
+
+
+def node_name() -> str:
+    """This machine's hostname."""
+    return socket.gethostname()
 
 
 def describe() -> dict[str, str]:

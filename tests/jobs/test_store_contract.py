@@ -9,7 +9,7 @@ import time
 import pytest
 
 from ttservice.exceptions import JobNotFound
-from ttservice.jobs import JobStatus, Runner, Segment, TranscribeOptions, open_store
+from ttservice.jobs import HostId, JobStatus, Runner, Segment, TranscribeOptions, open_store
 
 from ..conftest import STORES, settings_on, wait_for
 
@@ -266,6 +266,89 @@ def test_a_superseded_worker_changes_nothing(store, other, make_job):
     job = other.get_job(job_id)
     assert (job.status, job.progress, job.duration) == (JobStatus.INTERRUPTED, 0.5, None)
     assert [s.text for s in other.segments(job_id)] == ["kept"]
+
+
+HOST_A, HOST_B = HostId("alpha", "boot-1"), HostId("beta", "boot-7")
+
+
+def test_slots_are_each_machines_own(store, make_job):
+    """A machine's claims count the jobs running on it, not those of other machines."""
+    ids = [make_job() for _ in range(4)]
+    assert store.claim(ids[0], 1, host=HOST_A) == 1
+    assert store.claim(ids[1], 1, host=HOST_A) is None  # alpha's one slot is taken
+    assert store.claim(ids[1], 1, host=HOST_B) == 1
+    job = store.get_job(ids[1])
+    assert (job.host, job.host_boot_id, job.attempt) == ("beta", "boot-7", 1)
+    assert job.to_dict()["host"] == "beta" and job.to_dict()["attempt"] == 1
+
+
+def test_writes_of_a_superseded_attempt_change_nothing(store, other, make_job):
+    """Attempt 1 lost its machine and the job runs again as attempt 2: every write attempt 1 still
+    makes (heartbeat, segments, media info, its end) is refused, and attempt 2's go through."""
+    job_id = make_job()
+    first = store.claim(job_id, 1, host=HOST_A)
+    assert store.add_segments(job_id, [Segment(0, 1, "one")], 1, 0.25, attempt=first)
+    assert other.recover_lost(job_id, first, "alpha went silent", resume=True) is JobStatus.QUEUED
+    queued = other.get_job(job_id)
+    assert (queued.status, queued.resumed_from, queued.processed_seconds) == (JobStatus.QUEUED, 1, 1)
+    second = other.claim(job_id, 1, host=HOST_B)
+    assert second == 2
+    assert not store.heartbeat(job_id, attempt=first)
+    assert not store.add_segments(job_id, [Segment(1, 2, "late")], 2, 0.5, attempt=first)
+    store.set_media_info(job_id, 99.0, "th", attempt=first)
+    assert not store.transition(job_id, JobStatus.COMPLETED, attempt=first, exit_code=0)
+    assert not store.transition(job_id, JobStatus.FAILED, attempt=first, error_message="late")
+    assert other.heartbeat(job_id, attempt=second)
+    assert other.add_segments(job_id, [Segment(1, 2, "two")], 2, 1.0, attempt=second)
+    assert other.transition(job_id, JobStatus.COMPLETED, attempt=second, exit_code=0)
+    job = store.get_job(job_id)
+    assert (job.status, job.host, job.attempt, job.duration) == (JobStatus.COMPLETED, "beta", 2, None)
+    assert [s.text for s in store.segments(job_id)] == ["one", "two"]
+
+
+def test_a_lost_attempt_is_recovered_once_and_a_stop_asked_meanwhile_wins(store, other, make_job):
+    resumed, stopped, kept = make_job(), make_job(), make_job(runner=Runner.FOREGROUND)
+    for job_id in (resumed, stopped, kept):
+        store.claim(job_id, 5, host=HOST_A)
+    store.request_stop(stopped, reason="Stopped from beta.")
+    assert store.recover_lost(resumed, 1, "gone", resume=True) is JobStatus.QUEUED
+    assert other.recover_lost(resumed, 1, "gone", resume=True) is None  # a second sweeper: done already
+    assert store.recover_lost(stopped, 1, "gone", resume=True) is JobStatus.CANCELLED
+    assert store.get_job(stopped).error == "Stopped from beta."
+    # Only the service's jobs resume by themselves: a foreground command is not there to run it again.
+    assert store.recover_lost(kept, 1, "The job was interrupted: alpha went silent.", resume=True) is (
+        JobStatus.INTERRUPTED
+    )
+    assert store.get_job(kept).error == "The job was interrupted: alpha went silent."
+    assert store.recover_lost(kept, 1, "again", resume=True) is None
+
+
+def test_machines_register_and_a_new_boot_starts_anew(store, other):
+    store.register_host(HOST_A, 2, "0.1.0", now=100.0)
+    assert store.host_seen(HOST_A, now=160.0)
+    assert not store.host_seen(HOST_B)  # never registered
+    other.register_host(HOST_B, 1, "0.1.0", now=150.0)
+    assert [(h.name, h.slots, h.started_at, h.last_seen) for h in store.list_hosts()] == [
+        ("alpha", 2, 100.0, 160.0),
+        ("beta", 1, 150.0, 150.0),
+    ]
+    rebooted = HostId("alpha", "boot-2")
+    store.register_host(rebooted, 4, "0.1.0", now=200.0)
+    assert not store.host_seen(HOST_A)  # the boot before is over
+    alpha = store.list_hosts()[0]
+    assert (alpha.boot_id, alpha.slots, alpha.started_at) == ("boot-2", 4, 200.0)
+    assert alpha.to_dict()["name"] == "alpha"
+
+
+def test_stops_asked_are_listed_for_the_machine_that_runs_the_job(store, other, make_job):
+    on_a, on_b = make_job(), make_job()
+    store.claim(on_a, 5, host=HOST_A)
+    store.claim(on_b, 5, host=HOST_B)
+    assert store.stop_requests(HOST_A) == []
+    other.request_stop(on_a, reason="Stopped by the user.")
+    other.request_stop(on_b, reason="Stopped by the user.")
+    assert store.stop_requests(HOST_A) == [on_a]
+    assert store.stop_requests(HostId("alpha", "boot-2")) == []  # not the boot it runs in
 
 
 def test_a_resumed_job_keeps_its_segments_and_resumes_after_the_last(store, make_job):

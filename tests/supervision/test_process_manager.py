@@ -236,7 +236,7 @@ def test_dispatch_respects_max_concurrent_jobs(store, make_job):
 
     settings = ms(store.db_path.parent, max_concurrent_jobs=2)
     pm = ProcessManager(store, settings)
-    pm.worker_command = lambda job_id: [sys.executable, str(DUMMY), "sleep"]
+    pm.worker_command = lambda job_id, attempt: [sys.executable, str(DUMMY), "sleep"]
     try:
         ids = [make_job(Runner.SERVICE) for _ in range(3)]
         make_job(Runner.FOREGROUND)  # another CLI's job is not ours to start

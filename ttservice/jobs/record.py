@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class JobStatus(StrEnum):
@@ -159,6 +159,11 @@ class Job:
     callback_url: str | None = None
     callback_status: str | None = None
     callback_attempts: int = 0
+    # The machine that claimed its latest run (`HostId`), and how many runs were claimed: a
+    # write made for an earlier attempt changes nothing.
+    host: str | None = None
+    host_boot_id: str | None = None
+    attempt: int = 0
 
     @property
     def finished(self) -> bool:
@@ -214,6 +219,8 @@ class Job:
             "process_id": self.process_id,
             "log_file_path": self.log_file_path,
             "last_heartbeat": iso(self.last_heartbeat),
+            "host": self.host,
+            "attempt": self.attempt,
         }
 
 
@@ -282,6 +289,36 @@ class Download:
             "process_id": self.process_id,
             "created_at": iso(self.created_at),
             "finished_at": iso(self.finished_at),
+        }
+
+
+class HostId(NamedTuple):
+    """A machine as long as it stays up: its name, and the boot it is in (a restart ends every
+    process of the boot before)."""
+
+    name: str
+    boot_id: str
+
+
+@dataclass
+class Host:
+    """A machine that runs jobs (an agent, or a service that starts its own), as it registered."""
+
+    name: str
+    boot_id: str
+    slots: int
+    version: str | None = None
+    started_at: float | None = None
+    last_seen: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "boot_id": self.boot_id,
+            "slots": self.slots,
+            "version": self.version,
+            "started_at": iso(self.started_at),
+            "last_seen": iso(self.last_seen),
         }
 
 

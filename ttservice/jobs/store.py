@@ -9,7 +9,8 @@ run the same queries (`jobs.sql`) and pass the same contract tests
 - every status change is a conditional transition (`TRANSITIONS`): it names the
   statuses it may leave and changes nothing otherwise, so a late heartbeat, a slow
   worker or a second manager never brings a finished job back;
-- a heartbeat or a segment is refused (False) once its job is no longer processing;
+- a heartbeat or a segment is refused (False) once its job is no longer processing, and a
+  write that names its attempt once another attempt of the job was claimed;
 - segments are committed together with the job's progress;
 - every time it writes, and every time an orphan is judged by, comes from `clock()`;
 - a user-facing failure (locked too long, disk full) is a `StoreError` of one sentence.
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..exceptions import StoreError
-from .record import Download, Job, JobStatus, Runner, Segment, TranscribeOptions
+from .record import Download, Host, HostId, Job, JobStatus, Runner, Segment, TranscribeOptions
 
 
 class Wakeup(Protocol):
@@ -117,22 +118,39 @@ class Store(Protocol):
 
     # --- jobs: the life of a run --------------------------------------------
 
-    def claim(self, job_id: int, max_concurrent: int, now: float | None = None) -> bool:
-        """Move a queued job to processing if fewer than `max_concurrent` jobs run."""
+    def claim(
+        self, job_id: int, max_concurrent: int, now: float | None = None, host: HostId | None = None
+    ) -> int | None:
+        """Move a queued job to processing on `host` if fewer than `max_concurrent` jobs run there;
+        the number of the attempt claimed (1 for a first run), or None."""
 
-    def transition(self, job_id: int, target: JobStatus, now: float | None = None, **fields: Any) -> bool:
-        """Apply a named transition; False if the job is not in a status it may leave."""
+    def transition(
+        self,
+        job_id: int,
+        target: JobStatus,
+        now: float | None = None,
+        attempt: int | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Apply a named transition; False if the job is not in a status it may leave (or, with
+        `attempt`, if another attempt was claimed since)."""
 
     def register_process(
         self, job_id: int, pid: int | None, create_time: float | None, log_path: str | None
     ) -> None:
         """Record the identity (pid, create time) and log of the job's worker."""
 
-    def heartbeat(self, job_id: int, now: float | None = None) -> bool:
-        """Record that the job's process is alive; False once the job has finished."""
+    def heartbeat(self, job_id: int, now: float | None = None, attempt: int | None = None) -> bool:
+        """Record that the job's process is alive; False once the job has finished (or, with
+        `attempt`, once another attempt was claimed)."""
 
     def set_media_info(
-        self, job_id: int, duration: float, language: str | None, probability: float | None = None
+        self,
+        job_id: int,
+        duration: float,
+        language: str | None,
+        probability: float | None = None,
+        attempt: int | None = None,
     ) -> None:
         """The media's length and the language (detected with `probability`, or given)."""
 
@@ -143,8 +161,10 @@ class Store(Protocol):
         processed_seconds: float,
         progress: float,
         now: float | None = None,
+        attempt: int | None = None,
     ) -> bool:
-        """Commit segments and progress together; refused once the job has finished."""
+        """Commit segments and progress together; refused once the job has finished (or, with
+        `attempt`, once another attempt was claimed)."""
 
     def request_stop(self, job_id: int, now: float | None = None, reason: str | None = None) -> None:
         """Note that a stop was asked (and why), so that the end of the job reads as cancelled
@@ -161,6 +181,27 @@ class Store(Protocol):
 
     def renew_lease(self, job_id: int, now: float | None = None) -> None:
         """A page that asked "stop this job if I leave" is still open."""
+
+    # --- machines -----------------------------------------------------------
+
+    def register_host(
+        self, host: HostId, slots: int, version: str | None = None, now: float | None = None
+    ) -> None:
+        """This machine runs jobs from now on, `slots` at a time (a new boot id: it restarted)."""
+
+    def host_seen(self, host: HostId, now: float | None = None) -> bool:
+        """Renew the machine's last contact; False if it is registered with another boot, or not."""
+
+    def list_hosts(self) -> list[Host]: ...
+
+    def stop_requests(self, host: HostId) -> list[int]:
+        """Jobs running on this machine and boot whose stop was asked, wherever it was asked."""
+
+    def recover_lost(
+        self, job_id: int, attempt: int, reason: str, resume: bool, now: float | None = None
+    ) -> JobStatus | None:
+        """End the attempt of a job whose machine went silent: queued for attempt + 1 with
+        `resume`, else interrupted (cancelled if a stop was asked); None if it had ended."""
 
     # --- model downloads ----------------------------------------------------
 

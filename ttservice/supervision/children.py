@@ -28,23 +28,33 @@ class Children:
         self._popen: dict[int, subprocess.Popen] = {}
         self._exit_fds: dict[int, int] = {}
         self._adopted: dict[int, psutil.Process] = {}
+        self._attempts: dict[int, int] = {}  # the attempt of the job each one runs, where known
         # psutil objects kept between looks, so that cpu_percent measures the time since the last
         self._metric_procs: dict[int, list[psutil.Process]] = {}
 
-    def add(self, job_id: int, process: subprocess.Popen) -> None:
+    def add(self, job_id: int, process: subprocess.Popen, attempt: int | None = None) -> None:
         fd = exit_fd(process.pid)
         with self._lock:
             self._popen[job_id] = process
             if fd is not None:
                 self._exit_fds[job_id] = fd
+            if attempt is not None:
+                self._attempts[job_id] = attempt
 
-    def adopt(self, job_id: int, proc: psutil.Process) -> bool:
+    def adopt(self, job_id: int, proc: psutil.Process, attempt: int | None = None) -> bool:
         """Watch a live worker we did not start; False if it is watched already."""
         with self._lock:
             if job_id in self._popen or job_id in self._adopted:
                 return False
             self._adopted[job_id] = proc
+            if attempt is not None:
+                self._attempts[job_id] = attempt
             return True
+
+    def attempt(self, job_id: int) -> int | None:
+        """The attempt of the job that its watched worker runs, where known."""
+        with self._lock:
+            return self._attempts.get(job_id)
 
     def watches(self, job_id: int) -> bool:
         with self._lock:
@@ -98,14 +108,18 @@ class Children:
                 os.close(fd)
             self._metric_procs.pop(job_id, None)
             self._adopted.pop(job_id, None)
+            self._attempts.pop(job_id, None)
             return self._popen.pop(job_id, None)
 
-    def collect_exited(self) -> tuple[list[tuple[int, subprocess.Popen]], list[int]]:
-        """Forget the workers that have ended: (job, child) of our children, and adopted jobs."""
+    def collect_exited(
+        self,
+    ) -> tuple[list[tuple[int, subprocess.Popen, int | None]], list[tuple[int, int | None]]]:
+        """Forget the workers that have ended: (job, child, attempt) of our children, and
+        (job, attempt) of adopted ones."""
         with self._lock:
-            exited = [(j, p) for j, p in self._popen.items() if p.poll() is not None]
-            ended = [j for j, p in self._adopted.items() if not proctree.is_alive(p)]
-            for job_id in [j for j, _ in exited] + ended:
+            exited = [(j, p, self._attempts.get(j)) for j, p in self._popen.items() if p.poll() is not None]
+            ended = [(j, self._attempts.get(j)) for j, p in self._adopted.items() if not proctree.is_alive(p)]
+            for job_id in [j for j, _, _ in exited] + [j for j, _ in ended]:
                 self.forget(job_id)
         return exited, ended
 

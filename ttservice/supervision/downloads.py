@@ -104,7 +104,7 @@ class ModelDownloads:
     def collect_exited(self) -> None:
         """Record the end of every download process of ours that exited without recording it."""
         exited, _ = self.children.collect_exited()
-        for download_id, process in exited:
+        for download_id, process, _ in exited:
             row = self.store.get_download(download_id)
             if row.status is JobStatus.PROCESSING:
                 self._finalize(row, proctree.describe_exit(process.returncode, "download process"))

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,24 +30,36 @@ log = logging.getLogger("ttservice.worker")
 
 
 class Heartbeat(threading.Thread):
-    """Calls `beat` every interval; exits the process once it says (False) the row finished elsewhere."""
+    """Calls `beat` every interval; exits the process once it says (False) the row finished
+    elsewhere, or once no beat could be written for `give_up` seconds.
 
-    def __init__(self, beat: Callable[[], bool], interval: float, what: str) -> None:
+    A process cut off from its database that long is about to be judged orphaned (at twice
+    that) and its job run again elsewhere: it stops first, so that two never run at once.
+    """
+
+    def __init__(self, beat: Callable[[], bool], interval: float, what: str, give_up: float) -> None:
         super().__init__(name="heartbeat", daemon=True)
-        self.beat, self.interval, self.what = beat, interval, what
+        self.beat, self.interval, self.what, self.give_up = beat, interval, what, give_up
         self.done = threading.Event()
 
     def run(self) -> None:
+        written = time.monotonic()
         while not self.done.wait(self.interval):
             try:
                 alive = self.beat()
-            except TTServiceError as error:
+            except Exception as error:  # noqa: BLE001 - whatever it is, the beat was not written
                 log.warning("heartbeat not written: %s", error)
+                if time.monotonic() - written > self.give_up and not self.done.is_set():
+                    self._exit(f"no heartbeat could be written for {self.give_up:.0f} s")
                 continue
+            written = time.monotonic()
             if not alive and not self.done.is_set():
-                log.warning("%s is no longer running here; stopping", self.what)
-                logging.shutdown()
-                os._exit(EXIT_ABANDONED)
+                self._exit("it is no longer running here")
+
+    def _exit(self, why: str) -> None:
+        log.warning("%s: %s; stopping", self.what, why)
+        logging.shutdown()
+        os._exit(EXIT_ABANDONED)
 
 
 class ParentWatch(threading.Thread):
@@ -122,6 +135,6 @@ def start(
     watch = ParentWatch.arm(orphaned, settings.heartbeat_interval)
     if watch is not None:
         watch.start()
-    heartbeat = Heartbeat(beat, settings.heartbeat_interval, what)
+    heartbeat = Heartbeat(beat, settings.heartbeat_interval, what, settings.orphan_timeout / 2)
     heartbeat.start()
     return heartbeat

@@ -3,7 +3,9 @@
 It wakes when a watched worker exits (`platform.exit_fd`), when a child is added, when a
 job is queued for the service (the store's `listen_for_queued`), at shutdown, or
 when the next periodic task is due: the orphan sweep, the look for lapsed leases,
-and (for the service) a look for queued jobs. An idle service wakes once a second.
+(while it runs jobs) the look for stops asked from elsewhere, the renewal of this
+machine's last contact, and (for the service) a look for queued jobs. An idle
+service wakes once a second.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 # exit or a newly queued job wakes the monitor at once, and it wakes once a second otherwise.
 MONITOR_POLL = 0.1
 LEASE_CHECK = 1.0  # seconds between looks for lapsed leases
+STOP_CHECK = 1.0  # seconds after which stops asked from elsewhere are looked for, changed or not
+HOST_SEEN = 30.0  # seconds between renewals of this machine's last contact
 DISPATCH_CHECK = 1.0  # seconds after which queued jobs are looked for even if nothing seemed to change
 
 
@@ -54,6 +58,10 @@ class Monitor:
             self._thread = None
 
     def _run(self, dispatch: bool) -> None:
+        try:
+            self.pm.register_host()
+        except Exception:
+            log.exception("this machine could not be registered")
         bell = self.pm.store.listen_for_queued() if dispatch else None
         try:
             self._loop(dispatch, bell)
@@ -63,12 +71,23 @@ class Monitor:
 
     def _loop(self, dispatch: bool, bell: Wakeup | None) -> None:
         pm = self.pm
-        next_sweep = next_lease_check = next_dispatch = 0.0  # all once at start
+        next_sweep = next_lease_check = next_dispatch = next_stop_check = 0.0  # all once at start
+        next_seen = time.monotonic() + HOST_SEEN
         seen: Hashable | None = None
+        stops_seen: Hashable | None = None
         while not self.wake.is_set():
             try:
                 pm.collect_exited()
                 now = time.monotonic()
+                # A stop asked on another machine (or by a command that could not signal) is
+                # this manager's to carry out, for the jobs it runs.
+                mark = pm.store.change_mark() if len(pm.children) else stops_seen
+                if len(pm.children) and (mark != stops_seen or now >= next_stop_check):
+                    stops_seen, next_stop_check = mark, now + STOP_CHECK
+                    pm.stop_requested()
+                if now >= next_seen:
+                    pm.store.host_seen(pm.host)
+                    next_seen = now + HOST_SEEN
                 if now >= next_sweep:
                     if dispatch:  # the service: take over what a crashed service left running
                         pm.adopt()
@@ -92,11 +111,14 @@ class Monitor:
             except Exception:  # a monitor that dies silently would be worse than a logged error
                 log.exception("process monitor iteration failed")
             if not dispatch:
-                timeout = next_sweep - time.monotonic()
+                timeout = min(next_sweep, next_seen, next_stop_check if len(pm.children) else next_sweep)
+                timeout -= time.monotonic()
             elif bell is None:
                 timeout = MONITOR_POLL
             else:  # the next task due; a look for queued jobs only while a slot is free
-                due = min(next_sweep, next_lease_check)
+                due = min(next_sweep, next_lease_check, next_seen)
+                if len(pm.children):
+                    due = min(due, next_stop_check)
                 timeout = (min(due, next_dispatch) if pm.slot_free() else due) - time.monotonic()
             self.wait_for_event(timeout, bell)
 

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from .. import __version__, platform
 from ..config import SECRET_SETTINGS, SETTINGS, WORKER_PARENT_ENV, Settings
-from ..jobs import SERVICE_RUNNERS, Job, JobStatus, Runner, Store, logs, open_store
+from ..jobs import SERVICE_RUNNERS, HostId, Job, JobStatus, Runner, Store, logs, open_store
 from . import proctree
 from .children import Children
 from .downloads import ModelDownloads
@@ -98,6 +99,9 @@ class ProcessManager:
         self.store = store or open_store(self.settings)
         self.runner = runner
         self.runners = SERVICE_RUNNERS if runner is Runner.SERVICE else frozenset({runner})  # it starts
+        # The jobs it starts are recorded as this machine's: only a manager of the same
+        # machine and boot looks for their processes or signals them.
+        self.host = HostId(self.settings.host_name or platform.node_name(), platform.boot_id())
         self.children = Children()
         self.warm = WarmWorker(self.settings, worker_env(self.settings))  # kept by a dispatching monitor
         self.monitor = Monitor(self)
@@ -109,20 +113,25 @@ class ProcessManager:
     def worker_env(self) -> dict[str, str]:
         return worker_env(self.settings)
 
-    def worker_command(self, job_id: int) -> list[str]:
-        return [sys.executable, "-m", WORKER_MODULE, str(job_id)]
+    def worker_command(self, job_id: int, attempt: int) -> list[str]:
+        return [sys.executable, "-m", WORKER_MODULE, str(job_id), str(attempt)]
+
+    def register_host(self) -> None:
+        """Record this machine among those that run jobs (`ttservice hosts`, Statistics)."""
+        self.store.register_host(self.host, self.settings.max_concurrent_jobs, __version__)
 
     def start_job(self, job_id: int, cmd: Sequence[str] | None = None) -> bool:
-        """Claim a queued job if a slot is free and start its worker; False if no slot.
+        """Claim a queued job if a slot is free on this machine and start its worker; False if no slot.
 
         The service's warm worker takes the job if there is one; otherwise (or with
         `cmd`) a new worker process is started.
         """
-        if not self.store.claim(job_id, self.settings.max_concurrent_jobs):
+        attempt = self.store.claim(job_id, self.settings.max_concurrent_jobs, host=self.host)
+        if attempt is None:
             return False
-        process = self.warm.hand(job_id) if cmd is None else None
+        process = self.warm.hand(job_id, attempt) if cmd is None else None
         self.warm.hold_off()
-        cmd = list(cmd or self.worker_command(job_id))
+        cmd = list(cmd or self.worker_command(job_id, attempt))
         if process is None:
             env = worker_env(self.settings)
             if self.runner is Runner.FOREGROUND:
@@ -131,16 +140,21 @@ class ProcessManager:
                 process = proctree.spawn(cmd, logs.job_log_path(self.settings.log_dir, job_id), env)
             except OSError as error:
                 self.store.transition(
-                    job_id, JobStatus.FAILED, error_message=f"The worker could not be started: {error}."
+                    job_id,
+                    JobStatus.FAILED,
+                    attempt=attempt,
+                    error_message=f"The worker could not be started: {error}.",
                 )
                 return True
-        self.register_process(job_id, process, cmd)
+        self.register_process(job_id, process, cmd, attempt)
         return True
 
-    def register_process(self, job_id: int, process: subprocess.Popen, cmd: Sequence[str]) -> None:
-        """Record the process of a job (PID, create time, log path) and watch it."""
+    def register_process(
+        self, job_id: int, process: subprocess.Popen, cmd: Sequence[str], attempt: int | None = None
+    ) -> None:
+        """Record the process of a job's `attempt` (PID, create time, log path) and watch it."""
         log_path = str(logs.job_log_path(self.settings.log_dir, job_id))
-        self.children.add(job_id, process)
+        self.children.add(job_id, process, attempt)
         self.monitor.wake.ring()  # the monitor waits on the new exit descriptor from now on
         if self.settings.use_process_tracking:
             started = proctree.create_time(process.pid)
@@ -200,8 +214,17 @@ class ProcessManager:
 
     # --- looking ------------------------------------------------------------
 
+    def elsewhere(self, job: Job) -> bool:
+        """Whether the job's latest attempt was claimed by another machine: its processes are
+        that machine's to look at and to stop."""
+        return job.host is not None and job.host != self.host.name
+
     def _identify(self, job: Job) -> tuple[psutil.Process | None, str | None]:
-        """The job's live worker, checked by (pid, create time), or None and why not."""
+        """The job's live worker on this machine, checked by (pid, create time), or None and why not."""
+        if self.elsewhere(job):
+            return None, f"it runs on {job.host}"
+        if job.host_boot_id is not None and job.host_boot_id != self.host.boot_id:
+            return None, "this machine was restarted since it started"  # every process of then is gone
         if job.process_id is not None and job.process_create_time is not None:
             return proctree.find(proctree.Identity(job.process_id, job.process_create_time))
         # Untracked (USE_PROCESS_TRACKING=0) but our own unreaped child: its PID is ours.
@@ -250,13 +273,20 @@ class ProcessManager:
         reason: str = "Stopped by the user.",
         final: JobStatus = JobStatus.CANCELLED,
     ) -> bool:
-        """Stop a job's whole process tree and mark it `final`. False if it had finished."""
+        """Stop a job's whole process tree and mark it `final`. False if it had finished.
+
+        A job running on another machine is only asked to stop (recorded in the store):
+        that machine's manager stops it, after its own identity check (`stop_requested`).
+        """
         job = self.store.get_job(job_id)
         if job.status is JobStatus.QUEUED:
             return self.store.transition(job_id, JobStatus.CANCELLED, error_message=reason)
         if job.status is not JobStatus.PROCESSING:
             return False
         self.store.request_stop(job_id, reason=reason)
+        if self.elsewhere(job):
+            log.info("job %s: stop asked of %s", job_id, job.host)
+            return True
         proc, _ = self._identify(job)
         exit_code = None
         if proc is not None:
@@ -270,36 +300,72 @@ class ProcessManager:
                 pass
         if exit_code is not None:
             self.store.record_exit(job_id, exit_code)
-        self.store.transition(job_id, final, error_message=reason)
+        self.store.transition(job_id, final, attempt=job.attempt or None, error_message=reason)
         return True
 
-    def _finalize_dead(self, job: Job, reason: str, exit_code: int | None = None) -> bool:
-        """Record the end of a job whose process is gone: cancelled if a stop was asked."""
+    def stop_requested(self) -> list[int]:
+        """Stop this machine's jobs whose stop was asked elsewhere (another machine, or a
+        command that could not); return their ids."""
+        stopped = []
+        for job_id in self.store.stop_requests(self.host):
+            job = self.store.get_job(job_id)
+            if self.kill_process(job_id, reason=job.stop_reason or "Stopped by the user."):
+                stopped.append(job_id)
+        return stopped
+
+    def _finalize_dead(
+        self, job: Job, reason: str, exit_code: int | None = None, attempt: int | None = None
+    ) -> bool:
+        """Record the end of a job whose process is gone: cancelled if a stop was asked.
+
+        Only the end of `attempt` (by default the one `job` was read at): once the job
+        runs again, anywhere, this changes nothing.
+        """
+        attempt = attempt or job.attempt or None
         if exit_code is not None:
             self.store.record_exit(job.id, exit_code)
         current = self.store.get_job(job.id)
         if current.stop_requested_at is not None:
             why = current.stop_reason or "Stopped by the user."
-            return self.store.transition(job.id, JobStatus.CANCELLED, error_message=why)
+            return self.store.transition(job.id, JobStatus.CANCELLED, attempt=attempt, error_message=why)
         sentence = reason[0].upper() + reason[1:].rstrip(".") + "."
-        return self.store.transition(job.id, JobStatus.FAILED, error_message=sentence)
+        return self.store.transition(job.id, JobStatus.FAILED, attempt=attempt, error_message=sentence)
+
+    def _recover_lost(self, job: Job, why: str) -> bool:
+        """A job whose machine went silent: its attempt ends, and (unless TTSERVICE_AUTO_RESUME=0)
+        the job is queued to continue from its last segment on a machine that answers.
+
+        No signal is sent: the processes are another machine's, and a worker cut off from
+        the database stops itself before this (`lifeline.Heartbeat`); its late writes name
+        an attempt that is over, and change nothing.
+        """
+        reason = f"The job was interrupted: {why}."
+        status = self.store.recover_lost(job.id, job.attempt, reason, self.settings.auto_resume)
+        if status is JobStatus.QUEUED:
+            log.warning("job %s: %s; queued to resume at attempt %d", job.id, why, job.attempt + 1)
+        elif status is not None:
+            log.warning("job %s: %s; now %s", job.id, why, status.value)
+        return status is not None
 
     def collect_exited(self) -> None:
         """Record the end of every watched worker (and download) that exited without recording it."""
         self.downloads.collect_exited()
         exited, ended = self.children.collect_exited()
-        for job_id, process in exited:
+        for job_id, process, attempt in exited:
             job = self.store.get_job(job_id)
+            if attempt is not None and job.attempt != attempt:
+                log.info("job %s: worker of attempt %s exited with %s", job_id, attempt, process.returncode)
+                continue  # the job runs again (elsewhere): this exit is not its end
             self.store.record_exit(job_id, process.returncode)
             if job.status is JobStatus.PROCESSING:
-                self._finalize_dead(job, proctree.describe_exit(process.returncode), process.returncode)
+                why = proctree.describe_exit(process.returncode)
+                self._finalize_dead(job, why, process.returncode, attempt)
             log.info("job %s: worker exited with %s", job_id, process.returncode)
-        for job_id in ended:
+        for job_id, attempt in ended:
             job = self.store.get_job(job_id)
-            if job.status is JobStatus.PROCESSING:
-                self._finalize_dead(
-                    job, f"its worker process {job.process_id} ended without recording a result"
-                )
+            if job.status is JobStatus.PROCESSING and attempt in (None, job.attempt):
+                why = f"its worker process {job.process_id} ended without recording a result"
+                self._finalize_dead(job, why, attempt=attempt)
             log.info("job %s: adopted worker %s ended", job_id, job.process_id)
 
     def adopt(self) -> list[int]:
@@ -311,12 +377,12 @@ class ProcessManager:
         """
         adopted = []
         for job in self.store.active_jobs():
-            if job.runner not in SERVICE_RUNNERS:
+            if job.runner not in SERVICE_RUNNERS or self.elsewhere(job):
                 continue
             if self.children.watches(job.id):
                 continue
             proc, _ = self._identify(job)
-            if proc is not None and self.children.adopt(job.id, proc):
+            if proc is not None and self.children.adopt(job.id, proc, job.attempt or None):
                 adopted.append(job.id)
                 log.info("job %s: adopted running worker %s", job.id, proc.pid)
             elif job.process_id is None and self.settings.use_process_tracking:
@@ -334,6 +400,10 @@ class ProcessManager:
             last = job.last_heartbeat if isinstance(job.last_heartbeat, (int, float)) else None
             quiet_for = now - (last or job.started_at or 0)
             silent = quiet_for > timeout
+            if self.elsewhere(job):
+                if silent and self._recover_lost(job, f"{job.host} gave no heartbeat for {quiet_for:.0f} s"):
+                    result.finalized.append((job.id, f"{job.host} went silent"))
+                continue
             proc, why = self._identify(job)
             if proc is None and job.process_id is None and not silent:
                 continue  # untracked (tracking off, or just claimed) but heartbeating

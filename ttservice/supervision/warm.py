@@ -72,14 +72,14 @@ class WarmWorker:
                 log.warning("the warm worker could not be started: %s", error)
                 self._after = time.monotonic() + RETRY
 
-    def hand(self, job_id: int) -> subprocess.Popen | None:
-        """Give it the job; None if there is none, or it is gone."""
+    def hand(self, job_id: int, attempt: int) -> subprocess.Popen | None:
+        """Give it the job's attempt; None if there is none, or it is gone."""
         with self._lock:
             process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return None
         try:
-            process.stdin.write(f"{job_id}\n".encode())
+            process.stdin.write(f"{job_id} {attempt}\n".encode())
             process.stdin.close()
         except OSError:  # it died just now
             _end(process)

@@ -27,6 +27,7 @@ import logging
 import os
 import signal
 import sys
+from functools import partial
 
 from ..config import STANDBY, STANDBY_READY, Settings
 from ..exceptions import MediaError, RequestError, TTServiceError
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[0] == STANDBY:
         return standby()
-    return run_job(int(argv[0]))
+    return run_job(int(argv[0]), attempt=int(argv[1]) if len(argv) > 1 else None)
 
 
 def standby() -> int:
@@ -58,41 +59,53 @@ def standby() -> int:
         warm = None  # the job loads its own model and records why it cannot
         print(f"Default model not loaded: {error}", flush=True)
     print(STANDBY_READY, flush=True)
-    line = sys.stdin.readline()  # empty: the service shut down or died
-    if not line.strip():
+    line = sys.stdin.readline().split()  # empty: the service shut down or died
+    if not line:
         return EXIT_OK
     die_with_parent(0)  # a job outlives a crashed service, like every service worker
-    return run_job(int(line), settings, warm)
+    return run_job(int(line[0]), settings, warm, attempt=int(line[1]))
 
 
-def run_job(job_id: int, settings: Settings | None = None, warm: FasterWhisperEngine | None = None) -> int:
+def run_job(
+    job_id: int,
+    settings: Settings | None = None,
+    warm: FasterWhisperEngine | None = None,
+    attempt: int | None = None,
+) -> int:
+    """Run `attempt` of the job (the one claimed for this worker; without it, the latest)."""
     settings = settings or Settings.from_env()
     handler = lifeline.log_into(job_log_path(settings.log_dir, job_id), settings)
     store = open_store(settings)
+    if attempt is None:
+        attempt = store.get_job(job_id).attempt
 
     def orphaned(reason: str) -> None:
-        store.transition(job_id, JobStatus.INTERRUPTED, error_message=reason)
+        store.transition(job_id, JobStatus.INTERRUPTED, attempt=attempt, error_message=reason)
 
-    heartbeat = lifeline.start(settings, lambda: store.heartbeat(job_id), orphaned, f"job {job_id}")
-    log.info("Worker pid %d started for job %d", os.getpid(), job_id)
-    code, reason = lifeline.outcome(
-        lambda: EXIT_OK if transcribe_job(store, settings, job_id, handler, warm) else EXIT_ABANDONED,
-        bad_input=(MediaError, RequestError),
-    )
+    beat = partial(store.heartbeat, job_id, attempt=attempt)
+    heartbeat = lifeline.start(settings, beat, orphaned, f"job {job_id}")
+    log.info("Worker pid %d started for job %d (attempt %d)", os.getpid(), job_id, attempt)
+
+    def work() -> int:
+        return EXIT_OK if transcribe_job(store, settings, job_id, handler, warm, attempt) else EXIT_ABANDONED
+
+    code, reason = lifeline.outcome(work, bad_input=(MediaError, RequestError))
     heartbeat.done.set()
     if reason is not None:
         log.error("%s", reason)
-    for attempt in range(2):  # a disk-full error frees the store's reserve, so once more succeeds
+    for retry in range(2):  # a disk-full error frees the store's reserve, so once more succeeds
         try:
             if code == EXIT_OK:
-                if not store.transition(job_id, JobStatus.COMPLETED, exit_code=0):
+                if not store.transition(job_id, JobStatus.COMPLETED, attempt=attempt, exit_code=0):
                     code = EXIT_ABANDONED
             elif reason is not None:
-                store.transition(job_id, JobStatus.FAILED, error_message=reason, exit_code=code)
+                store.transition(
+                    job_id, JobStatus.FAILED, attempt=attempt, error_message=reason, exit_code=code
+                )
             break
         except TTServiceError as error:
             log.error("the job's end could not be recorded: %s", error)
-            if attempt:
+            if retry:
                 code = EXIT_FAILED
     log.info("Worker exiting with code %d", code)
     logging.shutdown()

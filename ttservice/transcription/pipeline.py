@@ -55,11 +55,13 @@ def transcribe_job(
     job_id: int,
     handler: JobLogHandler | None = None,
     warm: FasterWhisperEngine | None = None,
+    attempt: int | None = None,
 ) -> bool:
     """Transcribe the job's media, committing as it goes; False if the job stopped being ours.
 
     `warm` is a model loaded ahead (the warm worker's); it is used if it is the one
-    the job asks for, and freed otherwise.
+    the job asks for, and freed otherwise. Every write names `attempt`: once another
+    run of the job was claimed, this one's change nothing.
     """
     job = store.get_job(job_id)
     options = job.options
@@ -94,13 +96,13 @@ def transcribe_job(
     duration = prepared.duration
     offset = resume.after if resume else 0.0
     language = options.language or (job.detected_language if resume else None)
-    store.set_media_info(job_id, duration, language)
+    store.set_media_info(job_id, duration, language, attempt=attempt)
     log.info("Audio: %s long", clock(duration))
     started = time.monotonic()
     if resume:
         log.info("Resuming after the last saved segment, at %s", clock(offset))
     segments, info_ = engine.transcribe(prepared, replace(options, language=language), resume)
-    store.set_media_info(job_id, duration, info_.language, info_.language_probability)
+    store.set_media_info(job_id, duration, info_.language, info_.language_probability, attempt=attempt)
     if info_.language_probability is not None:
         log.info("Language: %s (detected, probability %.2f)", info_.language, info_.language_probability)
     else:
@@ -113,7 +115,7 @@ def transcribe_job(
         duration = prepared.duration  # the declared length until all of the media is decoded
         chunks = max(1, math.ceil(duration / CHUNK_SECONDS))
         processed = min(segment.end, duration)
-        if not store.add_segments(job_id, [segment], processed, processed / duration):
+        if not store.add_segments(job_id, [segment], processed, processed / duration, attempt=attempt):
             log.warning("job %s is no longer processing; stopping", job_id)
             return False
         count += 1
@@ -125,8 +127,10 @@ def transcribe_job(
         log.info("Processing chunk %d/%d - Speed: %.1fx realtime - ETA %s", chunk, chunks, speed, clock(eta))
     check_disk(store, handler)
     duration = prepared.duration
-    store.set_media_info(job_id, duration, info_.language)
-    store.add_segments(job_id, [], duration, 1.0)
+    store.set_media_info(job_id, duration, info_.language, attempt=attempt)
+    if not store.add_segments(job_id, [], duration, 1.0, attempt=attempt):
+        log.warning("job %s is no longer processing; stopping", job_id)
+        return False
     wall = time.monotonic() - started
     log.info(
         "Done: %d segments, %s of audio in %.1f s (%.1fx realtime)",

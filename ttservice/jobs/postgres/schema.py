@@ -121,7 +121,30 @@ def _v1_the_sqlite_schema(conn: Any) -> None:
     conn.execute(V1)
 
 
-MIGRATIONS: list[Callable[[Any], None]] = [_v1_the_sqlite_schema]
+V2 = """
+ALTER TABLE transcription_jobs ADD COLUMN host text, ADD COLUMN host_boot_id text,
+  ADD COLUMN attempt integer NOT NULL DEFAULT 0;
+UPDATE transcription_jobs SET attempt = 1 WHERE started_at IS NOT NULL;
+CREATE INDEX idx_jobs_host ON transcription_jobs (host) WHERE status = 'processing';
+CREATE TABLE hosts (
+  name text PRIMARY KEY,
+  boot_id text NOT NULL,
+  slots integer NOT NULL,
+  version text,
+  started_at double precision,
+  last_seen double precision
+);
+-- A machine's contact, renewed every half minute, is not a change worth a look.
+CREATE TRIGGER hosts_changed AFTER INSERT OR UPDATE OF boot_id, slots, version OR DELETE ON hosts
+  FOR EACH ROW EXECUTE FUNCTION ttservice_announce_change();
+"""
+
+
+def _v2_hosts(conn: Any) -> None:
+    conn.execute(V2)
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [_v1_the_sqlite_schema, _v2_hosts]
 LATEST_VERSION = len(MIGRATIONS)
 
 

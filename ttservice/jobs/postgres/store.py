@@ -15,7 +15,8 @@ from typing import Any
 import psycopg
 
 from ...exceptions import StoreError
-from ..sql import Downloads, JobQueries, Lifecycle
+from ..record import HostId
+from ..sql import Downloads, Hosts, JobQueries, Lifecycle
 from . import schema
 from .connection import Database
 from .listen import ChangeCounter, QueueListener
@@ -24,7 +25,7 @@ from .search import search_clause
 CLAIM_LOCK = 0x7454_5302  # pg_advisory_xact_lock key: claims count the running jobs one at a time
 
 
-class PostgresStore(JobQueries, Lifecycle, Downloads):
+class PostgresStore(JobQueries, Lifecycle, Downloads, Hosts):
     """Jobs and segments in `transcription_jobs` / `transcription_segments` on a PostgreSQL server."""
 
     QUEUED_WAIT_SQL = "avg(started_at - created_at)"
@@ -58,7 +59,9 @@ class PostgresStore(JobQueries, Lifecycle, Downloads):
     def _search(self, text: str) -> tuple[str, list[Any], bool]:
         return search_clause(text)
 
-    def claim(self, job_id: int, max_concurrent: int, now: float | None = None) -> bool:
+    def claim(
+        self, job_id: int, max_concurrent: int, now: float | None = None, host: HostId | None = None
+    ) -> int | None:
         now = now or self.clock()
         with self.db.transaction() as conn:
             mine = conn.execute(  # a job another claimer holds at this moment is theirs
@@ -66,9 +69,9 @@ class PostgresStore(JobQueries, Lifecycle, Downloads):
                 (job_id,),
             ).fetchone()
             if mine is None:
-                return False
+                return None
             conn.execute("SELECT pg_advisory_xact_lock(?)", (CLAIM_LOCK,))  # the count is everyone's
-            return self._claim_in(conn, job_id, max_concurrent, now)
+            return self._claim_in(conn, job_id, max_concurrent, now, host)
 
     def listen_for_queued(self) -> QueueListener | None:
         try:

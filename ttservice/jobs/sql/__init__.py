@@ -7,7 +7,8 @@ search condition and two expressions of the Statistics query.
 """
 
 from .downloads import Downloads
+from .hosts import Hosts
 from .lifecycle import Lifecycle
 from .queries import JobQueries
 
-__all__ = ["Downloads", "JobQueries", "Lifecycle"]
+__all__ = ["Downloads", "Hosts", "JobQueries", "Lifecycle"]

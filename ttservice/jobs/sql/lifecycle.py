@@ -10,33 +10,60 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ..record import FINISHED, RESUMABLE, SERVICE_RUNNERS, TRANSITIONS, JobStatus, Runner, Segment
+from ..record import FINISHED, RESUMABLE, SERVICE_RUNNERS, TRANSITIONS, HostId, JobStatus, Runner, Segment
 from .base import Connection, SQLStore
 from .queries import RESUME_POINT_SQL
 
 
-class Lifecycle(SQLStore):
-    def claim(self, job_id: int, max_concurrent: int, now: float | None = None) -> bool:
-        with self.db.transaction() as conn:
-            return self._claim_in(conn, job_id, max_concurrent, now or self.clock())
+def fence(attempt: int | None) -> str:
+    """The condition that makes a write one run's: it changes nothing once another attempt was claimed."""
+    return "" if attempt is None else " AND attempt = ?"
 
-    def _claim_in(self, conn: Connection, job_id: int, max_concurrent: int, now: float) -> bool:
-        """The claim itself, in a transaction that no other claim runs beside."""
+
+def fenced(attempt: int | None) -> tuple[int, ...]:
+    return () if attempt is None else (attempt,)
+
+
+class Lifecycle(SQLStore):
+    def claim(
+        self, job_id: int, max_concurrent: int, now: float | None = None, host: HostId | None = None
+    ) -> int | None:
+        with self.db.transaction() as conn:
+            return self._claim_in(conn, job_id, max_concurrent, now or self.clock(), host)
+
+    def _claim_in(
+        self, conn: Connection, job_id: int, max_concurrent: int, now: float, host: HostId | None
+    ) -> int | None:
+        """The claim itself, in a transaction that no other claim runs beside.
+
+        The slots are the machine's: jobs running on other machines do not count (those of
+        no machine, claimed before machines were recorded, do).
+        """
+        name, boot_id = host or (None, None)
         running = conn.execute(
-            "SELECT count(*) FROM transcription_jobs WHERE status = ?", (JobStatus.PROCESSING.value,)
+            "SELECT count(*) FROM transcription_jobs WHERE status = ? AND (host = ? OR host IS NULL)",
+            (JobStatus.PROCESSING.value, name),
         ).fetchone()[0]
         if running >= max_concurrent:
-            return False
-        cur = conn.execute(
+            return None
+        row = conn.execute(
             "UPDATE transcription_jobs SET status = ?, started_at = ?, last_heartbeat = ?,"
             " last_progress_at = ?, finished_at = NULL, error_message = NULL,"
             " exit_code = NULL, stop_requested_at = NULL, stop_reason = NULL, process_id = NULL,"
-            " process_create_time = NULL WHERE id = ? AND status = ?",
-            (JobStatus.PROCESSING.value, now, now, now, job_id, JobStatus.QUEUED.value),
-        )
-        return cur.rowcount == 1
+            " process_create_time = NULL, host = ?, host_boot_id = ?, attempt = coalesce(attempt, 0) + 1"
+            " WHERE id = ? AND status = ? RETURNING attempt",
+            (JobStatus.PROCESSING.value, now, now, now, name, boot_id, job_id, JobStatus.QUEUED.value),
+        ).fetchone()
+        return None if row is None else row[0]
 
-    def transition(self, job_id: int, target: JobStatus, now: float | None = None, **fields: Any) -> bool:
+    def transition(
+        self,
+        job_id: int,
+        target: JobStatus,
+        now: float | None = None,
+        attempt: int | None = None,
+        **fields: Any,
+    ) -> bool:
         now = now or self.clock()
         sources = TRANSITIONS[target]
         values: dict[str, Any] = {"status": target.value, **fields}
@@ -46,8 +73,9 @@ class Lifecycle(SQLStore):
         marks = ", ".join("?" for _ in sources)
         with self.db.transaction() as conn:
             cur = conn.execute(
-                f"UPDATE transcription_jobs SET {assignments} WHERE id = ? AND status IN ({marks})",
-                [*values.values(), job_id, *(s.value for s in sources)],
+                f"UPDATE transcription_jobs SET {assignments} WHERE id = ? AND status IN ({marks})"
+                + fence(attempt),
+                [*values.values(), job_id, *(s.value for s in sources), *fenced(attempt)],
             )
             return cur.rowcount == 1
 
@@ -61,21 +89,27 @@ class Lifecycle(SQLStore):
                 (pid, create_time, log_path, job_id),
             )
 
-    def heartbeat(self, job_id: int, now: float | None = None) -> bool:
+    def heartbeat(self, job_id: int, now: float | None = None, attempt: int | None = None) -> bool:
         cur = self.db.execute(  # one statement: a heartbeat writes one page, with no BEGIN/COMMIT
-            "UPDATE transcription_jobs SET last_heartbeat = ? WHERE id = ? AND status = ?",
-            (now or self.clock(), job_id, JobStatus.PROCESSING.value),
+            "UPDATE transcription_jobs SET last_heartbeat = ? WHERE id = ? AND status = ?" + fence(attempt),
+            (now or self.clock(), job_id, JobStatus.PROCESSING.value, *fenced(attempt)),
         )
         return cur.rowcount == 1
 
     def set_media_info(
-        self, job_id: int, duration: float, language: str | None, probability: float | None = None
+        self,
+        job_id: int,
+        duration: float,
+        language: str | None,
+        probability: float | None = None,
+        attempt: int | None = None,
     ) -> None:
         with self.db.transaction() as conn:
             conn.execute(
                 "UPDATE transcription_jobs SET media_duration = ?, detected_language = ?,"
-                " language_probability = coalesce(?, language_probability) WHERE id = ? AND status = ?",
-                (duration, language, probability, job_id, JobStatus.PROCESSING.value),
+                " language_probability = coalesce(?, language_probability) WHERE id = ? AND status = ?"
+                + fence(attempt),
+                (duration, language, probability, job_id, JobStatus.PROCESSING.value, *fenced(attempt)),
             )
 
     def add_segments(
@@ -85,13 +119,14 @@ class Lifecycle(SQLStore):
         processed_seconds: float,
         progress: float,
         now: float | None = None,
+        attempt: int | None = None,
     ) -> bool:
         now = now or self.clock()
         with self.db.transaction() as conn:
             cur = conn.execute(
                 "UPDATE transcription_jobs SET processed_seconds = ?, progress = ?,"
-                " last_progress_at = ?, last_heartbeat = ? WHERE id = ? AND status = ?",
-                (processed_seconds, progress, now, now, job_id, JobStatus.PROCESSING.value),
+                " last_progress_at = ?, last_heartbeat = ? WHERE id = ? AND status = ?" + fence(attempt),
+                (processed_seconds, progress, now, now, job_id, JobStatus.PROCESSING.value, *fenced(attempt)),
             )
             if cur.rowcount != 1:
                 return False

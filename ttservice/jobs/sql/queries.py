@@ -286,4 +286,7 @@ def row_to_job(row: Any) -> Job:
         callback_url=data.get("callback_url"),
         callback_status=data.get("callback_status"),
         callback_attempts=data.get("callback_attempts") or 0,
+        host=data.get("host"),
+        host_boot_id=data.get("host_boot_id"),
+        attempt=data.get("attempt") or 0,
     )

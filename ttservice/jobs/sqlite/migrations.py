@@ -213,6 +213,20 @@ def _v8_earlier_transcripts(conn: Any) -> None:
         )
 
 
+def _v9_hosts(conn: Any) -> None:
+    # Several machines may run jobs (on PostgreSQL; SQLite has one): a job records the machine
+    # and the attempt that run it, and the machines are listed with their slots and last contact.
+    columns = _columns(conn, "transcription_jobs")
+    for name, decl in (("host", "TEXT"), ("host_boot_id", "TEXT"), ("attempt", "INTEGER DEFAULT 0")):
+        if name not in columns:
+            conn.execute(f"ALTER TABLE transcription_jobs ADD COLUMN {name} {decl}")
+    conn.execute("UPDATE transcription_jobs SET attempt = CASE WHEN started_at IS NULL THEN 0 ELSE 1 END")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS hosts (name TEXT PRIMARY KEY, boot_id TEXT NOT NULL,"
+        " slots INTEGER NOT NULL, version TEXT, started_at REAL, last_seen REAL)"
+    )
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [
     _v1_jobs_and_segments,
     _v2_leases_and_search,
@@ -222,6 +236,7 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _v6_api,
     _v7_search_any_language,
     _v8_earlier_transcripts,
+    _v9_hosts,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 
