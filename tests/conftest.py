@@ -264,3 +264,18 @@ def words(text: str) -> list[str]:
     import re
 
     return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    return jiwer.wer(" ".join(words(reference)), " ".join(words(hypothesis)))
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory, long_speech) -> str:
+    """The transcript of an uninterrupted run of `long_speech`, to compare resumed runs with."""
+    settings = make_settings(tmp_path_factory.mktemp("reference") / "data", cpu_threads=1)
+    done = ttservice(settings, "transcribe", str(long_speech))
+    assert done.returncode == 0, done.stderr
+    return done.stdout

@@ -13,7 +13,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import jiwer
 import psutil
 import pytest
 
@@ -25,11 +24,11 @@ from ..conftest import (
     JFK_TXT,
     JFK_WAV,
     gone,
-    make_settings,
     start_transcribe,
     tmpfs,
     ttservice,
     wait_for,
+    wer,
     words,
 )
 from ..media import bad_inputs
@@ -63,19 +62,6 @@ def fake_processing_row(store: Store, pid: int | None, create_time: float | None
         store.register_process(job_id, pid, create_time, None)
     store.heartbeat(job_id, now=heartbeat)
     return job_id
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, long_speech) -> str:
-    """The transcript of an uninterrupted run, to compare resumed runs with."""
-    settings = make_settings(tmp_path_factory.mktemp("reference") / "data", cpu_threads=1)
-    done = ttservice(settings, "transcribe", str(long_speech))
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    return jiwer.wer(" ".join(words(reference)), " ".join(words(hypothesis)))
 
 
 def test_sigkill_worker(service, invariants, fault_settings, long_speech):

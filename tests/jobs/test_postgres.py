@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from ttservice.exceptions import MigrationError
-from ttservice.jobs import JobStatus, Segment, open_store
+from ttservice.jobs import HostId, JobStatus, Runner, Segment, open_store
 from ttservice.jobs.postgres.connection import placeholders
 
 from ..conftest import JFK_WAV, make_settings, start_transcribe, stop_process, ttservice, wait_for, words
@@ -188,3 +188,53 @@ def test_a_job_survives_restarts_of_the_database_server(tmp_path, cluster, long_
         if proc.poll() is None:
             proc.kill()
         store.close()
+
+
+def tasks(url: str) -> list[tuple]:
+    return sql(url, "SELECT args->>'job_id', status::text, lock FROM procrastinate_jobs ORDER BY id")
+
+
+def test_a_queued_service_job_gets_one_engine_task_in_the_transaction_that_queued_it(
+    store, make_job, settings
+):
+    url = settings.database_url
+    service = make_job()
+    make_job(runner=Runner.FOREGROUND)  # a command runs it itself: no task
+    upload = make_job(runner=Runner.UPLOAD)
+    assert tasks(url) == [(str(service), "todo", f"ttservice-job-{service}")]
+    store.hand_upload_to_service(upload, str(JFK_WAV))  # its file is saved: now the service's
+    assert [t[0] for t in tasks(url)] == [str(service), str(upload)]
+    with pytest.raises(RuntimeError), store.db.transaction() as conn:  # rolled back: neither exists
+        conn.execute(
+            "INSERT INTO transcription_jobs (original_filename, status, runner)"
+            " VALUES ('x', 'queued', 'service')"
+        )
+        raise RuntimeError
+    assert len(tasks(url)) == 2
+
+
+def test_a_lost_runs_task_fails_and_frees_the_lock_for_the_next_attempts(store, make_job, settings):
+    url = settings.database_url
+    job_id = make_job()
+    sql(url, "UPDATE procrastinate_jobs SET status = 'doing'")  # an agent took it ...
+    store.claim(job_id, 1, host=HostId("alpha", "boot-1"))  # ... and ran it, then went silent
+    assert store.recover_lost(job_id, 1, "alpha went silent", resume=True) is JobStatus.QUEUED
+    assert [t[1] for t in tasks(url)] == ["failed", "todo"]
+
+
+def test_the_periodic_look_gives_a_task_to_a_queued_job_left_without_one(store, make_job, settings):
+    url = settings.database_url
+    orphaned, waiting = make_job(), make_job()
+    # The first job's task is running on an engine worker that is gone; the second's ended unrun.
+    sql(url, "UPDATE procrastinate_jobs SET status = 'doing' WHERE args->>'job_id' = %s", [str(orphaned)])
+    sql(url, "UPDATE procrastinate_jobs SET status = 'succeeded' WHERE args->>'job_id' = %s", [str(waiting)])
+    assert store.ensure_tasks() == 2
+    assert sorted(tasks(url)) == sorted(
+        [
+            (str(orphaned), "failed", f"ttservice-job-{orphaned}"),
+            (str(waiting), "succeeded", f"ttservice-job-{waiting}"),
+            (str(orphaned), "todo", f"ttservice-job-{orphaned}"),
+            (str(waiting), "todo", f"ttservice-job-{waiting}"),
+        ]
+    )
+    assert store.ensure_tasks() == 0  # each has its task now

@@ -12,13 +12,22 @@ from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..exceptions import MediaError, ModelError, StoreError, TTServiceError
-from ..jobs import Job, JobStatus, Runner, Store, TranscribeOptions, logs
+from ..jobs import Host, Job, JobStatus, Runner, Store, TranscribeOptions, logs
 from ..transcription import media
 
 if TYPE_CHECKING:
     from ..supervision import ProcessManager
 
 MAX_NAME = 120
+
+
+CONTACT = 90.0  # seconds: a machine renews its contact every 30 s; one silent this long is away
+
+
+def machines_in_contact(store: Store) -> list[Host]:
+    """The machines running queued jobs (services, agents) that were in contact lately."""
+    now = store.clock()
+    return [h for h in store.list_hosts() if h.last_seen is not None and now - h.last_seen < CONTACT]
 
 
 def sanitize_filename(name: str) -> str:

@@ -35,24 +35,30 @@ class Heartbeat(threading.Thread):
 
     A process cut off from its database that long is about to be judged orphaned (at twice
     that) and its job run again elsewhere: it stops first, so that two never run at once.
+    The beats are written by a thread of their own, so that a write that hangs on a lost
+    connection cannot hold this watch up.
     """
 
     def __init__(self, beat: Callable[[], bool], interval: float, what: str, give_up: float) -> None:
         super().__init__(name="heartbeat", daemon=True)
         self.beat, self.interval, self.what, self.give_up = beat, interval, what, give_up
         self.done = threading.Event()
+        self.written = time.monotonic()
 
     def run(self) -> None:
-        written = time.monotonic()
+        threading.Thread(target=self._write, name="heartbeat-writer", daemon=True).start()
+        while not self.done.wait(min(self.interval, self.give_up / 4)):
+            if time.monotonic() - self.written > self.give_up and not self.done.is_set():
+                self._exit(f"no heartbeat could be written for {self.give_up:.0f} s")
+
+    def _write(self) -> None:
         while not self.done.wait(self.interval):
             try:
                 alive = self.beat()
             except Exception as error:  # noqa: BLE001 - whatever it is, the beat was not written
                 log.warning("heartbeat not written: %s", error)
-                if time.monotonic() - written > self.give_up and not self.done.is_set():
-                    self._exit(f"no heartbeat could be written for {self.give_up:.0f} s")
                 continue
-            written = time.monotonic()
+            self.written = time.monotonic()
             if not alive and not self.done.is_set():
                 self._exit("it is no longer running here")
 

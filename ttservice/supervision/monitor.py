@@ -58,10 +58,11 @@ class Monitor:
             self._thread = None
 
     def _run(self, dispatch: bool) -> None:
-        try:
-            self.pm.register_host()
-        except Exception:
-            log.exception("this machine could not be registered")
+        if dispatch:  # a machine that runs queued jobs: listed in `ttservice hosts` and Statistics
+            try:
+                self.pm.register_host()
+            except Exception:
+                log.exception("this machine could not be registered")
         bell = self.pm.store.listen_for_queued() if dispatch else None
         try:
             self._loop(dispatch, bell)
@@ -86,7 +87,8 @@ class Monitor:
                     stops_seen, next_stop_check = mark, now + STOP_CHECK
                     pm.stop_requested()
                 if now >= next_seen:
-                    pm.store.host_seen(pm.host)
+                    if pm.registered:
+                        pm.store.host_seen(pm.host)
                     next_seen = now + HOST_SEEN
                 if now >= next_sweep:
                     if dispatch:  # the service: take over what a crashed service left running
@@ -94,7 +96,8 @@ class Monitor:
                     result = pm.cleanup_orphaned_processes()
                     for job_id, why in result.finalized:
                         log.warning("job %s: %s", job_id, why)
-                    next_sweep = now + pm.settings.cleanup_interval
+                    # Soon enough to find a silent machine's job within the orphan timeout.
+                    next_sweep = now + min(pm.settings.cleanup_interval, pm.settings.orphan_timeout / 2)
                 if dispatch and now >= next_lease_check:
                     pm.stop_lapsed_leases()
                     next_lease_check = now + LEASE_CHECK

@@ -54,6 +54,7 @@ class ProcessStatus:
     stalled: bool = False
     note: str | None = None
     gpu_bytes: int | None = None  # on CUDA, where nvidia-smi can tell
+    elsewhere: str | None = None  # the machine it runs on, when another: its processes are seen there
 
     @property
     def memory_mb(self) -> float:
@@ -102,6 +103,7 @@ class ProcessManager:
         # The jobs it starts are recorded as this machine's: only a manager of the same
         # machine and boot looks for their processes or signals them.
         self.host = HostId(self.settings.host_name or platform.node_name(), platform.boot_id())
+        self.registered = False  # among the machines that run queued jobs (`register_host`)
         self.children = Children()
         self.warm = WarmWorker(self.settings, worker_env(self.settings))  # kept by a dispatching monitor
         self.monitor = Monitor(self)
@@ -119,6 +121,7 @@ class ProcessManager:
     def register_host(self) -> None:
         """Record this machine among those that run jobs (`ttservice hosts`, Statistics)."""
         self.store.register_host(self.host, self.settings.max_concurrent_jobs, __version__)
+        self.registered = True
 
     def start_job(self, job_id: int, cmd: Sequence[str] | None = None) -> bool:
         """Claim a queued job if a slot is free on this machine and start its worker; False if no slot.
@@ -250,6 +253,8 @@ class ProcessManager:
             self.children.drop_metrics(job_id)
         else:
             status.stalled = job.stalled(self.settings.stall_timeout, now)
+            if self.elsewhere(job):
+                status.elsewhere = job.host
             proc, status.note = self._identify(job)
             if proc is not None:
                 status.alive = True

@@ -3,7 +3,7 @@
 Built on click (not typer, which now imports pydantic: 0.2 s more at every start).
 Each group of commands has its module: `run` (transcribe, resume, submit), `jobs`
 (jobs, show, logs, stop, cleanup, export), `models` (list, download, remove,
-languages) and `admin` (serve, db).
+languages) and `admin` (serve, agent, hosts, db).
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ for command in (
     jobs.cleanup,
     jobs.export_cmd,
     admin.serve,
+    admin.agent,
+    admin.hosts,
     run.submit,
     admin.db_app,
     models.models_app,

@@ -1,7 +1,8 @@
-"""Commands that run or maintain the service: serve, and db migrate | backup | rollback."""
+"""Commands that run or maintain the service: serve, agent, hosts, and db migrate | backup | rollback."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -9,7 +10,7 @@ import click
 from ...config import Settings
 from ...exceptions import TTServiceError
 from ...jobs import open_store
-from .common import err, fail
+from .common import err, fail, fmt_time, json_option, out, services
 
 
 @click.command()
@@ -35,6 +36,54 @@ def serve(host: str, port: int, ui: bool, api_port: int, api: bool) -> None:
     except (ServiceAlreadyRunning, TTServiceError) as error:
         fail(str(error))
     sys.exit(code)
+
+
+@click.command()
+@click.option(
+    "--slots", type=int, help="Jobs this machine runs at once (default TTSERVICE_MAX_CONCURRENT_JOBS)."
+)
+@click.option(
+    "--name", help="The name its jobs are recorded under (default: TTSERVICE_HOST_NAME, or the hostname)."
+)
+def agent(slots: int | None, name: str | None) -> None:
+    """Run jobs of the shared PostgreSQL store (TTSERVICE_DATABASE_URL) on this machine."""
+    import logging
+
+    from ...supervision.agent import Agent
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        code = Agent(Settings.from_env(), slots, name).run()
+    except TTServiceError as error:
+        fail(str(error))
+    sys.exit(code)
+
+
+@click.command()
+@json_option("a JSON array")
+def hosts(as_json: bool) -> None:
+    """List the machines that run jobs: their slots, jobs running and last contact."""
+    from rich.table import Table
+
+    try:
+        _, store = services()
+        machines = store.list_hosts()
+        running: dict[str | None, int] = {}
+        for job in store.active_jobs():
+            running[job.host] = running.get(job.host, 0) + 1
+    except TTServiceError as error:
+        fail(str(error))
+    if as_json:
+        rows = [h.to_dict() | {"running": running.get(h.name, 0)} for h in machines]
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table("name", "slots", "running", "version", "started", "last contact")
+    for h in machines:
+        table.add_row(
+            h.name, str(h.slots), str(running.get(h.name, 0)), h.version or "-",
+            fmt_time(h.started_at), fmt_time(h.last_seen),
+        )  # fmt: skip
+    out.print(table)
 
 
 @click.group("db")

@@ -40,7 +40,7 @@ def jobs(status: str | None, limit: int, search: str | None, as_json: bool) -> N
         data = [j.to_dict() | {"stalled": j.stalled(stall)} for j in rows]
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return
-    table = Table("id", "status", "file", "created", "progress", "pid", "error")
+    table = Table("id", "status", "file", "created", "progress", "host", "pid", "error")
     for j in rows:
         table.add_row(
             str(j.id),
@@ -48,6 +48,7 @@ def jobs(status: str | None, limit: int, search: str | None, as_json: bool) -> N
             j.filename or "-",
             fmt_time(j.created_at),
             f"{j.progress:.0%}",
+            j.host or "-",
             str(j.process_id or "-"),
             (j.error or "")[:60],
         )

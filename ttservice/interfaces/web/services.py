@@ -40,9 +40,14 @@ def language_of(job: Job) -> str:
     return text
 
 
+def when(value: float | str | None) -> str:
+    """A stored time as '2026-12-02 10:00:05 UTC' (the earlier app's text as it is)."""
+    return (iso(value) or "-").replace("T", " ").replace("+00:00", " UTC")
+
+
 def created(job: Job) -> str:
-    """When a job was made, as '2026-12-02 10:00:05 UTC' (the earlier app's text as it is)."""
-    return (iso(job.created_at) or "-").replace("T", " ").replace("+00:00", " UTC")
+    """When a job was made, as '2026-12-02 10:00:05 UTC'."""
+    return when(job.created_at)
 
 
 def page_link(page: str, label: str, url_path: str, **options) -> None:

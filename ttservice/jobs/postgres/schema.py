@@ -2,7 +2,9 @@
 
 A PostgreSQL store starts where the SQLite store's eighth version is: the same
 tables and columns (times are seconds since the epoch, by the database's clock),
-a trigram index for search (pg_trgm), and the triggers that announce changes.
+a trigram index for search (pg_trgm), and the triggers that announce changes. The
+second adds the machines and the engine's tables (Procrastinate 3.10's schema), with
+the trigger that gives every queued service job its task.
 Later versions are added as steps, as they are for SQLite. Migrations run one at
 a time across every machine (an advisory lock), all in one transaction: DDL is
 transactional here, so a failed migration leaves the schema as it was.
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from procrastinate.schema import SchemaManager
 
 from ...exceptions import MigrationError
 
@@ -140,11 +144,38 @@ CREATE TRIGGER hosts_changed AFTER INSERT OR UPDATE OF boot_id, slots, version O
 """
 
 
-def _v2_hosts(conn: Any) -> None:
+# The engine (Procrastinate): its tasks live in this database, beside the jobs. A service job
+# that becomes queued (created, its upload saved, resumed, recovered from a lost machine) gets
+# one task to run it, in the same transaction, whichever code or statement queued it. Its lock
+# (`ttservice-job-<id>`) keeps two attempts of a job apart: a task waits while the one before
+# it runs; its queueing lock (`...-queued`) keeps it to one waiting task per job. The job's own
+# claim (a conditional UPDATE) still decides who runs it: a task whose job was taken meanwhile
+# ends at once.
+ENGINE = """
+CREATE FUNCTION ttservice_defer_run() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM procrastinate_jobs
+                 WHERE queueing_lock = 'ttservice-job-' || NEW.id || '-queued' AND status = 'todo') THEN
+    PERFORM procrastinate_defer_jobs_v1(ARRAY[ROW(
+      'ttservice', 'ttservice.run_job', 0,
+      'ttservice-job-' || NEW.id, 'ttservice-job-' || NEW.id || '-queued',
+      jsonb_build_object('job_id', NEW.id), NULL)::procrastinate_job_to_defer_v1]);
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER jobs_deferred AFTER INSERT OR UPDATE OF status, runner ON transcription_jobs
+  FOR EACH ROW WHEN (NEW.status = 'queued' AND NEW.runner IN ('service', 'api'))
+  EXECUTE FUNCTION ttservice_defer_run();
+"""
+
+
+def _v2_hosts_and_engine(conn: Any) -> None:
     conn.execute(V2)
+    conn.execute(SchemaManager.get_schema())
+    conn.execute(ENGINE)
 
 
-MIGRATIONS: list[Callable[[Any], None]] = [_v1_the_sqlite_schema, _v2_hosts]
+MIGRATIONS: list[Callable[[Any], None]] = [_v1_the_sqlite_schema, _v2_hosts_and_engine]
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -17,11 +17,14 @@ import psycopg
 from ...exceptions import StoreError
 from ..record import HostId
 from ..sql import Downloads, Hosts, JobQueries, Lifecycle
+from ..sql.base import Connection
 from . import schema
 from .connection import Database
 from .listen import ChangeCounter, QueueListener
 from .search import search_clause
 
+TASK, TASK_LOCK = "ttservice.run_job", "ttservice-job-"  # the engine's task for a job, and its lock + id
+TASK_WORKER_GONE = 60.0  # s: an engine worker silent this long is gone (it beats every 10 s)
 CLAIM_LOCK = 0x7454_5302  # pg_advisory_xact_lock key: claims count the running jobs one at a time
 
 
@@ -72,6 +75,46 @@ class PostgresStore(JobQueries, Lifecycle, Downloads, Hosts):
                 return None
             conn.execute("SELECT pg_advisory_xact_lock(?)", (CLAIM_LOCK,))  # the count is everyone's
             return self._claim_in(conn, job_id, max_concurrent, now, host)
+
+    def _lost_run(self, conn: Connection, job_id: int) -> None:
+        # The silent machine's task will never finish its run: it failed, which frees the job's
+        # lock for the next attempt's task (queued by the trigger in this same transaction).
+        conn.execute(
+            "SELECT procrastinate_finish_job_v1(id, 'failed', false) FROM procrastinate_jobs"
+            " WHERE lock = ? AND status = 'doing'",
+            (f"{TASK_LOCK}{job_id}",),
+        )
+
+    def ensure_tasks(self) -> int:
+        """The periodic look behind the trigger that gives each queued service job its task.
+
+        A running task whose engine worker is gone (its agent died, or lost the database and
+        started a new worker) has failed: it is finished, so that it no longer holds its job's
+        lock. Then every queued service job with no task waiting or running gets one (its task
+        ended without running it: its agent stopped). Returns how many were given.
+        """
+        try:
+            with self.db.transaction() as conn:
+                conn.execute(
+                    "SELECT procrastinate_finish_job_v1(p.id, 'failed', false) FROM procrastinate_jobs p"
+                    " LEFT JOIN procrastinate_workers w ON w.id = p.worker_id"
+                    " WHERE p.status = 'doing' AND p.task_name = ?"
+                    " AND (w.id IS NULL OR w.last_heartbeat < now() - make_interval(secs => ?))",
+                    (TASK, TASK_WORKER_GONE),
+                )
+                cur = conn.execute(
+                    "SELECT coalesce(array_length(procrastinate_defer_jobs_v1(array_agg(ROW("
+                    "'ttservice', ?, 0, ?::text || j.id, ?::text || j.id || '-queued',"
+                    " jsonb_build_object('job_id', j.id), NULL)::procrastinate_job_to_defer_v1)), 1), 0)"
+                    " FROM transcription_jobs j"
+                    " WHERE j.status = 'queued' AND j.runner IN ('service', 'api') AND NOT EXISTS ("
+                    "SELECT 1 FROM procrastinate_jobs p WHERE p.lock = ?::text || j.id"
+                    " AND p.status IN ('todo', 'doing'))",
+                    (TASK, TASK_LOCK, TASK_LOCK, TASK_LOCK),
+                )
+                return cur.fetchone()[0]
+        except StoreError:
+            return 0  # a task was given meanwhile (its queueing lock), or the database is away
 
     def listen_for_queued(self) -> QueueListener | None:
         try:

@@ -46,6 +46,10 @@ class SQLStore:
         """Now, by the clock that every stored time and every orphan decision uses."""
         raise NotImplementedError
 
+    def _lost_run(self, conn: Connection, job_id: int) -> None:
+        """In the transaction that ends a run whose machine went silent: what else ended with it
+        (the engine's task for it, on PostgreSQL)."""
+
     def _ring_queued(self) -> None:
         """Wake the service that listens for queued jobs (after the commit that queued one)."""
 

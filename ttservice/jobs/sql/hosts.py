@@ -88,6 +88,7 @@ class Hosts(SQLStore):
             )
             if cur.rowcount != 1:
                 return None
+            self._lost_run(conn, job_id)
         if status is JobStatus.QUEUED:
             self._ring_queued()
         return status

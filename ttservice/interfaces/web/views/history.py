@@ -19,11 +19,19 @@ REFRESH_SECONDS = 2
 store = services.store()
 
 
+def machine(job: Job) -> list[str]:
+    """Where the job ran, and which attempt, when the store is shared by several machines."""
+    if not services.settings().database_url or job.host is None:
+        return []
+    return [t("job.host", host=job.host)] + ([t("job.attempt", n=job.attempt)] if job.attempt > 1 else [])
+
+
 def summary(job: Job) -> str:
     parts = [
         t("job.model", model=job.options.model or "-"),
         t("job.language", language=services.language_of(job)),
         t("job.audio", duration=export.clock(job.duration)),
+        *machine(job),
     ]
     if job.runner is Runner.API:
         parts.append(t("job.via_api"))
@@ -61,6 +69,7 @@ def job_card(job: Job) -> None:
             facts.append(t("history.progress", progress=f"{job.progress:.0%}"))
         if speed := job.speed():
             facts.append(t("job.speed", speed=f"{speed:.1f}"))
+        facts += machine(job)
         if job.runner is Runner.API:
             facts.append(t("job.via_api"))
         text.caption(" · ".join(facts))

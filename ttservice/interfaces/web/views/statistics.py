@@ -5,6 +5,7 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
+from ttservice import actions
 from ttservice.interfaces.web import services
 from ttservice.interfaces.web.components.charts import chart, jobs_over_time
 from ttservice.interfaces.web.components.cleanup import cleanup_button
@@ -58,6 +59,33 @@ if stats["speed_by_model"]:
     )
 else:
     st.caption(t("statistics.no_completed"))
+
+st.subheader(t("statistics.machines"))
+now, machines = services.store().clock(), services.store().list_hosts()
+if machines:
+    running: dict[str | None, int] = {}
+    for job in services.store().active_jobs():
+        running[job.host] = running.get(job.host, 0) + 1
+    st.dataframe(
+        pd.DataFrame(
+            {
+                t("statistics.machine"): [m.name for m in machines],
+                t("statistics.slots"): [m.slots for m in machines],
+                t("statistics.running"): [running.get(m.name, 0) for m in machines],
+                t("statistics.last_contact"): [services.when(m.last_seen) for m in machines],
+                t("statistics.contact"): [
+                    t("statistics.in_contact")
+                    if m.last_seen is not None and now - m.last_seen < actions.jobs.CONTACT
+                    else t("statistics.away")
+                    for m in machines
+                ],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+else:
+    st.caption(t("statistics.no_machines"))
 
 st.subheader(t("statistics.over_time"))
 if stats["daily"]:

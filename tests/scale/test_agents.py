@@ -1,0 +1,131 @@
+"""A central machine and agents on simulated hosts, on one PostgreSQL store, with the real model.
+
+Every guarantee of one machine holds across machines: a job runs on one host at a time;
+a dead or cut-off host's job is interrupted after the orphan timeout and resumes on a host
+that answers, with the transcript of an uninterrupted run; a stop asked anywhere is carried
+out by the host that runs the job, and no other host is signalled.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import psutil
+import pytest
+
+from ttservice.jobs import JobStatus, open_store
+
+from ..conftest import JFK_WAV, gone, ttservice, wait_for, wer
+from .conftest import NAMESPACES, Link, running_on, scale_settings, submit
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture
+def central(tmp_path, postgres_url):
+    """The central machine's settings and store (it runs no agent: the tests play its part)."""
+    settings = scale_settings(tmp_path / "central", postgres_url)
+    store = open_store(settings)
+    yield settings, store
+    store.close()
+
+
+def completed(store, job_id, timeout=240.0):
+    return wait_for(
+        lambda: (job := store.get_job(job_id)).finished and job, timeout, what=f"job {job_id} to finish"
+    )
+
+
+def assert_one_unbroken_transcript(store, job_id, kept, reference):
+    segments = store.segments(job_id)
+    assert segments[: len(kept)] == kept  # what the first host committed is untouched
+    starts = [s.start for s in segments]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)  # no segment twice
+    for before, after in zip(segments, segments[1:], strict=False):
+        assert after.start >= before.end - 0.01, (before, after)  # none overlaps: none missing twice
+    assert wer(reference, " ".join(s.text for s in segments)) <= 0.02
+
+
+def test_a_job_runs_on_an_agent_and_every_machine_is_listed(central, hosts):
+    settings, store = central
+    alpha, beta = hosts("alpha", settings), hosts("beta", settings)
+    wait_for(lambda: len(store.list_hosts()) == 2, 60, what="both agents registered")
+    job_id = submit(store, JFK_WAV)
+    job = completed(store, job_id, 120)
+    assert job.status is JobStatus.COMPLETED, (job.error, alpha.tail(), beta.tail())
+    assert job.host in {"alpha", "beta"} and job.attempt == 1
+    listed = json.loads(ttservice(settings, "jobs", "--json").stdout)
+    assert (listed[0]["host"], listed[0]["attempt"]) == (job.host, 1)
+    machines = json.loads(ttservice(settings, "hosts", "--json").stdout)
+    assert [(m["name"], m["slots"], m["running"]) for m in machines] == [("alpha", 1, 0), ("beta", 1, 0)]
+    assert "country" in " ".join(s.text for s in store.segments(job_id)).lower()
+
+
+@pytest.mark.skipif(not NAMESPACES, reason="simulated hosts need root and unshare")
+def test_a_dead_hosts_job_resumes_on_another_and_ends_as_one_run(central, hosts, long_speech, reference):
+    settings, store = central
+    alpha = hosts("alpha", settings)
+    job_id = submit(store, long_speech)
+    running_on(store, job_id, "alpha", segments=2)
+    worker = alpha.workers()[0]
+    assert store.get_job(job_id).process_id != worker.pid  # its PID inside alpha's namespace
+    beta = hosts("beta", settings)
+    wait_for(lambda: len(store.list_hosts()) == 2, 60, what="beta registered")
+    kept = store.segments(job_id)
+    alpha.power_off()
+    assert alpha.processes() == [] and gone(worker.pid)  # nothing of it left on the dead host
+    job = completed(store, job_id)
+    assert job.status is JobStatus.COMPLETED, (job.error, beta.tail())
+    assert (job.host, job.attempt) == ("beta", 2)
+    assert_one_unbroken_transcript(store, job_id, kept, reference)
+
+
+@pytest.mark.skipif(not NAMESPACES, reason="simulated hosts need root and unshare")
+def test_a_stop_asked_on_the_central_machine_is_carried_out_by_the_host(central, hosts, long_speech):
+    settings, store = central
+    alpha = hosts("alpha", settings)
+    job_id = submit(store, long_speech)
+    running_on(store, job_id, "alpha")
+    beta = hosts("beta", settings)
+    worker = alpha.workers()[0]
+    bystanders = [p.pid for p in beta.processes()]
+    done = ttservice(settings, "stop", str(job_id))  # this machine is "central": it only asks
+    assert done.returncode == 0, done.stderr
+    job = wait_for(lambda: (j := store.get_job(job_id)).finished and j, 30, what="the stop")
+    assert (job.status, job.error) == (JobStatus.CANCELLED, "Stopped by the user.")
+    wait_for(lambda: gone(worker.pid), 10, what="alpha's worker to be gone")
+    assert alpha.workers() == [] and alpha.process.poll() is None  # the agent itself goes on
+    assert all(psutil.pid_exists(pid) for pid in bystanders)  # beta was not touched
+
+
+@pytest.mark.skipif(not NAMESPACES, reason="simulated hosts need root and unshare")
+def test_a_host_cut_off_stops_its_worker_and_the_job_resumes_elsewhere(
+    central, hosts, long_speech, reference
+):
+    settings, store = central
+    link = Link(settings.database_url)
+    alpha = hosts("alpha", replace(settings, database_url=link.url))
+    job_id = submit(store, long_speech)
+    running_on(store, job_id, "alpha", segments=2)
+    worker = alpha.workers()[0]
+    beta = hosts("beta", settings)
+    wait_for(lambda: len(store.list_hosts()) == 2, 60, what="beta registered")
+    kept_before = len(store.segments(job_id))
+    link.cut()
+    # Half the orphan timeout without a heartbeat, and the worker stops itself; alpha's agent lives on.
+    wait_for(lambda: gone(worker.pid), settings.orphan_timeout, what="the cut-off worker to stop itself")
+    assert alpha.process.poll() is None
+    job = completed(store, job_id)
+    assert job.status is JobStatus.COMPLETED, (job.error, beta.tail())
+    assert (job.host, job.attempt) == ("beta", 2)
+    kept = store.segments(job_id)[:kept_before]
+    assert_one_unbroken_transcript(store, job_id, kept, reference)
+    # Alpha comes back: its agent reconnected by itself (with beta gone, the next job is its),
+    # and the job it lost is as beta finished it.
+    segments = store.segments(job_id)
+    link.mend()
+    beta.stop()
+    again = submit(store, JFK_WAV)
+    assert completed(store, again, 120).host == "alpha", alpha.tail()
+    assert store.get_job(job_id).status is JobStatus.COMPLETED and store.segments(job_id) == segments

@@ -1,0 +1,173 @@
+"""`ttservice agent`: one machine's share of the jobs of a PostgreSQL store.
+
+The agent is a Procrastinate worker with one slot per job this machine may run.
+Every service job that becomes queued gets a task in the database, in the
+transaction that queued it (`jobs.postgres.schema.ENGINE`); the agent that takes
+the task claims the job for this machine and hands it to a local ProcessManager,
+which supervises its worker as the service does (own session and group, exit
+descriptor, heartbeat, kill escalation). The task lasts as long as the job, so
+the engine's concurrency is the machine's limit, and no task is taken ahead of
+a free slot.
+
+Nothing here signals a process of another machine: a stop asked anywhere is
+recorded in the store, and this machine's monitor carries it out for its own
+jobs (`ProcessManager.stop_requested`). The engine's "abort" is never used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from dataclasses import replace
+
+import procrastinate
+
+from ..config import Settings
+from ..exceptions import TTServiceError
+from ..jobs import SERVICE_RUNNERS, JobStatus, Runner, open_store
+from ..jobs.postgres.store import TASK
+from .process_manager import ProcessManager
+
+log = logging.getLogger(__name__)
+
+QUEUE = "ttservice"  # as schema.ENGINE defers the tasks
+RESTART_DELAY = 2.0  # seconds before the engine's worker is started again after it stopped
+LOOK = 1.0  # seconds between looks at a job while its model downloads or a slot frees
+SHUTDOWN_REASON = "Interrupted because the agent on {host} was stopped."
+
+
+class Agent:
+    def __init__(self, settings: Settings, slots: int | None = None, name: str | None = None) -> None:
+        if not settings.database_url:
+            raise TTServiceError(
+                "An agent runs the jobs of a shared PostgreSQL store: set TTSERVICE_DATABASE_URL"
+                " to the central service's database."
+            )
+        if slots is not None and slots < 1:
+            raise TTServiceError("An agent needs at least one slot (--slots 1 or more).")
+        self.settings = replace(
+            settings,
+            max_concurrent_jobs=slots or settings.max_concurrent_jobs,
+            host_name=name or settings.host_name,
+            warm_worker=False,  # a task starts the worker it needs; no model kept loaded idle
+        )
+        self.store = open_store(self.settings)
+        self.pm = ProcessManager(self.store, self.settings, runner=Runner.SERVICE)
+        self.stopping = threading.Event()
+        self.app = procrastinate.App(
+            connector=procrastinate.PsycopgConnector(conninfo=self.settings.database_url)
+        )
+        self.app.task(name=TASK, queue=QUEUE)(self.run_job)
+
+    @property
+    def name(self) -> str:
+        return self.pm.host.name
+
+    # --- the task -----------------------------------------------------------
+
+    def run_job(self, job_id: int) -> None:
+        """Run the job here if it is still queued, and return once this machine's run of it ended."""
+        attempt = self._start(job_id)
+        if attempt is None:
+            return
+        log.info("job %s: attempt %s runs here", job_id, attempt)
+        while not self.stopping.is_set():
+            try:
+                job = self.store.get_job(job_id)
+            except TTServiceError as error:  # the database is away: the job's worker goes on
+                log.warning("job %s: %s", job_id, error)
+                self.stopping.wait(LOOK)
+                continue
+            if job.attempt != attempt or job.status is not JobStatus.PROCESSING:
+                log.info("job %s: attempt %s ended (%s)", job_id, attempt, job.status.value)
+                return
+            self.pm.wait_for_exit(job_id, LOOK, self.stopping)
+
+    def _start(self, job_id: int) -> int | None:
+        """Claim the job for this machine and start its worker; its attempt, or None if it is
+        not (or no longer) a queued service job."""
+        while not self.stopping.is_set():
+            try:
+                job = self.store.get_job(job_id)
+                if job.status is not JobStatus.QUEUED or job.runner not in SERVICE_RUNNERS:
+                    return None  # run elsewhere, stopped, or not the service's yet: its task is done
+                if self.pm.downloads.ready_for(job) and self.pm.start_job(job_id):
+                    return self.store.get_job(job_id).attempt
+            except TTServiceError as error:  # the database is away: look again
+                log.warning("job %s: %s", job_id, error)
+            self.stopping.wait(LOOK)  # its model downloads, or this machine's slots are taken
+        return None  # the agent stops: the job stays queued, and `ensure_tasks` gives it a new task
+
+    # --- running ------------------------------------------------------------
+
+    def run(self) -> int:
+        self.pm.register_host()
+        self.pm.adopt()  # workers an earlier agent of this boot left running
+        self.pm.start()
+        log.info(
+            "agent %s: %d slot(s) on %s", self.name, self.settings.max_concurrent_jobs, self.store.db.where
+        )
+        try:
+            asyncio.run(self._work())
+        finally:
+            self.pm.shutdown(stop_jobs=True)
+        return 0
+
+    async def _work(self) -> None:
+        """The engine's worker until SIGTERM or SIGINT; started again if it loses the database
+        (the jobs it started run on meanwhile, supervised by the ProcessManager)."""
+        loop = asyncio.get_running_loop()
+        signalled = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, signalled.set)
+        waiting = asyncio.create_task(signalled.wait())
+        looking = asyncio.create_task(self._look_for_untasked(signalled))
+        async with self.app.open_async():
+            while not signalled.is_set():
+                worker = asyncio.create_task(
+                    self.app.run_worker_async(
+                        queues=[QUEUE],
+                        concurrency=self.settings.max_concurrent_jobs,
+                        install_signal_handlers=False,
+                        listen_notify=True,
+                        shutdown_graceful_timeout=self.settings.kill_grace + 10,
+                    )
+                )
+                await asyncio.wait([worker, waiting], return_when=asyncio.FIRST_COMPLETED)
+                if worker.done():
+                    log.warning("agent %s: the engine stopped (%s); starting it again", self.name,
+                                worker.exception() or "no error")  # fmt: skip
+                    await asyncio.wait([waiting], timeout=RESTART_DELAY)
+                    continue
+                log.info("agent %s: stopping; its jobs are interrupted", self.name)
+                self.stopping.set()
+                await asyncio.to_thread(self._interrupt_all)
+                worker.cancel()
+                try:
+                    await worker
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping either way
+                    pass
+        looking.cancel()
+
+    async def _look_for_untasked(self, signalled: asyncio.Event) -> None:
+        """Now and then, give a task to each queued job whose task ended without running it."""
+        every = min(self.settings.cleanup_interval, self.settings.orphan_timeout / 2)
+        while not signalled.is_set():
+            given = await asyncio.to_thread(self.store.ensure_tasks)
+            if given:
+                log.info("agent %s: %d queued job(s) had no task; each has one now", self.name, given)
+            try:
+                await asyncio.wait_for(signalled.wait(), timeout=every)
+            except TimeoutError:
+                pass
+
+    def _interrupt_all(self) -> None:
+        """Interrupt this machine's jobs (each task then ends) and, unless TTSERVICE_AUTO_RESUME=0,
+        queue them again for the machines that stay."""
+        reason = SHUTDOWN_REASON.format(host=self.name)
+        for job_id in self.pm.children.job_ids():
+            if self.pm.kill_process(job_id, reason=reason, final=JobStatus.INTERRUPTED):
+                if self.settings.auto_resume:
+                    self.store.requeue_for_resume(job_id, self.store.get_job(job_id).runner)
