@@ -84,6 +84,7 @@ ensure_test_packages() {
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
   command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)  # the simulated hosts' networks (tests/scale)
   # Thai in the browser tests' screenshots: without a Thai font, Chromium draws it as boxes.
   if command -v dpkg >/dev/null 2>&1 && ! dpkg -s fonts-thai-tlwg-otf >/dev/null 2>&1; then
     missing+=(fonts-thai-tlwg-otf)

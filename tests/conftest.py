@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -85,6 +89,58 @@ def postgres_url(postgres_database: str) -> str:
             [schema],
         )
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+class Cluster:
+    """A PostgreSQL server of the test's own (Debian's binaries), which it may restart.
+
+    It listens on 127.0.0.1 and on the `also` addresses (trusted too): a simulated host's own
+    network reaches it there.
+    """
+
+    def __init__(self, root: str, also: tuple[str, ...] = ()) -> None:
+        self.bin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+        self.dir = os.path.join(root, "cluster")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # not as root
+        self._run("initdb", "-D", self.dir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8")
+        self.listen = ",".join(["127.0.0.1", *also])
+        with open(os.path.join(self.dir, "pg_hba.conf"), "a") as hba:
+            hba.writelines(f"host all all {address}/24 trust\n" for address in also)
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.as_user, f"{self.bin}/{tool}", *args], check=True, capture_output=True)
+
+    def pg_ctl(self, action: str, *args: str) -> None:
+        options = f"-p {self.port} -c listen_addresses={self.listen} -k {os.path.dirname(self.dir)}"
+        self._run("pg_ctl", "-D", self.dir, "-w", "-l", f"{self.dir}/log", "-o", options, action, *args)
+
+
+@contextlib.contextmanager
+def own_cluster(also: tuple[str, ...] = ()):
+    """A PostgreSQL server of the test's own while the block runs (see `Cluster`)."""
+    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        pytest.fail("Debian's postgresql is not installed (./setup.sh --test installs it).")
+    root = tempfile.mkdtemp(prefix="ttservice-pg-", dir="/var/tmp")
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    server = Cluster(root, also)
+    server.pg_ctl("start")
+    try:
+        yield server
+    finally:
+        server.pg_ctl("stop", "-m", "immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster():
+    """A PostgreSQL server of the test's own, stopped at the end."""
+    with own_cluster() as server:
+        yield server
 
 
 def settings_on(request, data_dir: Path, **overrides) -> Settings:

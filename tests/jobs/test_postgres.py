@@ -1,12 +1,6 @@
 """What is the PostgreSQL store's own: the server's clock, reconnecting, its schema versions, its
 sentences, its trigram index, and a whole job through the service on it."""
 
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 
 import psycopg
@@ -126,43 +120,6 @@ def test_a_job_submitted_by_one_process_runs_in_the_service_of_another(settings)
     finally:
         stop_process(serve)
         store.close()
-
-
-class Cluster:
-    """A PostgreSQL server of the test's own (Debian's binaries), which it may restart."""
-
-    def __init__(self, root: str) -> None:
-        self.bin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
-        self.dir = os.path.join(root, "cluster")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # not as root
-        self._run("initdb", "-D", self.dir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8")
-
-    def _run(self, tool: str, *args: str) -> None:
-        subprocess.run([*self.as_user, f"{self.bin}/{tool}", *args], check=True, capture_output=True)
-
-    def pg_ctl(self, action: str, *args: str) -> None:
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {os.path.dirname(self.dir)}"
-        self._run("pg_ctl", "-D", self.dir, "-w", "-l", f"{self.dir}/log", "-o", options, action, *args)
-
-
-@pytest.fixture
-def cluster():
-    if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
-        pytest.fail("Debian's postgresql is not installed (./setup.sh --test installs it).")
-    root = tempfile.mkdtemp(prefix="ttservice-pg-", dir="/var/tmp")
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-    server = Cluster(root)
-    server.pg_ctl("start")
-    try:
-        yield server
-    finally:
-        server.pg_ctl("stop", "-m", "immediate")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.model

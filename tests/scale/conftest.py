@@ -3,24 +3,24 @@
 Each agent runs in its own PID namespace (`unshare --pid --fork --mount-proc`): the PIDs of
 different hosts collide, as on real machines, and SIGKILL of the namespace's first process
 ends everything on that host at once, as a power cut does. A host's database connection may
-go through a `Link` (a TCP relay) that a test cuts: connections reset, new ones refused.
+go through a network namespace of its own (`Network`), joined to this machine by a veth pair
+that a test takes down.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import psutil
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ttservice.config import Settings
 from ttservice.jobs import JobStatus, Runner, Store, TranscribeOptions
@@ -28,6 +28,7 @@ from ttservice.jobs import JobStatus, Runner, Store, TranscribeOptions
 from ..conftest import env_for, make_settings, wait_for
 
 NAMESPACES = os.geteuid() == 0 and shutil.which("unshare") is not None
+NETWORKS = NAMESPACES and shutil.which("ip") is not None
 
 
 def scale_settings(data_dir: Path, database_url: str) -> Settings:
@@ -44,15 +45,28 @@ def scale_settings(data_dir: Path, database_url: str) -> Settings:
 
 
 class Host:
-    """A simulated machine running `ttservice agent --slots 1 --name NAME`."""
+    """A simulated machine running `ttservice agent --slots 1 --name NAME`, with its own PIDs,
+    optionally its own network and its own CPU cores."""
 
-    def __init__(self, name: str, settings: Settings, root: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        root: Path,
+        network: Network | None = None,
+        cpus: str | None = None,
+    ) -> None:
         self.name = name
         self.settings = replace(settings, data_dir=root / name, host_name=name)
         self.log = root / f"{name}-agent.log"
+        root.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "ttservice", "agent", "--slots", "1", "--name", name]
         if NAMESPACES:
             cmd = ["unshare", "--pid", "--fork", "--mount-proc", *cmd]
+        if cpus is not None:  # a machine of its own cores (`taskset -c 0`): the bench's hosts
+            cmd = ["taskset", "-c", cpus, *cmd]
+        if network is not None:  # `ip netns exec` runs unshare in the host's network
+            cmd = ["ip", "netns", "exec", network.name, *cmd]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 cmd, env=env_for(self.settings), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -95,74 +109,44 @@ class Host:
         return self.log.read_text(errors="replace")[-4000:]
 
 
-class Link:
-    """A TCP relay between a host and the database server, which a test can cut and mend."""
+class Network:
+    """A host's own network namespace, joined to this machine by a veth pair; a test cuts it by
+    taking this machine's end down (packets are lost: connections hang, as on a pulled cable)."""
 
-    def __init__(self, url: str) -> None:
-        info = conninfo_to_dict(url)
-        self.target = (info.get("host") or "127.0.0.1", int(info.get("port") or 5432))
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self.url = make_conninfo(url, host="127.0.0.1", port=str(self.port))
-        self._open: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._up = threading.Event()
-        self.mend()
-
-    def mend(self) -> None:
-        if self._listener is None:
-            self._listener = socket.create_server(("127.0.0.1", self.port))
-        self._up.set()
-        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:6]
+        self.name, self.outside, inside = f"tts-{tag}", f"tto-{tag}", f"tti-{tag}"
+        subnet = f"10.231.{random.randrange(1, 255)}"
+        self.address = f"{subnet}.1"  # this machine's end: the database listens there
+        for command in (
+            f"ip netns add {self.name}",
+            f"ip link add {self.outside} type veth peer name {inside}",
+            f"ip link set {inside} netns {self.name}",
+            f"ip addr add {self.address}/24 dev {self.outside}",
+            f"ip link set {self.outside} up",
+            f"ip -n {self.name} addr add {subnet}.2/24 dev {inside}",
+            f"ip -n {self.name} link set {inside} up",
+            f"ip -n {self.name} link set lo up",
+        ):
+            subprocess.run(command.split(), check=True, capture_output=True)
 
     def cut(self) -> None:
-        """Every connection through it is reset, and new ones are refused."""
-        self._up.clear()
-        listener, self._listener = self._listener, None
-        listener.close()
-        with self._lock:
-            for sock in self._open:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
-            self._open.clear()
+        subprocess.run(["ip", "link", "set", self.outside, "down"], check=True)
 
-    def _accept(self, listener: socket.socket) -> None:
-        while self._up.is_set():
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            with self._lock:
-                self._open += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+    def mend(self) -> None:
+        subprocess.run(["ip", "link", "set", self.outside, "up"], check=True)
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+    def remove(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], check=False)  # the veth pair goes with it
 
 
 @pytest.fixture
 def hosts(tmp_path):
-    """Start simulated hosts with `hosts(name, settings)`; all are stopped at the end."""
+    """Start simulated hosts with `hosts(name, settings[, network])`; all are stopped at the end."""
     started: list[Host] = []
 
-    def start(name: str, settings: Settings) -> Host:
-        host = Host(name, settings, tmp_path)
+    def start(name: str, settings: Settings, network: Network | None = None) -> Host:
+        host = Host(name, settings, tmp_path, network)
         started.append(host)
         return host
 

@@ -9,6 +9,7 @@ out by the host that runs the job, and no other host is signalled.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 
 import psutil
@@ -16,8 +17,8 @@ import pytest
 
 from ttservice.jobs import JobStatus, open_store
 
-from ..conftest import JFK_WAV, gone, ttservice, wait_for, wer
-from .conftest import NAMESPACES, Link, running_on, scale_settings, submit
+from ..conftest import JFK_WAV, gone, own_cluster, ttservice, wait_for, wer
+from .conftest import NAMESPACES, NETWORKS, Network, running_on, scale_settings, submit
 
 pytestmark = pytest.mark.model
 
@@ -99,33 +100,76 @@ def test_a_stop_asked_on_the_central_machine_is_carried_out_by_the_host(central,
     assert all(psutil.pid_exists(pid) for pid in bystanders)  # beta was not touched
 
 
-@pytest.mark.skipif(not NAMESPACES, reason="simulated hosts need root and unshare")
+@pytest.fixture
+def network():
+    """A network namespace for a simulated host, joined to this machine by a veth pair."""
+    if not NETWORKS:
+        pytest.skip("simulated networks need root, unshare and ip")
+    net = Network()
+    yield net
+    net.remove()
+
+
 def test_a_host_cut_off_stops_its_worker_and_the_job_resumes_elsewhere(
-    central, hosts, long_speech, reference
+    tmp_path, hosts, network, long_speech, reference
 ):
-    settings, store = central
-    link = Link(settings.database_url)
-    alpha = hosts("alpha", replace(settings, database_url=link.url))
-    job_id = submit(store, long_speech)
-    running_on(store, job_id, "alpha", segments=2)
-    worker = alpha.workers()[0]
-    beta = hosts("beta", settings)
-    wait_for(lambda: len(store.list_hosts()) == 2, 60, what="beta registered")
-    kept_before = len(store.segments(job_id))
-    link.cut()
-    # Half the orphan timeout without a heartbeat, and the worker stops itself; alpha's agent lives on.
-    wait_for(lambda: gone(worker.pid), settings.orphan_timeout, what="the cut-off worker to stop itself")
-    assert alpha.process.poll() is None
-    job = completed(store, job_id)
-    assert job.status is JobStatus.COMPLETED, (job.error, beta.tail())
-    assert (job.host, job.attempt) == ("beta", 2)
-    kept = store.segments(job_id)[:kept_before]
-    assert_one_unbroken_transcript(store, job_id, kept, reference)
-    # Alpha comes back: its agent reconnected by itself (with beta gone, the next job is its),
-    # and the job it lost is as beta finished it.
-    segments = store.segments(job_id)
-    link.mend()
-    beta.stop()
-    again = submit(store, JFK_WAV)
-    assert completed(store, again, 120).host == "alpha", alpha.tail()
-    assert store.get_job(job_id).status is JobStatus.COMPLETED and store.segments(job_id) == segments
+    with own_cluster(also=(network.address,)) as cluster:
+        settings = scale_settings(tmp_path / "central", cluster.url)
+        store = open_store(settings)
+        try:
+            over_its_link = cluster.url.replace("127.0.0.1", network.address)
+            alpha = hosts("alpha", replace(settings, database_url=over_its_link), network)
+            job_id = submit(store, long_speech)
+            running_on(store, job_id, "alpha", segments=2)
+            worker = alpha.workers()[0]
+            beta = hosts("beta", settings)
+            wait_for(lambda: len(store.list_hosts()) == 2, 60, what="beta registered")
+            kept_before = len(store.segments(job_id))
+            network.cut()
+            # Half the orphan timeout without a heartbeat, and the worker stops itself; its agent lives on.
+            wait_for(lambda: gone(worker.pid), settings.orphan_timeout, what="the cut-off worker to stop")
+            assert alpha.process.poll() is None
+            job = completed(store, job_id)
+            assert job.status is JobStatus.COMPLETED, (job.error, beta.tail())
+            assert (job.host, job.attempt) == ("beta", 2)
+            kept = store.segments(job_id)[:kept_before]
+            assert_one_unbroken_transcript(store, job_id, kept, reference)
+            # The cable goes back in: alpha's agent finds its connections again by itself (with beta
+            # gone, the next job is its), and the job it lost is as beta finished it.
+            segments = store.segments(job_id)
+            network.mend()
+            beta.stop()
+            again = submit(store, JFK_WAV)
+            assert completed(store, again, 180).host == "alpha", alpha.tail()
+            assert store.get_job(job_id).status is JobStatus.COMPLETED and store.segments(job_id) == segments
+        finally:
+            store.close()
+
+
+@pytest.mark.skipif(not NAMESPACES, reason="simulated hosts need root and unshare")
+def test_agents_and_workers_go_on_through_restarts_of_the_database(
+    tmp_path, cluster, hosts, long_speech, minute_speech
+):
+    settings = scale_settings(tmp_path / "central", cluster.url)
+    store = open_store(settings)
+    try:
+        alpha, beta = hosts("alpha", settings), hosts("beta", settings)
+        wait_for(lambda: len(store.list_hosts()) == 2, 60, what="both agents registered")
+        job_id = submit(store, long_speech)
+        wait_for(lambda: store.segments(job_id), 120, what="the first segment")
+        for _ in range(2):
+            assert store.get_job(job_id).status is JobStatus.PROCESSING, "the job ended before the restart"
+            cluster.pg_ctl("restart", "-m", "fast")
+            time.sleep(1.0)
+        job = completed(store, job_id)
+        assert (job.status, job.attempt) == (JobStatus.COMPLETED, 1), (job.error, alpha.tail(), beta.tail())
+        segments = store.segments(job_id)
+        assert len({s.start for s in segments}) == len(segments)  # none written twice
+        assert segments[-1].end > job.duration - 10  # to the end of the speech
+        # Both engines reconnected: two new jobs at once run one on each agent (a slot each).
+        again = [completed(store, j, 180) for j in [submit(store, minute_speech) for _ in range(2)]]
+        assert [j.status for j in again] == [JobStatus.COMPLETED] * 2
+        assert {j.host for j in again} == {"alpha", "beta"}
+        assert store.active_jobs() == []
+    finally:
+        store.close()

@@ -94,7 +94,7 @@ class Agent:
                 if job.status is not JobStatus.QUEUED or job.runner not in SERVICE_RUNNERS:
                     return None  # run elsewhere, stopped, or not the service's yet: its task is done
                 if self.pm.downloads.ready_for(job) and self.pm.start_job(job_id):
-                    return self.store.get_job(job_id).attempt
+                    return self.pm.children.attempt(job_id)  # None: its worker could not start
             except TTServiceError as error:  # the database is away: look again
                 log.warning("job %s: %s", job_id, error)
             self.stopping.wait(LOOK)  # its model downloads, or this machine's slots are taken
