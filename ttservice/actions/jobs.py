@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import shutil
 import unicodedata
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..exceptions import MediaError, ModelError, StoreError, TTServiceError
@@ -24,10 +26,26 @@ MAX_NAME = 120
 CONTACT = 90.0  # seconds: a machine renews its contact every 30 s; one silent this long is away
 
 
-def machines_in_contact(store: Store) -> list[Host]:
-    """The machines running queued jobs (services, agents) that were in contact lately."""
+@dataclass
+class Machine:
+    """A machine that runs queued jobs (a service, an agent), as `ttservice hosts` and Statistics show it."""
+
+    host: Host
+    running: int  # its jobs processing now
+    in_contact: bool  # it renewed its contact within CONTACT seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.host.to_dict() | {"running": self.running, "in_contact": self.in_contact}
+
+
+def machines(store: Store) -> list[Machine]:
+    """Every registered machine, with the jobs it runs now and whether it was in contact lately."""
     now = store.clock()
-    return [h for h in store.list_hosts() if h.last_seen is not None and now - h.last_seen < CONTACT]
+    running = Counter(job.host for job in store.active_jobs())
+    return [
+        Machine(h, running[h.name], h.last_seen is not None and now - h.last_seen < CONTACT)
+        for h in store.list_hosts()
+    ]
 
 
 def sanitize_filename(name: str) -> str:

@@ -82,10 +82,11 @@ class Monitor:
                 now = time.monotonic()
                 # A stop asked on another machine (or by a command that could not signal) is
                 # this manager's to carry out, for the jobs it runs.
-                mark = pm.store.change_mark() if len(pm.children) else stops_seen
-                if len(pm.children) and (mark != stops_seen or now >= next_stop_check):
-                    stops_seen, next_stop_check = mark, now + STOP_CHECK
-                    pm.stop_requested()
+                if len(pm.children):
+                    mark = pm.store.change_mark()
+                    if mark != stops_seen or now >= next_stop_check:
+                        stops_seen, next_stop_check = mark, now + STOP_CHECK
+                        pm.stop_requested()
                 if now >= next_seen:
                     if pm.registered:
                         pm.store.host_seen(pm.host)
@@ -113,15 +114,13 @@ class Monitor:
                     pm.warm.keep(pm.slot_free())
             except Exception:  # a monitor that dies silently would be worse than a logged error
                 log.exception("process monitor iteration failed")
+            due = min(next_sweep, next_seen, *([next_stop_check] if len(pm.children) else []))
             if not dispatch:
-                timeout = min(next_sweep, next_seen, next_stop_check if len(pm.children) else next_sweep)
-                timeout -= time.monotonic()
+                timeout = due - time.monotonic()
             elif bell is None:
                 timeout = MONITOR_POLL
             else:  # the next task due; a look for queued jobs only while a slot is free
-                due = min(next_sweep, next_lease_check, next_seen)
-                if len(pm.children):
-                    due = min(due, next_stop_check)
+                due = min(due, next_lease_check)
                 timeout = (min(due, next_dispatch) if pm.slot_free() else due) - time.monotonic()
             self.wait_for_event(timeout, bell)
 

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from ... import actions
 from ...config import Settings
 from ...exceptions import TTServiceError
 from ...jobs import open_store
@@ -67,21 +68,18 @@ def hosts(as_json: bool) -> None:
 
     try:
         _, store = services()
-        machines = store.list_hosts()
-        running: dict[str | None, int] = {}
-        for job in store.active_jobs():
-            running[job.host] = running.get(job.host, 0) + 1
+        machines = actions.jobs.machines(store)
     except TTServiceError as error:
         fail(str(error))
     if as_json:
-        rows = [h.to_dict() | {"running": running.get(h.name, 0)} for h in machines]
-        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        print(json.dumps([m.to_dict() for m in machines], ensure_ascii=False, indent=2))
         return
     table = Table("name", "slots", "running", "version", "started", "last contact")
-    for h in machines:
+    for m in machines:
+        h = m.host
         table.add_row(
-            h.name, str(h.slots), str(running.get(h.name, 0)), h.version or "-",
-            fmt_time(h.started_at), fmt_time(h.last_seen),
+            h.name, str(h.slots), str(m.running), h.version or "-",
+            fmt_time(h.started_at), fmt_time(h.last_seen) + ("" if m.in_contact else " (away)"),
         )  # fmt: skip
     out.print(table)
 

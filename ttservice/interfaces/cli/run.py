@@ -183,5 +183,5 @@ def submit(file: Path, model: str | None, language: str | None, task: str, as_js
     if job.status is JobStatus.FAILED:
         fail(f"Job {job_id} failed: {job.error}", EXIT_BAD_INPUT)
     print(json.dumps({"id": job_id}) if as_json else job_id)
-    if running_service(settings) is None and not actions.jobs.machines_in_contact(store):
+    if running_service(settings) is None and not any(m.in_contact for m in actions.jobs.machines(store)):
         err.print(f"No TTService is running; job {job_id} waits queued until one starts.", highlight=False)

@@ -152,15 +152,23 @@ CREATE TRIGGER hosts_changed AFTER INSERT OR UPDATE OF boot_id, slots, version O
 # claim (a conditional UPDATE) still decides who runs it: a task whose job was taken meanwhile
 # ends at once.
 ENGINE = """
+-- The job's task, unless one waits already; whether one was given. The trigger below and the
+-- agents' periodic look (`PostgresStore.ensure_tasks`) both give tasks through it.
+CREATE FUNCTION ttservice_give_task(job bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM procrastinate_jobs
+             WHERE queueing_lock = 'ttservice-job-' || job || '-queued' AND status = 'todo') THEN
+    RETURN false;
+  END IF;
+  PERFORM procrastinate_defer_jobs_v1(ARRAY[ROW(
+    'ttservice', 'ttservice.run_job', 0,
+    'ttservice-job-' || job, 'ttservice-job-' || job || '-queued',
+    jsonb_build_object('job_id', job), NULL)::procrastinate_job_to_defer_v1]);
+  RETURN true;
+END $$;
 CREATE FUNCTION ttservice_defer_run() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM procrastinate_jobs
-                 WHERE queueing_lock = 'ttservice-job-' || NEW.id || '-queued' AND status = 'todo') THEN
-    PERFORM procrastinate_defer_jobs_v1(ARRAY[ROW(
-      'ttservice', 'ttservice.run_job', 0,
-      'ttservice-job-' || NEW.id, 'ttservice-job-' || NEW.id || '-queued',
-      jsonb_build_object('job_id', NEW.id), NULL)::procrastinate_job_to_defer_v1]);
-  END IF;
+  PERFORM ttservice_give_task(NEW.id);
   RETURN NULL;
 END $$;
 CREATE TRIGGER jobs_deferred AFTER INSERT OR UPDATE OF status, runner ON transcription_jobs

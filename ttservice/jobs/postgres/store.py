@@ -103,14 +103,11 @@ class PostgresStore(JobQueries, Lifecycle, Downloads, Hosts):
                     (TASK, TASK_WORKER_GONE),
                 )
                 cur = conn.execute(
-                    "SELECT coalesce(array_length(procrastinate_defer_jobs_v1(array_agg(ROW("
-                    "'ttservice', ?, 0, ?::text || j.id, ?::text || j.id || '-queued',"
-                    " jsonb_build_object('job_id', j.id), NULL)::procrastinate_job_to_defer_v1)), 1), 0)"
-                    " FROM transcription_jobs j"
+                    "SELECT count(*) FILTER (WHERE ttservice_give_task(j.id)) FROM transcription_jobs j"
                     " WHERE j.status = 'queued' AND j.runner IN ('service', 'api') AND NOT EXISTS ("
                     "SELECT 1 FROM procrastinate_jobs p WHERE p.lock = ?::text || j.id"
                     " AND p.status IN ('todo', 'doing'))",
-                    (TASK, TASK_LOCK, TASK_LOCK, TASK_LOCK),
+                    (TASK_LOCK,),
                 )
                 return cur.fetchone()[0]
         except StoreError:

@@ -61,23 +61,16 @@ else:
     st.caption(t("statistics.no_completed"))
 
 st.subheader(t("statistics.machines"))
-now, machines = services.store().clock(), services.store().list_hosts()
-if machines:
-    running: dict[str | None, int] = {}
-    for job in services.store().active_jobs():
-        running[job.host] = running.get(job.host, 0) + 1
+if machines := actions.jobs.machines(services.store()):
     st.dataframe(
         pd.DataFrame(
             {
-                t("statistics.machine"): [m.name for m in machines],
-                t("statistics.slots"): [m.slots for m in machines],
-                t("statistics.running"): [running.get(m.name, 0) for m in machines],
-                t("statistics.last_contact"): [services.when(m.last_seen) for m in machines],
+                t("statistics.machine"): [m.host.name for m in machines],
+                t("statistics.slots"): [m.host.slots for m in machines],
+                t("statistics.running"): [m.running for m in machines],
+                t("statistics.last_contact"): [services.when(m.host.last_seen) for m in machines],
                 t("statistics.contact"): [
-                    t("statistics.in_contact")
-                    if m.last_seen is not None and now - m.last_seen < actions.jobs.CONTACT
-                    else t("statistics.away")
-                    for m in machines
+                    t("statistics.in_contact") if m.in_contact else t("statistics.away") for m in machines
                 ],
             }
         ),
