@@ -43,3 +43,4 @@ def test_history_and_statistics_show_every_machines_jobs(web_env, store, make_jo
     at = run("history.py", job=running)  # another machine's job: its processes are not looked for here
     assert any("It runs on alpha" in i.value for i in at.info)
     assert not at.warning
+    assert [m.value for m in at.metric[:2]] == ["-", "-"]  # its CPU and memory are not measured here

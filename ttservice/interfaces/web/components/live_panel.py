@@ -40,8 +40,8 @@ def live_panel(job_id: int) -> None:
         chunk = t("live.chunk", n=found.group(1), total=found.group(2)) if found else t("live.starting")
         st.subheader(t("live.title"))
         cpu, mem, elapsed, speed = st.columns(4)
-        cpu.metric(t("live.cpu"), f"{status.cpu_percent:.1f}%")
-        memory = f"{status.memory_mb:,.0f} MB"
+        cpu.metric(t("live.cpu"), "-" if status.elsewhere else f"{status.cpu_percent:.1f}%")
+        memory = "-" if status.elsewhere else f"{status.memory_mb:,.0f} MB"  # not measured from here
         if status.gpu_bytes is not None:
             memory += f" · GPU {status.gpu_bytes / 2**20:,.0f} MB"
         mem.metric(t("live.memory"), memory)
