@@ -27,6 +27,12 @@ JFK_TXT = SHARED / "data" / "jfk.txt"
 DUMMY = Path(__file__).parent / "helpers" / "dummy.py"
 
 
+def pytest_terminal_summary(terminalreporter):
+    from .ledger import summary
+
+    summary(terminalreporter)
+
+
 def pytest_sessionstart(session):
     if not JFK_WAV.exists():
         pytest.exit(f"Test audio {JFK_WAV} is missing; set TTSERVICE_SHARED_DIR to the shared/ folder.", 2)

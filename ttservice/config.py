@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 ENV_PREFIX = "TTSERVICE_"
 # Not a setting: a foreground manager tells its worker which PID it must end with.
 WORKER_PARENT_ENV = ENV_PREFIX + "WORKER_PARENT"
+# Not a setting: an agent tells its workers the central service's API to fetch their media from.
+MEDIA_FROM_ENV = ENV_PREFIX + "WORKER_MEDIA_FROM"
 # The warm worker: started with STANDBY, it prints STANDBY_READY once it waits for a job id.
 STANDBY, STANDBY_READY = "--standby", "Standby worker ready"
 
@@ -51,6 +53,18 @@ SETTINGS: tuple[Setting, ...] = (
         "1",
         "1: a service job whose machine went silent is queued again, to continue from its last"
         " segment on a machine that answers; 0: it stays interrupted.",
+    ),
+    Setting(
+        "api_url",
+        "",
+        "An agent's way to the central service's API (http://central:8000), from which its jobs'"
+        " media is fetched; empty: the media is read where the job records it.",
+    ),
+    Setting(
+        "shared_media",
+        "0",
+        "1: every machine sees the upload folder at the same path, so an agent reads a job's media"
+        " there instead of fetching it from TTSERVICE_API_URL.",
     ),
     Setting("heartbeat_interval", "5", "Seconds between a worker's heartbeats."),
     Setting("orphan_timeout", "300", "Seconds without a heartbeat after which a job is orphaned."),
@@ -117,6 +131,8 @@ class Settings:
     database_url: str
     host_name: str
     auto_resume: bool
+    api_url: str
+    shared_media: bool
     heartbeat_interval: float
     orphan_timeout: float
     cleanup_interval: float
@@ -180,6 +196,11 @@ class Settings:
     @property
     def upload_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def media_cache_dir(self) -> Path:
+        """Where an agent keeps the media it fetched, by content hash."""
+        return self.data_dir / "cache" / "media"
 
     @property
     def backup_dir(self) -> Path:

@@ -140,6 +140,16 @@ def test_db_commands(settings):
     assert rolled.returncode == 0 and "schema version 0" in rolled.stderr
 
 
+def test_an_agent_without_a_shared_store_or_a_way_to_the_media_says_so(settings):
+    from dataclasses import replace
+
+    alone = ttservice(settings, "agent")
+    assert alone.returncode != 0 and "set TTSERVICE_DATABASE_URL" in alone.stderr
+    no_media = ttservice(replace(settings, database_url="postgresql://nobody@127.0.0.1:1/none"), "agent")
+    assert no_media.returncode != 0 and "set TTSERVICE_API_URL" in no_media.stderr
+    assert "Traceback" not in alone.stderr + no_media.stderr
+
+
 def test_help_lists_every_setting(settings):
     from ttservice.config import SETTINGS
 

@@ -85,3 +85,60 @@ def test_follow_yields_new_lines_across_rotation(tmp_path):
     out.append(next(lines))
     out.append(next(lines))
     assert out == ["first", "second", "third"]
+
+
+class Away(Exception):
+    """The store's error while the database is away."""
+
+
+def test_the_shipper_copies_every_new_line_once_across_rotations_and_failures(tmp_path):
+    import logging
+
+    path = tmp_path / "job_8.log"
+    path.write_text("an earlier run's line\n")
+    handler = logs.JobLogHandler(path, max_bytes=2000, backup_count=50)
+    logger = logging.getLogger("shipper-test")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    sent, failing = [], []
+
+    def send(text):
+        if failing:
+            raise Away("the database is away")
+        sent.append(text)
+
+    shipper = logs.LogShipper(path, send, limit=10**6, host="alpha")
+    for i in range(300):  # several rotations between two copies, as a heartbeat apart
+        logger.info("message %03d", i)
+        if i % 40 == 39:
+            failing[:] = [True] if i == 79 else []  # one copy fails: its lines go with the next
+            try:
+                shipper.ship()
+            except Away:
+                pass
+    with open(path, "a") as f:
+        f.write("a partial line")
+    shipper.ship()
+    assert not "".join(sent).endswith("a partial line")  # only whole lines, until the last copy
+    shipper.ship(final=True)
+    lines = "".join(sent).splitlines()
+    assert [int(line.rsplit(" ", 1)[1]) for line in lines[:-1]] == list(range(300))
+    assert lines[-1] == "a partial line" and "an earlier run's line" not in lines
+    handler.close()
+    shipper.close()
+
+
+def test_the_shipper_stops_at_its_limit_and_says_where_the_rest_is(tmp_path):
+    path = tmp_path / "job_9.log"
+    path.write_text("")
+    sent = []
+    shipper = logs.LogShipper(path, sent.append, limit=100, host="alpha")
+    with open(path, "a") as f:
+        f.writelines(f"line {i:02d} of the log\n" for i in range(20))
+    shipper.ship()
+    shipper.ship(final=True)
+    text = "".join(sent)
+    assert len(text.encode()) < 200 and text.startswith("line 00 of the log\n")
+    assert text.splitlines()[-1] == "(the rest of this run's log is in job_9.log on alpha)"
+    shipper.close()

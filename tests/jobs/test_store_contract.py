@@ -11,7 +11,7 @@ import pytest
 from ttservice.exceptions import JobNotFound
 from ttservice.jobs import HostId, JobStatus, Runner, Segment, TranscribeOptions, open_store
 
-from ..conftest import STORES, settings_on, wait_for
+from ..conftest import JFK_WAV, STORES, settings_on, wait_for
 
 
 @pytest.fixture(params=STORES)
@@ -304,6 +304,37 @@ def test_writes_of_a_superseded_attempt_change_nothing(store, other, make_job):
     job = store.get_job(job_id)
     assert (job.status, job.host, job.attempt, job.duration) == (JobStatus.COMPLETED, "beta", 2, None)
     assert [s.text for s in store.segments(job_id)] == ["one", "two"]
+
+
+def test_each_attempt_has_its_own_media_token_and_the_first_hash_is_kept(store, other, make_job):
+    job_id = make_job()
+    assert store.media_token(job_id, 1) is None and store.media_grant(job_id, "") is None  # queued
+    first = store.claim(job_id, 1, host=HOST_A)
+    token = store.media_token(job_id, first)
+    assert token and store.media_grant(job_id, token) == (str(JFK_WAV), None)
+    assert other.media_grant(job_id, token + "x") is None
+    assert other.record_media_sha256(job_id, "a" * 64) == "a" * 64
+    assert store.record_media_sha256(job_id, "b" * 64) == "a" * 64  # the first machine's hash stays
+    other.recover_lost(job_id, first, "alpha went silent", resume=True)
+    second = other.claim(job_id, 1, host=HOST_B)
+    fresh = other.media_token(job_id, second)
+    assert fresh != token and store.media_token(job_id, first) is None
+    assert store.media_grant(job_id, token) is None  # the superseded attempt's opens nothing
+    assert store.media_grant(job_id, fresh) == (str(JFK_WAV), "a" * 64)
+    assert store.transition(job_id, JobStatus.COMPLETED, attempt=second)
+    assert store.media_grant(job_id, fresh) is None  # nor one of a job that ended
+
+
+def test_a_jobs_log_copy_is_read_back_as_its_last_lines_and_deleted_with_it(store, other, make_job):
+    job_id, neighbour = make_job(), make_job()
+    assert store.log_tail(job_id) == []
+    for n in range(120):  # more chunks than one page of the tail's reading
+        store.append_log(job_id, 1 + n // 60, f"line {2 * n}\nline {2 * n + 1}\n")
+    other.append_log(neighbour, 1, "another job's line\n")
+    assert other.log_tail(job_id, 5) == [f"line {n}" for n in range(235, 240)]
+    assert store.log_tail(job_id, 1000) == [f"line {n}" for n in range(240)]
+    store.delete_job(job_id)
+    assert other.log_tail(job_id) == [] and other.log_tail(neighbour) == ["another job's line"]
 
 
 def test_a_lost_attempt_is_recovered_once_and_a_stop_asked_meanwhile_wins(store, settings, make_job):

@@ -146,6 +146,24 @@ def follow(path: Path, keep_going: Callable[[], bool], poll: float = 0.5) -> Ite
     return _follow(path, start, keep_going, poll)
 
 
+def follow_copy(
+    read: Callable[[int], list[tuple[int, str]]],
+    after: int,
+    keep_going: Callable[[], bool],
+    poll: float = 1.0,
+) -> Iterator[str]:
+    """Lines of a job's log copy in the store (`Store.log_chunks`) added after chunk `after`, while
+    keep_going(): how a job that runs on another machine is followed."""
+    while True:
+        going = keep_going()
+        for chunk_id, text in read(after):
+            after = chunk_id
+            yield from text.splitlines()
+        if not going:
+            return
+        time.sleep(poll)
+
+
 def _follow(path: Path, offset: int, keep_going: Callable[[], bool], poll: float) -> Iterator[str]:
     handle = None
     inode = None
@@ -178,3 +196,65 @@ def _follow(path: Path, offset: int, keep_going: Callable[[], bool], poll: float
                 yield pending
             return
         time.sleep(poll)
+
+
+class LogShipper:
+    """Copies what a job's log file gains into the store (`Store.append_log`), for the machines
+    that cannot read the file: whole lines, read from where the last copy stopped.
+
+    The file it follows is kept open, so that lines written just before a rotation are read
+    from the rotated file before the new one is opened. At most `limit` bytes are copied per
+    run; then one line says where the rest is.
+    """
+
+    def __init__(self, path: Path, send: Callable[[str], None], limit: int, host: str) -> None:
+        self.path, self.send, self.limit, self.host = path, send, limit, host
+        self.file = open(path, "rb") if path.exists() else None  # noqa: SIM115 - kept open while it runs
+        if self.file is not None:
+            self.file.seek(0, os.SEEK_END)  # what earlier runs wrote was theirs to copy
+        self.unsent = b""  # read, not yet in the store (a partial line, or a failed send)
+        self.sent = 0
+        self.full = False
+
+    def ship(self, final: bool = False) -> None:
+        """Send the whole lines the file gained (with `final`, a last partial line too)."""
+        if self.full:
+            return
+        self.unsent += self._read()
+        cut = len(self.unsent) if final else self.unsent.rfind(b"\n") + 1
+        if cut <= 0:
+            return
+        chunk = self.unsent[:cut]
+        full = self.sent + len(chunk) > self.limit
+        if full:
+            chunk = chunk[: max(self.limit - self.sent, 0)]
+            chunk = chunk[: chunk.rfind(b"\n") + 1]
+            chunk += f"(the rest of this run's log is in {self.path.name} on {self.host})\n".encode()
+        self.send(chunk.decode("utf-8", errors="replace"))  # raises: kept, sent with the next lines
+        self.unsent = self.unsent[cut:]
+        self.sent += len(chunk)
+        self.full = full
+
+    def _read(self) -> bytes:
+        data = b""
+        if self.file is None:
+            if not self.path.exists():
+                return data
+            self.file = open(self.path, "rb")  # noqa: SIM115
+        data += self.file.read()
+        try:
+            rotated = os.stat(self.path).st_ino != os.fstat(self.file.fileno()).st_ino
+        except FileNotFoundError:
+            rotated = True
+        if rotated:  # the rest of the old file, then the new one from its start
+            data += self.file.read()
+            self.file.close()
+            self.file = None
+            if self.path.exists():
+                self.file = open(self.path, "rb")  # noqa: SIM115
+                data += self.file.read()
+        return data
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()

@@ -203,6 +203,26 @@ class Store(Protocol):
         """End the attempt of a job whose machine went silent: queued for attempt + 1 with
         `resume`, else interrupted (cancelled if a stop was asked); None if it had ended."""
 
+    # --- a job's media and log, for machines apart ------------------------------
+
+    def media_token(self, job_id: int, attempt: int) -> str | None:
+        """The media token `attempt` was claimed with, while it runs; None otherwise."""
+
+    def media_grant(self, job_id: int, token: str) -> tuple[str, str | None] | None:
+        """The running job's media path and recorded SHA-256 if `token` is its attempt's; else None."""
+
+    def record_media_sha256(self, job_id: int, sha256: str) -> str:
+        """Record the media's hash unless one was recorded first; the hash the job keeps."""
+
+    def append_log(self, job_id: int, attempt: int, text: str) -> None:
+        """Add what the job's log gained (whole lines) to its copy in the store."""
+
+    def log_tail(self, job_id: int, lines: int = 200) -> list[str]:
+        """The last `lines` lines of the job's log as copied into the store, every attempt's."""
+
+    def log_chunks(self, job_id: int, after: int = 0) -> list[tuple[int, str]]:
+        """The chunks of the job's log copy added after chunk `after` (0: all), as (id, text)."""
+
     # --- model downloads ----------------------------------------------------
 
     def start_download(

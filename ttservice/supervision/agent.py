@@ -28,6 +28,7 @@ from ..config import Settings
 from ..exceptions import TTServiceError
 from ..jobs import SERVICE_RUNNERS, JobStatus, Runner, open_store
 from ..jobs.postgres.store import TASK
+from ..transcription import remote
 from .process_manager import ProcessManager
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 QUEUE = "ttservice"  # as schema.ENGINE defers the tasks
 RESTART_DELAY = 2.0  # seconds before the engine's worker is started again after it stopped
 LOOK = 1.0  # seconds between looks at a job while its model downloads or a slot frees
+# Seconds between the engine's looks for a task when no notification came. Procrastinate's
+# listener does not come back after the database restarts, so this look is then the only one.
+FETCH_POLL = 1.0
 SHUTDOWN_REASON = "Interrupted because the agent on {host} was stopped."
 
 
@@ -44,6 +48,12 @@ class Agent:
             raise TTServiceError(
                 "An agent runs the jobs of a shared PostgreSQL store: set TTSERVICE_DATABASE_URL"
                 " to the central service's database."
+            )
+        if not settings.api_url and not settings.shared_media:
+            raise TTServiceError(
+                "An agent fetches its jobs' media from the central service: set TTSERVICE_API_URL to its"
+                " API (http://central:8000), or TTSERVICE_SHARED_MEDIA=1 if every machine sees its"
+                " upload folder at the same path."
             )
         if slots is not None and slots < 1:
             raise TTServiceError("An agent needs at least one slot (--slots 1 or more).")
@@ -55,6 +65,7 @@ class Agent:
         )
         self.store = open_store(self.settings)
         self.pm = ProcessManager(self.store, self.settings, runner=Runner.SERVICE)
+        self.pm.media_from = None if self.settings.shared_media else self.settings.api_url
         self.stopping = threading.Event()
         self.app = procrastinate.App(
             connector=procrastinate.PsycopgConnector(conninfo=self.settings.database_url)
@@ -107,8 +118,9 @@ class Agent:
         self.pm.adopt()  # workers an earlier agent of this boot left running
         self.pm.start()
         log.info(
-            "agent %s: %d slot(s) on %s", self.name, self.settings.max_concurrent_jobs, self.store.db.where
-        )
+            "agent %s: %d slot(s) on %s; media %s", self.name, self.settings.max_concurrent_jobs,
+            self.store.db.where, f"from {self.pm.media_from}" if self.pm.media_from else "read in place",
+        )  # fmt: skip
         try:
             asyncio.run(self._work())
         finally:
@@ -132,6 +144,7 @@ class Agent:
                         concurrency=self.settings.max_concurrent_jobs,
                         install_signal_handlers=False,
                         listen_notify=True,
+                        fetch_job_polling_interval=FETCH_POLL,
                         shutdown_graceful_timeout=self.settings.kill_grace + 10,
                     )
                 )
@@ -152,12 +165,17 @@ class Agent:
         looking.cancel()
 
     async def _look_for_untasked(self, signalled: asyncio.Event) -> None:
-        """Now and then, give a task to each queued job whose task ended without running it."""
+        """Now and then, give a task to each queued job whose task ended without running it, and
+        delete cached media nobody used for a while."""
         every = min(self.settings.cleanup_interval, self.settings.orphan_timeout / 2)
         while not signalled.is_set():
             given = await asyncio.to_thread(self.store.ensure_tasks)
             if given:
                 log.info("agent %s: %d queued job(s) had no task; each has one now", self.name, given)
+            removed = await asyncio.to_thread(remote.prune, self.settings.media_cache_dir)
+            if removed:
+                log.info("agent %s: %d cached media file(s) unused for %g days deleted", self.name,
+                         removed, remote.KEEP_DAYS)  # fmt: skip
             try:
                 await asyncio.wait_for(signalled.wait(), timeout=every)
             except TimeoutError:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from .. import __version__, platform
-from ..config import SECRET_SETTINGS, SETTINGS, WORKER_PARENT_ENV, Settings
+from ..config import MEDIA_FROM_ENV, SECRET_SETTINGS, SETTINGS, WORKER_PARENT_ENV, Settings
 from ..jobs import SERVICE_RUNNERS, HostId, Job, JobStatus, Runner, Store, logs, open_store
 from . import proctree
 from .children import Children
@@ -104,6 +104,7 @@ class ProcessManager:
         # machine and boot looks for their processes or signals them.
         self.host = HostId(self.settings.host_name or platform.node_name(), platform.boot_id())
         self.registered = False  # among the machines that run queued jobs (`register_host`)
+        self.media_from: str | None = None  # an agent's: the API its workers fetch their media from
         self.children = Children()
         self.warm = WarmWorker(self.settings, worker_env(self.settings))  # kept by a dispatching monitor
         self.monitor = Monitor(self)
@@ -139,6 +140,8 @@ class ProcessManager:
             env = worker_env(self.settings)
             if self.runner is Runner.FOREGROUND:
                 env[WORKER_PARENT_ENV] = str(os.getpid())  # the worker ends with this command
+            if self.media_from:
+                env[MEDIA_FROM_ENV] = self.media_from
             try:
                 process = proctree.spawn(cmd, logs.job_log_path(self.settings.log_dir, job_id), env)
             except OSError as error:
@@ -266,7 +269,11 @@ class ProcessManager:
         return status
 
     def get_logs(self, job_id: int, lines: int = 200) -> list[str]:
+        """The last `lines` lines of the job's log: its file, or, for a job another machine ran
+        last, the copy its workers wrote into the store."""
         job = self.store.get_job(job_id)
+        if self.elsewhere(job):
+            return self.store.log_tail(job_id, lines)
         path = job.log_file_path or logs.job_log_path(self.settings.log_dir, job_id)
         return logs.tail(path, lines)
 

@@ -29,10 +29,11 @@ import signal
 import sys
 from functools import partial
 
+from .. import platform
 from ..config import STANDBY, STANDBY_READY, Settings
 from ..exceptions import MediaError, RequestError, TTServiceError
-from ..jobs import JobStatus, TranscribeOptions, open_store
-from ..jobs.logs import job_log_path
+from ..jobs import JobStatus, Store, TranscribeOptions, open_store
+from ..jobs.logs import LogShipper, job_log_path
 from ..platform import die_with_parent
 from ..transcription.engine import FasterWhisperEngine
 from ..transcription.pipeline import transcribe_job
@@ -79,10 +80,17 @@ def run_job(
     if attempt is None:
         attempt = store.get_job(job_id).attempt
 
+    shipper = copy_log(store, settings, job_id, attempt)
+
     def orphaned(reason: str) -> None:
         store.transition(job_id, JobStatus.INTERRUPTED, attempt=attempt, error_message=reason)
 
-    beat = partial(store.heartbeat, job_id, attempt=attempt)
+    def beat() -> bool:
+        alive = store.heartbeat(job_id, attempt=attempt)
+        if alive and shipper is not None:
+            ship(shipper)
+        return alive
+
     heartbeat = lifeline.start(settings, beat, orphaned, f"job {job_id}")
     log.info("Worker pid %d started for job %d (attempt %d)", os.getpid(), job_id, attempt)
 
@@ -109,7 +117,26 @@ def run_job(
                 code = EXIT_FAILED
     log.info("Worker exiting with code %d", code)
     logging.shutdown()
+    if shipper is not None:
+        ship(shipper, final=True)
     return code
+
+
+def copy_log(store: Store, settings: Settings, job_id: int, attempt: int) -> LogShipper | None:
+    """On a shared store, what copies this run's log into it as it grows (every heartbeat):
+    the other machines cannot read this machine's file."""
+    if not settings.database_url:
+        return None
+    host = settings.host_name or platform.node_name()
+    send = partial(store.append_log, job_id, attempt)
+    return LogShipper(job_log_path(settings.log_dir, job_id), send, settings.log_max_bytes, host)
+
+
+def ship(shipper: LogShipper, final: bool = False) -> None:
+    try:
+        shipper.ship(final)
+    except TTServiceError as error:  # the database is away: the lines go with the next beat
+        log.warning("the log could not be copied to the database: %s", error)
 
 
 if __name__ == "__main__":

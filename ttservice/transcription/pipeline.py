@@ -21,7 +21,7 @@ from ..jobs import Store
 from ..jobs.logs import JobLogHandler
 from ..platform import trim_heap
 from ..words import has_thai, merge_words
-from . import media
+from . import media, remote
 from .engine import FasterWhisperEngine, ResumePoint
 from .export import clock
 from .samples import GrowingAudio
@@ -65,7 +65,11 @@ def transcribe_job(
     """
     job = store.get_job(job_id)
     options = job.options
-    info = media.probe(job.media_path or "", settings.max_upload_bytes)
+    path = remote.local_media(store, settings, job, attempt)  # an agent's: fetched from the service
+    if path is None:
+        log.info("The job is no longer this attempt's to run")
+        return False
+    info = media.probe(path, settings.max_upload_bytes)
     resume = ResumePoint.from_segments(store.segments(job_id))
     # The media decodes, and its speech is found, while the model loads and while the
     # first windows are decoded: the first text waits for neither. The model loads here,

@@ -10,7 +10,7 @@ from ... import __version__
 from ...config import Settings
 from ...jobs import open_store
 from ...supervision import ProcessManager
-from . import compat, errors, jobs
+from . import compat, errors, jobs, media
 from .callbacks import Callbacks
 from .context import Context
 from .keys import KeyCheck
@@ -43,5 +43,6 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     app.include_router(compat.router)
     app.include_router(jobs.router)
+    app.include_router(media.router)
     app.add_middleware(KeyCheck, keys=settings.api_keys)
     return app

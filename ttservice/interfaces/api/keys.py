@@ -1,5 +1,7 @@
 """API keys: `Authorization: Bearer KEY` on every request but /health, compared in constant time.
 
+An agent's media fetch (`media.PREFIX`) shows its job's media token instead.
+
 A pure ASGI middleware, so that it guards /docs and /openapi.json too and never
 buffers a streamed upload or response.
 """
@@ -11,6 +13,7 @@ import hmac
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import ApiError
+from .media import PREFIX as MEDIA_PREFIX
 
 OPEN_PATHS = frozenset({"/api/v1/health"})
 
@@ -24,13 +27,17 @@ def valid(header: bytes, keys: list[bytes]) -> bool:
     return scheme.lower() == b"bearer" and matched
 
 
+def open_path(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(MEDIA_PREFIX)
+
+
 class KeyCheck:
     def __init__(self, app: ASGIApp, keys: list[str]) -> None:
         self.app = app
         self.keys = [k.encode() for k in keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or not self.keys or open_path(scope["path"]):
             await self.app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization", b"")

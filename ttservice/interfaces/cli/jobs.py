@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import click
@@ -85,14 +86,25 @@ def logs_cmd(job_id: int, lines: int, follow: bool) -> None:
     try:
         settings, store = services()
         pm = ProcessManager(store, settings)
-        for line in pm.get_logs(job_id, lines):
+        job = store.get_job(job_id)
+        if pm.elsewhere(job) and follow:  # its file is on that machine: follow its copy in the store
+            chunks = store.log_chunks(job_id)
+            tail = "".join(text for _, text in chunks).splitlines()[-lines:] if lines > 0 else []
+            after = chunks[-1][0] if chunks else 0
+        else:
+            tail, after = pm.get_logs(job_id, lines), 0
+        for line in tail:
             print(line)
         if follow:
-            job = store.get_job(job_id)
-            path = Path(job.log_file_path or logs.job_log_path(settings.log_dir, job_id))
             cancel = Cancel()
             running = lambda: not cancel.event.is_set() and not store.get_job(job_id).finished  # noqa: E731
-            for line in logs.follow(path, running):
+            if pm.elsewhere(job):
+                new = logs.follow_copy(partial(store.log_chunks, job_id), after, running)
+            else:
+                new = logs.follow(
+                    Path(job.log_file_path or logs.job_log_path(settings.log_dir, job_id)), running
+                )
+            for line in new:
                 print(line, flush=True)
     except TTServiceError as error:
         fail(str(error))

@@ -183,7 +183,26 @@ def _v2_hosts_and_engine(conn: Any) -> None:
     conn.execute(ENGINE)
 
 
-MIGRATIONS: list[Callable[[Any], None]] = [_v1_the_sqlite_schema, _v2_hosts_and_engine]
+# An agent fetches a job's media from the central service (`interfaces.api.media`): with the
+# token its attempt was claimed with, checked against the hash the service recorded first. Its
+# workers copy their log into the database as it grows, for the machines that cannot read it.
+V3 = """
+ALTER TABLE transcription_jobs ADD COLUMN media_sha256 text, ADD COLUMN media_token text;
+CREATE TABLE job_log_chunks (
+  id bigserial PRIMARY KEY,
+  job_id bigint NOT NULL,
+  attempt integer NOT NULL,
+  text text NOT NULL
+);
+CREATE INDEX idx_log_chunks_job ON job_log_chunks (job_id, id);
+"""
+
+
+def _v3_media_and_logs(conn: Any) -> None:
+    conn.execute(V3)
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [_v1_the_sqlite_schema, _v2_hosts_and_engine, _v3_media_and_logs]
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -9,6 +9,7 @@ search condition and two expressions of the Statistics query.
 from .downloads import Downloads
 from .hosts import Hosts
 from .lifecycle import Lifecycle
+from .media import Media
 from .queries import JobQueries
 
-__all__ = ["Downloads", "Hosts", "JobQueries", "Lifecycle"]
+__all__ = ["Downloads", "Hosts", "JobQueries", "Lifecycle", "Media"]

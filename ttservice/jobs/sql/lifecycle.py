@@ -7,6 +7,7 @@ changes nothing once another process has moved the job on.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +41,7 @@ class Lifecycle(SQLStore):
         no machine, claimed before machines were recorded, do).
         """
         name, boot_id = host or (None, None)
+        token = secrets.token_urlsafe(24)  # the attempt's, to fetch the media (`sql.media`)
         running = conn.execute(
             "SELECT count(*) FROM transcription_jobs WHERE status = ? AND (host = ? OR host IS NULL)",
             (JobStatus.PROCESSING.value, name),
@@ -50,9 +52,9 @@ class Lifecycle(SQLStore):
             "UPDATE transcription_jobs SET status = ?, started_at = ?, last_heartbeat = ?,"
             " last_progress_at = ?, finished_at = NULL, error_message = NULL,"
             " exit_code = NULL, stop_requested_at = NULL, stop_reason = NULL, process_id = NULL,"
-            " process_create_time = NULL, host = ?, host_boot_id = ?, attempt = coalesce(attempt, 0) + 1"
-            " WHERE id = ? AND status = ? RETURNING attempt",
-            (JobStatus.PROCESSING.value, now, now, now, name, boot_id, job_id, JobStatus.QUEUED.value),
+            " process_create_time = NULL, host = ?, host_boot_id = ?, attempt = coalesce(attempt, 0) + 1,"
+            " media_token = ? WHERE id = ? AND status = ? RETURNING attempt",
+            (JobStatus.PROCESSING.value, now, now, now, name, boot_id, token, job_id, JobStatus.QUEUED.value),
         ).fetchone()
         return None if row is None else row[0]
 

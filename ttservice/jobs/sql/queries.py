@@ -249,6 +249,7 @@ class JobQueries(SQLStore):
     def delete_job(self, job_id: int) -> None:
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM transcription_segments WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM job_log_chunks WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM transcription_jobs WHERE id = ?", (job_id,))
 
 

@@ -227,6 +227,21 @@ def _v9_hosts(conn: Any) -> None:
     )
 
 
+def _v10_media_and_logs(conn: Any) -> None:
+    # A job's media hash and the token of its running attempt, for agents that fetch the media
+    # from the central service, and the job's log copied as it grows (a PostgreSQL store's, for
+    # machines apart; kept here too, so that both stores are one).
+    columns = _columns(conn, "transcription_jobs")
+    for name in ("media_sha256", "media_token"):
+        if name not in columns:
+            conn.execute(f"ALTER TABLE transcription_jobs ADD COLUMN {name} TEXT")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS job_log_chunks (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, text TEXT NOT NULL)"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_log_chunks_job ON job_log_chunks (job_id, id)")
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [
     _v1_jobs_and_segments,
     _v2_leases_and_search,
@@ -237,6 +252,7 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _v7_search_any_language,
     _v8_earlier_transcripts,
     _v9_hosts,
+    _v10_media_and_logs,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,60 @@
+"""GET /internal/media/{job_id}: a running job's media, for the agent of another machine that runs it.
+
+The request shows the token the job's attempt was claimed with (`X-TTService-Media-Token`),
+not an API key: only the worker of the attempt that runs now can read the file, and
+only while it runs. The answer carries the media's SHA-256 (recorded the first time the
+file is sent, and its ETag), so that the agent checks what it received, and `Range`
+requests (with `If-Range`) let it continue a fetch that was cut. Not in the public
+schema: no client but an agent has a use for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from anyio import to_thread
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import FileResponse
+
+from .context import context
+from .errors import ApiError
+
+PREFIX = "/internal/media/"
+TOKEN_HEADER = "X-TTService-Media-Token"
+SHA256_HEADER = "X-TTService-Media-SHA256"
+
+router = APIRouter(include_in_schema=False)
+
+
+def sha256_of(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+@router.get(PREFIX + "{job_id}")
+async def media(
+    request: Request,
+    job_id: int,
+    token: str = Header("", alias=TOKEN_HEADER),
+) -> FileResponse:
+    ctx = context(request)
+    grant = await to_thread.run_sync(ctx.store.media_grant, job_id, token) if token else None
+    if grant is None:
+        raise ApiError(
+            403,
+            f"Job {job_id}'s media is sent only to the worker of its running attempt, with its token.",
+            type="permission_error",
+            code="invalid_media_token",
+        )
+    path, sha256 = Path(grant[0]), grant[1]
+    if not path.is_file():
+        raise ApiError(410, f"Job {job_id}'s media is no longer on the central service.", code="media_gone")
+    if sha256 is None:  # the first machine to ask: the hash every later attempt is held to
+        sha256 = await to_thread.run_sync(sha256_of, path)
+        sha256 = await to_thread.run_sync(ctx.store.record_media_sha256, job_id, sha256)
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        headers={"ETag": f'"{sha256}"', SHA256_HEADER: sha256},
+    )
