@@ -1,4 +1,5 @@
-"""Item 14 of bench/run.py: agents on several machines, against one PostgreSQL store.
+"""Items 14 and 15 of bench/run.py: agents on several machines, against one PostgreSQL store, and
+the media they fetch from the central service.
 
 Figures: jobs per hour with one agent of one slot against two agents of one slot each
 (`cpu_threads=1`, three-minute speech; the issue's goal is at least 1.8x), and the time from a
@@ -12,12 +13,19 @@ the failover figure is left out. For the throughput each host is pinned to a cor
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
+
+from tests.conftest import env_for, make_settings, stop_process
+from tests.e2e.conftest import free_port
 from tests.scale.conftest import NAMESPACES, Host, scale_settings, submit
-from ttservice.jobs import JobStatus, open_store
+from ttservice.jobs import JobStatus, Runner, TranscribeOptions, open_store
+from ttservice.transcription import remote
 
 from .stores import postgres_schema
 
@@ -114,3 +122,55 @@ def agents(figures, work: Path, audio: Path, runs: int) -> None:
         figures.add(
             "14 agents", "of it, after the orphan timeout: sweep and claim", [a for _, a in deaths], "s"
         )
+
+
+FETCH_MB = 512  # the size of the file an agent fetches in `media_fetch`
+
+
+def media_fetch(figures, work: Path, runs: int) -> None:
+    """Item 15: an agent's fetch of a job's media from the central service's API, over loopback.
+
+    The first fetch of a job waits for the service to hash the file (its SHA-256 is recorded
+    then); later fetches, on any machine, only send it. A fetch the machine has cached asks for
+    one byte (the hash and size) and reads nothing more."""
+    settings = make_settings(work / "fetch")
+    store = open_store(settings)
+    media = work / "fetch.bin"
+    with open(media, "wb") as f:
+        for _ in range(FETCH_MB):
+            f.write(os.urandom(2**20))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    api = subprocess.Popen(
+        [sys.executable, "-m", "ttservice.interfaces.api", "--port", str(port)],
+        env=env_for(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    first, sent, cached = [], [], []
+    try:
+        _wait(lambda: _answers(url), 60, poll=0.2)
+        for run in range(runs):
+            job_id = store.create_job(media.name, str(media), TranscribeOptions(), Runner.SERVICE)
+            token = store.media_token(job_id, store.claim(job_id, runs + 1))
+            for side, into in enumerate((first, sent)):  # hashed by the service first, then only sent
+                cache = work / f"cache-{run}-{side}"  # another machine's: an empty cache
+                started = time.monotonic()
+                remote.Fetch(url, job_id, token, cache).run(media.name)
+                into.append(FETCH_MB / (time.monotonic() - started))
+            started = time.monotonic()
+            remote.Fetch(url, job_id, token, cache).run(media.name)
+            cached.append((time.monotonic() - started) * 1000)
+    finally:
+        stop_process(api)
+        store.close()
+    item = "15 media fetch"
+    figures.add(item, f"first fetch of a job's {FETCH_MB} MB (the service hashes it)", first, "MB/s")
+    figures.add(item, f"a later fetch of the same {FETCH_MB} MB, another machine", sent, "MB/s")
+    figures.add(item, "a fetch this machine has cached", cached, "ms")
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url + "/api/v1/health", timeout=2)
+        return True
+    except httpx.HTTPError:
+        return False

@@ -46,21 +46,23 @@ def scale_settings(data_dir: Path, database_url: str, **overrides) -> Settings:
 
 
 @contextlib.contextmanager
-def central_api(settings: Settings):
-    """The central machine's API process (`python -m ttservice.interfaces.api`); its URL."""
+def central_service(settings: Settings):
+    """The central machine's service with its API (`ttservice serve --no-ui`), running no job
+    itself (0 slots), as the README sets it up; its API's URL, from which agents fetch media."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = settings.data_dir.parent / "central-api.log"
+    log = settings.data_dir.parent / "central-service.log"
+    settings = replace(settings, max_concurrent_jobs=0, warm_worker=False, host_name="central")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ttservice.interfaces.api", "--port", str(port)],
+            [sys.executable, "-m", "ttservice", "serve", "--no-ui", "--api-port", str(port)],
             env=env_for(settings),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_for(lambda: _answers(url) or process.poll() is not None, 60, what="the central API")
+        wait_for(lambda: _answers(url) or process.poll() is not None, 60, what="the central service")
         assert process.poll() is None, log.read_text()
         yield url
     finally:
@@ -68,9 +70,8 @@ def central_api(settings: Settings):
 
 
 def _answers(url: str) -> bool:
-    """Whether the API answers (503 too: no service dispatches here, the agents do)."""
     try:
-        return httpx.get(url + "/api/v1/health", timeout=2).status_code in (200, 503)
+        return httpx.get(url + "/api/v1/health", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -19,18 +19,18 @@ import pytest
 from ttservice.jobs import JobStatus, open_store
 
 from ..conftest import JFK_WAV, gone, own_cluster, ttservice, wait_for, wer
-from .conftest import NAMESPACES, NETWORKS, Network, central_api, running_on, scale_settings, submit
+from .conftest import NAMESPACES, NETWORKS, Network, central_service, running_on, scale_settings, submit
 
 pytestmark = pytest.mark.model
 
 
 @pytest.fixture
 def central(tmp_path, postgres_url):
-    """The central machine's settings and store, and its API, from which the agents fetch their
-    jobs' media (it runs no agent: the tests play the rest of its part)."""
+    """The central machine: its service (sweeps, serves the API the agents fetch media from, runs
+    no job itself), its settings for the CLI and a store."""
     settings = scale_settings(tmp_path / "central", postgres_url)
-    store = open_store(settings)  # the schema, before the API opens it
-    with central_api(settings) as url:
+    store = open_store(settings)
+    with central_service(settings) as url:
         yield replace(settings, api_url=url, shared_media=False), store
     store.close()
 
@@ -40,6 +40,10 @@ def fetched(host, media):
     sha256 = hashlib.sha256(media.read_bytes()).hexdigest()
     path = host.settings.media_cache_dir / sha256 / media.name
     return path if path.is_file() and path.read_bytes() == media.read_bytes() else None
+
+
+def registered(store, *names):
+    wait_for(lambda: set(names) <= {h.name for h in store.list_hosts()}, 60, what=f"{names} registered")
 
 
 def completed(store, job_id, timeout=240.0):
@@ -61,7 +65,7 @@ def assert_one_unbroken_transcript(store, job_id, kept, reference):
 def test_a_job_runs_on_an_agent_and_every_machine_is_listed(central, hosts):
     settings, store = central
     alpha, beta = hosts("alpha", settings), hosts("beta", settings)
-    wait_for(lambda: len(store.list_hosts()) == 2, 60, what="both agents registered")
+    registered(store, "alpha", "beta")
     job_id = submit(store, JFK_WAV)
     job = completed(store, job_id, 120)
     assert job.status is JobStatus.COMPLETED, (job.error, alpha.tail(), beta.tail())
@@ -69,7 +73,8 @@ def test_a_job_runs_on_an_agent_and_every_machine_is_listed(central, hosts):
     listed = json.loads(ttservice(settings, "jobs", "--json").stdout)
     assert (listed[0]["host"], listed[0]["attempt"]) == (job.host, 1)
     machines = json.loads(ttservice(settings, "hosts", "--json").stdout)
-    assert [(m["name"], m["slots"], m["running"]) for m in machines] == [("alpha", 1, 0), ("beta", 1, 0)]
+    listed = [(m["name"], m["slots"], m["running"]) for m in machines]
+    assert listed == [("alpha", 1, 0), ("beta", 1, 0), ("central", 0, 0)]  # the service runs none itself
     assert "country" in " ".join(s.text for s in store.segments(job_id)).lower()
     ran_it = alpha if job.host == "alpha" else beta
     assert fetched(ran_it, JFK_WAV)  # over HTTP, with its attempt's token, checked by hash
@@ -89,7 +94,7 @@ def test_a_dead_hosts_job_resumes_on_another_and_ends_as_one_run(central, hosts,
     worker = alpha.workers()[0]
     assert store.get_job(job_id).process_id != worker.pid  # its PID inside alpha's namespace
     beta = hosts("beta", settings)
-    wait_for(lambda: len(store.list_hosts()) == 2, 60, what="beta registered")
+    registered(store, "beta")
     kept = hosts.invariants.remember(store, job_id)
     hosts.invariants.fault("SIGKILL a whole host")
     alpha.power_off()
@@ -147,7 +152,7 @@ def test_a_host_cut_off_stops_its_worker_and_the_job_resumes_elsewhere(
             running_on(store, job_id, "alpha", segments=2)
             worker = alpha.workers()[0]
             beta = hosts("beta", settings)
-            wait_for(lambda: len(store.list_hosts()) == 2, 60, what="beta registered")
+            registered(store, "beta")
             kept_before = len(hosts.invariants.remember(store, job_id))
             hosts.invariants.fault("a host's network cut")
             network.cut()
@@ -178,7 +183,7 @@ def test_agents_and_workers_go_on_through_restarts_of_the_database(tmp_path, clu
     store = open_store(settings)
     try:
         alpha, beta = hosts("alpha", settings), hosts("beta", settings)
-        wait_for(lambda: len(store.list_hosts()) == 2, 60, what="both agents registered")
+        registered(store, "alpha", "beta")
         job_id = submit(store, long_speech)
         wait_for(lambda: store.segments(job_id), 120, what="the first segment")
         for _ in range(2):

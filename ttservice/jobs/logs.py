@@ -13,6 +13,7 @@ import logging.handlers
 import os
 import shutil
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -215,9 +216,14 @@ class LogShipper:
         self.unsent = b""  # read, not yet in the store (a partial line, or a failed send)
         self.sent = 0
         self.full = False
+        self.lock = threading.Lock()  # the heartbeat's thread ships, and the worker once more at its end
 
     def ship(self, final: bool = False) -> None:
         """Send the whole lines the file gained (with `final`, a last partial line too)."""
+        with self.lock:
+            self._ship(final)
+
+    def _ship(self, final: bool) -> None:
         if self.full:
             return
         self.unsent += self._read()

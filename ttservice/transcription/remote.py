@@ -77,7 +77,8 @@ class Fetch:
         with contextlib.closing(self.client) if self.own_client else contextlib.nullcontext():
             first = self._request({"Range": "bytes=0-0"})  # its hash and size, or why not
             sha256 = first.headers[SHA256_HEADER]
-            size = int(first.headers["content-range"].rpartition("/")[2])
+            whole = first.headers.get("content-range", "").rpartition("/")[2]  # 206: "bytes 0-0/N"
+            size = int(whole or first.headers["content-length"])  # 200: the file itself
             folder = self.cache_dir / sha256
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / name
@@ -91,7 +92,10 @@ class Fetch:
         """Put the file at `path`: linked from a copy of the same bytes here, or fetched."""
         for other in folder.iterdir():
             if other.is_file() and not other.name.startswith(".") and not other.name.endswith(".part"):
-                os.link(other, path)
+                try:
+                    os.link(other, path)
+                except OSError:  # a file system without hard links: fetched under this name too
+                    break
                 log.info("Media %s is on this machine already (%s)", sha256[:12], other.name)
                 return
         part = path.with_name(path.name + ".part")

@@ -91,6 +91,10 @@ def test_a_fetch_is_cached_by_hash_and_a_cut_one_continues(client, running, tmp_
     client.sent.clear()
     assert fetch(client, job_id, token, cache) == path  # again: from the disk
     assert [r.headers.get("range") for r in client.sent] == ["bytes=0-0"]
+    client.sent.clear()
+    same = Fetch(str(client.base_url), job_id, token, cache, client=client).run("same-bytes.wav")
+    assert same.read_bytes() == data and same.stat().st_ino == path.stat().st_ino  # linked, not fetched
+    assert [r.headers.get("range") for r in client.sent] == ["bytes=0-0"]
 
 
 def test_a_corrupt_partial_fetch_is_fetched_again_and_a_changed_file_fails(client, running, media, tmp_path):
