@@ -28,7 +28,7 @@ from ..jobs import Job, Store
 
 log = logging.getLogger("ttservice.worker")
 
-TOKEN_HEADER = "X-TTService-Media-Token"  # as interfaces.api.media reads them
+TOKEN_HEADER = "X-TTService-Media-Token"  # the headers of interfaces.api.media, both ways
 SHA256_HEADER = "X-TTService-Media-SHA256"
 TIMEOUT = httpx.Timeout(30.0, read=300.0)  # the first answer waits for the service to hash the file
 CONNECT_TRIES = 6  # about half a minute of a service that does not answer
@@ -108,7 +108,7 @@ class Fetch:
                     if cut == CUT_TRIES - 1:
                         raise TTServiceError(f"The media fetch from {self.where} was cut: {error}.") from None
                     log.warning("The media fetch was cut (%s); continuing it", error)
-            if _sha256_of(part) == sha256:
+            if sha256_of(part) == sha256:
                 part.rename(path)
                 return
             log.warning("The media received does not match its hash; fetching it again")
@@ -228,6 +228,6 @@ def _locked(path: Path, wait: bool = True) -> Iterator[bool]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _sha256_of(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()

@@ -10,26 +10,19 @@ schema: no client but an agent has a use for it.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from anyio import to_thread
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import FileResponse
 
+from ...transcription.remote import SHA256_HEADER, TOKEN_HEADER, sha256_of
 from .context import context
 from .errors import ApiError
 
 PREFIX = "/internal/media/"
-TOKEN_HEADER = "X-TTService-Media-Token"
-SHA256_HEADER = "X-TTService-Media-SHA256"
 
 router = APIRouter(include_in_schema=False)
-
-
-def sha256_of(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @router.get(PREFIX + "{job_id}")
