@@ -91,7 +91,13 @@ def transcribe_job(
         trim_heap()  # decoding in its own thread leaves a malloc arena of freed memory (~20 MB)
 
     threads = ThreadPoolExecutor(2, thread_name_prefix="decode")
-    threads.submit(decode)
+    threads.submit(decode)  # PyAV only, imported by the probe already
+    # faster_whisper is imported here, while the media decodes, and before the speech finder's
+    # thread starts: that thread imports its `vad` while this one imports the package for the
+    # model, and two threads importing one package at once can deadlock in Python's import locks
+    # (`_DeadlockError`; CI saw jobs fail with it).
+    import faster_whisper  # noqa: F401
+
     preparing = threads.submit(FasterWhisperEngine.prepare, decoded, options, resume, info.declared_duration)
     threads.shutdown(wait=False)
     engine = warm or FasterWhisperEngine(options)
