@@ -111,9 +111,11 @@ def test_a_gpu_whose_cuda_libraries_are_missing_is_not_taken(monkeypatch):
         device.resolve("cuda", 1)
 
 
-@pytest.mark.parametrize("name", ["ṱo " * 120, "/" + "a" * 300, "~no-such-user-here/model"])
+@pytest.mark.parametrize(
+    "name", ["ṱo " * 120, "/" + "a" * 300, "~no-such-user-here/model", "~\x00", "models\x00/x", "a\x00b"]
+)
 def test_names_no_file_can_have_are_one_sentence_too(name):
-    """What schemathesis sent: a name too long for a file, and a home of no such user."""
+    """What schemathesis sent: a name too long for a file, a home of no such user, a NUL."""
     with pytest.raises(ModelError, match="does not exist|not a model name"):
         catalog.resolve(name)
 

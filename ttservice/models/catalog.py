@@ -78,7 +78,7 @@ def looks_like_path(name: str) -> bool:
         return False
     try:
         return Path(name).is_dir()
-    except OSError:  # a name too long to be a file's
+    except (OSError, ValueError):  # a name too long to be a file's, or with a NUL in it
         return False
 
 
@@ -95,8 +95,8 @@ def resolve(name: str) -> ModelRef:
         try:
             folder = Path(name).expanduser().resolve()
             found = folder.is_dir()
-        except (RuntimeError, OSError):  # ~user/... of a user this system lacks; a name too long
-            raise ModelError(f"The model folder {name} does not exist.") from None
+        except (RuntimeError, OSError, ValueError):  # ~user/... of a user this system lacks; a name
+            raise ModelError(f"The model folder {name} does not exist.") from None  # too long; a NUL
         if not found:
             raise ModelError(f"The model folder {folder} does not exist.")
         check_folder(folder)
