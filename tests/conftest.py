@@ -97,6 +97,23 @@ def postgres_url(postgres_database: str) -> str:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+def sweeper_holders(url: str) -> list[tuple[int, str]]:
+    """The sessions holding the sweeper's lock of the URL's schema: (pid, name), where the name
+    is "ttservice sweeper <machine>"."""
+    import psycopg
+
+    from ttservice.jobs.postgres.sweeper import SWEEP_LOCK
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT l.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s"
+            " AND l.objid = hashtext(current_schema())::oid AND l.objsubid = 2",
+            [SWEEP_LOCK],
+        ).fetchall()
+    return [(pid, name) for pid, name in rows]
+
+
 class Cluster:
     """A PostgreSQL server of the test's own (Debian's binaries), which it may restart.
 

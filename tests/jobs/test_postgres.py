@@ -1,6 +1,9 @@
 """What is the PostgreSQL store's own: the server's clock, reconnecting, its schema versions, its
 sentences, its trigram index, and a whole job through the service on it."""
 
+import signal
+import subprocess
+import sys
 import time
 
 import psycopg
@@ -10,7 +13,17 @@ from ttservice.exceptions import MigrationError
 from ttservice.jobs import HostId, JobStatus, Runner, Segment, open_store
 from ttservice.jobs.postgres.connection import placeholders
 
-from ..conftest import JFK_WAV, make_settings, start_transcribe, stop_process, ttservice, wait_for, words
+from ..conftest import (
+    JFK_WAV,
+    env_for,
+    make_settings,
+    start_transcribe,
+    stop_process,
+    sweeper_holders,
+    ttservice,
+    wait_for,
+    words,
+)
 
 
 @pytest.fixture
@@ -195,3 +208,101 @@ def test_the_periodic_look_gives_a_task_to_a_queued_job_left_without_one(store, 
         ]
     )
     assert store.ensure_tasks() == 0  # each has its task now
+
+
+def sweeper_sessions(url: str) -> list[int]:
+    return [pid for pid, _ in sweeper_holders(url)]
+
+
+def service(store, settings, name: str):
+    """A manager of one of the machines (registered, as `serve` and `agent` make theirs)."""
+    from ttservice.supervision.process_manager import ProcessManager
+
+    pm = ProcessManager(store, settings)
+    pm.host = HostId(name, "boot-1")
+    pm.register_host()
+    return pm
+
+
+def test_other_machines_silent_jobs_are_recovered_by_the_sweeper_alone(store, settings, make_job):
+    """The service holding the sweeper's lock recovers another machine's silent job; a second
+    service, and a command, leave it alone until the holder goes; then the second takes the lock."""
+    from ttservice.supervision.process_manager import ProcessManager
+
+    holder, second = open_store(settings), open_store(settings)
+    try:
+        assert holder.is_sweeper("gamma") and holder.is_sweeper("gamma")  # taken, and kept
+        assert len(sweeper_sessions(settings.database_url)) == 1
+        job_id = make_job()
+        store.claim(
+            job_id, 1, host=HostId("alpha", "boot-1"), now=store.clock() - settings.orphan_timeout - 60
+        )
+        assert service(second, settings, "delta").cleanup_orphaned_processes().finalized == []
+        assert ProcessManager(store, settings).cleanup_orphaned_processes().finalized == []  # a command
+        assert store.get_job(job_id).status is JobStatus.PROCESSING
+        holder.close()  # its service stopped: the server let the lock go with the session
+        assert service(second, settings, "delta").cleanup_orphaned_processes().finalized == [
+            (job_id, "alpha went silent")
+        ]
+        job = store.get_job(job_id)
+        assert (job.status, job.resumed_from) == (JobStatus.QUEUED, 0)
+        assert second.is_sweeper("delta") and not store.is_sweeper("epsilon") and not store.is_sweeper(None)
+    finally:
+        holder.close()
+        second.close()
+
+
+def test_a_sweeper_whose_session_was_ended_takes_the_lock_again_on_a_new_one(store, settings):
+    assert store.is_sweeper("gamma")
+    [ended] = sweeper_sessions(settings.database_url)
+    sql(settings.database_url, "SELECT pg_terminate_backend(%s)", [ended])  # a server restart does this
+    assert store.is_sweeper("gamma")
+    [now] = sweeper_sessions(settings.database_url)
+    assert now != ended
+
+
+HOLD = """
+import sys, time
+from ttservice.jobs import open_store
+from ttservice.config import Settings
+store = open_store(Settings.from_env())
+print(store.is_sweeper(sys.argv[1]), flush=True)
+time.sleep(600)
+"""
+
+
+def holding_process(settings, name: str) -> subprocess.Popen:
+    """Another service's process that takes the sweeper's lock as `name`, then does nothing."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, name], env=env_for(settings), stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "True"
+    return proc
+
+
+def test_the_lock_of_a_sweeper_killed_outright_goes_to_the_next_service(store, settings):
+    proc = holding_process(settings, "gamma")
+    try:
+        assert not store.is_sweeper("delta")
+        proc.kill()  # its machine closes the socket: the server ends the session, and the lock
+        proc.wait()
+        assert wait_for(lambda: store.is_sweeper("delta"), 30)
+    finally:
+        stop_process(proc)
+
+
+def test_a_hung_sweeper_whose_machine_stopped_renewing_its_contact_loses_the_lock(store, settings):
+    from ttservice.jobs.postgres.sweeper import HUNG_AFTER
+
+    now = store.clock()
+    store.register_host(HostId("gamma", "boot-1"), 1, now=now - HUNG_AFTER + 30)
+    proc = holding_process(settings, "gamma")
+    try:
+        proc.send_signal(signal.SIGSTOP)  # alive to the server (its kernel answers), but doing nothing
+        assert not store.is_sweeper("delta")  # gamma's contact is 60 s old: not hung yet
+        store.host_seen(HostId("gamma", "boot-1"), now=now - HUNG_AFTER - 30)
+        assert store.is_sweeper("delta")
+        assert len(sweeper_sessions(settings.database_url)) == 1
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        stop_process(proc)

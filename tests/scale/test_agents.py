@@ -18,7 +18,7 @@ import pytest
 
 from ttservice.jobs import JobStatus, open_store
 
-from ..conftest import JFK_WAV, gone, own_cluster, ttservice, wait_for, wer
+from ..conftest import JFK_WAV, gone, own_cluster, sweeper_holders, ttservice, wait_for, wer
 from .conftest import NAMESPACES, NETWORKS, Network, central_service, running_on, scale_settings, submit
 
 pytestmark = pytest.mark.model
@@ -73,8 +73,10 @@ def test_a_job_runs_on_an_agent_and_every_machine_is_listed(central, hosts):
     listed = json.loads(ttservice(settings, "jobs", "--json").stdout)
     assert (listed[0]["host"], listed[0]["attempt"]) == (job.host, 1)
     machines = json.loads(ttservice(settings, "hosts", "--json").stdout)
-    listed = [(m["name"], m["slots"], m["running"]) for m in machines]
-    assert listed == [("alpha", 1, 0), ("beta", 1, 0), ("central", 0, 0)]  # the service runs none itself
+    listed = [(m["name"], m["slots"], m["running"], m["sweeper"]) for m in machines]
+    # The service runs no job itself; started first, it is the sweeper.
+    assert listed == [("alpha", 1, 0, False), ("beta", 1, 0, False), ("central", 0, 0, True)]
+    assert [name for _, name in sweeper_holders(settings.database_url)] == ["ttservice sweeper central"]
     assert "country" in " ".join(s.text for s in store.segments(job_id)).lower()
     ran_it = alpha if job.host == "alpha" else beta
     assert fetched(ran_it, JFK_WAV)  # over HTTP, with its attempt's token, checked by hash
@@ -151,6 +153,8 @@ def test_a_host_cut_off_stops_its_worker_and_the_job_resumes_elsewhere(
             job_id = submit(store, long_speech)
             running_on(store, job_id, "alpha", segments=2)
             worker = alpha.workers()[0]
+            # The first service started is the sweeper: the cut takes it off with its host.
+            assert [name for _, name in sweeper_holders(cluster.url)] == ["ttservice sweeper alpha"]
             beta = hosts("beta", settings)
             registered(store, "beta")
             kept_before = len(hosts.invariants.remember(store, job_id))
@@ -162,6 +166,8 @@ def test_a_host_cut_off_stops_its_worker_and_the_job_resumes_elsewhere(
             job = completed(store, job_id)
             assert job.status is JobStatus.COMPLETED, (job.error, beta.tail())
             assert (job.host, job.attempt) == ("beta", 2)
+            # The server ended alpha's session by its keepalives, and beta took the lock.
+            assert [name for _, name in sweeper_holders(cluster.url)] == ["ttservice sweeper beta"]
             kept = store.segments(job_id)[:kept_before]
             assert_one_unbroken_transcript(store, job_id, kept, reference)
             # The cable goes back in: alpha's agent finds its connections again by itself (with beta

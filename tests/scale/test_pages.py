@@ -28,12 +28,14 @@ def test_history_and_statistics_show_every_machines_jobs(web_env, store, make_jo
     store.add_segments(resumed, [Segment(2, 4, "second part")], 4, 1.0, attempt=2)
     assert store.transition(resumed, JobStatus.COMPLETED, attempt=2, exit_code=0)
 
+    assert store.is_sweeper("alpha")  # alpha's service holds the sweeper's lock
     at = run("statistics.py")
     assert not at.exception
     machines = next(d.value for d in at.dataframe if "Machine" in d.value.columns)
     assert machines["Machine"].tolist() == ["alpha", "beta"]
     assert machines["Slots"].tolist() == [2, 1] and machines["Running now"].tolist() == [1, 0]
     assert machines["Contact"].tolist() == ["in contact", "away"]
+    assert machines["Recovers lost jobs"].tolist() == ["✓", ""]
 
     at = run("history.py")
     captions = [c.value for c in at.caption]

@@ -1,6 +1,7 @@
 """`ttservice serve` and `submit`: one manager, dispatch without a browser, clean shutdown."""
 
 import ctypes
+import hashlib
 import json
 import os
 import platform
@@ -29,7 +30,7 @@ def test_sanitized_upload_names_stay_in_the_data_dir(settings, store):
     assert actions.sanitize_filename("..") == "upload"
     job_id = actions.submit_upload(store, settings, "../../evil.wav", b"RIFF", TranscribeOptions())
     job = store.get_job(job_id)
-    assert job.media_path == str(settings.upload_dir / str(job_id) / "evil.wav")
+    assert job.media_path == str(settings.upload_dir / hashlib.sha256(b"RIFF").hexdigest() / "evil.wav")
 
 
 def test_upload_over_the_limit_is_refused_before_writing(tmp_path):
@@ -40,7 +41,7 @@ def test_upload_over_the_limit_is_refused_before_writing(tmp_path):
     job_id = actions.submit_upload(store, settings, "big.wav", b"x" * 5000, TranscribeOptions())
     job = store.get_job(job_id)
     assert job.status is JobStatus.FAILED and "over the limit" in job.error
-    assert not (settings.upload_dir / str(job_id)).exists()
+    assert not settings.upload_dir.exists() or not any(settings.upload_dir.rglob("*.wav"))
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ Every interface (the CLI, the web pages) calls these, so the rules live here onc
 
 from __future__ import annotations
 
-import shutil
+import hashlib
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..exceptions import MediaError, ModelError, StoreError, TTServiceError
-from ..jobs import Host, Job, JobStatus, Runner, Store, TranscribeOptions, logs
+from ..jobs import Host, Job, JobStatus, Runner, Store, TranscribeOptions, files, logs
 from ..transcription import media
 
 if TYPE_CHECKING:
@@ -33,17 +33,26 @@ class Machine:
     host: Host
     running: int  # its jobs processing now
     in_contact: bool  # it renewed its contact within CONTACT seconds
+    sweeper: bool  # its service recovers the jobs of machines gone silent (one machine at a time)
 
     def to_dict(self) -> dict[str, Any]:
-        return self.host.to_dict() | {"running": self.running, "in_contact": self.in_contact}
+        return self.host.to_dict() | {
+            "running": self.running,
+            "in_contact": self.in_contact,
+            "sweeper": self.sweeper,
+        }
 
 
 def machines(store: Store) -> list[Machine]:
-    """Every registered machine, with the jobs it runs now and whether it was in contact lately."""
+    """Every registered machine, with the jobs it runs now, whether it was in contact lately and
+    whether it is the sweeper."""
     now = store.clock()
     running = Counter(job.host for job in store.active_jobs())
+    sweeper = store.sweeper()
     return [
-        Machine(h, running[h.name], h.last_seen is not None and now - h.last_seen < CONTACT)
+        Machine(
+            h, running[h.name], h.last_seen is not None and now - h.last_seen < CONTACT, h.name == sweeper
+        )
         for h in store.list_hosts()
     ]
 
@@ -71,7 +80,8 @@ def submit_upload(
     options: TranscribeOptions,
     lease: bool = False,
 ) -> int:
-    """Store an uploaded file under the data dir and queue a job for the service.
+    """Store an uploaded file under the data dir (by its hash, `jobs.files`) and queue a job for
+    the service.
 
     Size is checked before anything is written; a refused upload still leaves a
     failed job with the reason, as every bad input does. A language or task the
@@ -90,25 +100,17 @@ def submit_upload(
                 f"The file {safe} is {len(data) / 2**20:.0f} MB, over the limit of"
                 f" {settings.max_upload_mb:.0f} MB."
             )
-        path = _upload_path(settings, job_id, safe, name)
         try:
-            path.write_bytes(data)
+            staged = files.staging(settings.upload_dir, job_id, safe)
+            staged.write_bytes(data)
+            sha256 = hashlib.sha256(data).hexdigest()
+            files.store_upload(store, settings.upload_dir, job_id, staged, sha256, Runner.SERVICE)
         except OSError as error:
+            files.discard_staged(settings.upload_dir, job_id)
             raise MediaError(f"The upload could not be saved: {error.strerror}.") from None
-        store.hand_upload_to_service(job_id, str(path))
     except TTServiceError as error:
         store.transition(job_id, JobStatus.FAILED, error_message=str(error))
     return job_id
-
-
-def _upload_path(settings: Settings, job_id: int, safe: str, name: str) -> Path:
-    """Where a job's upload is kept (its folder made): inside the upload folder, whatever the name."""
-    folder = settings.upload_dir / str(job_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = (folder / safe).resolve()
-    if settings.upload_dir.resolve() not in path.parents:
-        raise MediaError(f"The name {name!r} is not allowed.")
-    return path
 
 
 def submit_saved(
@@ -119,8 +121,10 @@ def submit_saved(
     options: TranscribeOptions,
     runner: Runner = Runner.API,
     callback_url: str | None = None,
+    sha256: str | None = None,
 ) -> tuple[int, TTServiceError | None]:
-    """Queue an upload already streamed to `saved` (the API's way); the file moves under the job.
+    """Queue an upload already streamed to `saved` (the API's way, hashed as it came: `sha256`);
+    the file is stored by its hash.
 
     The media is probed before the job is queued: a file that is not media gives a job
     failed at once, returned with the error it failed with, as does a model that cannot
@@ -140,17 +144,19 @@ def submit_saved(
         saved.unlink(missing_ok=True)
         return job_id, ModelError(unavailable)
     try:
-        path = _upload_path(settings, job_id, safe, name)
-        saved.replace(path)
-        media.probe(path, settings.max_upload_bytes)
+        staged = files.staging(settings.upload_dir, job_id, safe)
+        saved.replace(staged)
+        media.probe(staged, settings.max_upload_bytes)
+        files.store_upload(
+            store, settings.upload_dir, job_id, staged, sha256 or files.sha256_of(staged), runner
+        )
     except (MediaError, OSError) as error:
-        shutil.rmtree(settings.upload_dir / str(job_id), ignore_errors=True)
+        files.discard_staged(settings.upload_dir, job_id)
         saved.unlink(missing_ok=True)
         if not isinstance(error, MediaError):
             error = StoreError(f"The upload could not be saved: {error.strerror}.")
         store.transition(job_id, JobStatus.FAILED, error_message=str(error), exit_code=2)
         return job_id, error
-    store.hand_upload_to_service(job_id, str(path), runner)
     return job_id, None
 
 
@@ -258,9 +264,6 @@ def delete(store: Store, settings: Settings, job_id: int) -> None:
     job = store.get_job(job_id)
     if job.status in (JobStatus.QUEUED, JobStatus.PROCESSING):
         raise TTServiceError(f"Job {job_id} is {job.status.value}; stop it before deleting it.")
-    upload = settings.upload_dir / str(job_id)
-    if upload.is_dir():
-        shutil.rmtree(upload, ignore_errors=True)
     for part in logs.rotated_parts(logs.job_log_path(settings.log_dir, job_id)):
         part.unlink(missing_ok=True)
-    store.delete_job(job_id)
+    files.delete_job(store, settings.upload_dir, job_id, job.media_path)

@@ -116,6 +116,9 @@ class Store(Protocol):
 
     def delete_job(self, job_id: int) -> None: ...
 
+    def jobs_naming(self, media_path: str) -> int:
+        """How many jobs read their media at `media_path` (a re-run shares its job's file)."""
+
     # --- jobs: the life of a run --------------------------------------------
 
     def claim(
@@ -176,8 +179,11 @@ class Store(Protocol):
     def requeue_for_resume(self, job_id: int, runner: Runner) -> bool:
         """Queue a stopped, failed or interrupted job again, keeping its segments."""
 
-    def hand_upload_to_service(self, job_id: int, media_path: str, runner: Runner = Runner.SERVICE) -> None:
-        """The upload's file is saved: the job is the service's to start from now on (as `runner`)."""
+    def hand_upload_to_service(
+        self, job_id: int, media_path: str, runner: Runner = Runner.SERVICE, sha256: str | None = None
+    ) -> None:
+        """The upload's file is saved (its hash `sha256`, where it is stored by it): the job is the
+        service's to start from now on (as `runner`)."""
 
     def renew_lease(self, job_id: int, now: float | None = None) -> None:
         """A page that asked "stop this job if I leave" is still open."""
@@ -202,6 +208,14 @@ class Store(Protocol):
     ) -> JobStatus | None:
         """End the attempt of a job whose machine went silent: queued for attempt + 1 with
         `resume`, else interrupted (cancelled if a stop was asked); None if it had ended."""
+
+    def is_sweeper(self, name: str | None) -> bool:
+        """Whether this service (machine `name`; None for a command, which is not one of the
+        machines) is the one that recovers other machines' silent jobs now, taking the role if
+        nobody holds it. Always True on SQLite: one machine, whose managers may all sweep."""
+
+    def sweeper(self) -> str | None:
+        """The machine whose service is the sweeper now; None when none is (and on SQLite)."""
 
     # --- a job's media and log, for machines apart ------------------------------
 

@@ -408,12 +408,16 @@ class ProcessManager:
         timeout = self.settings.orphan_timeout
         result = SweepResult()
         ours = self.children.own_ids()
+        # Other machines' silent jobs are the sweeper's: a service of the machines, chosen by the store.
+        sweeper = self.store.is_sweeper(self.host.name if self.registered else None)
         for job in self.store.active_jobs():
             last = job.last_heartbeat if isinstance(job.last_heartbeat, (int, float)) else None
             quiet_for = now - (last or job.started_at or 0)
             silent = quiet_for > timeout
             if self.elsewhere(job):
-                if silent and self._recover_lost(job, f"{job.host} gave no heartbeat for {quiet_for:.0f} s"):
+                if not silent or not sweeper:
+                    continue  # another machine's job: the sweeper (whoever holds its lock) recovers it
+                if self._recover_lost(job, f"{job.host} gave no heartbeat for {quiet_for:.0f} s"):
                     result.finalized.append((job.id, f"{job.host} went silent"))
                 continue
             proc, why = self._identify(job)

@@ -12,8 +12,6 @@ every machine, transcribes the same bytes.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import logging
 import os
 import time
@@ -24,7 +22,7 @@ import httpx
 
 from ..config import MEDIA_FROM_ENV, Settings
 from ..exceptions import MediaError, TTServiceError
-from ..jobs import Job, Store
+from ..jobs import Job, Store, files
 
 log = logging.getLogger("ttservice.worker")
 
@@ -82,7 +80,7 @@ class Fetch:
             folder = self.cache_dir / sha256
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / name
-            with _locked(folder / ".lock"):  # one fetch per file on this machine
+            with files.locked(folder / ".lock"):  # one fetch per file on this machine
                 if not path.is_file():
                     self._fill(folder, path, sha256, size)
             os.utime(path)  # used now: kept KEEP_DAYS from now
@@ -90,14 +88,10 @@ class Fetch:
 
     def _fill(self, folder: Path, path: Path, sha256: str, size: int) -> None:
         """Put the file at `path`: linked from a copy of the same bytes here, or fetched."""
-        for other in folder.iterdir():
-            if other.is_file() and not other.name.startswith(".") and not other.name.endswith(".part"):
-                try:
-                    os.link(other, path)
-                except OSError:  # a file system without hard links: fetched under this name too
-                    break
-                log.info("Media %s is on this machine already (%s)", sha256[:12], other.name)
-                return
+        other = files.link_same(folder, path)
+        if other is not None:
+            log.info("Media %s is on this machine already (%s)", sha256[:12], other)
+            return
         part = path.with_name(path.name + ".part")
         for _ in range(2):  # a corrupted copy is fetched once more, from the start
             for cut in range(CUT_TRIES):
@@ -108,7 +102,7 @@ class Fetch:
                     if cut == CUT_TRIES - 1:
                         raise TTServiceError(f"The media fetch from {self.where} was cut: {error}.") from None
                     log.warning("The media fetch was cut (%s); continuing it", error)
-            if sha256_of(part) == sha256:
+            if files.sha256_of(part) == sha256:
                 part.rename(path)
                 return
             log.warning("The media received does not match its hash; fetching it again")
@@ -204,7 +198,7 @@ def prune(cache_dir: Path, keep_days: float = KEEP_DAYS, now: float | None = Non
     for folder in cache_dir.glob("*"):
         if not folder.is_dir():
             continue
-        with _locked(folder / ".lock", wait=False) as held:
+        with files.locked(folder / ".lock", wait=False) as held:
             if not held:
                 continue
             for path in folder.iterdir():
@@ -212,22 +206,3 @@ def prune(cache_dir: Path, keep_days: float = KEEP_DAYS, now: float | None = Non
                     path.unlink(missing_ok=True)
                     removed += 1
     return removed
-
-
-@contextlib.contextmanager
-def _locked(path: Path, wait: bool = True) -> Iterator[bool]:
-    with open(path, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def sha256_of(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()

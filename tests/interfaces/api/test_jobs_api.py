@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
@@ -82,7 +83,7 @@ def test_submit_follow_export_and_delete(api):
         assert client.delete(f"/api/v1/jobs/{job['id']}").json() == {"id": job["id"], "deleted": True}
         missing = client.get(f"/api/v1/jobs/{job['id']}")
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "job_not_found"
-        assert not (api.settings.upload_dir / str(job["id"])).exists()
+        assert not Path(shown["media_path"]).exists()
 
 
 def test_stop_leaves_no_process_and_resume_finishes_the_transcript(api, minute_speech):

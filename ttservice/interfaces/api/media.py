@@ -16,7 +16,8 @@ from anyio import to_thread
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import FileResponse
 
-from ...transcription.remote import SHA256_HEADER, TOKEN_HEADER, sha256_of
+from ...jobs.files import sha256_of
+from ...transcription.remote import SHA256_HEADER, TOKEN_HEADER
 from .context import context
 from .errors import ApiError
 

@@ -66,7 +66,7 @@ async def submit(
 
     def queue() -> tuple[int, TTServiceError | None]:
         return actions.submit_saved(
-            ctx.store, ctx.settings, upload.path, name, options, Runner.API, callback_url
+            ctx.store, ctx.settings, upload.path, name, options, Runner.API, callback_url, upload.sha256
         )
 
     try:

@@ -8,6 +8,7 @@ fields are short text, each held to a few kilobytes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ class Upload:
     path: Path | None = None  # the file part, on disk
     filename: str | None = None
     size: int = 0
+    sha256: str | None = None  # of the file part, taken as it arrived
     fields: dict[str, list[str]] = field(default_factory=dict)
 
     def get(self, name: str) -> str | None:
@@ -61,6 +63,7 @@ class _Receiver:
         self._name: str | None = None
         self._text = bytearray()
         self._file: BinaryIO | None = None
+        self._hash = hashlib.sha256()
 
     def callbacks(self) -> dict:
         return {
@@ -110,6 +113,7 @@ class _Receiver:
                     code="file_too_large",
                 )
             self._file.write(data[start:end])
+            self._hash.update(data[start:end])
             return
         self._text += data[start:end]
         if len(self._text) > FIELD_LIMIT:
@@ -119,6 +123,7 @@ class _Receiver:
         if self._file is not None:
             self._file.close()
             self._file = None
+            self.upload.sha256 = self._hash.hexdigest()
         elif self._name:
             value = self._text.decode("utf-8", "replace")
             self.upload.fields.setdefault(self._name, []).append(value)

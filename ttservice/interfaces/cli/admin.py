@@ -63,7 +63,8 @@ def agent(slots: int | None, name: str | None) -> None:
 @click.command()
 @json_option("a JSON array")
 def hosts(as_json: bool) -> None:
-    """List the machines that run jobs: their slots, jobs running and last contact."""
+    """List the machines that run jobs: their slots, jobs running, last contact, and the sweeper
+    (the one that recovers the jobs of machines gone silent)."""
     from rich.table import Table
 
     try:
@@ -74,12 +75,13 @@ def hosts(as_json: bool) -> None:
     if as_json:
         print(json.dumps([m.to_dict() for m in machines], ensure_ascii=False, indent=2))
         return
-    table = Table("name", "slots", "running", "version", "started", "last contact")
+    table = Table("name", "slots", "running", "version", "started", "last contact", "sweeper")
     for m in machines:
         h = m.host
         table.add_row(
             h.name, str(h.slots), str(m.running), h.version or "-",
             fmt_time(h.started_at), fmt_time(h.last_seen) + ("" if m.in_contact else " (away)"),
+            "yes" if m.sweeper else "",
         )  # fmt: skip
     out.print(table)
 

@@ -22,6 +22,7 @@ from . import schema
 from .connection import Database
 from .listen import ChangeCounter, QueueListener
 from .search import search_clause
+from .sweeper import HOLDER_SQL, NAME_PREFIX, SWEEP_LOCK, SweeperLock
 
 TASK, TASK_LOCK = "ttservice.run_job", "ttservice-job-"  # the engine's task for a job, and its lock + id
 TASK_WORKER_GONE = 60.0  # s: an engine worker silent this long is gone (it beats every 10 s)
@@ -45,6 +46,7 @@ class PostgresStore(JobQueries, Lifecycle, Downloads, Hosts, Media):
             self.db.connect().close()  # an unreachable server is said at once, not at the first query
         self.db.open()
         self._changes: ChangeCounter | None = None
+        self._sweeper: SweeperLock | None = None
 
     def _disk_is_full(self, error: StoreError) -> None:
         self.disk_full = error
@@ -52,6 +54,8 @@ class PostgresStore(JobQueries, Lifecycle, Downloads, Hosts, Media):
     def close(self) -> None:
         if self._changes is not None:
             self._changes.close()
+        if self._sweeper is not None:
+            self._sweeper.close()
         self.db.close()
 
     # --- what PostgreSQL does its own way ------------------------------------
@@ -84,6 +88,20 @@ class PostgresStore(JobQueries, Lifecycle, Downloads, Hosts, Media):
             " WHERE lock = ? AND status = 'doing'",
             (f"{TASK_LOCK}{job_id}",),
         )
+
+    def is_sweeper(self, name: str | None) -> bool:
+        """Whoever holds the sweeper's advisory lock (`sweeper`), taken when it is free; a manager
+        that is not one of the machines (`name` None: a command) is never the sweeper here."""
+        if name is None:
+            return False
+        if self._sweeper is None:
+            self._sweeper = SweeperLock(self.db, name)
+        return self._sweeper.held()
+
+    def sweeper(self) -> str | None:
+        rows = self.db.read(HOLDER_SQL, (SWEEP_LOCK,))
+        name = rows[0]["name"] if rows else None
+        return name.removeprefix(NAME_PREFIX) if name and name.startswith(NAME_PREFIX) else None
 
     def ensure_tasks(self) -> int:
         """The periodic look behind the trigger that gives each queued service job its task.

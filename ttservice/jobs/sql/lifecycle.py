@@ -189,11 +189,14 @@ class Lifecycle(SQLStore):
             self._ring_queued()
         return queued
 
-    def hand_upload_to_service(self, job_id: int, media_path: str, runner: Runner = Runner.SERVICE) -> None:
+    def hand_upload_to_service(
+        self, job_id: int, media_path: str, runner: Runner = Runner.SERVICE, sha256: str | None = None
+    ) -> None:
         with self.db.transaction() as conn:
             conn.execute(
-                "UPDATE transcription_jobs SET media_path = ?, runner = ? WHERE id = ? AND runner = ?",
-                (media_path, runner.value, job_id, Runner.UPLOAD.value),
+                "UPDATE transcription_jobs SET media_path = ?, media_sha256 = ?, runner = ?"
+                " WHERE id = ? AND runner = ?",
+                (media_path, sha256, runner.value, job_id, Runner.UPLOAD.value),
             )
         self._ring_queued()
 

@@ -246,6 +246,10 @@ class JobQueries(SQLStore):
             "daily": [dict(r) for r in daily],
         }
 
+    def jobs_naming(self, media_path: str) -> int:
+        rows = self.db.read("SELECT count(*) FROM transcription_jobs WHERE media_path = ?", (media_path,))
+        return rows[0][0]
+
     def delete_job(self, job_id: int) -> None:
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM transcription_segments WHERE job_id = ?", (job_id,))

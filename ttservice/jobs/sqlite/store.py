@@ -60,6 +60,12 @@ class SQLiteStore(JobQueries, Lifecycle, Downloads, Hosts, Media):
     def _search(self, text: str) -> tuple[str, list[Any], bool]:
         return search_clause(text)
 
+    def is_sweeper(self, name: str | None) -> bool:
+        return True  # every manager of the one machine may sweep: recoveries are conditional
+
+    def sweeper(self) -> str | None:
+        return None
+
     def ensure_reserve(self) -> bool:
         return self._reserve.ensure()
 

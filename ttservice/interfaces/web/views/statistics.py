@@ -72,6 +72,7 @@ if machines := actions.jobs.machines(services.store()):
                 t("statistics.contact"): [
                     t("statistics.in_contact") if m.in_contact else t("statistics.away") for m in machines
                 ],
+                t("statistics.sweeper"): ["✓" if m.sweeper else "" for m in machines],
             }
         ),
         hide_index=True,
