@@ -137,3 +137,28 @@ def test_worker_abandons_a_job_finished_elsewhere(store, settings, long_speech):
         assert store.get_job(job_id).error == "finalised elsewhere"
     finally:
         pm.shutdown(stop_jobs=True, wait=0)
+
+
+def test_a_command_that_fails_under_its_job_leaves_it_interrupted_not_stopped_by_the_user(
+    store, settings, long_speech
+):
+    """The command waiting for its job fails (here: its database read, as when the server stays
+    away): nobody stopped the job, so it is interrupted (to resume), with the command's reason."""
+    from ttservice.exceptions import StoreError
+
+    seen = []
+
+    def away(job):
+        if store.segments(job.id):
+            seen.append(job.process_id)
+            raise StoreError("The database could not be reached: connection refused.")
+
+    with pytest.raises(StoreError):
+        run_transcription(long_speech, settings=settings, store=store, on_update=away)
+    job = store.get_job(store.list_jobs(limit=1)[0].id)
+    assert job.status is JobStatus.INTERRUPTED and job.resumable
+    assert job.error == (
+        "Stopped because the command running it failed:"
+        " The database could not be reached: connection refused."
+    )
+    assert seen and gone(seen[0]) and group_members(seen[0]) == []

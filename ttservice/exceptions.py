@@ -27,6 +27,11 @@ class StoreError(TTServiceError):
     """The database could not be read or written (locked for too long, disk full, ...)."""
 
 
+class ConnectionLost(StoreError):
+    """A transaction's connection to the database server was lost before it was known to have
+    committed (a server restart): whether it did is for the caller to find out."""
+
+
 class MigrationError(StoreError):
     """A schema migration or rollback could not be carried out."""
 

@@ -1,7 +1,8 @@
 """A stand-in worker for ProcessManager tests: python dummy.py MODE.
 
 MODE: sleep (cooperative), ignore-term (survives SIGTERM), grandchild (spawns a
-grandchild that ignores SIGTERM), chatty (prints numbered lines), exit3.
+grandchild that ignores SIGTERM), chatty (prints numbered lines), exit3, exit4 (a second, then
+the exit of a worker that lost its database and stopped itself).
 """
 
 import signal
@@ -26,5 +27,8 @@ if mode == "chatty":
         print(f"line {i}", flush=True)
 if mode == "exit3":
     sys.exit(3)
+if mode == "exit4":
+    time.sleep(1.0)  # long enough for the test to commit a segment first
+    sys.exit(4)
 print("ready", flush=True)
 time.sleep(600)

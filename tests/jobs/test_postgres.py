@@ -306,3 +306,48 @@ def test_a_hung_sweeper_whose_machine_stopped_renewing_its_contact_loses_the_loc
     finally:
         proc.send_signal(signal.SIGCONT)
         stop_process(proc)
+
+
+def test_a_segment_commit_cut_by_a_lost_connection_is_sent_again_once(store, make_job, monkeypatch):
+    """The server ends the connection in the middle of the commit (as a restart does): the commit is
+    sent again on a new one, and its segment is written once."""
+    job_id = make_job()
+    store.claim(job_id, 1)
+    real = store._add_segments
+    cut = []
+
+    def cut_once(conn, *args):
+        if not cut:
+            cut.append(True)
+            conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        return real(conn, *args)
+
+    monkeypatch.setattr(store, "_add_segments", cut_once)
+    assert store.add_segments(job_id, [Segment(0, 2, "once")], 2, 0.1, attempt=1)
+    assert cut and [s.text for s in store.segments(job_id)] == ["once"]
+
+
+def test_a_segment_commit_that_arrived_before_its_connection_was_lost_is_not_written_twice(
+    store, make_job, monkeypatch
+):
+    from contextlib import contextmanager
+
+    from ttservice.exceptions import ConnectionLost
+
+    job_id = make_job()
+    store.claim(job_id, 1)
+    real = store.db.transaction
+    lost = []
+
+    @contextmanager
+    def reply_lost_once():
+        with real() as conn:
+            yield conn
+        if not lost:  # committed, but the answer never came back
+            lost.append(True)
+            raise ConnectionLost("The database could not be reached: server closed the connection.")
+
+    monkeypatch.setattr(store.db, "transaction", reply_lost_once)
+    assert store.add_segments(job_id, [Segment(0, 2, "once")], 2, 0.1, attempt=1)
+    assert lost and [s.text for s in store.segments(job_id)] == ["once"]
+    assert store.get_job(job_id).processed_seconds == 2

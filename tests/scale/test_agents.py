@@ -193,13 +193,22 @@ def test_agents_and_workers_go_on_through_restarts_of_the_database(tmp_path, clu
         job_id = submit(store, long_speech)
         wait_for(lambda: store.segments(job_id), 120, what="the first segment")
         for _ in range(2):
-            assert store.get_job(job_id).status is JobStatus.PROCESSING, "the job ended before the restart"
+            job = store.get_job(job_id)
+            assert not job.finished, (
+                "the job ended before the restart",
+                job.error,
+                alpha.tail(),
+                beta.tail(),
+            )
             hosts.invariants.remember(store, job_id)
             hosts.invariants.fault("PostgreSQL restarted while jobs run")
             cluster.pg_ctl("restart", "-m", "fast")
             time.sleep(1.0)
         job = completed(store, job_id)
-        assert (job.status, job.attempt) == (JobStatus.COMPLETED, 1), (job.error, alpha.tail(), beta.tail())
+        assert job.status is JobStatus.COMPLETED, (job.error, alpha.tail(), beta.tail())
+        # A restart slower than half the orphan timeout (a busy machine) makes the worker stop itself,
+        # and its job continue as attempt 2 from its last segment; a quick one, it writes on.
+        assert job.attempt in (1, 2)
         segments = store.segments(job_id)
         assert len({s.start for s in segments}) == len(segments)  # none written twice
         assert segments[-1].end > job.duration - 10  # to the end of the speech

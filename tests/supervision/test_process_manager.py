@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from ttservice.jobs import JobStatus, Runner
+from ttservice.jobs import JobStatus, Runner, Segment
 from ttservice.supervision.process_manager import ProcessManager
 from ttservice.supervision.waiting import Interrupt, wait_readable
 
@@ -229,6 +229,31 @@ def test_exit_code_of_failed_worker_is_recorded(pm, make_job, store):
     wait_for(lambda: store.get_job(job_id).finished, 10, what="exit noticed")
     job = store.get_job(job_id)
     assert job.exit_code == 3 and "exited with code 3" in job.error
+
+
+@pytest.mark.parametrize(
+    "runner, status", [(Runner.SERVICE, JobStatus.QUEUED), (Runner.FOREGROUND, JobStatus.INTERRUPTED)]
+)
+def test_a_worker_that_lost_its_database_leaves_its_job_to_continue_not_failed(
+    pm, make_job, store, runner, status
+):
+    """A worker that could not write a heartbeat for half the orphan timeout stops itself (exit 4):
+    its job was not at fault, so it is queued to continue from its last segment (a command's job,
+    which nobody else runs, is interrupted, for `ttservice resume`)."""
+    pm.start()
+    job_id = make_job(runner)
+    pm.start_job(job_id, cmd=[sys.executable, str(DUMMY), "exit4"])
+    assert store.add_segments(job_id, [Segment(0, 2.5, "kept")], 2.5, 0.1, attempt=1)
+    job = wait_for(lambda: (j := store.get_job(job_id)).status is not JobStatus.PROCESSING and j, 10)
+    assert (job.status, job.exit_code) == (status, 4)
+    assert store.resume_point(job_id) == 2.5 and [s.text for s in store.segments(job_id)] == ["kept"]
+    if status is JobStatus.QUEUED:
+        assert job.resumed_from == 2.5
+    else:
+        assert (
+            job.error
+            == "The job was interrupted: its worker could not reach the database and stopped itself."
+        )
 
 
 def test_dispatch_respects_max_concurrent_jobs(store, make_job):

@@ -11,15 +11,19 @@ PID tracking.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from ..config import Settings
+from ..exceptions import TTServiceError
 from ..jobs import Download, Job, JobStatus, Runner, Store, TranscribeOptions, open_store
 from .downloads import not_downloaded
 from .process_manager import ProcessManager
+
+log = logging.getLogger(__name__)
 
 USE_PROCESS_TRACKING: bool | None = None  # None: follow the setting
 
@@ -74,8 +78,18 @@ def run_transcription(
             pm.wait_for_exit(job_id, poll, cancel)  # back at once when the worker ends
         pm.kill_process(job_id)
         return store.get_job(job_id)
-    except BaseException:
-        pm.kill_process(job_id)
+    except BaseException as error:
+        pm.monitor.stop()  # this stop records the job's end, not the monitor seeing its worker exit
+        if isinstance(error, KeyboardInterrupt):  # Ctrl-C: the user's stop
+            pm.kill_process(job_id)
+            raise
+        # The command itself failed (its database away for longer than it waits): the job was
+        # not stopped by anyone, so it is left interrupted, to resume.
+        why = f"Stopped because the command running it failed: {str(error).rstrip('.')}."
+        try:
+            pm.kill_process(job_id, reason=why, final=JobStatus.INTERRUPTED)
+        except TTServiceError:  # still away: the sweep finds the job once its worker is gone
+            log.warning("job %s: its stop could not be recorded", job_id)
         raise
     finally:
         pm.shutdown()

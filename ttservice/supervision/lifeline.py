@@ -24,6 +24,7 @@ from ..platform import die_with_parent, wait_readable
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_ABANDONED = 3  # the process's job or download was finished elsewhere
+EXIT_CUT_OFF = 4  # no heartbeat could be written for half the orphan timeout: it stopped itself
 PARENT_SIGNAL = signal.SIGUSR1
 
 log = logging.getLogger("ttservice.worker")
@@ -49,7 +50,7 @@ class Heartbeat(threading.Thread):
         threading.Thread(target=self._write, name="heartbeat-writer", daemon=True).start()
         while not self.done.wait(min(self.interval, self.give_up / 4)):
             if time.monotonic() - self.written > self.give_up and not self.done.is_set():
-                self._exit(f"no heartbeat could be written for {self.give_up:.0f} s")
+                self._exit(f"no heartbeat could be written for {self.give_up:.0f} s", EXIT_CUT_OFF)
 
     def _write(self) -> None:
         while not self.done.wait(self.interval):
@@ -62,10 +63,10 @@ class Heartbeat(threading.Thread):
             if not alive and not self.done.is_set():
                 self._exit("it is no longer running here")
 
-    def _exit(self, why: str) -> None:
+    def _exit(self, why: str, code: int = EXIT_ABANDONED) -> None:
         log.warning("%s: %s; stopping", self.what, why)
         logging.shutdown()
-        os._exit(EXIT_ABANDONED)
+        os._exit(code)
 
 
 class ParentWatch(threading.Thread):

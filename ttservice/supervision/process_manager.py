@@ -26,6 +26,7 @@ from ..jobs import SERVICE_RUNNERS, HostId, Job, JobStatus, Runner, Store, logs,
 from . import proctree
 from .children import Children
 from .downloads import ModelDownloads
+from .lifeline import EXIT_CUT_OFF
 from .monitor import Monitor
 from .waiting import Interrupt, wait_readable
 from .warm import WarmWorker
@@ -369,7 +370,11 @@ class ProcessManager:
                 log.info("job %s: worker of attempt %s exited with %s", job_id, attempt, process.returncode)
                 continue  # the job runs again (elsewhere): this exit is not its end
             self.store.record_exit(job_id, process.returncode)
-            if job.status is JobStatus.PROCESSING:
+            if job.status is JobStatus.PROCESSING and process.returncode == EXIT_CUT_OFF:
+                # It lost the database and stopped itself so that no second run could overlap it:
+                # nothing is wrong with the job, which continues from its last segment.
+                self._recover_lost(job, "its worker could not reach the database and stopped itself")
+            elif job.status is JobStatus.PROCESSING:
                 why = proctree.describe_exit(process.returncode)
                 self._finalize_dead(job, why, process.returncode, attempt)
             log.info("job %s: worker exited with %s", job_id, process.returncode)

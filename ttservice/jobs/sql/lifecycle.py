@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from ...exceptions import ConnectionLost
 from ..record import FINISHED, RESUMABLE, SERVICE_RUNNERS, TRANSITIONS, HostId, JobStatus, Runner, Segment
 from .base import Connection, SQLStore
 from .queries import RESUME_POINT_SQL
+
+RESEND_FOR = 30.0  # seconds a segment commit cut by a lost connection is sent again (a server restarting)
+RESEND_PAUSE = 0.2
 
 
 def fence(attempt: int | None) -> str:
@@ -123,33 +128,71 @@ class Lifecycle(SQLStore):
         now: float | None = None,
         attempt: int | None = None,
     ) -> bool:
-        now = now or self.clock()
-        with self.db.transaction() as conn:
-            cur = conn.execute(
-                "UPDATE transcription_jobs SET processed_seconds = ?, progress = ?,"
-                " last_progress_at = ?, last_heartbeat = ? WHERE id = ? AND status = ?" + fence(attempt),
-                (processed_seconds, progress, now, now, job_id, JobStatus.PROCESSING.value, *fenced(attempt)),
-            )
-            if cur.rowcount != 1:
-                return False
-            conn.executemany(
-                "INSERT INTO transcription_segments"
-                ' (job_id, start, "end", text, words_json, tokens_json, window_start)'
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        job_id,
-                        s.start,
-                        s.end,
-                        s.text,
-                        json.dumps(s.words) if s.words else None,
-                        json.dumps(s.tokens) if s.tokens is not None else None,
-                        s.window,
+        """Commit `segments` with the job's progress. A commit whose connection was lost (a server
+        restart) is sent again for up to RESEND_FOR seconds, first asking whether the lost one
+        arrived (its first segment is there), so that no segment is ever written twice."""
+        deadline = time.monotonic() + RESEND_FOR
+        resent = False
+        while True:
+            try:
+                with self.db.transaction() as conn:
+                    if resent and segments and self._arrived(conn, job_id, segments[0]):
+                        return True
+                    return self._add_segments(
+                        conn, job_id, segments, processed_seconds, progress, now, attempt
                     )
-                    for s in segments
-                ],
-            )
-            return True
+            except ConnectionLost:
+                if time.monotonic() > deadline:
+                    raise
+                resent = True
+                time.sleep(RESEND_PAUSE)
+
+    def _arrived(self, conn: Connection, job_id: int, segment: Segment) -> bool:
+        return (
+            conn.execute(
+                "SELECT 1 FROM transcription_segments"
+                ' WHERE job_id = ? AND start = ? AND "end" = ? AND text = ?',
+                (job_id, segment.start, segment.end, segment.text),
+            ).fetchone()
+            is not None
+        )
+
+    def _add_segments(
+        self,
+        conn: Connection,
+        job_id: int,
+        segments: Sequence[Segment],
+        processed_seconds: float,
+        progress: float,
+        now: float | None,
+        attempt: int | None,
+    ) -> bool:
+        now = now or self.clock()
+        cur = conn.execute(
+            "UPDATE transcription_jobs SET processed_seconds = ?, progress = ?,"
+            " last_progress_at = ?, last_heartbeat = ? WHERE id = ? AND status = ?" + fence(attempt),
+            (processed_seconds, progress, now, now, job_id, JobStatus.PROCESSING.value, *fenced(attempt)),
+        )
+        if cur.rowcount != 1:
+            return False
+        conn.executemany(
+            "INSERT INTO transcription_segments"
+            ' (job_id, start, "end", text, words_json, tokens_json, window_start)'
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    job_id,
+                    s.start,
+                    s.end,
+                    s.text,
+                    json.dumps(s.words) if s.words else None,
+                    json.dumps(s.tokens) if s.tokens is not None else None,
+                    s.window,
+                )
+                for s in segments
+            ],
+        )
+        return True
 
     def request_stop(self, job_id: int, now: float | None = None, reason: str | None = None) -> None:
         with self.db.transaction() as conn:

@@ -48,12 +48,10 @@ class Media(SQLStore):
     def record_media_sha256(self, job_id: int, sha256: str) -> str:
         """Record the media's hash unless one was recorded first; the hash the job keeps."""
         with self.db.transaction() as conn:
-            conn.execute(
-                "UPDATE transcription_jobs SET media_sha256 = ? WHERE id = ? AND media_sha256 IS NULL",
-                (sha256, job_id),
-            )
             return conn.execute(
-                "SELECT media_sha256 FROM transcription_jobs WHERE id = ?", (job_id,)
+                "UPDATE transcription_jobs SET media_sha256 = coalesce(media_sha256, ?) WHERE id = ?"
+                " RETURNING media_sha256",
+                (sha256, job_id),
             ).fetchone()[0]
 
     def append_log(self, job_id: int, attempt: int, text: str) -> None:

@@ -47,7 +47,9 @@ def live_panel(job_id: int) -> None:
         mem.metric(t("live.memory"), memory)
         elapsed.metric(t("live.elapsed"), export.clock(status.elapsed))
         speed_value = job.speed()
-        speed.metric(t("live.speed"), t("job.speed", speed=f"{speed_value:.1f}") if speed_value else "-")
+        speed.metric(
+            t("live.speed"), t("live.speed_value", speed=f"{speed_value:.1f}") if speed_value else "-"
+        )
         st.progress(
             min(max(job.progress, 0.0), 1.0),
             text=t(
