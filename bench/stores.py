@@ -2,8 +2,10 @@
 
 Figures: a heartbeat and a segment commit (three segments with the job's progress, what a
 worker commits per window), p50 and p95, written by four worker processes at once as four
-running jobs are, each write after a pause as a worker's are; then item 12's search over
-10,000 jobs and a million segments, on PostgreSQL.
+running jobs are, each write after a pause as a worker's are; the first statement and the first
+transaction after a server restart, with the pool's four connections all closed by it (on a
+server of the bench's own); then item 12's search over 10,000 jobs and a million segments, on
+PostgreSQL.
 
 PostgreSQL is the one `TTSERVICE_BENCH_DATABASE_URL` names (default: the test database on
 127.0.0.1), in a schema of its own that is dropped afterwards.
@@ -15,6 +17,8 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +26,7 @@ from pathlib import Path
 
 from ttservice.config import Settings
 from ttservice.jobs import TranscribeOptions, open_store
+from ttservice.jobs.postgres.connection import Database
 
 from .search import search
 
@@ -105,4 +110,50 @@ def stores(figures, work: Path, runs: int) -> None:
                     p95s.append(statistics.quantiles(values, n=20)[18])
                 figures.add("13 stores", f"{kind}, {name}, {WRITERS} writers: p50", p50s, "ms")
                 figures.add("13 stores", f"{kind}, {name}, {WRITERS} writers: p95", p95s, "ms")
+        after_restart(figures, runs)
         search(figures, work, runs, database_url=url, item="13 search on PostgreSQL")
+
+
+def after_restart(figures, runs: int) -> None:
+    from tests.conftest import own_cluster
+
+    statement, transaction = [], []
+    with own_cluster() as cluster:
+        db = Database(cluster.url, lambda error: None)
+        db.open()
+        db.execute("CREATE TABLE IF NOT EXISTS bench_restart (x int)")
+        try:
+            for _ in range(runs):
+                for took, write in ((statement, _statement), (transaction, _transaction)):
+                    _fill(db)
+                    cluster.pg_ctl("restart", "-m", "fast")  # returns once the server answers again
+                    started = time.perf_counter()
+                    write(db)
+                    took.append(time.perf_counter() - started)
+        finally:
+            db.close()
+    figures.add("13 stores", "first statement after a restart (4 pooled connections closed)", statement, "s")
+    figures.add("13 stores", "first transaction after a restart", transaction, "s")
+
+
+def _fill(db: Database) -> None:
+    """Four connections in the pool at once, so that the restart closes four."""
+
+    def hold() -> None:
+        with db.pool.connection() as conn:
+            conn.execute("SELECT pg_sleep(0.2)")
+
+    threads = [threading.Thread(target=hold) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _statement(db: Database) -> None:
+    db.execute("SELECT 1")
+
+
+def _transaction(db: Database) -> None:
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO bench_restart VALUES (1)")

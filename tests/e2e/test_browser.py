@@ -73,7 +73,7 @@ def test_30_monitor_a_processing_job_from_history(server, browser, lecture):
     wait_for(lambda: store.get_job(job_id).progress > first_progress, 30, 0.5, what="progress moves on")
     text = body_text(browser)
     assert re.search(r"CPU\s+[\d.]+%", text) and re.search(r"Memory\s+\d+ MB", text)
-    assert "x realtime" in text and "ETA" in text
+    assert re.search(r"Speed\s+[\d.]+×", text) and "ETA" in text
     screenshot(browser, "live_logs")
 
     pid = store.get_job(job_id).process_id

@@ -170,3 +170,17 @@ def test_version_says_what_supervision_uses_here(settings):
         [sys.executable, "-m", "ttservice", "--version"], env=env, capture_output=True, text=True, timeout=60
     )
     assert "portable mode" in portable.stdout and "a check of its parent" in portable.stdout
+
+
+def test_an_interrupted_job_says_how_to_continue_it(settings, store, make_job, capsys):
+    from ttservice.interfaces.cli.run import _finish
+
+    job_id = make_job()
+    store.claim(job_id, 1)
+    reason = "The job was interrupted: its worker could not reach the database and stopped itself."
+    assert store.transition(job_id, JobStatus.INTERRUPTED, error_message=reason)
+    with pytest.raises(SystemExit) as exited:
+        _finish(store.get_job(job_id), "txt", None, settings, store)
+    assert exited.value.code == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert said == f"Error: {reason} Continue it with: ttservice resume {job_id}"

@@ -75,14 +75,17 @@ def hosts(as_json: bool) -> None:
     if as_json:
         print(json.dumps([m.to_dict() for m in machines], ensure_ascii=False, indent=2))
         return
-    table = Table("name", "slots", "running", "version", "started", "last contact", "sweeper")
+    sweeping = any(m.sweeper for m in machines)  # on PostgreSQL: the service that recovers lost jobs
+    table = Table("name", "slots", "running", "version", "started", "last contact")
+    if sweeping:
+        table.add_column("sweeper")
     for m in machines:
         h = m.host
-        table.add_row(
+        row = [
             h.name, str(h.slots), str(m.running), h.version or "-",
             fmt_time(h.started_at), fmt_time(h.last_seen) + ("" if m.in_contact else " (away)"),
-            "yes" if m.sweeper else "",
-        )  # fmt: skip
+        ]  # fmt: skip
+        table.add_row(*row, *(["yes" if m.sweeper else ""] if sweeping else []))
     out.print(table)
 
 

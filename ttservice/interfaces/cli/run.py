@@ -94,6 +94,8 @@ def _finish(job: Job, fmt: str, output: Path | None, settings: Settings, store: 
             f"Job {job.id} was cancelled; its partial transcript is kept (ttservice export {job.id}).",
             EXIT_CANCELLED,
         )
+    if job.status is JobStatus.INTERRUPTED:
+        fail(f"{job.error or f'Job {job.id} was interrupted.'} Continue it with: ttservice resume {job.id}")
     if job.status is not JobStatus.COMPLETED:
         fail(
             f"Job {job.id} failed: {job.error or 'no reason was recorded'}",

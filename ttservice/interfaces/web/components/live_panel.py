@@ -48,7 +48,9 @@ def live_panel(job_id: int) -> None:
         elapsed.metric(t("live.elapsed"), export.clock(status.elapsed))
         speed_value = job.speed()
         speed.metric(
-            t("live.speed"), t("live.speed_value", speed=f"{speed_value:.1f}") if speed_value else "-"
+            t("live.speed"),
+            f"{speed_value:.1f}×" if speed_value else "-",  # times realtime: the help says so in words
+            help=t("live.speed_help"),
         )
         st.progress(
             min(max(job.progress, 0.0), 1.0),

@@ -62,22 +62,18 @@ else:
 
 st.subheader(t("statistics.machines"))
 if machines := actions.jobs.machines(services.store()):
-    st.dataframe(
-        pd.DataFrame(
-            {
-                t("statistics.machine"): [m.host.name for m in machines],
-                t("statistics.slots"): [m.host.slots for m in machines],
-                t("statistics.running"): [m.running for m in machines],
-                t("statistics.last_contact"): [services.when(m.host.last_seen) for m in machines],
-                t("statistics.contact"): [
-                    t("statistics.in_contact") if m.in_contact else t("statistics.away") for m in machines
-                ],
-                t("statistics.sweeper"): ["✓" if m.sweeper else "" for m in machines],
-            }
-        ),
-        hide_index=True,
-        width="stretch",
-    )
+    columns = {
+        t("statistics.machine"): [m.host.name for m in machines],
+        t("statistics.slots"): [m.host.slots for m in machines],
+        t("statistics.running"): [m.running for m in machines],
+        t("statistics.last_contact"): [services.when(m.host.last_seen) for m in machines],
+        t("statistics.contact"): [
+            t("statistics.in_contact") if m.in_contact else t("statistics.away") for m in machines
+        ],
+    }
+    if any(m.sweeper for m in machines):  # on PostgreSQL: the one service that recovers lost jobs
+        columns[t("statistics.sweeper")] = ["✓" if m.sweeper else "" for m in machines]
+    st.dataframe(pd.DataFrame(columns), hide_index=True, width="stretch")
 else:
     st.caption(t("statistics.no_machines"))
 
