@@ -102,15 +102,11 @@ def sweeper_holders(url: str) -> list[tuple[int, str]]:
     is "ttservice sweeper <machine>"."""
     import psycopg
 
-    from ttservice.jobs.postgres.sweeper import SWEEP_LOCK
+    from ttservice.jobs.postgres.connection import placeholders
+    from ttservice.jobs.postgres.sweeper import HOLDER_SQL, SWEEP_LOCK
 
     with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT l.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s"
-            " AND l.objid = hashtext(current_schema())::oid AND l.objsubid = 2",
-            [SWEEP_LOCK],
-        ).fetchall()
+        rows = conn.execute(placeholders(HOLDER_SQL), [SWEEP_LOCK]).fetchall()
     return [(pid, name) for pid, name in rows]
 
 

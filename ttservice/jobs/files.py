@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +28,6 @@ from .record import Runner
 from .store import Store
 
 log = logging.getLogger(__name__)
-
-SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def sha256_of(path: Path) -> str:
@@ -97,7 +94,7 @@ def store_upload(
         else:
             staged.replace(path)
         store.hand_upload_to_service(job_id, str(path), runner, sha256=sha256)
-    _remove_empty(staged.parent)
+    remove_empty(staged.parent)
     log.info("job %s: upload stored as %s/%s", job_id, sha256[:12], path.name)
     return path
 
@@ -122,7 +119,7 @@ def delete_job(store: Store, upload_dir: Path, job_id: int, media_path: str | No
         if upload_dir.resolve() not in path.resolve().parents or store.jobs_naming(media_path):
             return  # a file of the user's own, used in place; or still another job's
         path.unlink(missing_ok=True)
-        _remove_empty(path.parent)
+        remove_empty(path.parent)
 
 
 def _lock_path(upload_dir: Path) -> Path:
@@ -130,7 +127,8 @@ def _lock_path(upload_dir: Path) -> Path:
     return upload_dir / ".lock"
 
 
-def _remove_empty(folder: Path) -> None:
+def remove_empty(folder: Path) -> None:
+    """Remove `folder` if it is empty (an upload's folder once its last file went)."""
     try:
         folder.rmdir()
     except OSError:

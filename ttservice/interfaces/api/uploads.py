@@ -19,6 +19,7 @@ from python_multipart.multipart import MultipartParseError, MultipartParser, par
 from starlette.requests import Request
 
 from ...config import Settings
+from ...jobs.files import remove_empty
 from .errors import ApiError
 
 FIELD_LIMIT = 64 * 1024  # bytes of one text field (a prompt is the longest)
@@ -40,14 +41,7 @@ class Upload:
     def discard(self) -> None:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
-            _remove_empty(self.path.parent)
-
-
-def _remove_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
+            remove_empty(self.path.parent)
 
 
 class _Receiver:

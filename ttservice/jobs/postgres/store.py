@@ -22,7 +22,7 @@ from . import schema
 from .connection import Database
 from .listen import ChangeCounter, QueueListener
 from .search import search_clause
-from .sweeper import HOLDER_SQL, NAME_PREFIX, SWEEP_LOCK, SweeperLock
+from .sweeper import HOLDER_SQL, SWEEP_LOCK, SweeperLock, machine_of
 
 TASK, TASK_LOCK = "ttservice.run_job", "ttservice-job-"  # the engine's task for a job, and its lock + id
 TASK_WORKER_GONE = 60.0  # s: an engine worker silent this long is gone (it beats every 10 s)
@@ -100,8 +100,7 @@ class PostgresStore(JobQueries, Lifecycle, Downloads, Hosts, Media):
 
     def sweeper(self) -> str | None:
         rows = self.db.read(HOLDER_SQL, (SWEEP_LOCK,))
-        name = rows[0]["name"] if rows else None
-        return name.removeprefix(NAME_PREFIX) if name and name.startswith(NAME_PREFIX) else None
+        return machine_of(rows[0]["name"]) if rows else None
 
     def ensure_tasks(self) -> int:
         """The periodic look behind the trigger that gives each queued service job its task.

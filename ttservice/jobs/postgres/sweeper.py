@@ -23,7 +23,7 @@ import threading
 import psycopg
 from psycopg.rows import dict_row
 
-from .connection import CONNECT_TIMEOUT, Database
+from .connection import CONNECT_TIMEOUT, Database, placeholders
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,15 @@ HOLDER_SQL = (
     " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ?"
     " AND l.objid = hashtext(current_schema())::oid AND l.objsubid = 2"
 )
+
+
+def machine_of(session_name: str | None) -> str | None:
+    """The machine a sweeper's session is named for; None for a session not named by us."""
+    if session_name and session_name.startswith(NAME_PREFIX):
+        return session_name.removeprefix(NAME_PREFIX)
+    return None
+
+
 KEEPALIVE = {
     "keepalives": 1,
     "keepalives_idle": IDLE,
@@ -91,10 +100,10 @@ class SweeperLock:
     def _end_hung_holder(self) -> bool:
         """End the holder's session if its machine stopped renewing its contact; whether it was."""
         assert self._conn is not None
-        row = self._conn.execute(HOLDER_SQL.replace("?", "%s"), [SWEEP_LOCK]).fetchone()
-        if row is None or not (row["name"] or "").startswith(NAME_PREFIX):
+        row = self._conn.execute(placeholders(HOLDER_SQL), [SWEEP_LOCK]).fetchone()
+        holder = machine_of(row["name"]) if row else None
+        if holder is None:
             return row is None  # free again already; or a holder that cannot be judged
-        holder = row["name"].removeprefix(NAME_PREFIX)
         hung = self._conn.execute(
             "SELECT 1 FROM hosts WHERE name = %s AND last_seen < extract(epoch FROM clock_timestamp()) - %s",
             [holder, HUNG_AFTER],
