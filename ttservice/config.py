@@ -1,16 +1,21 @@
-"""Every setting TTService reads, its environment variable, default and meaning.
+"""Every setting TTService reads: each declared once, as a field of `Settings` with its type,
+default and meaning; its environment variable is its name in capitals after `TTSERVICE_`.
 
-Settings are read from the environment when `Settings.from_env()` is called, so a
-test (or a second service) can run with its own data directory without touching
-global state.
+From that one declaration come the settings object (`Settings.from_env()`, read when called, so a
+test or a second service can run with its own data directory without touching global state),
+the environment handed to workers, `ttservice --help`, and `docs/settings.md`
+(`python -m ttservice.config > docs/settings.md`; a test fails when the file is stale).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .transcription.subtitles import CueRules
@@ -22,166 +27,128 @@ WORKER_PARENT_ENV = ENV_PREFIX + "WORKER_PARENT"
 MEDIA_FROM_ENV = ENV_PREFIX + "WORKER_MEDIA_FROM"
 # The warm worker: started with STANDBY, it prints STANDBY_READY once it waits for a job id.
 STANDBY, STANDBY_READY = "--standby", "Standby worker ready"
+# Orphan checks in each orphan timeout: a job silent for longer is found within 1.5 timeouts.
+ORPHAN_CHECKS_PER_TIMEOUT = 2
 
 
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    default: str
-    meaning: str
-
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + self.name.upper()
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting("data_dir", "./data", "Where the database, logs, uploads and backups live."),
-    Setting(
-        "database_url",
-        "",
-        "postgresql://... puts jobs and transcripts on that PostgreSQL database (for several machines);"
-        " empty: the SQLite file in the data directory.",
-    ),
-    Setting(
-        "host_name",
-        "",
-        "The name this machine's jobs are recorded under (History, `ttservice hosts`); empty: its hostname.",
-    ),
-    Setting(
-        "auto_resume",
-        "1",
-        "1: a service job whose machine went silent is queued again, to continue from its last"
-        " segment on a machine that answers; 0: it stays interrupted.",
-    ),
-    Setting(
-        "api_url",
-        "",
-        "An agent's way to the central service's API (http://central:8000), from which its jobs'"
-        " media is fetched; empty: the media is read where the job records it.",
-    ),
-    Setting(
-        "shared_media",
-        "0",
-        "1: every machine sees the upload folder at the same path, so an agent reads a job's media"
-        " there instead of fetching it from TTSERVICE_API_URL.",
-    ),
-    Setting("heartbeat_interval", "5", "Seconds between a worker's heartbeats."),
-    Setting("orphan_timeout", "300", "Seconds without a heartbeat after which a job is orphaned."),
-    Setting("cleanup_interval", "600", "Seconds between orphan sweeps of a running manager."),
-    Setting("kill_grace", "5", "Seconds between SIGTERM and SIGKILL when stopping a job."),
-    Setting("max_concurrent_jobs", "2", "Jobs that may run at once; more wait as queued."),
-    Setting("use_process_tracking", "1", "0 disables PID tracking (the emergency switch)."),
-    Setting("log_max_bytes", str(10 * 1024 * 1024), "Size at which a job log is rotated."),
-    Setting("log_backup_count", "5", "Rotated, gzip-compressed parts kept per job log."),
-    Setting("log_retention_days", "7", "Job logs older than this are deleted by the sweep."),
-    Setting("max_upload_mb", "2048", "Largest media file accepted, in MB."),
-    Setting("model", "tiny.en", "Default model: a name or a local CTranslate2 directory."),
-    Setting(
-        "compute_type",
-        "auto",
-        "CTranslate2 compute type (float32, int8, float16, ...); auto: float16 on CUDA, float32 on the CPU.",
-    ),
-    Setting("beam_size", "1", "Beam size for decoding (1: greedy)."),
-    Setting("vad", "1", "1 to skip silence with the Silero VAD filter."),
-    Setting("cpu_threads", "0", "CPU threads per worker; 0 lets CTranslate2 choose."),
-    Setting(
-        "batch_size", "0", "0 decodes window by window (best WER); N > 0 decodes N clips at a time (faster)."
-    ),
-    Setting("stall_timeout", "900", "Seconds without progress after which a job is shown as stalled."),
-    Setting(
-        "warm_worker",
-        "1",
-        "1: the service keeps a worker started ahead (imports done, default model loaded, ~240 MB)"
-        " so that a queued job starts at once.",
-    ),
-    Setting(
-        "warm_idle_seconds",
-        "300",
-        "Seconds a warm worker waits unused before it exits and gives its memory back; the next job"
-        " brings one back.",
-    ),
-    Setting("subtitle_line_chars", "42", "Longest subtitle line (SRT, VTT), in characters as shown."),
-    Setting("subtitle_lines", "2", "Lines a subtitle cue may have."),
-    Setting("subtitle_cue_seconds", "7", "Longest time a subtitle cue stays on screen, in seconds."),
-    Setting("device", "auto", "Where jobs run: auto (CUDA when there is a usable GPU), cpu or cuda."),
-    Setting("device_index", "0", "Which CUDA device, when there are several."),
-    Setting(
-        "api_key",
-        "",
-        "API keys, comma-separated; when set, every API endpoint but /health needs"
-        " `Authorization: Bearer KEY`.",
-    ),
-    Setting(
-        "api_callbacks",
-        "0",
-        "1 lets an API client name a callback_url that TTService POSTs the finished job to.",
-    ),
-)
-SECRET_SETTINGS = frozenset({"api_key"})  # never handed to workers
+def setting(default: object, meaning: str, secret: bool = False) -> Any:
+    """A field of `Settings`: its default and what it means (`secret`: never handed to workers)."""
+    return field(default=default, metadata={"meaning": meaning, "secret": secret})
 
 
 def _as_bool(value: str) -> bool:
     return value.strip().lower() not in {"0", "false", "no", "off", ""}
 
 
+def as_text(value: object) -> str:
+    """A value as its environment variable spells it: booleans as 1 and 0, relative paths with ./"""
+    if isinstance(value, Path) and not value.is_absolute():
+        return f"./{value}"
+    return str(int(value)) if isinstance(value, bool) else str(value)
+
+
+PARSERS: dict[type, Callable[[str], object]] = {
+    Path: lambda raw: Path(raw).expanduser().resolve(),
+    bool: _as_bool,
+    int: int,
+    float: float,
+    str: str,
+}
+
+
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path
-    database_url: str
-    host_name: str
-    auto_resume: bool
-    api_url: str
-    shared_media: bool
-    heartbeat_interval: float
-    orphan_timeout: float
-    cleanup_interval: float
-    kill_grace: float
-    max_concurrent_jobs: int
-    use_process_tracking: bool
-    log_max_bytes: int
-    log_backup_count: int
-    log_retention_days: float
-    max_upload_mb: float
-    model: str
-    compute_type: str
-    beam_size: int
-    vad: bool
-    cpu_threads: int
-    batch_size: int
-    stall_timeout: float
-    warm_worker: bool
-    warm_idle_seconds: float
-    subtitle_line_chars: int
-    subtitle_lines: int
-    subtitle_cue_seconds: float
-    device: str
-    device_index: int
-    api_key: str
-    api_callbacks: bool
+    data_dir: Path = setting(Path("./data"), "Where the database, logs, uploads and backups live.")
+    database_url: str = setting(
+        "",
+        "postgresql://... puts jobs and transcripts on that PostgreSQL database (for several machines);"
+        " empty: the SQLite file in the data directory.",
+    )
+    host_name: str = setting(
+        "",
+        "The name this machine's jobs are recorded under (History, `ttservice hosts`); empty: its hostname.",
+    )
+    auto_resume: bool = setting(
+        True,
+        "1: a service job whose machine went silent is queued again, to continue from its last"
+        " segment on a machine that answers; 0: it stays interrupted.",
+    )
+    api_url: str = setting(
+        "",
+        "An agent's way to the central service's API (http://central:8000), from which its jobs'"
+        " media is fetched; empty: the media is read where the job records it.",
+    )
+    shared_media: bool = setting(
+        False,
+        "1: every machine sees the upload folder at the same path, so an agent reads a job's media"
+        " there instead of fetching it from TTSERVICE_API_URL.",
+    )
+    heartbeat_interval: float = setting(5, "Seconds between a worker's heartbeats.")
+    orphan_timeout: float = setting(
+        300,
+        "Seconds without a heartbeat after which a job is orphaned; running managers look for"
+        " such jobs every half of it.",
+    )
+    cleanup_interval: float = setting(
+        600,
+        "Seconds between a running manager's housekeeping: logs past their retention, cached"
+        " media nobody used, the disk reserve.",
+    )
+    kill_grace: float = setting(5, "Seconds between SIGTERM and SIGKILL when stopping a job.")
+    max_concurrent_jobs: int = setting(2, "Jobs that may run at once; more wait as queued.")
+    use_process_tracking: bool = setting(True, "0 disables PID tracking (the emergency switch).")
+    log_max_bytes: int = setting(10 * 1024 * 1024, "Size at which a job log is rotated.")
+    log_backup_count: int = setting(5, "Rotated, gzip-compressed parts kept per job log.")
+    log_retention_days: float = setting(7, "Job logs older than this are deleted by the housekeeping.")
+    max_upload_mb: float = setting(2048, "Largest media file accepted, in MB.")
+    model: str = setting("tiny.en", "Default model: a name or a local CTranslate2 directory.")
+    compute_type: str = setting(
+        "auto",
+        "CTranslate2 compute type (float32, int8, float16, ...); auto: float16 on CUDA, float32 on the CPU.",
+    )
+    beam_size: int = setting(1, "Beam size for decoding (1: greedy).")
+    vad: bool = setting(True, "1 to skip silence with the Silero VAD filter.")
+    cpu_threads: int = setting(0, "CPU threads per worker; 0 lets CTranslate2 choose.")
+    batch_size: int = setting(
+        0, "0 decodes window by window (best WER); N > 0 decodes N clips at a time (faster)."
+    )
+    stall_timeout: float = setting(900, "Seconds without progress after which a job is shown as stalled.")
+    warm_worker: bool = setting(
+        True,
+        "1: the service keeps a worker started ahead (imports done, default model loaded, ~240 MB)"
+        " so that a queued job starts at once.",
+    )
+    warm_idle_seconds: float = setting(
+        300,
+        "Seconds a warm worker waits unused before it exits and gives its memory back; the next job"
+        " brings one back.",
+    )
+    subtitle_line_chars: int = setting(42, "Longest subtitle line (SRT, VTT), in characters as shown.")
+    subtitle_lines: int = setting(2, "Lines a subtitle cue may have.")
+    subtitle_cue_seconds: float = setting(7, "Longest time a subtitle cue stays on screen, in seconds.")
+    device: str = setting("auto", "Where jobs run: auto (CUDA when there is a usable GPU), cpu or cuda.")
+    device_index: int = setting(0, "Which CUDA device, when there are several.")
+    api_key: str = setting(
+        "",
+        "API keys, comma-separated; when set, every API endpoint but /health needs"
+        " `Authorization: Bearer KEY`.",
+        secret=True,
+    )
+    api_callbacks: bool = setting(
+        False, "1 lets an API client name a callback_url that TTService POSTs the finished job to."
+    )
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    def from_env(cls, environ: typing.Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from TTSERVICE_* variables, then apply keyword overrides."""
         environ = os.environ if environ is None else environ
-        types = {f.name: f.type for f in fields(cls)}
         values: dict[str, object] = {}
-        for setting in SETTINGS:
-            raw = environ.get(setting.env, setting.default)
-            kind = types[setting.name]
+        for declared in SETTINGS:
+            raw = environ.get(declared.env, declared.default)
             try:
-                if kind == "Path":
-                    values[setting.name] = Path(raw).expanduser().resolve()
-                elif kind == "bool":
-                    values[setting.name] = _as_bool(raw)
-                elif kind == "int":
-                    values[setting.name] = int(raw)
-                elif kind == "float":
-                    values[setting.name] = float(raw)
-                else:
-                    values[setting.name] = raw
+                values[declared.name] = PARSERS[declared.kind](raw)
             except ValueError:
-                raise ValueError(f"{setting.env}={raw!r} is not a valid value.") from None
+                raise ValueError(f"{declared.env}={raw!r} is not a valid value.") from None
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
@@ -211,6 +178,11 @@ class Settings:
         return int(self.max_upload_mb * 1024 * 1024)
 
     @property
+    def orphan_check_interval(self) -> float:
+        """Seconds between a running manager's looks for jobs without a heartbeat."""
+        return self.orphan_timeout / ORPHAN_CHECKS_PER_TIMEOUT
+
+    @property
     def subtitles(self) -> CueRules:
         """The subtitle rules these settings give."""
         from .transcription.subtitles import CueRules
@@ -221,8 +193,78 @@ class Settings:
     def api_keys(self) -> list[str]:
         return [k.strip() for k in self.api_key.split(",") if k.strip()]
 
+    def environment(self, secrets: bool = False) -> dict[str, str]:
+        """These settings as TTSERVICE_* variables (the secret ones only with `secrets`)."""
+        return {s.env: as_text(getattr(self, s.name)) for s in SETTINGS if secrets or not s.secret}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One declared setting, as help and docs show it."""
+
+    name: str
+    kind: type
+    default: str  # as its environment variable spells it
+    meaning: str
+    secret: bool
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+@cache
+def _declared() -> tuple[Setting, ...]:
+    kinds = typing.get_type_hints(Settings)
+    return tuple(
+        Setting(f.name, kinds[f.name], as_text(f.default), f.metadata["meaning"], f.metadata["secret"])
+        for f in fields(Settings)
+    )
+
+
+SETTINGS: tuple[Setting, ...] = _declared()
+
 
 def settings_help() -> str:
-    """The settings table shown by `ttservice --help` and the README."""
+    """The settings table of `ttservice --help`."""
     width = max(len(s.env) for s in SETTINGS)
     return "\n".join(f"{s.env:<{width}}  {s.meaning} (default {s.default or 'none'})" for s in SETTINGS)
+
+
+def settings_markdown() -> str:
+    """docs/settings.md: every setting, then the variables read before the settings are."""
+    from .platform import PORTABLE_ENV, PORTABLE_MEANING
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = [
+        f"| `{s.env}` | {f'`{s.default}`' if s.default else '(none)'} | {cell(s.meaning)} |" for s in SETTINGS
+    ]
+    return "\n".join(
+        [
+            "# Settings",
+            "",
+            "<!-- Made by `python -m ttservice.config > docs/settings.md` from ttservice/config.py;"
+            " a test fails when it is stale. -->",
+            "",
+            "TTService reads its settings from the environment, each a `TTSERVICE_*` variable; the same",
+            "list is at the end of `ttservice --help`. A service hands its own settings to the workers it",
+            "starts, except the API keys.",
+            "",
+            "| variable | default | meaning |",
+            "|---|---|---|",
+            *rows,
+            "",
+            "Read before the settings, by the code that asks what the system offers:",
+            "",
+            "| variable | default | meaning |",
+            "|---|---|---|",
+            f"| `{PORTABLE_ENV}` | `0` | {cell(PORTABLE_MEANING)} |",
+            "",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(settings_markdown(), end="")

@@ -28,6 +28,10 @@ from collections.abc import Sequence
 import psutil
 
 PORTABLE_ENV = "TTSERVICE_PORTABLE"
+PORTABLE_MEANING = (
+    "1 uses only what every POSIX system has (no pidfds, no `PR_SET_PDEATHSIG`): the code a Mac runs,"
+    " for testing it on Linux."
+)
 LINUX = sys.platform.startswith("linux")
 PR_SET_PDEATHSIG = 1
 

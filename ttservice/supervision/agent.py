@@ -20,6 +20,7 @@ import asyncio
 import logging
 import signal
 import threading
+import time
 from dataclasses import replace
 
 import procrastinate
@@ -167,17 +168,19 @@ class Agent:
     async def _look_for_untasked(self, signalled: asyncio.Event) -> None:
         """Now and then, give a task to each queued job whose task ended without running it, and
         delete cached media nobody used for a while."""
-        every = min(self.settings.cleanup_interval, self.settings.orphan_timeout / 2)
+        next_housekeeping = 0.0
         while not signalled.is_set():
             given = await asyncio.to_thread(self.store.ensure_tasks)
             if given:
                 log.info("agent %s: %d queued job(s) had no task; each has one now", self.name, given)
-            removed = await asyncio.to_thread(remote.prune, self.settings.media_cache_dir)
-            if removed:
-                log.info("agent %s: %d cached media file(s) unused for %g days deleted", self.name,
-                         removed, remote.KEEP_DAYS)  # fmt: skip
+            if time.monotonic() >= next_housekeeping:
+                next_housekeeping = time.monotonic() + self.settings.cleanup_interval
+                removed = await asyncio.to_thread(remote.prune, self.settings.media_cache_dir)
+                if removed:
+                    log.info("agent %s: %d cached media file(s) unused for %g days deleted", self.name,
+                             removed, remote.KEEP_DAYS)  # fmt: skip
             try:
-                await asyncio.wait_for(signalled.wait(), timeout=every)
+                await asyncio.wait_for(signalled.wait(), timeout=self.settings.orphan_check_interval)
             except TimeoutError:
                 pass
 

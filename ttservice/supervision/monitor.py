@@ -72,7 +72,7 @@ class Monitor:
 
     def _loop(self, dispatch: bool, bell: Wakeup | None) -> None:
         pm = self.pm
-        next_sweep = next_lease_check = next_dispatch = next_stop_check = 0.0  # all once at start
+        next_sweep = next_housekeeping = next_lease_check = next_dispatch = next_stop_check = 0.0
         next_seen = time.monotonic() + HOST_SEEN
         seen: Hashable | None = None
         stops_seen: Hashable | None = None
@@ -94,11 +94,13 @@ class Monitor:
                 if now >= next_sweep:
                     if dispatch:  # the service: take over what a crashed service left running
                         pm.adopt()
-                    result = pm.cleanup_orphaned_processes()
+                    housekeeping = now >= next_housekeeping
+                    result = pm.cleanup_orphaned_processes(housekeeping=housekeeping)
                     for job_id, why in result.finalized:
                         log.warning("job %s: %s", job_id, why)
-                    # Soon enough to find a silent machine's job within the orphan timeout.
-                    next_sweep = now + min(pm.settings.cleanup_interval, pm.settings.orphan_timeout / 2)
+                    next_sweep = now + pm.settings.orphan_check_interval
+                    if housekeeping:
+                        next_housekeeping = now + pm.settings.cleanup_interval
                 if dispatch and now >= next_lease_check:
                     pm.stop_lapsed_leases()
                     next_lease_check = now + LEASE_CHECK

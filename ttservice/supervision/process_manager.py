@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from .. import __version__, platform
-from ..config import MEDIA_FROM_ENV, SECRET_SETTINGS, SETTINGS, WORKER_PARENT_ENV, Settings
+from ..config import MEDIA_FROM_ENV, SETTINGS, WORKER_PARENT_ENV, Settings
 from ..jobs import SERVICE_RUNNERS, HostId, Job, JobStatus, Runner, Store, logs, open_store
 from . import proctree
 from .children import Children
@@ -81,13 +81,8 @@ class SweepResult:
 def worker_env(settings: Settings, secrets: bool = False) -> dict[str, str]:
     """The environment of a worker: ours, with this manager's settings made explicit (the API
     keys only with `secrets`: a worker has no use for them)."""
-    env = dict(os.environ)
-    for setting in SETTINGS:
-        value = getattr(settings, setting.name)
-        env[setting.env] = str(int(value) if isinstance(value, bool) else value)
-        if setting.name in SECRET_SETTINGS and not secrets:
-            del env[setting.env]
-    return env
+    hidden = {s.env for s in SETTINGS if s.secret and not secrets}
+    return {k: v for k, v in os.environ.items() if k not in hidden} | settings.environment(secrets)
 
 
 class ProcessManager:
@@ -406,9 +401,10 @@ class ProcessManager:
                 self._finalize_dead(job, "TTService stopped before its worker was started")
         return adopted
 
-    def cleanup_orphaned_processes(self, now: float | None = None) -> SweepResult:
+    def cleanup_orphaned_processes(self, now: float | None = None, housekeeping: bool = True) -> SweepResult:
         """Finalise jobs whose process is gone; kill and finalise those silent too long; fail
-        uploads whose file was never saved."""
+        uploads whose file was never saved. With `housekeeping`, also delete logs past their
+        retention and put the disk reserve back (a running manager does that less often)."""
         now = now or self.store.clock()  # heartbeats are written by this clock
         timeout = self.settings.orphan_timeout
         result = SweepResult()
@@ -445,6 +441,8 @@ class ProcessManager:
             if self.store.transition(job_id, JobStatus.FAILED, error_message=reason):
                 result.finalized.append((job_id, "its upload did not finish"))
         result.downloads = self.downloads.sweep(now)
+        if not housekeeping:
+            return result
         self.store.ensure_reserve()  # room freed since a disk-full failure: put the ballast back
         keep = {logs.job_log_path(self.settings.log_dir, j.id) for j in self.store.active_jobs()}
         result.logs_removed = len(

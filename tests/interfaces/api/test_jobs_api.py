@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -106,18 +107,52 @@ def test_stop_leaves_no_process_and_resume_finishes_the_transcript(api, minute_s
 
 
 def test_health_needs_no_key_and_says_what_it_checked(api):
+    wait_for(lambda: not api.store.active_jobs(), 120)
     reply = httpx.get(api.url + "/api/v1/health")
     assert reply.status_code == 200
-    assert reply.json() | {"slots_free": 0} == {
+    assert reply.json() == {
         "status": "ok",
         "dispatcher": True,
+        "database": "ok",
         "database_writable": True,
         "slots": 2,
-        "slots_free": 0,
+        "slots_free": 2,
     }
+    assert httpx.get(api.url + "/api/v1/ready").json() == reply.json()
     for path in ("/api/v1/jobs", "/openapi.json", "/docs", "/v1/models"):
         refused = httpx.get(api.url + path)
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_health_answers_while_another_program_holds_the_database(api):
+    """The liveness probe answers while SQLite's write lock is held; readiness waits for it."""
+    holder = sqlite3.connect(api.settings.db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    readiness: list[httpx.Response] = []
+    waiting = threading.Thread(
+        target=lambda: readiness.append(httpx.get(api.url + "/api/v1/ready", timeout=120)), daemon=True
+    )
+    try:
+        # Held for as long as the client would wait: an answer at all means the probe did not wait.
+        reply = httpx.get(api.url + "/api/v1/health", timeout=30)
+        assert reply.status_code == 200
+        assert reply.json() == {
+            "status": "degraded",
+            "dispatcher": True,
+            "database": "busy",
+            "database_writable": False,
+            "slots": 2,
+            "slots_free": None,
+        }
+        waiting.start()
+        waiting.join(3)
+        assert waiting.is_alive() and not readiness  # /ready waits for the database
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    waiting.join(60)
+    assert readiness and readiness[0].status_code == 200 and readiness[0].json()["database"] == "ok"
+    assert wait_for(lambda: httpx.get(api.url + "/api/v1/health").json()["database"] == "ok", 30)
 
 
 class Receiver(BaseHTTPRequestHandler):

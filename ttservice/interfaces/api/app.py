@@ -13,6 +13,7 @@ from ...supervision import ProcessManager
 from . import compat, errors, jobs, media
 from .callbacks import Callbacks
 from .context import Context
+from .health import DatabaseProbe
 from .keys import KeyCheck
 
 DESCRIPTION = """Local transcription with supervised workers.
@@ -25,7 +26,7 @@ API keys, send one as `Authorization: Bearer KEY`.
 
 def create_app(settings: Settings) -> FastAPI:
     store = open_store(settings, migrate=False)  # the service migrated it before it started us
-    ctx = Context(settings, store, ProcessManager(store, settings))
+    ctx = Context(settings, store, ProcessManager(store, settings), DatabaseProbe(store))
     callbacks = Callbacks(ctx) if settings.api_callbacks else None
 
     @asynccontextmanager

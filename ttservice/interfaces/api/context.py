@@ -11,6 +11,7 @@ from ... import actions
 from ...config import Settings
 from ...jobs import Store
 from ...supervision import ProcessManager
+from .health import DatabaseProbe
 
 
 @dataclass
@@ -18,6 +19,7 @@ class Context:
     settings: Settings
     store: Store
     pm: ProcessManager  # never dispatches: the service's own manager starts the workers
+    probe: DatabaseProbe  # /health's look at the database, which never waits long
 
     def details(self, job_id: int) -> dict:
         """The job as `ttservice show --json` gives it (CPU measured since this process's last look)."""

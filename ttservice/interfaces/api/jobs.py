@@ -25,9 +25,10 @@ from ...actions import models as model_actions
 from ...jobs import JobStatus, Runner
 from ...supervision.service import running_service
 from ...transcription import export
-from .context import context
+from .context import Context, context
 from .errors import ERRORS, ApiError, sse_schema
 from .follow import ClientGone, connected, follow
+from .health import PROBE_WAIT, Checked, Health, answer, check_store
 from .submit import form_schema, parse_form, submit
 
 JobId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="The job's id.")]
@@ -80,14 +81,6 @@ class Resumed(BaseModel):
 class Deleted(BaseModel):
     id: int
     deleted: bool = True
-
-
-class Health(BaseModel):
-    status: Literal["ok", "degraded"]
-    dispatcher: bool
-    database_writable: bool
-    slots: int
-    slots_free: int
 
 
 class ModelOut(BaseModel):
@@ -286,24 +279,29 @@ def cleanup(request: Request) -> dict[str, Any]:
 @router.get(
     "/health",
     response_model=Health,
-    summary="Is the service dispatching, the database writable, a slot free (no key needed)",
+    summary="Is the service alive: its dispatcher, the database, free slots; answers within a second",
     responses={503: {"model": Health, "description": "Something is wrong; the fields say what."}},
 )
 def health(request: Request, response: Response) -> dict:
     ctx = context(request)
+    return _health(ctx, ctx.probe.check(PROBE_WAIT), response)
+
+
+@router.get(
+    "/ready",
+    response_model=Health,
+    summary="Is the service ready for work: as /health, but waits for the database to answer",
+    responses={503: {"model": Health, "description": "Not ready; the fields say what."}},
+)
+def ready(request: Request, response: Response) -> dict:
+    ctx = context(request)
+    return _health(ctx, check_store(ctx.store), response)
+
+
+def _health(ctx: Context, checked: Checked, response: Response) -> dict:
     dispatcher = running_service(ctx.settings) is not None
-    writable = ctx.store.writable()
-    slots = ctx.settings.max_concurrent_jobs
-    busy = len(ctx.store.active_jobs()) if writable else slots
-    ok = dispatcher and writable
-    response.status_code = 200 if ok else 503
-    return {
-        "status": "ok" if ok else "degraded",
-        "dispatcher": dispatcher,
-        "database_writable": writable,
-        "slots": slots,
-        "slots_free": max(slots - busy, 0),
-    }
+    response.status_code, body = answer(checked, dispatcher, ctx.settings.max_concurrent_jobs)
+    return body
 
 
 @router.get(

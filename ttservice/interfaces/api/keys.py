@@ -1,4 +1,5 @@
-"""API keys: `Authorization: Bearer KEY` on every request but /health, compared in constant time.
+"""API keys: `Authorization: Bearer KEY` on every request but the probes (/health, /ready),
+compared in constant time.
 
 An agent's media fetch (`media.PREFIX`) shows its job's media token instead.
 
@@ -15,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .errors import ApiError
 from .media import PREFIX as MEDIA_PREFIX
 
-OPEN_PATHS = frozenset({"/api/v1/health"})
+OPEN_PATHS = frozenset({"/api/v1/health", "/api/v1/ready"})
 
 
 def valid(header: bytes, keys: list[bytes]) -> bool:

@@ -18,10 +18,7 @@ from . import admin, jobs, models, run
 from .common import EXIT_CANCELLED, err
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
-PORTABLE_HELP = (
-    f"{platform.PORTABLE_ENV}=1 uses only what every POSIX system has (no pidfds, no PR_SET_PDEATHSIG):"
-    " the code a Mac runs, for testing it on Linux."
-)
+PORTABLE_HELP = f"{platform.PORTABLE_ENV}: {platform.PORTABLE_MEANING}"
 
 
 def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
