@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from ttservice.jobs import JobStatus, Runner, Segment
+from ttservice.jobs import JobStatus, Runner, Segment, TranscribeOptions
 from ttservice.supervision.process_manager import ProcessManager
 from ttservice.supervision.waiting import Interrupt, wait_readable
 
@@ -284,3 +284,27 @@ def test_tracking_switch_off_keeps_pid_out_of_database(store, tmp_path, make_job
         assert store.get_job(job_id).status is JobStatus.CANCELLED
     finally:
         pm.shutdown(stop_jobs=True, wait=0)
+
+
+def test_a_running_manager_looks_for_orphans_every_half_timeout_and_housekeeps_at_its_interval(tmp_path):
+    from ttservice.jobs import open_store
+
+    settings = make_settings(tmp_path / "data", orphan_timeout=2.0, cleanup_interval=3600.0)
+    store = open_store(settings)
+    manager = ProcessManager(store, settings)
+    old_log = settings.log_dir / "job_999.log"
+    old_log.write_text("from long ago\n")
+    os.utime(old_log, (time.time() - 30 * 86400,) * 2)
+    manager.start()
+    try:
+        wait_for(lambda: not old_log.exists(), 20, what="the housekeeping at start")
+        old_log.write_text("from long ago\n")  # aged after the first housekeeping
+        os.utime(old_log, (time.time() - 30 * 86400,) * 2)
+        job_id = store.create_job("jfk.wav", None, TranscribeOptions(), Runner.SERVICE)
+        store.claim(job_id, 5)  # processing, with no process and no heartbeat: silent after 2 s
+        job = wait_for(lambda: store.get_job(job_id).finished_at and store.get_job(job_id), 30)
+        assert job.status is JobStatus.FAILED and "no heartbeat for" in job.error
+        assert old_log.exists()  # the next housekeeping is an hour away
+    finally:
+        manager.shutdown(stop_jobs=True, wait=0)
+        store.close()
