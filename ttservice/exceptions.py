@@ -27,7 +27,13 @@ class StoreError(TTServiceError):
     """The database could not be read or written (locked for too long, disk full, ...)."""
 
 
-class ConnectionLost(StoreError):
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or written for now (a lost connection, a lock held too
+    long, a full disk, read-only): what a worker that meets it for long takes for being cut off.
+    Any other StoreError is a fault of the statement, not of the database's reach."""
+
+
+class ConnectionLost(StoreUnavailable):
     """A transaction's connection to the database server was lost before it was known to have
     committed (a server restart): whether it did is for the caller to find out."""
 

@@ -40,8 +40,11 @@ def run(download_id: int, settings: Settings | None = None) -> int:
     def orphaned(reason: str) -> None:
         store.finish_download(download_id, JobStatus.INTERRUPTED, reason)
 
+    def failed(reason: str) -> None:
+        store.finish_download(download_id, JobStatus.FAILED, reason)
+
     beat = lambda: store.download_heartbeat(download_id)  # noqa: E731
-    heartbeat = lifeline.start(settings, beat, orphaned, f"download {download_id}")
+    heartbeat = lifeline.start(settings, beat, orphaned, f"download {download_id}", failed)
     log.info("Download pid %d started: %s (%s)", os.getpid(), row.model, row.repo_id)
     last = {"at": 0.0, "first": True}
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..config import WORKER_PARENT_ENV, Settings
-from ..exceptions import TTServiceError
+from ..exceptions import StoreUnavailable, TTServiceError
 from ..jobs.logs import JobLogHandler
 from ..platform import die_with_parent, wait_readable
 
@@ -34,34 +34,66 @@ class Heartbeat(threading.Thread):
     """Calls `beat` every interval; exits the process once it says (False) the row finished
     elsewhere, or once no beat could be written for `give_up` seconds.
 
-    A process cut off from its database that long is about to be judged orphaned (at twice
-    that) and its job run again elsewhere: it stops first, so that two never run at once.
+    Only a database out of reach (`StoreUnavailable`) counts as being cut off: a process
+    cut off that long is about to be judged orphaned (at twice that) and its job run again
+    elsewhere, so it stops first, with EXIT_CUT_OFF, so that two never run at once. Any
+    other error is a fault of the beat itself: logged at once, and if it lasts `give_up`
+    seconds the job fails with it (`failed`), since running it again would meet it again.
     The beats are written by a thread of their own, so that a write that hangs on a lost
     connection cannot hold this watch up.
     """
 
-    def __init__(self, beat: Callable[[], bool], interval: float, what: str, give_up: float) -> None:
+    def __init__(
+        self,
+        beat: Callable[[], bool],
+        interval: float,
+        what: str,
+        give_up: float,
+        failed: Callable[[str], None] = lambda reason: None,
+    ) -> None:
         super().__init__(name="heartbeat", daemon=True)
         self.beat, self.interval, self.what, self.give_up = beat, interval, what, give_up
+        self.failed = failed
         self.done = threading.Event()
         self.written = time.monotonic()
+        self.fault: tuple[float, Exception] | None = None  # since when the beat has failed, and why
 
     def run(self) -> None:
         threading.Thread(target=self._write, name="heartbeat-writer", daemon=True).start()
         while not self.done.wait(min(self.interval, self.give_up / 4)):
-            if time.monotonic() - self.written > self.give_up and not self.done.is_set():
+            now, fault = time.monotonic(), self.fault
+            if self.done.is_set():
+                break
+            if fault is not None:  # the beat's own fault, not the database's reach: no cut-off
+                if now - fault[0] > self.give_up:
+                    self._fail(fault[1])
+            elif now - self.written > self.give_up:
                 self._exit(f"no heartbeat could be written for {self.give_up:.0f} s", EXIT_CUT_OFF)
 
     def _write(self) -> None:
         while not self.done.wait(self.interval):
             try:
                 alive = self.beat()
-            except Exception as error:  # noqa: BLE001 - whatever it is, the beat was not written
+            except StoreUnavailable as error:  # cut off from the database, for now
                 log.warning("heartbeat not written: %s", error)
+                self.fault = None
                 continue
-            self.written = time.monotonic()
+            except Exception as error:
+                log.exception("the heartbeat failed")
+                if self.fault is None:
+                    self.fault = (time.monotonic(), error)
+                continue
+            self.written, self.fault = time.monotonic(), None
             if not alive and not self.done.is_set():
                 self._exit("it is no longer running here")
+
+    def _fail(self, error: Exception) -> None:
+        reason = f"Its heartbeat failed for {self.give_up:.0f} s: {type(error).__name__}: {error}"
+        try:
+            self.failed(reason.rstrip(".") + ".")
+        except TTServiceError as recording:
+            log.error("the failure could not be recorded: %s", recording)
+        self._exit(reason, EXIT_FAILED)
 
     def _exit(self, why: str, code: int = EXIT_ABANDONED) -> None:
         log.warning("%s: %s; stopping", self.what, why)
@@ -136,12 +168,16 @@ def log_into(path: Path, settings: Settings) -> JobLogHandler:
 
 
 def start(
-    settings: Settings, beat: Callable[[], bool], orphaned: Callable[[str], None], what: str
+    settings: Settings,
+    beat: Callable[[], bool],
+    orphaned: Callable[[str], None],
+    what: str,
+    failed: Callable[[str], None] = lambda reason: None,
 ) -> Heartbeat:
     """In the main thread: the parent watch (where the starter asked for one), then the heartbeat."""
     watch = ParentWatch.arm(orphaned, settings.heartbeat_interval)
     if watch is not None:
         watch.start()
-    heartbeat = Heartbeat(beat, settings.heartbeat_interval, what, settings.orphan_timeout / 2)
+    heartbeat = Heartbeat(beat, settings.heartbeat_interval, what, settings.orphan_timeout / 2, failed)
     heartbeat.start()
     return heartbeat

@@ -85,13 +85,18 @@ def run_job(
     def orphaned(reason: str) -> None:
         store.transition(job_id, JobStatus.INTERRUPTED, attempt=attempt, error_message=reason)
 
+    def failed(reason: str) -> None:
+        store.transition(
+            job_id, JobStatus.FAILED, attempt=attempt, error_message=reason, exit_code=EXIT_FAILED
+        )
+
     def beat() -> bool:
         alive = store.heartbeat(job_id, attempt=attempt)
         if alive and shipper is not None:
             ship(shipper)
         return alive
 
-    heartbeat = lifeline.start(settings, beat, orphaned, f"job {job_id}")
+    heartbeat = lifeline.start(settings, beat, orphaned, f"job {job_id}", failed)
     log.info("Worker pid %d started for job %d (attempt %d)", os.getpid(), job_id, attempt)
 
     def work() -> int:

@@ -22,7 +22,7 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
-from ...exceptions import ConnectionLost, StoreError
+from ...exceptions import ConnectionLost, StoreError, StoreUnavailable
 
 CONNECT_TIMEOUT = 5  # seconds to reach the server when a store opens
 POOL_WAIT = 30.0  # seconds a statement waits for a connection (a server restarting)
@@ -167,18 +167,18 @@ class Database:
     def error(self, error: BaseException) -> StoreError:
         """The user's sentence for a psycopg error (and the disk-full hook, where it is that)."""
         if isinstance(error, errors.DiskFull):
-            readable = StoreError(f"The database server ({self.where}) is out of space; free some.")
+            readable = StoreUnavailable(f"The database server ({self.where}) is out of space; free some.")
             self._on_disk_full(readable)
             return readable
         if isinstance(error, errors.LockNotAvailable):
-            return StoreError("The database stayed locked by another program; try again in a moment.")
+            return StoreUnavailable("The database stayed locked by another program; try again in a moment.")
         if isinstance(error, errors.ReadOnlySqlTransaction):
-            return StoreError(f"The database ({self.where}) is read-only, so nothing could be written.")
+            return StoreUnavailable(f"The database ({self.where}) is read-only, so nothing could be written.")
         if isinstance(error, psycopg.OperationalError):  # includes the pool's timeout
             # libpq says "connection to server at ... failed: <why>": the why, after the address we give
             why = first_line(error).rsplit("failed: ", 1)[-1]
             why = why[:1].lower() + why[1:]
-            return StoreError(f"The database ({self.where}) could not be reached: {why}.")
+            return StoreUnavailable(f"The database ({self.where}) could not be reached: {why}.")
         return StoreError(f"The database could not be used: {first_line(error)}.")
 
     @contextmanager

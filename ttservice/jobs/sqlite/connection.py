@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ...exceptions import StoreError
+from ...exceptions import StoreError, StoreUnavailable
 
 BUSY_TIMEOUT_MS = 5_000  # schema and backup work waits in SQLite's own busy handler this long
 LOCK_RETRY_SECONDS = 60.0  # give up on a locked database only after this long
@@ -45,6 +45,12 @@ def is_locked(error: sqlite3.Error) -> bool:
     return "locked" in text or "busy" in text
 
 
+def is_out_of_reach(error: BaseException) -> bool:
+    """The file cannot be opened or written at all (gone, unmounted, made read-only)."""
+    text = str(error).lower()
+    return "unable to open" in text or "readonly database" in text
+
+
 def is_disk_full(error: BaseException) -> bool:
     text = str(error).lower()
     return "disk is full" in text or "disk i/o" in text or "no space left" in text
@@ -52,9 +58,11 @@ def is_disk_full(error: BaseException) -> bool:
 
 def user_error(error: sqlite3.Error) -> StoreError:
     if is_disk_full(error):
-        return StoreError("The disk is full, so the database could not be written; free some space.")
+        return StoreUnavailable("The disk is full, so the database could not be written; free some space.")
     if is_locked(error):
-        return StoreError("The database stayed locked by another program; try again in a moment.")
+        return StoreUnavailable("The database stayed locked by another program; try again in a moment.")
+    if is_out_of_reach(error):
+        return StoreUnavailable(f"The database could not be used: {error}.")
     return StoreError(f"The database could not be used: {error}.")
 
 
