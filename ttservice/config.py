@@ -25,8 +25,10 @@ ENV_PREFIX = "TTSERVICE_"
 WORKER_PARENT_ENV = ENV_PREFIX + "WORKER_PARENT"
 # Not a setting: an agent tells its workers the central service's API to fetch their media from.
 MEDIA_FROM_ENV = ENV_PREFIX + "WORKER_MEDIA_FROM"
-# The warm worker: started with STANDBY, it prints STANDBY_READY once it waits for a job id.
+# The warm worker: started with STANDBY, it writes to the descriptor READY_FD_ENV names (and
+# STANDBY_READY to its log) once it waits for a job id.
 STANDBY, STANDBY_READY = "--standby", "Standby worker ready"
+READY_FD_ENV = ENV_PREFIX + "WORKER_READY_FD"
 # Orphan checks in each orphan timeout: a job silent for longer is found within 1.5 timeouts.
 ORPHAN_CHECKS_PER_TIMEOUT = 2
 

@@ -81,6 +81,21 @@ def test_segments_are_committed_with_progress(store, make_job, other):
     assert other.segments(job_id)[0].words == [{"word": "hello"}]
 
 
+def test_a_follower_reads_only_the_segments_after_the_last_it_read(store, make_job, other):
+    job_id = make_job()
+    store.claim(job_id, 1)
+    store.add_segments(job_id, [Segment(0.0, 1.0, "a"), Segment(1.0, 2.0, "b")], 2.0, 0.2)
+    first = other.segments(job_id)
+    assert [s.text for s in first] == ["a", "b"] and other.segments(job_id, after=first[-1]) == []
+    # two segments starting at the same time keep their commit order
+    store.add_segments(job_id, [Segment(2.0, 2.5, "c"), Segment(2.0, 3.0, "d")], 3.0, 0.3)
+    new = other.segments(job_id, after=first[-1])
+    assert [s.text for s in new] == ["c", "d"]
+    assert [s.text for s in other.segments(job_id, after=new[0])] == ["d"]
+    assert [s.text for s in other.latest_segments(job_id, 3)] == ["b", "c", "d"]
+    assert [s.text for s in other.latest_segments(job_id, 10)] == ["a", "b", "c", "d"]
+
+
 def test_stale_and_active_queries(store, make_job):
     fresh, stale = make_job(), make_job()
     store.claim(fresh, 5, now=1000.0)

@@ -147,8 +147,8 @@ def test_without_warm_worker_the_service_keeps_none(tmp_path):
     pm = ProcessManager(open_store(settings), settings)
     pm.start(dispatch=True)
     try:
-        time.sleep(1.0)  # ten turns of the monitor
-        assert warm_worker_of(os.getpid()) is None
+        wait_for(lambda: pm.monitor.turns >= 3, 30, what="the monitor's first turns")
+        assert warm_worker_of(os.getpid()) is None  # with the setting on, the first turn starts one
     finally:
         pm.shutdown(stop_jobs=True, wait=0)
 
@@ -204,7 +204,28 @@ def test_an_idle_warm_worker_ends_and_gives_its_memory_back(tmp_path):
     try:
         warm = wait_for(lambda: warm_worker_of(os.getpid()), 60, what="a warm worker")
         wait_for(lambda: gone(warm.pid), 30, what="the idle warm worker to end")
-        time.sleep(2.0)  # two turns of the monitor's look at it
+        ended = pm.monitor.turns
+        wait_for(lambda: pm.monitor.turns >= ended + 3, 30, what="the monitor's next turns")
         assert warm_worker_of(os.getpid()) is None  # none until a job starts: the demand
     finally:
         pm.shutdown(stop_jobs=True, wait=0)
+
+
+def test_the_warm_worker_says_it_is_ready_on_its_pipe(settings):
+    from ttservice.supervision.process_manager import worker_env
+    from ttservice.supervision.warm import WarmWorker
+
+    settings.log_dir.mkdir(parents=True)
+    warm, process = WarmWorker(settings, worker_env(settings)), None
+    try:
+        assert not warm.ready()  # none yet
+        warm.keep(slot_free=True)
+        wait_for(warm.ready, 120, what="the warm worker loaded its model")
+        assert STANDBY_READY in warm.log_path.read_text()  # and its log says so, for a reader
+        process = warm.hand(1, 1)
+        assert process is not None and not warm.ready()  # handed a job: no warm worker waits
+    finally:
+        warm.stop()
+        if process is not None:
+            process.kill()
+            process.wait()

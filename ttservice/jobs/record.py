@@ -8,11 +8,20 @@ a slow worker or a second manager can never bring a finished job back.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
+
+CHUNK_SECONDS = 30.0  # Whisper decodes 30-second windows
+
+
+def chunk_of(processed: float, duration: float) -> tuple[int, int]:
+    """Which 30-s window of `duration` seconds `processed` seconds are in, and how many there are."""
+    chunks = max(1, math.ceil(duration / CHUNK_SECONDS))
+    return min(chunks, int(processed // CHUNK_SECONDS) + 1), chunks
 
 
 class JobStatus(StrEnum):
@@ -196,6 +205,12 @@ class Job:
             return None
         return max(self.duration - self.processed_seconds, 0.0) / speed
 
+    def chunk(self) -> tuple[int, int] | None:
+        """The 30-s window being decoded and how many there are; None before anything was decoded."""
+        if not self.duration or not self.processed_seconds:
+            return None
+        return chunk_of(self.processed_seconds, self.duration)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -333,6 +348,7 @@ class Segment:
     window: float | None = field(default=None, compare=False)  # decoding window start, speech timeline
     # False for an earlier app's transcript: one segment with the whole text and no times.
     timed: bool = True
+    id: int | None = field(default=None, compare=False)  # the stored row's, once committed
 
 
 def iso(value: float | str | None) -> str | None:

@@ -105,8 +105,12 @@ class Store(Protocol):
     def lapsed_leases(self, lapse: float, now: float | None = None) -> list[int]:
         """Unfinished jobs whose page stopped renewing its lease more than `lapse` s ago."""
 
-    def segments(self, job_id: int) -> list[Segment]:
-        """The job's committed segments in time order."""
+    def segments(self, job_id: int, after: Segment | None = None) -> list[Segment]:
+        """The job's committed segments in time order; with `after` (one it gave), only those
+        that come after it, so that a follower reads each segment once."""
+
+    def latest_segments(self, job_id: int, count: int) -> list[Segment]:
+        """The job's last `count` committed segments, in time order."""
 
     def resume_point(self, job_id: int) -> float:
         """Where a resumed job continues: the end of its last committed segment (0 if none)."""

@@ -40,6 +40,7 @@ class Monitor:
     def __init__(self, pm: ProcessManager) -> None:
         self.pm = pm
         self.wake = Interrupt()  # set: stop; rung: a child was added
+        self.turns = 0  # iterations done: whoever waits for the monitor to have looked counts them
         self._thread: threading.Thread | None = None
 
     def start(self, dispatch: bool) -> None:
@@ -116,6 +117,7 @@ class Monitor:
                     pm.warm.keep(pm.slot_free())
             except Exception:  # a monitor that dies silently would be worse than a logged error
                 log.exception("process monitor iteration failed")
+            self.turns += 1
             due = min(next_sweep, next_seen, *([next_stop_check] if len(pm.children) else []))
             if not dispatch:
                 timeout = due - time.monotonic()

@@ -29,9 +29,14 @@ class Identity:
 
 
 def spawn(
-    cmd: Sequence[str], log_path: Path, env: dict[str, str], stdin: int = subprocess.DEVNULL
+    cmd: Sequence[str],
+    log_path: Path,
+    env: dict[str, str],
+    stdin: int = subprocess.DEVNULL,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen:
-    """Start a process in a session (and group) of its own, its output appended to `log_path`."""
+    """Start a process in a session (and group) of its own, its output appended to `log_path`
+    (and `pass_fds` open in it)."""
     with open(log_path, "ab") as log_file:
         return subprocess.Popen(
             cmd,
@@ -41,6 +46,7 @@ def spawn(
             start_new_session=True,  # its own group: stopped as a whole, survives our Ctrl-C
             env=env,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
         )
 
 

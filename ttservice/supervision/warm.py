@@ -14,13 +14,15 @@ again until a job starts (the demand), DELAY s after it.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import threading
 import time
 
-from ..config import STANDBY, STANDBY_READY, Settings
+from ..config import READY_FD_ENV, STANDBY, Settings
 from . import proctree
+from .waiting import wait_readable
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ class WarmWorker:
         self._env = env
         self._idle = settings.warm_idle_seconds  # 0: kept however long it waits
         self._process: subprocess.Popen | None = None
+        self._ready_fd: int | None = None  # the waiting one writes here once it has loaded its model
+        self._ready = False
         self._started = 0.0  # monotonic time the waiting one was started
         self._after = 0.0  # monotonic time before which none is started
         self._dormant = False  # ended for being idle: none until a job starts
@@ -50,32 +54,41 @@ class WarmWorker:
             if process is not None and process.poll() is not None:  # it exited with no job
                 log.warning("the warm worker exited with %s", process.returncode)
                 self._after, self._process, process = time.monotonic() + RETRY, None, None
+                self._forget_readiness()
             now = time.monotonic()
             if process is not None and self._idle > 0 and now - self._started > self._idle:
                 log.info("the warm worker waited %.0f s unused; ending it to free its memory", self._idle)
                 self._process, self._dormant = None, True
+                self._forget_readiness()
                 _end(process)
                 self.log_path.unlink(missing_ok=True)
                 return
             if process is not None or self._dormant or now < self._after or not slot_free:
                 return
             self.log_path.unlink(missing_ok=True)
+            self._forget_readiness()
+            read_end, write_end = os.pipe()
             try:
                 self._process = proctree.spawn(
                     [sys.executable, "-m", "ttservice.supervision.worker", STANDBY],
                     self.log_path,
-                    self._env,
+                    self._env | {READY_FD_ENV: str(write_end)},
                     stdin=subprocess.PIPE,
+                    pass_fds=(write_end,),
                 )
-                self._started = now
+                self._started, self._ready_fd = now, read_end
             except OSError as error:
                 log.warning("the warm worker could not be started: %s", error)
                 self._after = time.monotonic() + RETRY
+                os.close(read_end)
+            finally:
+                os.close(write_end)
 
     def hand(self, job_id: int, attempt: int) -> subprocess.Popen | None:
         """Give it the job's attempt; None if there is none, or it is gone."""
         with self._lock:
             process, self._process = self._process, None
+            self._forget_readiness()
         if process is None or process.poll() is not None:
             return None
         try:
@@ -93,22 +106,27 @@ class WarmWorker:
             self._dormant = False
 
     def ready(self) -> bool:
-        """True when one has loaded its model and waits for a job."""
+        """True when one has loaded its model and waits for a job (it said so on its pipe)."""
         with self._lock:
             process = self._process
-        if process is None or process.poll() is not None:
-            return False
-        try:
-            return STANDBY_READY in self.log_path.read_text(errors="replace")
-        except OSError:
-            return False
+            if process is None or process.poll() is not None or self._ready_fd is None:
+                return False
+            if not self._ready and wait_readable([self._ready_fd], 0):
+                self._ready = os.read(self._ready_fd, 16) == b"ready\n"
+            return self._ready
 
     def stop(self) -> None:
         with self._lock:
             process, self._process = self._process, None
+            self._forget_readiness()
         if process is not None:
             _end(process)
-            self.log_path.unlink(missing_ok=True)  # its "ready" is no longer true
+            self.log_path.unlink(missing_ok=True)
+
+    def _forget_readiness(self) -> None:
+        if self._ready_fd is not None:
+            os.close(self._ready_fd)
+        self._ready_fd, self._ready = None, False
 
 
 def _end(process: subprocess.Popen) -> None:

@@ -30,7 +30,7 @@ import sys
 from functools import partial
 
 from .. import platform
-from ..config import STANDBY, STANDBY_READY, Settings
+from ..config import READY_FD_ENV, STANDBY, STANDBY_READY, Settings
 from ..exceptions import MediaError, RequestError, TTServiceError
 from ..jobs import JobStatus, Store, TranscribeOptions, open_store
 from ..jobs.logs import LogShipper, job_log_path
@@ -60,6 +60,10 @@ def standby() -> int:
         warm = None  # the job loads its own model and records why it cannot
         print(f"Default model not loaded: {error}", flush=True)
     print(STANDBY_READY, flush=True)
+    ready = os.environ.pop(READY_FD_ENV, None)  # the service's end of it: we wait for a job
+    if ready is not None:
+        os.write(int(ready), b"ready\n")
+        os.close(int(ready))
     line = sys.stdin.readline().split()  # empty: the service shut down or died
     if not line:
         return EXIT_OK

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -19,6 +18,7 @@ from ..config import Settings
 from ..exceptions import TTServiceError
 from ..jobs import Store
 from ..jobs.logs import JobLogHandler
+from ..jobs.record import chunk_of
 from ..platform import trim_heap
 from ..words import has_thai, merge_words
 from . import media, remote
@@ -27,7 +27,6 @@ from .export import clock
 from .samples import GrowingAudio
 from .vad import SAMPLE_RATE
 
-CHUNK_SECONDS = 30.0  # Whisper decodes 30-second windows
 CAPACITY_MARGIN = 1.01  # room for audio a little longer than declared, before the buffer must grow
 
 log = logging.getLogger("ttservice.worker")
@@ -123,7 +122,6 @@ def transcribe_job(
         if segment.words and has_thai(segment.text):  # Whisper times Thai a letter at a time
             segment = replace(segment, words=merge_words(segment.words))
         duration = prepared.duration  # the declared length until all of the media is decoded
-        chunks = max(1, math.ceil(duration / CHUNK_SECONDS))
         processed = min(segment.end, duration)
         if not store.add_segments(job_id, [segment], processed, processed / duration, attempt=attempt):
             log.warning("job %s is no longer processing; stopping", job_id)
@@ -132,7 +130,7 @@ def transcribe_job(
         wall = time.monotonic() - started
         speed = (processed - offset) / wall if wall > 0 else 0.0
         eta = (duration - processed) / speed if speed > 0 else 0.0
-        chunk = min(chunks, int(processed // CHUNK_SECONDS) + 1)
+        chunk, chunks = chunk_of(processed, duration)
         log.info("[%s -> %s] %s", clock(segment.start), clock(segment.end), segment.text)
         log.info("Processing chunk %d/%d - Speed: %.1fx realtime - ETA %s", chunk, chunks, speed, clock(eta))
     check_disk(store, handler)

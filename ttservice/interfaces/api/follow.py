@@ -62,6 +62,7 @@ async def follow(
     """
     mark: object = None
     seen = 0  # segments given so far
+    last: Segment | None = None  # the last of them: only what comes after it is read
     status = progress = None
     quiet_since = renewed = time.monotonic()
     if lease:
@@ -82,9 +83,10 @@ async def follow(
             )
             status, progress = job.status, job.progress
             if change.status_changed or change.progress_changed:
-                segments = await to_thread.run_sync(store.segments, job_id)
-                change.segments = list(enumerate(segments))[seen:]
-                seen = len(segments)
+                segments = await to_thread.run_sync(store.segments, job_id, last)
+                change.segments = list(enumerate(segments, start=seen))
+                seen += len(segments)
+                last = segments[-1] if segments else last
             if not change.empty or job.finished:
                 quiet_since = now
                 yield change

@@ -27,6 +27,25 @@ COMPLETED_NAMES = [JobStatus.COMPLETED.value] + [
 RESUME_POINT_SQL = 'SELECT coalesce(max("end"), 0) FROM transcription_segments WHERE job_id = ?'
 
 
+SEGMENTS_SQL = (
+    'SELECT id, start, "end", text, words_json, tokens_json, window_start, timed'
+    " FROM transcription_segments WHERE job_id = ?"
+)
+
+
+def _segment(r: Any) -> Segment:
+    return Segment(
+        r["start"],
+        r["end"],
+        r["text"],
+        json.loads(r["words_json"]) if r["words_json"] else None,
+        json.loads(r["tokens_json"]) if r["tokens_json"] is not None else None,
+        r["window_start"],
+        bool(r["timed"]),
+        r["id"],
+    )
+
+
 class JobQueries(SQLStore):
     def create_job(
         self,
@@ -190,25 +209,19 @@ class JobQueries(SQLStore):
         )
         return [r["id"] for r in rows]
 
-    def segments(self, job_id: int) -> list[Segment]:
-        rows = self.db.read(
-            'SELECT start, "end", text, words_json, tokens_json, window_start, timed'
-            " FROM transcription_segments"
-            " WHERE job_id = ? ORDER BY start, id",
-            (job_id,),
-        )
-        return [
-            Segment(
-                r["start"],
-                r["end"],
-                r["text"],
-                json.loads(r["words_json"]) if r["words_json"] else None,
-                json.loads(r["tokens_json"]) if r["tokens_json"] is not None else None,
-                r["window_start"],
-                bool(r["timed"]),
+    def segments(self, job_id: int, after: Segment | None = None) -> list[Segment]:
+        if after is None or after.id is None:
+            rows = self.db.read(f"{SEGMENTS_SQL} ORDER BY start, id", (job_id,))
+        else:  # by the (start, id) order's key: a follower reads each segment once
+            rows = self.db.read(
+                f"{SEGMENTS_SQL} AND (start > ? OR (start = ? AND id > ?)) ORDER BY start, id",
+                (job_id, after.start, after.start, after.id),
             )
-            for r in rows
-        ]
+        return [_segment(r) for r in rows]
+
+    def latest_segments(self, job_id: int, count: int) -> list[Segment]:
+        rows = self.db.read(f"{SEGMENTS_SQL} ORDER BY start DESC, id DESC LIMIT ?", (job_id, count))
+        return [_segment(r) for r in reversed(rows)]
 
     def resume_point(self, job_id: int) -> float:
         return self.db.read(RESUME_POINT_SQL, (job_id,))[0][0]

@@ -1,7 +1,5 @@
 """The source document's Live Logs panel for a running job, refreshed on its own."""
 
-import re
-
 import streamlit as st
 
 from ttservice import actions
@@ -11,7 +9,6 @@ from ttservice.interfaces.web.i18n import error_text, t
 from ttservice.jobs import JobStatus
 from ttservice.transcription import export
 
-CHUNK = re.compile(r"Processing chunk (\d+)/(\d+)")
 REFRESH_SECONDS = 5
 LOG_LINES = 200
 # The newest log lines and transcript segments are shown whole, never behind a scroll bar;
@@ -36,8 +33,8 @@ def live_panel(job_id: int) -> None:
             st.rerun()  # the whole page switches to the finished view
         status = pm.get_process_status(job_id)
         lines = pm.get_logs(job_id, LOG_LINES)
-        found = next((m for line in reversed(lines) if (m := CHUNK.search(line))), None)
-        chunk = t("live.chunk", n=found.group(1), total=found.group(2)) if found else t("live.starting")
+        window = job.chunk()
+        chunk = t("live.chunk", n=window[0], total=window[1]) if window else t("live.starting")
         st.subheader(t("live.title"))
         cpu, mem, elapsed, speed = st.columns(4)
         cpu.metric(t("live.cpu"), "-" if status.elsewhere else f"{status.cpu_percent:.1f}%")
@@ -89,7 +86,7 @@ def live_panel(job_id: int) -> None:
             if no.button(t("live.stop_no"), key=f"no-stop-{job_id}"):
                 st.session_state.pop(confirm_key)
                 st.rerun(scope="fragment")
-        latest = store.segments(job_id)[-LATEST_SEGMENTS:]
+        latest = store.latest_segments(job_id, LATEST_SEGMENTS)
         st.markdown(f"**{t('live.transcript')}**")
         if latest:
             st.code(
