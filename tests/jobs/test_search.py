@@ -57,7 +57,7 @@ def jobs(store, make_job):
 def test_search_finds_words_inside_any_text(store, jobs, query, found):
     by_id = {job_id: name for name, job_id in jobs.items()}
     assert {by_id[j.id] for j in store.list_jobs(search=query)} == found
-    assert store.count_jobs(search=query) == len(found)
+    assert store.page_of_jobs(search=query)[0] == len(found)
     total, page = store.page_of_jobs(search=query, limit=2)  # one evaluation, History's page
     assert total == len(found) and page == store.list_jobs(limit=2, search=query)
 

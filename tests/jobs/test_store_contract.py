@@ -96,12 +96,11 @@ def test_a_follower_reads_only_the_segments_after_the_last_it_read(store, make_j
     assert [s.text for s in other.latest_segments(job_id, 10)] == ["a", "b", "c", "d"]
 
 
-def test_stale_and_active_queries(store, make_job):
+def test_active_jobs_come_longest_silent_first(store, make_job):
     fresh, stale = make_job(), make_job()
     store.claim(fresh, 5, now=1000.0)
     store.claim(stale, 5, now=100.0)
-    assert {j.id for j in store.active_jobs()} == {fresh, stale}
-    assert [j.id for j in store.stale_jobs(older_than=500.0)] == [stale]
+    assert [j.id for j in store.active_jobs()] == [stale, fresh]  # the longest silent first
 
 
 def test_concurrent_writers_never_see_locked(store, make_job):
@@ -149,9 +148,9 @@ def test_full_text_search_and_counts(store, make_job):
     assert store.list_jobs(search='"unbalanced (quote') == []  # never a syntax error
     assert [j.id for j in store.list_jobs(search="coun\x00try\x1b")] == [a]  # nor a control character
     assert [j.id for j in store.list_jobs(search="\x00country")] == [a]
-    assert store.count_jobs(search="\x00") == 2
-    assert store.count_jobs() == 2 and store.count_jobs(search="country") == 1
-    assert store.count_jobs(status=JobStatus.PROCESSING, search="country") == 1
+    assert store.page_of_jobs(search="\x00")[0] == 2
+    assert store.page_of_jobs()[0] == 2 and store.page_of_jobs(search="country")[0] == 1
+    assert store.page_of_jobs(status=JobStatus.PROCESSING, search="country")[0] == 1
     store.delete_job(a)
     assert store.list_jobs(search="country") == []
 
@@ -223,9 +222,9 @@ def test_an_upload_is_nobodys_to_start_until_its_file_is_saved(store, settings):
     from ttservice import actions
 
     job_id = store.create_job("talk.wav", None, TranscribeOptions(), Runner.UPLOAD)
-    assert store.next_queued(Runner.SERVICE) is None
+    assert store.queued_jobs({Runner.SERVICE}) == []
     store.hand_upload_to_service(job_id, "/uploads/talk.wav")
-    assert store.next_queued(Runner.SERVICE) == job_id
+    assert store.queued_jobs({Runner.SERVICE}) == [job_id]
     saved = actions.submit_upload(store, settings, "talk.wav", b"RIFF....", TranscribeOptions())
     job = store.get_job(saved)
     assert job.runner is Runner.SERVICE and job.media_path.endswith("talk.wav")

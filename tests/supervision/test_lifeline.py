@@ -18,6 +18,7 @@ from ..conftest import gone, make_settings, wait_for
 
 pytestmark = pytest.mark.model
 
+
 def inject(folder, error: str) -> None:
     (folder / "sitecustomize.py").write_text(
         textwrap.dedent(

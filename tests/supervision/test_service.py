@@ -229,3 +229,23 @@ def test_the_warm_worker_says_it_is_ready_on_its_pipe(settings):
         if process is not None:
             process.kill()
             process.wait()
+
+
+def test_a_warm_worker_handed_a_job_before_it_was_ready_takes_it(settings, store, make_job):
+    from ttservice.supervision.process_manager import worker_env
+    from ttservice.supervision.warm import WarmWorker
+
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    warm = WarmWorker(settings, worker_env(settings))
+    job_id = make_job()
+    attempt = store.claim(job_id, 1)
+    warm.keep(slot_free=True)
+    process = warm.hand(job_id, attempt)  # at once: it is still loading, and nobody reads its pipe
+    assert process is not None
+    try:
+        job = wait_for(lambda: (j := store.get_job(job_id)).finished and j, 120, what="the job's end")
+        assert job.status is JobStatus.COMPLETED, job.error
+    finally:
+        process.kill()
+        process.wait()
+    assert "BrokenPipeError" not in warm.log_path.read_text()

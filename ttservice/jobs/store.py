@@ -73,8 +73,6 @@ class Store(Protocol):
     ) -> list[Job]:
         """Newest first; `search` is full-text over transcripts."""
 
-    def count_jobs(self, status: JobStatus | None = None, search: str | None = None) -> int: ...
-
     def page_of_jobs(
         self, status: JobStatus | None = None, search: str | None = None, limit: int = 20, offset: int = 0
     ) -> tuple[int, list[Job]]:
@@ -82,13 +80,7 @@ class Store(Protocol):
         search evaluated once."""
 
     def active_jobs(self) -> list[Job]:
-        """Jobs a process may be running for (status `processing`)."""
-
-    def stale_jobs(self, older_than: float) -> list[Job]:
-        """Processing jobs whose last heartbeat is older than `older_than` (or missing)."""
-
-    def next_queued(self, runner: Runner) -> int | None:
-        """The oldest queued job of this runner."""
+        """Jobs a process may be running for (status `processing`), the longest silent first."""
 
     def queued_jobs(self, runners: Collection[Runner], limit: int = 100) -> list[int]:
         """Queued jobs of these runners, oldest first."""

@@ -65,10 +65,6 @@ class ModelRef:
     repo_id: str | None = None
     folder: Path | None = None
 
-    @property
-    def removable(self) -> bool:
-        return self.kind == "hub"
-
 
 def looks_like_path(name: str) -> bool:
     """An explicit path (/, ./, ~), or a folder here whose name is no model name or repo id."""

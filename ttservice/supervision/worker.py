@@ -62,7 +62,10 @@ def standby() -> int:
     print(STANDBY_READY, flush=True)
     ready = os.environ.pop(READY_FD_ENV, None)  # the service's end of it: we wait for a job
     if ready is not None:
-        os.write(int(ready), b"ready\n")
+        try:
+            os.write(int(ready), b"ready\n")
+        except BrokenPipeError:  # it handed us a job before we were ready: nobody asks any more
+            pass
         os.close(int(ready))
     line = sys.stdin.readline().split()  # empty: the service shut down or died
     if not line:

@@ -125,10 +125,6 @@ class JobQueries(SQLStore):
         where, params, _ = self._filters(status, search)
         return self._page(where, params, limit, offset)
 
-    def count_jobs(self, status: JobStatus | None = None, search: str | None = None) -> int:
-        where, params, _ = self._filters(status, search)
-        return self._count(where, params)
-
     def page_of_jobs(
         self, status: JobStatus | None = None, search: str | None = None, limit: int = 20, offset: int = 0
     ) -> tuple[int, list[Job]]:
@@ -154,21 +150,6 @@ class JobQueries(SQLStore):
             (JobStatus.PROCESSING.value,),
         )
         return [row_to_job(r) for r in rows]
-
-    def stale_jobs(self, older_than: float) -> list[Job]:
-        rows = self.db.read(
-            "SELECT * FROM transcription_jobs WHERE status = ?"
-            " AND (last_heartbeat IS NULL OR last_heartbeat < ?)",
-            (JobStatus.PROCESSING.value, older_than),
-        )
-        return [row_to_job(r) for r in rows]
-
-    def next_queued(self, runner: Runner) -> int | None:
-        rows = self.db.read(
-            "SELECT id FROM transcription_jobs WHERE status = ? AND runner = ? ORDER BY id LIMIT 1",
-            (JobStatus.QUEUED.value, runner.value),
-        )
-        return rows[0]["id"] if rows else None
 
     def queued_jobs(self, runners: Collection[Runner], limit: int = 100) -> list[int]:
         marks = ", ".join("?" for _ in runners)
