@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ttservice.config import SETTINGS, Settings, settings_markdown
+from ttservice.exceptions import TTServiceError
 from ttservice.supervision.process_manager import worker_env
 
 DOCS = Path(__file__).parents[1] / "docs" / "settings.md"
@@ -34,7 +35,7 @@ def test_each_setting_is_parsed_by_its_declared_type(tmp_path):
     defaults = Settings.from_env({})
     for declared in SETTINGS:
         assert isinstance(getattr(defaults, declared.name), declared.kind), declared.name
-    with pytest.raises(ValueError, match="TTSERVICE_KILL_GRACE='soon' is not a valid value"):
+    with pytest.raises(TTServiceError, match="TTSERVICE_KILL_GRACE='soon' is not a valid value"):
         Settings.from_env({"TTSERVICE_KILL_GRACE": "soon"})
 
 

@@ -144,14 +144,14 @@ def test_a_command_that_fails_under_its_job_leaves_it_interrupted_not_stopped_by
 ):
     """The command waiting for its job fails (here: its database read, as when the server stays
     away): nobody stopped the job, so it is interrupted (to resume), with the command's reason."""
-    from ttservice.exceptions import StoreError
+    from ttservice.exceptions import StoreError, StoreUnavailable
 
     seen = []
 
     def away(job):
         if store.segments(job.id):
             seen.append(job.process_id)
-            raise StoreError("The database could not be reached: connection refused.")
+            raise StoreUnavailable("store.unreachable", where="PostgreSQL at db", error="connection refused")
 
     with pytest.raises(StoreError):
         run_transcription(long_speech, settings=settings, store=store, on_update=away)
@@ -159,6 +159,7 @@ def test_a_command_that_fails_under_its_job_leaves_it_interrupted_not_stopped_by
     assert job.status is JobStatus.INTERRUPTED and job.resumable
     assert job.error == (
         "Stopped because the command running it failed:"
-        " The database could not be reached: connection refused."
+        " the database (PostgreSQL at db) could not be reached: connection refused."
     )
+    assert job.error_detail.code == "job.stopped_command_failed"
     assert seen and gone(seen[0]) and group_members(seen[0]) == []

@@ -17,6 +17,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .exceptions import TTServiceError
+
 if TYPE_CHECKING:
     from .transcription.subtitles import CueRules
 
@@ -150,7 +152,7 @@ class Settings:
             try:
                 values[declared.name] = PARSERS[declared.kind](raw)
             except ValueError:
-                raise ValueError(f"{declared.env}={raw!r} is not a valid value.") from None
+                raise TTServiceError("settings.invalid", variable=declared.env, value=raw) from None
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 

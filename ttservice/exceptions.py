@@ -1,8 +1,27 @@
-"""Errors a user can read: each message is one sentence that says what to do."""
+"""Errors a user can read: each is a message (a code with its parameters, `messages`), which the
+catalogs say in one sentence, in English or Thai, saying what to do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .messages import Message
 
 
 class TTServiceError(Exception):
-    """Base of every error shown to a user without a traceback."""
+    """Base of every error shown to a user without a traceback.
+
+    Raised with a code of the registry and its parameters, or with a Message; `str()` is
+    the English sentence, `message` what the interfaces render in their reader's language.
+    """
+
+    def __init__(self, code: str | Message, /, **params: Any) -> None:
+        self.message = code if isinstance(code, Message) else Message(code, **params)
+        super().__init__(self.message.text())
+
+    @property
+    def code(self) -> str:
+        return self.message.code
 
 
 class MediaError(TTServiceError):
@@ -19,7 +38,7 @@ class NotMedia(MediaError):
 
 class JobNotFound(TTServiceError):
     def __init__(self, job_id: int) -> None:
-        super().__init__(f"There is no job {job_id}.")
+        super().__init__("job.not_found", job_id=job_id)
         self.job_id = job_id
 
 

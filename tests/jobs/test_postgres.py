@@ -241,9 +241,8 @@ def test_other_machines_silent_jobs_are_recovered_by_the_sweeper_alone(store, se
         assert ProcessManager(store, settings).cleanup_orphaned_processes().finalized == []  # a command
         assert store.get_job(job_id).status is JobStatus.PROCESSING
         holder.close()  # its service stopped: the server let the lock go with the session
-        assert service(second, settings, "delta").cleanup_orphaned_processes().finalized == [
-            (job_id, "alpha went silent")
-        ]
+        finalized = service(second, settings, "delta").cleanup_orphaned_processes().finalized
+        assert [(i, str(why)) for i, why in finalized] == [(job_id, "alpha went silent")]
         job = store.get_job(job_id)
         assert (job.status, job.resumed_from) == (JobStatus.QUEUED, 0)
         assert second.is_sweeper("delta") and not store.is_sweeper("epsilon") and not store.is_sweeper(None)
@@ -345,7 +344,7 @@ def test_a_segment_commit_that_arrived_before_its_connection_was_lost_is_not_wri
             yield conn
         if not lost:  # committed, but the answer never came back
             lost.append(True)
-            raise ConnectionLost("The database could not be reached: server closed the connection.")
+            raise ConnectionLost("store.unreachable", where="PostgreSQL", error="server closed the connection")
 
     monkeypatch.setattr(store.db, "transaction", reply_lost_once)
     assert store.add_segments(job_id, [Segment(0, 2, "once")], 2, 0.1, attempt=1)

@@ -279,7 +279,7 @@ def test_a_download_asked_for_by_the_web_app_is_taken_by_the_service_or_a_comman
     from ttservice.actions import models
 
     asked = models.request_download(store, "base")
-    assert asked.runner is Runner.UPLOAD and asked.process_id is None  # nobody's yet
+    assert asked.runner is Runner.UNCLAIMED and asked.process_id is None  # nobody's yet
     done = ttservice(settings, "models", "download", "base")  # a command that needs it takes it
     assert done.returncode == 0, done.stderr
     row = store.get_download(asked.id)

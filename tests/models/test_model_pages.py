@@ -29,7 +29,7 @@ def test_models_page_lists_models_and_asks_the_service_to_download(web_env, stor
     assert any(text.endswith("multilingual") for text in facts)
     at.button(key="download-base").click().run()
     [row] = store.list_downloads(active_only=True)
-    assert row.repo_id == BASE_REPO and row.runner is Runner.UPLOAD and row.process_id is None  # asked for
+    assert row.repo_id == BASE_REPO and row.runner is Runner.UNCLAIMED and row.process_id is None  # asked for
     assert any("Downloading" in s.value for s in at.subheader)
 
 

@@ -27,7 +27,7 @@ def inject(folder, error: str) -> None:
 
             def heartbeat(self, job_id, now=None, attempt=None):
                 from ttservice.exceptions import StoreUnavailable
-                raise {error}("injected fault")
+                raise {error}
 
             lifecycle.Lifecycle.heartbeat = heartbeat
             """
@@ -39,9 +39,9 @@ def inject(folder, error: str) -> None:
     "error, exit_code, status",
     [
         # A bug in the beat: the job fails once, with its reason, instead of being queued again.
-        ("RuntimeError", EXIT_FAILED, JobStatus.FAILED),
+        ('RuntimeError("injected fault")', EXIT_FAILED, JobStatus.FAILED),
         # The database out of reach: the worker stops itself and its job waits to continue.
-        ("StoreUnavailable", EXIT_CUT_OFF, JobStatus.QUEUED),
+        ('StoreUnavailable("store.locked")', EXIT_CUT_OFF, JobStatus.QUEUED),
     ],
 )
 def test_a_failing_heartbeat_has_one_clear_outcome(
@@ -64,7 +64,7 @@ def test_a_failing_heartbeat_has_one_clear_outcome(
         job = store.get_job(job_id)
         assert job.status is status and job.attempt == 1
         if status is JobStatus.FAILED:
-            assert job.error.startswith("Its heartbeat failed for 2 s: RuntimeError: injected fault")
+            assert job.error == "Its heartbeat failed for 2 s: RuntimeError: injected fault."
         # Nothing runs it again behind the scenes.
         assert not wait_for_change(store, job_id, job.status, 3)
     finally:

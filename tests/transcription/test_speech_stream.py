@@ -158,7 +158,7 @@ def test_without_vad_audio_still_being_decoded_is_all_speech(paused):
 
 
 def test_a_decoding_error_reaches_the_reader(paused):
-    stream = SpeechStream(fed(paused[: 20 * SAMPLE_RATE], error=MediaError("damaged")))
+    stream = SpeechStream(fed(paused[: 20 * SAMPLE_RATE], error=MediaError("media.damaged", name="x.wav")))
     with pytest.raises(MediaError, match="damaged"):
         stream.wait()
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import Settings
 from ..exceptions import MediaError, ModelError, StoreError, TTServiceError
 from ..jobs import Host, Job, JobStatus, Runner, Store, TranscribeOptions, files, logs
+from ..messages import Message
 from ..transcription import media
 
 if TYPE_CHECKING:
@@ -97,8 +98,7 @@ def submit_upload(
     try:
         if len(data) > settings.max_upload_bytes:
             raise MediaError(
-                f"The file {safe} is {len(data) / 2**20:.0f} MB, over the limit of"
-                f" {settings.max_upload_mb:.0f} MB."
+                "media.too_large", name=safe, size_mb=len(data) / 2**20, limit_mb=settings.max_upload_mb
             )
         try:
             staged = files.staging(settings.upload_dir, job_id, safe)
@@ -107,9 +107,9 @@ def submit_upload(
             files.store_upload(store, settings.upload_dir, job_id, staged, sha256, Runner.SERVICE)
         except OSError as error:
             files.discard_staged(settings.upload_dir, job_id)
-            raise MediaError(f"The upload could not be saved: {error.strerror}.") from None
+            raise MediaError("media.upload_not_saved", reason=error.strerror) from None
     except TTServiceError as error:
-        store.transition(job_id, JobStatus.FAILED, error_message=str(error))
+        store.transition(job_id, JobStatus.FAILED, error_message=error.message)
     return job_id
 
 
@@ -154,8 +154,8 @@ def submit_saved(
         files.discard_staged(settings.upload_dir, job_id)
         saved.unlink(missing_ok=True)
         if not isinstance(error, MediaError):
-            error = StoreError(f"The upload could not be saved: {error.strerror}.")
-        store.transition(job_id, JobStatus.FAILED, error_message=str(error), exit_code=2)
+            error = StoreError("media.upload_not_saved", reason=error.strerror)
+        store.transition(job_id, JobStatus.FAILED, error_message=error.message, exit_code=2)
         return job_id, error
     return job_id, None
 
@@ -174,7 +174,7 @@ def details(store: Store, settings: Settings, job_id: int, pm: ProcessManager | 
     segments = store.segments(job_id)
     waiting = models.waiting_for(store, job)
     return job.to_dict() | {
-        "waiting_for": waiting[0] if waiting else None,
+        "waiting_for": str(waiting[0]) if waiting else None,
         "download": waiting[1].to_dict() if waiting and waiting[1] else None,
         "alive": status.alive,
         "cpu_percent": round(status.cpu_percent, 1),
@@ -204,11 +204,11 @@ def submit_file(
     try:
         media.check_file(path, settings.max_upload_bytes)
     except MediaError as error:
-        unavailable = str(error)
+        unavailable = error.message
     return store.create_job(path.name, str(path.resolve()), options, runner, refused=unavailable)
 
 
-def check_request(options: TranscribeOptions) -> tuple[TranscribeOptions, str | None]:
+def check_request(options: TranscribeOptions) -> tuple[TranscribeOptions, Message | None]:
     """The options made exact (the language as a code, a folder absolute), and why the model
     cannot be had (None if it can: on disk, or on the hub to download).
 
@@ -225,14 +225,14 @@ def check_request(options: TranscribeOptions) -> tuple[TranscribeOptions, str | 
         if options.device != "auto":
             device.resolve(options.device, options.device_index, options.compute_type)
     except ModelError as error:
-        return options, str(error)
+        return options, error.message
     return options, None
 
 
 def rerun(store: Store, job_id: int) -> int:
     """A new queued job with the same media and the same parameters."""
     job = store.get_job(job_id)
-    original = _original_media(job, "re-run")
+    original = _original_media(job, "job.media_gone_rerun")
     return store.create_job(job.filename or original.name, job.media_path, job.options)
 
 
@@ -243,19 +243,17 @@ def resume(store: Store, job_id: int, runner: Runner = Runner.SERVICE) -> float:
     """
     job = store.get_job(job_id)
     if not job.resumable:
-        raise TTServiceError(
-            f"Job {job_id} is {job.status.value}; only a stopped, failed or interrupted job can be resumed."
-        )
-    _original_media(job, "resumed")
+        raise TTServiceError("job.not_resumable", job_id=job_id, status=job.status.value)
+    _original_media(job, "job.media_gone_resume")
     if not store.requeue_for_resume(job_id, runner):
-        raise TTServiceError(f"Job {job_id} changed while it was being resumed; try again.")
+        raise TTServiceError("job.changed_while_resuming", job_id=job_id)
     return store.resume_point(job_id)
 
 
-def _original_media(job: Job, done: str) -> Path:
-    """The job's media file, or the reason it cannot be `done` without it."""
+def _original_media(job: Job, gone: str) -> Path:
+    """The job's media file; MediaError `gone` (the code saying what cannot be done) without it."""
     if not job.media_path or not Path(job.media_path).exists():
-        raise MediaError(f"The original media of this job is no longer there, so it cannot be {done}.")
+        raise MediaError(gone)
     return Path(job.media_path)
 
 
@@ -263,7 +261,7 @@ def delete(store: Store, settings: Settings, job_id: int) -> None:
     """Delete a finished job with its upload and log files."""
     job = store.get_job(job_id)
     if job.status in (JobStatus.QUEUED, JobStatus.PROCESSING):
-        raise TTServiceError(f"Job {job_id} is {job.status.value}; stop it before deleting it.")
+        raise TTServiceError("job.not_deletable", job_id=job_id, status=job.status.value)
     for part in logs.rotated_parts(logs.job_log_path(settings.log_dir, job_id)):
         part.unlink(missing_ok=True)
     files.delete_job(store, settings.upload_dir, job_id, job.media_path)

@@ -15,6 +15,7 @@ from typing import Any
 from ..config import Settings
 from ..exceptions import ModelError
 from ..jobs import Download, Job, JobStatus, Runner, Store
+from ..messages import Message
 from ..models import catalog, hub
 
 
@@ -108,7 +109,7 @@ def add_folder(settings: Settings, path: str) -> Path:
     """Remember a local CTranslate2 Whisper folder as a model; one sentence if it is not one."""
     ref = catalog.resolve(path)
     if ref.kind != "folder":
-        raise ModelError(f"{path} is not a folder; give a repo id to download instead.")
+        raise ModelError("model.not_a_folder", path=path)
     known = folders(settings)
     if ref.folder not in known:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +129,7 @@ def request_download(store: Store, name: str) -> Download | Path:
     if folder is not None:
         return folder
     hub.check_remote(ref)
-    download_id, _ = store.start_download(ref.name, ref.repo_id, Runner.UPLOAD)
+    download_id, _ = store.start_download(ref.name, ref.repo_id, Runner.UNCLAIMED)
     return store.get_download(download_id)
 
 
@@ -176,12 +177,10 @@ def remove(store: Store, settings: Settings, name: str) -> Path:
     sentence while a job or a download uses it."""
     ref = catalog.resolve(name)
     if ref.kind == "bundled":
-        raise ModelError(f"{ref.name} ships with TTService and cannot be removed.")
+        raise ModelError("model.bundled", model=ref.name)
     if ref.kind == "folder":
         if ref.folder not in folders(settings):
-            raise ModelError(
-                f"{ref.name} is a folder of yours; TTService removes only models in the hub cache."
-            )
+            raise ModelError("model.folder_of_yours", model=ref.name)
         _in_use(store, ref)
         kept = [str(p) for p in folders(settings) if p != ref.folder]
         _folders_file(settings).write_text(json.dumps(kept, indent=2))
@@ -189,9 +188,7 @@ def remove(store: Store, settings: Settings, name: str) -> Path:
     _in_use(store, ref)
     running = store.latest_download(ref.repo_id)
     if running is not None and running.status is JobStatus.PROCESSING:
-        raise ModelError(
-            f"The model {ref.name} is being downloaded (download {running.id}); stop that first."
-        )
+        raise ModelError("model.being_downloaded", model=ref.name, download_id=running.id)
     return hub.remove(ref)
 
 
@@ -199,9 +196,7 @@ def _in_use(store: Store, ref: catalog.ModelRef) -> None:
     users = [j.id for j in _unfinished_jobs(store) if _key_of(j) == _key(ref)]
     if users:
         jobs = ", ".join(str(i) for i in users)
-        raise ModelError(
-            f"The model {ref.name} is in use by job {jobs}; stop it or let it finish, then remove the model."
-        )
+        raise ModelError("model.in_use", model=ref.name, job_id=jobs)
 
 
 def _unfinished_jobs(store: Store) -> list[Job]:
@@ -219,7 +214,7 @@ def _key_of(job: Job) -> str | None:
         return None
 
 
-def waiting_for(store: Store, job: Job) -> tuple[str, Download | None] | None:
+def waiting_for(store: Store, job: Job) -> tuple[Message, Download | None] | None:
     """Why a queued job waits for its model, and the download running for it; None if it does not."""
     if job.status is not JobStatus.QUEUED:
         return None
@@ -231,8 +226,14 @@ def waiting_for(store: Store, job: Job) -> tuple[str, Download | None] | None:
         return None
     latest = store.latest_download(ref.repo_id)
     if latest is None or latest.status is not JobStatus.PROCESSING:
-        return f"Waiting for the model {ref.name} to be downloaded.", None
-    text = f"Waiting for the model {ref.name} to download: {latest.progress:.0%}"
-    if latest.bytes_total:
-        text += f" ({latest.bytes_done / 2**20:.0f} of {latest.bytes_total / 2**20:.0f} MB)"
-    return text + ".", latest
+        return Message("model.waiting", model=ref.name), None
+    if not latest.bytes_total:
+        return Message("model.waiting_progress", model=ref.name, progress=latest.progress), latest
+    waiting = Message(
+        "model.waiting_bytes",
+        model=ref.name,
+        progress=latest.progress,
+        done_mb=latest.bytes_done / 2**20,
+        total_mb=latest.bytes_total / 2**20,
+    )
+    return waiting, latest

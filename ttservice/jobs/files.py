@@ -71,7 +71,7 @@ def staging(upload_dir: Path, job_id: int, name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = (folder / name).resolve()
     if folder.resolve() != path.parent:
-        raise MediaError(f"The name {name!r} is not allowed.")
+        raise MediaError("media.name_not_allowed", name=name)
     return path
 
 

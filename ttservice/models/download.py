@@ -85,10 +85,10 @@ def plan(ref: ModelRef) -> tuple[str, list[RemoteFile]]:
             meta = get_hf_file_metadata(url, token=hub.token(), timeout=hub.CHECK_TIMEOUT)
         except Exception as error:
             raise ModelError(
-                f"The hub did not describe {name} of {ref.repo_id} ({type(error).__name__})."
+                "download.undescribed", file=name, repo=ref.repo_id, error=type(error).__name__
             ) from None
         if not meta.etag or meta.size is None:
-            raise ModelError(f"The hub gave no ETag or size for {name} of {ref.repo_id}.")
+            raise ModelError("download.no_etag", file=name, repo=ref.repo_id)
         files.append(RemoteFile(name, meta.location, meta.etag, meta.size, sha256.get(name)))
     return remote["sha"], files
 
@@ -159,15 +159,11 @@ def fetch(ref: ModelRef, on_progress: Callable[[int, int], None]) -> Path:
                 )
         except OSError as error:
             if error.errno == errno.ENOSPC:
-                raise ModelError(
-                    f"The disk is full, so the model {ref.name} could not be downloaded; free some space"
-                    f" in {hub.cache_dir()} and download it again: it continues where it stopped."
-                ) from None
-            raise ModelError(f"The download of {ref.name} stopped: {error}.") from None
+                raise ModelError("download.disk_full", model=ref.name, folder=str(hub.cache_dir())) from None
+            raise ModelError("download.stopped_error", model=ref.name, error=str(error)) from None
         except Exception as error:  # httpx's connection and timeout errors after http_get's retries
             raise ModelError(
-                f"The download of {ref.name} stopped: the hub at {hub.endpoint()} could not be reached"
-                f" ({type(error).__name__}); download it again and it continues where it stopped."
+                "download.hub_unreachable", model=ref.name, hub=hub.endpoint(), error=type(error).__name__
             ) from None
         _verify(ref, f, partial, digest.hexdigest())
         os.replace(partial, blob)
@@ -181,8 +177,11 @@ def _check_room(ref: ModelRef, folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise ModelError(
-            f"The model {ref.name} needs {needed / 2**20:.0f} MB more, but {folder} has only"
-            f" {free / 2**20:.0f} MB free; free some space and download it again."
+            "download.no_room",
+            model=ref.name,
+            needed_mb=needed / 2**20,
+            folder=str(folder),
+            free_mb=free / 2**20,
         )
 
 
@@ -193,9 +192,7 @@ def _verify(ref: ModelRef, f: RemoteFile, partial: Path, streamed: str) -> None:
     ok = size == f.size and (f.sha256 in (None, streamed) or _sha256_of(partial).hexdigest() == f.sha256)
     if not ok:
         partial.unlink(missing_ok=True)
-        raise ModelError(
-            f"The download of {f.name} of {ref.name} came out corrupted; it was deleted, download it again."
-        )
+        raise ModelError("download.corrupted", file=f.name, model=ref.name)
 
 
 def _sha256_of(path: Path, length: int | None = None):

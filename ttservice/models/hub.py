@@ -116,7 +116,7 @@ def remove(ref: ModelRef) -> Path:
     """Delete a downloaded model from the cache, partial downloads included; return its folder."""
     folder = repo_folder(ref.repo_id)
     if not folder.exists():
-        raise ModelError(f"The model {ref.name} is not downloaded.")
+        raise ModelError("model.not_downloaded", model=ref.name)
     shutil.rmtree(folder)
     return folder
 
@@ -128,10 +128,7 @@ def check_remote(ref: ModelRef) -> dict[str, Any]:
     model needs.
     """
     if offline():
-        raise ModelError(
-            f"The model {ref.name} is not downloaded and HF_HUB_OFFLINE is set; download it while"
-            f" online (ttservice models download {ref.name}) or choose an installed model."
-        )
+        raise ModelError("model.offline", model=ref.name)
     from fnmatch import fnmatch
 
     from huggingface_hub import HfApi
@@ -147,18 +144,15 @@ def check_remote(ref: ModelRef) -> dict[str, Any]:
             ref.repo_id, revision="main", files_metadata=True, timeout=CHECK_TIMEOUT
         )
     except GatedRepoError:
-        raise ModelError(
-            f"The model {ref.repo_id} is gated on the hub: accept its terms there and set HF_TOKEN."
-        ) from None
+        raise ModelError("model.gated", repo=ref.repo_id) from None
     except (RepositoryNotFoundError, RevisionNotFoundError):
-        raise ModelError(f"There is no model {ref.repo_id} on the hub at {endpoint()}.") from None
+        raise ModelError("model.not_on_hub", repo=ref.repo_id, hub=endpoint()) from None
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else "?"
-        raise ModelError(f"The hub at {endpoint()} answered {status} for the model {ref.repo_id}.") from None
+        raise ModelError("model.hub_answered", hub=endpoint(), status=status, repo=ref.repo_id) from None
     except Exception as error:  # httpx's connection and timeout errors, DNS, TLS
         raise ModelError(
-            f"The model {ref.name} is not downloaded and the hub at {endpoint()} cannot be reached"
-            f" ({type(error).__name__})."
+            "model.hub_unreachable", model=ref.name, hub=endpoint(), error=type(error).__name__
         ) from None
     from .catalog import ALLOW_PATTERNS
 
@@ -168,7 +162,5 @@ def check_remote(ref: ModelRef) -> dict[str, Any]:
         if any(fnmatch(s.rfilename, pattern) for pattern in ALLOW_PATTERNS)
     }
     if not all(f in files for f in REQUIRED_FILES):
-        raise ModelError(
-            f"{ref.repo_id} is not a CTranslate2 Whisper model: it has no model.bin and config.json."
-        )
+        raise ModelError("model.not_ct2_repo", repo=ref.repo_id)
     return {"sha": info.sha, "files": files, "siblings": info.siblings}

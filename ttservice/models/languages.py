@@ -42,10 +42,7 @@ def language_code(value: str | None) -> str | None:
         return text
     if text in BY_NAME:
         return BY_NAME[text]
-    raise RequestError(
-        f"{value!r} is not a language Whisper knows; use a code such as en, th or zh"
-        " (`ttservice models languages` lists them all)."
-    )
+    raise RequestError("request.unknown_language", value=value)
 
 
 def language_name(code: str | None) -> str:

@@ -13,25 +13,26 @@ from pathlib import Path
 
 from ..exceptions import ModelError, RequestError
 from ..jobs import TranscribeOptions
+from ..messages import Message
 from . import catalog, hub
 from .languages import language_code, language_name
 
 TASKS = ("transcribe", "translate")
 
 
-def refusal(model: str, english_only: bool | None, language: str | None, task: str) -> str | None:
-    """Why `model` cannot do this, in one sentence; None when it can (or when nobody can tell yet)."""
+def refusal(model: str, english_only: bool | None, language: str | None, task: str) -> Message | None:
+    """Why `model` cannot do this; None when it can (or when nobody can tell yet)."""
     if not english_only:
         return None
+    suggestion = catalog.MULTILINGUAL_EXAMPLES
     if task == "translate":
-        return (
-            f"The model {model} is English-only, so it cannot translate; choose a multilingual"
-            f" model such as {catalog.MULTILINGUAL_EXAMPLES}."
-        )
+        return Message("request.english_only_translate", model=model, suggestion=suggestion)
     if language not in (None, "en"):
-        return (
-            f"The model {model} is English-only, so it cannot transcribe {language_name(language)};"
-            f" choose a multilingual model such as {catalog.MULTILINGUAL_EXAMPLES}."
+        return Message(
+            "request.english_only_language",
+            model=model,
+            language=language_name(language),
+            suggestion=suggestion,
         )
     return None
 
@@ -47,9 +48,7 @@ def model_folder(model: str) -> Path:
     """The folder a model loads from; one sentence if it is not on disk (a job never downloads)."""
     folder = hub.installed_folder(catalog.resolve(model))
     if folder is None:
-        raise ModelError(
-            f"The model {model} is not downloaded; download it first (ttservice models download {model})."
-        )
+        raise ModelError("model.download_first", model=model)
     return folder
 
 
@@ -60,7 +59,7 @@ def checked(options: TranscribeOptions) -> tuple[TranscribeOptions, catalog.Mode
     or ModelError (a name or folder that is no model) before any job exists.
     """
     if options.task not in TASKS:
-        raise RequestError(f"{options.task!r} is not a task; use transcribe or translate.")
+        raise RequestError("request.unknown_task", task=options.task)
     language = language_code(options.language)
     ref = catalog.resolve(options.model)
     folder = hub.installed_folder(ref)

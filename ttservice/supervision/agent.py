@@ -29,6 +29,7 @@ from ..config import Settings
 from ..exceptions import TTServiceError
 from ..jobs import SERVICE_RUNNERS, JobStatus, Runner, open_store
 from ..jobs.postgres.store import TASK
+from ..messages import Message
 from ..transcription import remote
 from .process_manager import ProcessManager
 
@@ -40,24 +41,16 @@ LOOK = 1.0  # seconds between looks at a job while its model downloads or a slot
 # Seconds between the engine's looks for a task when no notification came. Procrastinate's
 # listener does not come back after the database restarts, so this look is then the only one.
 FETCH_POLL = 1.0
-SHUTDOWN_REASON = "Interrupted because the agent on {host} was stopped."
 
 
 class Agent:
     def __init__(self, settings: Settings, slots: int | None = None, name: str | None = None) -> None:
         if not settings.database_url:
-            raise TTServiceError(
-                "An agent runs the jobs of a shared PostgreSQL store: set TTSERVICE_DATABASE_URL"
-                " to the central service's database."
-            )
+            raise TTServiceError("service.agent_needs_postgres")
         if not settings.api_url and not settings.shared_media:
-            raise TTServiceError(
-                "An agent fetches its jobs' media from the central service: set TTSERVICE_API_URL to its"
-                " API (http://central:8000), or TTSERVICE_SHARED_MEDIA=1 if every machine sees its"
-                " upload folder at the same path."
-            )
+            raise TTServiceError("service.agent_needs_media")
         if slots is not None and slots < 1:
-            raise TTServiceError("An agent needs at least one slot (--slots 1 or more).")
+            raise TTServiceError("service.agent_needs_slot")
         self.settings = replace(
             settings,
             max_concurrent_jobs=slots or settings.max_concurrent_jobs,
@@ -187,7 +180,7 @@ class Agent:
     def _interrupt_all(self) -> None:
         """Interrupt this machine's jobs (each task then ends) and, unless TTSERVICE_AUTO_RESUME=0,
         queue them again for the machines that stay."""
-        reason = SHUTDOWN_REASON.format(host=self.name)
+        reason = Message("job.interrupted_agent_stopped", host=self.name)
         for job_id in self.pm.children.job_ids():
             if self.pm.kill_process(job_id, reason=reason, final=JobStatus.INTERRUPTED):
                 if self.settings.auto_resume:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from ..config import WORKER_PARENT_ENV
 from ..exceptions import TTServiceError
 from ..jobs import Download, Job, JobStatus, Runner, logs
+from ..messages import Message
 from ..models import catalog, hub
 from ..models.catalog import ModelRef
 from . import proctree
@@ -53,7 +54,7 @@ class ModelDownloads:
         try:
             ref = catalog.resolve(job.options.model)
         except TTServiceError as error:
-            self.store.transition(job.id, JobStatus.FAILED, error_message=str(error), exit_code=2)
+            self.store.transition(job.id, JobStatus.FAILED, error_message=error.message, exit_code=2)
             return False
         if ref.kind != "hub" or hub.installed_folder(ref) is not None:
             return True
@@ -78,7 +79,7 @@ class ModelDownloads:
         """Start the downloads asked for (the web app's: nobody's until taken, like uploads)."""
         started = []
         for row in self.store.list_downloads(active_only=True):
-            if row.runner is Runner.UPLOAD and self.store.take_download(row.id, self.pm.runner):
+            if row.runner is Runner.UNCLAIMED and self.store.take_download(row.id, self.pm.runner):
                 self._spawn(row.id)
                 started.append(row.id)
         return started
@@ -92,7 +93,7 @@ class ModelDownloads:
             process = proctree.spawn(cmd, path, env)
         except OSError as error:
             self.store.finish_download(
-                download_id, JobStatus.FAILED, f"The download process could not be started: {error}."
+                download_id, JobStatus.FAILED, Message("download.process_not_started", error=str(error))
             )
             return
         self.children.add(download_id, process)
@@ -107,15 +108,14 @@ class ModelDownloads:
         for download_id, process, _ in exited:
             row = self.store.get_download(download_id)
             if row.status is JobStatus.PROCESSING:
-                self._finalize(row, proctree.describe_exit(process.returncode, "download process"))
+                self._finalize(row, proctree.describe_exit(process.returncode, download=True))
             log.info("download %s: exited with %s", download_id, process.returncode)
 
-    def _finalize(self, row: Download, why: str) -> None:
+    def _finalize(self, row: Download, why: Message) -> None:
         if row.stop_requested_at is not None:
-            self.store.finish_download(row.id, JobStatus.CANCELLED, "The download was stopped.")
+            self.store.finish_download(row.id, JobStatus.CANCELLED, Message("download.stopped"))
             return
-        sentence = why[0].upper() + why[1:].rstrip(".") + "."
-        self.store.finish_download(row.id, JobStatus.FAILED, sentence)
+        self.store.finish_download(row.id, JobStatus.FAILED, Message("download.failed", why=why))
 
     def _live(self, row: Download):
         if row.process_id is None or row.process_create_time is None:
@@ -124,7 +124,7 @@ class ModelDownloads:
         return proc
 
     def stop(
-        self, download_id: int, final: JobStatus = JobStatus.CANCELLED, reason: str | None = None
+        self, download_id: int, final: JobStatus = JobStatus.CANCELLED, reason: Message | None = None
     ) -> bool:
         """Stop a running download (its partial files stay); False if it had ended."""
         row = self.store.get_download(download_id)
@@ -140,9 +140,9 @@ class ModelDownloads:
                 process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
-        return self.store.finish_download(download_id, final, reason or "The download was stopped.")
+        return self.store.finish_download(download_id, final, reason or Message("download.stopped"))
 
-    def sweep(self, now: float | None = None) -> list[tuple[int, str]]:
+    def sweep(self, now: float | None = None) -> list[tuple[int, Message]]:
         """Finish running downloads whose process is gone, or silent for the orphan timeout."""
         now = now or self.store.clock()
         finished = []
@@ -158,11 +158,11 @@ class ModelDownloads:
                 continue  # its process is being started, or it waits for the service to take it
             if proc is not None:
                 proctree.kill_tree(proc, self.pm.settings.kill_grace)
-                why = f"no heartbeat for {quiet:.0f} s, so the download process was stopped"
+                why = Message("why.download_no_heartbeat", seconds=quiet)
             elif row.process_id is None:
-                why = f"nothing started it in {quiet:.0f} s (is the service running?)"
+                why = Message("why.download_never_started", seconds=quiet)
             else:
-                why = "the download process ended without finishing"
+                why = Message("why.download_ended_unfinished")
             self._finalize(row, why)
             finished.append((row.id, why))
         return finished
@@ -170,11 +170,7 @@ class ModelDownloads:
     def shutdown(self) -> None:
         """Stop the downloads this manager started: they end with it (their files stay for later)."""
         for download_id in self.children.job_ids():
-            self.stop(
-                download_id,
-                JobStatus.INTERRUPTED,
-                "Interrupted because TTService was shut down; the next download continues it.",
-            )
+            self.stop(download_id, JobStatus.INTERRUPTED, Message("download.interrupted_shutdown"))
 
     def wait(
         self,
@@ -199,7 +195,7 @@ class ModelDownloads:
             self.collect_exited()
 
 
-def not_downloaded(ref: ModelRef, row: Download) -> str:
-    """Why a job cannot have its model, in one sentence, from the download that ended."""
-    why = row.error or "it finished, but the model is not complete on disk"
-    return f"The model {ref.name} could not be downloaded: {why[0].lower()}{why[1:]}"
+def not_downloaded(ref: ModelRef, row: Download) -> Message:
+    """Why a job cannot have its model, from the download that ended."""
+    why = row.reason or Message("why.download_incomplete")
+    return Message("model.could_not_download", model=ref.name, why=why)

@@ -21,6 +21,7 @@ from ..config import Settings
 from ..exceptions import TTServiceError
 from ..jobs import JobStatus, open_store
 from ..jobs.logs import download_log_path
+from ..messages import Message
 from ..models import catalog
 from ..models.download import fetch
 from . import lifeline
@@ -37,10 +38,10 @@ def run(download_id: int, settings: Settings | None = None) -> int:
     store = open_store(settings)
     row = store.get_download(download_id)
 
-    def orphaned(reason: str) -> None:
+    def orphaned(reason: Message) -> None:
         store.finish_download(download_id, JobStatus.INTERRUPTED, reason)
 
-    def failed(reason: str) -> None:
+    def failed(reason: Message) -> None:
         store.finish_download(download_id, JobStatus.FAILED, reason)
 
     beat = lambda: store.download_heartbeat(download_id)  # noqa: E731

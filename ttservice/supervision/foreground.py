@@ -17,9 +17,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from .. import messages
 from ..config import Settings
 from ..exceptions import TTServiceError
 from ..jobs import Download, Job, JobStatus, Runner, Store, TranscribeOptions, open_store
+from ..messages import Message
 from .downloads import not_downloaded
 from .process_manager import ProcessManager
 
@@ -85,7 +87,7 @@ def run_transcription(
             raise
         # The command itself failed (its database away for longer than it waits): the job was
         # not stopped by anyone, so it is left interrupted, to resume.
-        why = f"Stopped because the command running it failed: {str(error).rstrip('.')}."
+        why = Message("job.stopped_command_failed", error=messages.of(error) or str(error))
         try:
             pm.kill_process(job_id, reason=why, final=JobStatus.INTERRUPTED)
         except TTServiceError:  # still away: the sweep finds the job once its worker is gone

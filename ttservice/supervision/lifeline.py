@@ -20,6 +20,7 @@ from pathlib import Path
 from ..config import WORKER_PARENT_ENV, Settings
 from ..exceptions import StoreUnavailable, TTServiceError
 from ..jobs.logs import JobLogHandler
+from ..messages import Message
 from ..platform import die_with_parent, wait_readable
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -49,7 +50,7 @@ class Heartbeat(threading.Thread):
         interval: float,
         what: str,
         give_up: float,
-        failed: Callable[[str], None] = lambda reason: None,
+        failed: Callable[[Message], None] = lambda reason: None,
     ) -> None:
         super().__init__(name="heartbeat", daemon=True)
         self.beat, self.interval, self.what, self.give_up = beat, interval, what, give_up
@@ -88,12 +89,13 @@ class Heartbeat(threading.Thread):
                 self._exit("it is no longer running here")
 
     def _fail(self, error: Exception) -> None:
-        reason = f"Its heartbeat failed for {self.give_up:.0f} s: {type(error).__name__}: {error}"
+        what = f"{type(error).__name__}: {str(error).rstrip('.')}"
+        reason = Message("job.heartbeat_failed", seconds=self.give_up, error=what)
         try:
-            self.failed(reason.rstrip(".") + ".")
+            self.failed(reason)
         except TTServiceError as recording:
             log.error("the failure could not be recorded: %s", recording)
-        self._exit(reason, EXIT_FAILED)
+        self._exit(str(reason), EXIT_FAILED)
 
     def _exit(self, why: str, code: int = EXIT_ABANDONED) -> None:
         log.warning("%s: %s; stopping", self.what, why)
@@ -108,13 +110,15 @@ class ParentWatch(threading.Thread):
     command's worker, and every download.
     """
 
-    def __init__(self, orphaned: Callable[[str], None], parent: int, interval: float, wakeup: int) -> None:
+    def __init__(
+        self, orphaned: Callable[[Message], None], parent: int, interval: float, wakeup: int
+    ) -> None:
         super().__init__(name="parent-watch", daemon=True)
         self.orphaned, self.parent, self.interval = orphaned, parent, interval
         self.wakeup = wakeup
 
     @classmethod
-    def arm(cls, orphaned: Callable[[str], None], interval: float) -> ParentWatch | None:
+    def arm(cls, orphaned: Callable[[Message], None], interval: float) -> ParentWatch | None:
         """In the main thread: have the kernel signal us when the parent dies, and watch for it.
 
         Native thread pools (OpenBLAS, CTranslate2) may receive the signal, so it
@@ -136,7 +140,7 @@ class ParentWatch(threading.Thread):
         while os.getppid() == self.parent:
             if wait_readable([self.wakeup], self.interval):
                 os.read(self.wakeup, 512)
-        reason = f"Interrupted because the ttservice command that ran it (pid {self.parent}) ended."
+        reason = Message("job.interrupted_command_ended", pid=self.parent)
         log.warning("%s", reason)
         try:
             self.orphaned(reason)
@@ -146,18 +150,20 @@ class ParentWatch(threading.Thread):
         os._exit(EXIT_ABANDONED)
 
 
-def outcome(work: Callable[[], int], bad_input: tuple[type[Exception], ...] = ()) -> tuple[int, str | None]:
-    """Run the process's work: its exit code, and one sentence why when it failed (the
-    traceback of an unexpected error goes to the log, never to the user)."""
+def outcome(
+    work: Callable[[], int], bad_input: tuple[type[TTServiceError], ...] = ()
+) -> tuple[int, Message | None]:
+    """Run the process's work: its exit code, and why when it failed (the traceback of an
+    unexpected error goes to the log, never to the user)."""
     try:
         return work(), None
     except bad_input as error:
-        return EXIT_BAD_INPUT, str(error)
+        return EXIT_BAD_INPUT, error.message
     except TTServiceError as error:
-        return EXIT_FAILED, str(error)
+        return EXIT_FAILED, error.message
     except Exception as error:
         log.exception("unexpected error")
-        return EXIT_FAILED, f"Unexpected error: {type(error).__name__}: {error}"
+        return EXIT_FAILED, Message("job.unexpected", kind=type(error).__name__, detail=str(error))
 
 
 def log_into(path: Path, settings: Settings) -> JobLogHandler:
@@ -170,9 +176,9 @@ def log_into(path: Path, settings: Settings) -> JobLogHandler:
 def start(
     settings: Settings,
     beat: Callable[[], bool],
-    orphaned: Callable[[str], None],
+    orphaned: Callable[[Message], None],
     what: str,
-    failed: Callable[[str], None] = lambda reason: None,
+    failed: Callable[[Message], None] = lambda reason: None,
 ) -> Heartbeat:
     """In the main thread: the parent watch (where the starter asked for one), then the heartbeat."""
     watch = ParentWatch.arm(orphaned, settings.heartbeat_interval)

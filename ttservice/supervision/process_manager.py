@@ -23,6 +23,7 @@ import psutil
 from .. import __version__, platform
 from ..config import MEDIA_FROM_ENV, SETTINGS, WORKER_PARENT_ENV, Settings
 from ..jobs import SERVICE_RUNNERS, HostId, Job, JobStatus, Runner, Store, logs, open_store
+from ..messages import Message, Said
 from . import proctree
 from .children import Children
 from .downloads import ModelDownloads
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 
 EXIT_POLL = 0.02  # seconds between checks of a worker's exit where no exit descriptor can be had
 LEASE_LAPSE = 30.0  # a "stop if I leave the page" job is stopped this long after its page went away
-LEFT = {Runner.API: "the API request waiting for it went away"}  # else: "its page was left"
+LEFT = {Runner.API: "why.request_gone"}  # else: "why.page_left"
+STOPPED_BY_USER = Message("job.stopped_by_user")
 UPLOAD_TIMEOUT = 600.0  # an upload whose file is not saved after this long failed (the app died)
 WORKER_MODULE = "ttservice.supervision.worker"
 
@@ -53,7 +55,7 @@ class ProcessStatus:
     heartbeat_age: float | None = None
     progress: float = 0.0
     stalled: bool = False
-    note: str | None = None
+    note: Message | None = None  # why it is not seen running here
     gpu_bytes: int | None = None  # on CUDA, where nvidia-smi can tell
     elsewhere: str | None = None  # the machine it runs on, when another: its processes are seen there
 
@@ -64,17 +66,17 @@ class ProcessStatus:
 
 @dataclass
 class SweepResult:
-    finalized: list[tuple[int, str]] = field(default_factory=list)
+    finalized: list[tuple[int, Message]] = field(default_factory=list)
     killed: list[int] = field(default_factory=list)
     logs_removed: int = 0
-    downloads: list[tuple[int, str]] = field(default_factory=list)  # model downloads finished
+    downloads: list[tuple[int, Message]] = field(default_factory=list)  # model downloads finished
 
     def to_dict(self) -> dict:
         return {
-            "finalized": [{"id": i, "reason": r} for i, r in self.finalized],
+            "finalized": [{"id": i, "reason": str(r), "code": r.code} for i, r in self.finalized],
             "killed": self.killed,
             "logs_removed": self.logs_removed,
-            "downloads": [{"id": i, "reason": r} for i, r in self.downloads],
+            "downloads": [{"id": i, "reason": str(r), "code": r.code} for i, r in self.downloads],
         }
 
 
@@ -145,7 +147,7 @@ class ProcessManager:
                     job_id,
                     JobStatus.FAILED,
                     attempt=attempt,
-                    error_message=f"The worker could not be started: {error}.",
+                    error_message=Message("job.worker_not_started", error=str(error)),
                 )
                 return True
         self.register_process(job_id, process, cmd, attempt)
@@ -221,17 +223,17 @@ class ProcessManager:
         that machine's to look at and to stop."""
         return job.host is not None and job.host != self.host.name
 
-    def _identify(self, job: Job) -> tuple[psutil.Process | None, str | None]:
+    def _identify(self, job: Job) -> tuple[psutil.Process | None, Message | None]:
         """The job's live worker on this machine, checked by (pid, create time), or None and why not."""
         if self.elsewhere(job):
-            return None, f"it runs on {job.host}"
+            return None, Message("why.runs_elsewhere", host=job.host)
         if job.host_boot_id is not None and job.host_boot_id != self.host.boot_id:
-            return None, "this machine was restarted since it started"  # every process of then is gone
+            return None, Message("why.machine_restarted")  # every process of then is gone
         if job.process_id is not None and job.process_create_time is not None:
             return proctree.find(proctree.Identity(job.process_id, job.process_create_time))
         # Untracked (USE_PROCESS_TRACKING=0) but our own unreaped child: its PID is ours.
         child = self.children.live_child(job.id)
-        return (child, None) if child is not None else (None, "no process is tracked for it")
+        return (child, None) if child is not None else (None, Message("why.untracked"))
 
     def get_process_status(self, job_id: int, now: float | None = None) -> ProcessStatus:
         now = now or self.store.clock()
@@ -278,7 +280,7 @@ class ProcessManager:
     def kill_process(
         self,
         job_id: int,
-        reason: str = "Stopped by the user.",
+        reason: Said = STOPPED_BY_USER,
         final: JobStatus = JobStatus.CANCELLED,
     ) -> bool:
         """Stop a job's whole process tree and mark it `final`. False if it had finished.
@@ -317,12 +319,12 @@ class ProcessManager:
         stopped = []
         for job_id in self.store.stop_requests(self.host):
             job = self.store.get_job(job_id)
-            if self.kill_process(job_id, reason=job.stop_reason or "Stopped by the user."):
+            if self.kill_process(job_id, reason=job.stop_why or STOPPED_BY_USER):
                 stopped.append(job_id)
         return stopped
 
     def _finalize_dead(
-        self, job: Job, reason: str, exit_code: int | None = None, attempt: int | None = None
+        self, job: Job, reason: Message, exit_code: int | None = None, attempt: int | None = None
     ) -> bool:
         """Record the end of a job whose process is gone: cancelled if a stop was asked.
 
@@ -334,12 +336,11 @@ class ProcessManager:
             self.store.record_exit(job.id, exit_code)
         current = self.store.get_job(job.id)
         if current.stop_requested_at is not None:
-            why = current.stop_reason or "Stopped by the user."
+            why = current.stop_why or STOPPED_BY_USER
             return self.store.transition(job.id, JobStatus.CANCELLED, attempt=attempt, error_message=why)
-        sentence = reason[0].upper() + reason[1:].rstrip(".") + "."
-        return self.store.transition(job.id, JobStatus.FAILED, attempt=attempt, error_message=sentence)
+        return self.store.transition(job.id, JobStatus.FAILED, attempt=attempt, error_message=reason)
 
-    def _recover_lost(self, job: Job, why: str) -> bool:
+    def _recover_lost(self, job: Job, why: Message) -> bool:
         """A job whose machine went silent: its attempt ends, and (unless TTSERVICE_AUTO_RESUME=0)
         the job is queued to continue from its last segment on a machine that answers.
 
@@ -347,7 +348,7 @@ class ProcessManager:
         the database stops itself before this (`lifeline.Heartbeat`); its late writes name
         an attempt that is over, and change nothing.
         """
-        reason = f"The job was interrupted: {why}."
+        reason = Message("job.interrupted_because", why=why)
         status = self.store.recover_lost(job.id, job.attempt, reason, self.settings.auto_resume)
         if status is JobStatus.QUEUED:
             log.warning("job %s: %s; queued to resume at attempt %d", job.id, why, job.attempt + 1)
@@ -368,16 +369,16 @@ class ProcessManager:
             if job.status is JobStatus.PROCESSING and process.returncode == EXIT_CUT_OFF:
                 # It lost the database and stopped itself so that no second run could overlap it:
                 # nothing is wrong with the job, which continues from its last segment.
-                self._recover_lost(job, "its worker could not reach the database and stopped itself")
+                self._recover_lost(job, Message("why.cut_off"))
             elif job.status is JobStatus.PROCESSING:
                 why = proctree.describe_exit(process.returncode)
-                self._finalize_dead(job, why, process.returncode, attempt)
+                self._finalize_dead(job, Message("job.failed", why=why), process.returncode, attempt)
             log.info("job %s: worker exited with %s", job_id, process.returncode)
         for job_id, attempt in ended:
             job = self.store.get_job(job_id)
             if job.status is JobStatus.PROCESSING and attempt in (None, job.attempt):
-                why = f"its worker process {job.process_id} ended without recording a result"
-                self._finalize_dead(job, why, attempt=attempt)
+                why = Message("why.ended_without_result", pid=job.process_id)
+                self._finalize_dead(job, Message("job.failed", why=why), attempt=attempt)
             log.info("job %s: adopted worker %s ended", job_id, job.process_id)
 
     def adopt(self) -> list[int]:
@@ -398,7 +399,9 @@ class ProcessManager:
                 adopted.append(job.id)
                 log.info("job %s: adopted running worker %s", job.id, proc.pid)
             elif job.process_id is None and self.settings.use_process_tracking:
-                self._finalize_dead(job, "TTService stopped before its worker was started")
+                self._finalize_dead(
+                    job, Message("job.failed", why=Message("why.service_stopped_before_start"))
+                )
         return adopted
 
     def cleanup_orphaned_processes(self, now: float | None = None, housekeeping: bool = True) -> SweepResult:
@@ -418,8 +421,8 @@ class ProcessManager:
             if self.elsewhere(job):
                 if not silent or not sweeper:
                     continue  # another machine's job: the sweeper (whoever holds its lock) recovers it
-                if self._recover_lost(job, f"{job.host} gave no heartbeat for {quiet_for:.0f} s"):
-                    result.finalized.append((job.id, f"{job.host} went silent"))
+                if self._recover_lost(job, Message("why.host_silent", host=job.host, seconds=quiet_for)):
+                    result.finalized.append((job.id, Message("why.host_went_silent", host=job.host)))
                 continue
             proc, why = self._identify(job)
             if proc is None and job.process_id is None and not silent:
@@ -431,15 +434,15 @@ class ProcessManager:
                     continue
                 proctree.kill_tree(proc, self.settings.kill_grace, self.children.reap)
                 result.killed.append(job.id)
-                why = f"no heartbeat for {quiet_for:.0f} s, so its worker was stopped"
+                why = Message("why.no_heartbeat_stopped", seconds=quiet_for)
             elif job.process_id is None:
-                why = f"no heartbeat for {quiet_for:.0f} s and no process is tracked"
-            if self._finalize_dead(job, f"The job was orphaned: {why}"):
+                why = Message("why.no_heartbeat_untracked", seconds=quiet_for)
+            if self._finalize_dead(job, Message("job.orphaned", why=why)):
                 result.finalized.append((job.id, why))
         for job_id in self.store.unfinished_uploads(now - UPLOAD_TIMEOUT):
-            reason = "The upload did not finish; upload the file again."
+            reason = Message("job.upload_unfinished")
             if self.store.transition(job_id, JobStatus.FAILED, error_message=reason):
-                result.finalized.append((job_id, "its upload did not finish"))
+                result.finalized.append((job_id, Message("why.upload_unfinished")))
         result.downloads = self.downloads.sweep(now)
         if not housekeeping:
             return result
@@ -454,8 +457,8 @@ class ProcessManager:
         """Stop jobs whose "stop if I leave" page (or waiting API request) is LEASE_LAPSE s gone."""
         stopped = []
         for job_id in self.store.lapsed_leases(LEASE_LAPSE, now):
-            left = LEFT.get(self.store.get_job(job_id).runner, "its page was left")
-            if self.kill_process(job_id, reason=f"Stopped because {left}."):
+            left = LEFT.get(self.store.get_job(job_id).runner, "why.page_left")
+            if self.kill_process(job_id, reason=Message("job.stopped_because", why=Message(left))):
                 stopped.append(job_id)
         return stopped
 
@@ -483,7 +486,5 @@ class ProcessManager:
                 if self.children.own_ids():
                     wait_readable(fds, proctree.POLL if unwatched else deadline - time.monotonic())
         for job_id in self.children.job_ids():
-            self.kill_process(
-                job_id, reason="Interrupted because TTService was shut down.", final=JobStatus.INTERRUPTED
-            )
+            self.kill_process(job_id, reason=Message("job.interrupted_shutdown"), final=JobStatus.INTERRUPTED)
         self.collect_exited()

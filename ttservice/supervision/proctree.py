@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psutil
 
+from ..messages import Message
+
 IDENTITY_TOLERANCE = 0.05  # seconds; create_time is read from /proc with jiffy precision
 POLL = 0.05
 
@@ -64,21 +66,19 @@ def is_alive(proc: psutil.Process) -> bool:
         return False
 
 
-def find(identity: Identity) -> tuple[psutil.Process | None, str | None]:
+def find(identity: Identity) -> tuple[psutil.Process | None, Message | None]:
     """The live process with this identity, or None and why not."""
     try:
         proc = psutil.Process(identity.pid)
         started = proc.create_time()
     except psutil.NoSuchProcess:
-        return None, f"its worker process {identity.pid} is gone"
+        return None, Message("why.worker_gone", pid=identity.pid)
     except psutil.Error as error:
-        return None, f"its worker process {identity.pid} cannot be inspected ({error})"
+        return None, Message("why.worker_uninspectable", pid=identity.pid, error=str(error))
     if abs(started - identity.create_time) > IDENTITY_TOLERANCE:
-        return None, (
-            f"process {identity.pid} is no longer its worker (the PID was reused by another program)"
-        )
+        return None, Message("why.pid_reused", pid=identity.pid)
     if not is_alive(proc):
-        return None, f"its worker process {identity.pid} has exited"
+        return None, Message("why.worker_has_exited", pid=identity.pid)
     return proc, None
 
 
@@ -176,11 +176,12 @@ def kill_tree(
     return procs, survivors
 
 
-def describe_exit(returncode: int, what: str = "worker process") -> str:
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"the {what} was killed by {name}"
-    return f"the {what} exited with code {returncode}"
+def describe_exit(returncode: int, download: bool = False) -> Message:
+    """How a worker (or a download) process ended, as a reason."""
+    if returncode >= 0:
+        return Message("why.download_exited" if download else "why.worker_exited", code=returncode)
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return Message("why.download_killed" if download else "why.worker_killed", signal=name)

@@ -38,8 +38,8 @@ API_DRAIN = 5.0  # seconds the API has, after the jobs are stopped, to answer it
 WHAT = {"ui": "web app", "api": "API"}
 
 
-class ServiceAlreadyRunning(RuntimeError):
-    pass
+class ServiceAlreadyRunning(TTServiceError):
+    """Another service holds this data directory's lock."""
 
 
 def is_loopback(host: str) -> bool:
@@ -54,20 +54,14 @@ def is_loopback(host: str) -> bool:
 def check_api(settings: Settings, host: str, port: int) -> None:
     """Refuse, in one sentence, an API that anyone on the network could use, or a port taken."""
     if not is_loopback(host) and not settings.api_keys:
-        raise TTServiceError(
-            f"Serving the API on {host} without a key would let anyone who can reach it use it;"
-            " set TTSERVICE_API_KEY, serve on 127.0.0.1, or turn the API off with --no-api."
-        )
+        raise TTServiceError("service.api_without_key", host=host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise TTServiceError(
-                f"The API cannot listen on {host}:{port} ({error.strerror}); choose another --api-port"
-                " or turn the API off with --no-api."
-            ) from None
+            raise TTServiceError("service.api_port", host=host, port=port, error=error.strerror) from None
 
 
 def _lock_path(settings: Settings) -> Path:
@@ -117,7 +111,7 @@ class Service:
         except BlockingIOError:
             info = running_service(self.settings) or {}
             raise ServiceAlreadyRunning(
-                f"TTService is already running (pid {info.get('pid', '?')}) for {self.settings.data_dir}."
+                "service.already_running", pid=info.get("pid", "?"), data_dir=str(self.settings.data_dir)
             ) from None
         info = {"pid": os.getpid(), "host": self.host, "port": self.port, "started_at": time.time()}
         _info_path(self.settings).write_text(json.dumps(info))

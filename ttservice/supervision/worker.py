@@ -34,6 +34,7 @@ from ..config import READY_FD_ENV, STANDBY, STANDBY_READY, Settings
 from ..exceptions import MediaError, RequestError, TTServiceError
 from ..jobs import JobStatus, Store, TranscribeOptions, open_store
 from ..jobs.logs import LogShipper, job_log_path
+from ..messages import Message
 from ..platform import die_with_parent
 from ..transcription.engine import FasterWhisperEngine
 from ..transcription.pipeline import transcribe_job
@@ -89,10 +90,10 @@ def run_job(
 
     shipper = copy_log(store, settings, job_id, attempt)
 
-    def orphaned(reason: str) -> None:
+    def orphaned(reason: Message) -> None:
         store.transition(job_id, JobStatus.INTERRUPTED, attempt=attempt, error_message=reason)
 
-    def failed(reason: str) -> None:
+    def failed(reason: Message) -> None:
         store.transition(
             job_id, JobStatus.FAILED, attempt=attempt, error_message=reason, exit_code=EXIT_FAILED
         )

@@ -64,23 +64,17 @@ def resolve(device: str, index: int = 0, compute_type: str = "auto") -> Device:
     """The device and compute type a job runs with, or one sentence saying why there is none."""
     device = (device or "auto").strip().lower()
     if device not in DEVICES:
-        raise ModelError(f"TTSERVICE_DEVICE={device!r} is not a device; use auto, cpu or cuda.")
+        raise ModelError("device.unknown", device=device)
     count = cuda_devices() if device != "cpu" else 0
     if device == "cuda" and count == 0:
-        raise ModelError(
-            "TTSERVICE_DEVICE=cuda, but CTranslate2 finds no usable CUDA device here;"
-            " use auto or cpu, or install the CUDA libraries (bench/gpu.sh shows how)."
-        )
+        raise ModelError("device.no_cuda")
     missing = missing_cuda_libraries() if count else []
     if device == "cuda" and missing:
-        raise ModelError(
-            f"TTSERVICE_DEVICE=cuda, but {', '.join(missing)} cannot be loaded: install nvidia-cublas-cu12"
-            " and nvidia-cudnn-cu12 and put their lib folders on LD_LIBRARY_PATH (bench/gpu.sh shows how)."
-        )
+        raise ModelError("device.cuda_libraries", libraries=", ".join(missing))
     if missing:
         count = 0  # auto: a GPU without these libraries would fail every job; the CPU runs them
     if device == "cuda" and index >= count:
-        raise ModelError(f"There is no CUDA device {index}: CTranslate2 finds {count}.")
+        raise ModelError("device.no_such_cuda", index=index, count=count)
     kind = "cuda" if device == "cuda" or (device == "auto" and count > 0) else "cpu"
     if compute_type in ("", "auto", "default"):
         compute_type = CUDA_COMPUTE_TYPE if kind == "cuda" else CPU_COMPUTE_TYPE

@@ -153,7 +153,7 @@ class FasterWhisperEngine:
                 cpu_threads=options.cpu_threads,
             )
         except Exception as error:  # faster-whisper raises many kinds for a bad model
-            raise ModelError(f"The model {options.model!r} could not be loaded: {error}") from None
+            raise ModelError("model.not_loaded", model=options.model, error=str(error)) from None
         self.pipeline = BatchedInferencePipeline(self.model)
         self._feature_extractor = self.model.feature_extractor
         self._loaded = _model_key(options)

@@ -39,17 +39,15 @@ def check_file(path: str | Path, max_bytes: int) -> Path:
         found, regular = p.exists(), p.is_file()
         size = p.stat().st_size if regular else 0
     except (RuntimeError, OSError):  # ~user/... of a user this system lacks; a name too long
-        raise MediaError(f"The file {path} does not exist.") from None
+        raise MediaError("media.missing", path=str(path)) from None
     if not found:
-        raise MediaError(f"The file {p} does not exist.")
+        raise MediaError("media.missing", path=str(p))
     if not regular:
-        raise MediaError(f"{p} is not a file.")
+        raise MediaError("media.not_a_file", path=str(p))
     if size == 0:
-        raise MediaError(f"The file {p.name} is empty.")
+        raise MediaError("media.empty", name=p.name)
     if size > max_bytes:
-        raise MediaTooLarge(
-            f"The file {p.name} is {size / 2**20:.0f} MB, over the limit of {max_bytes / 2**20:.0f} MB."
-        )
+        raise MediaTooLarge("media.too_large", name=p.name, size_mb=size / 2**20, limit_mb=max_bytes / 2**20)
     return p
 
 
@@ -61,7 +59,7 @@ def probe(path: str | Path, max_bytes: int) -> MediaInfo:
     try:
         with av.open(str(p)) as container:
             if not container.streams.audio:
-                raise NotMedia(f"{p.name} has no audio track.")
+                raise NotMedia("media.no_audio_track", name=p.name)
             stream = container.streams.audio[0]
             if container.duration:
                 declared = container.duration / 1_000_000
@@ -72,7 +70,7 @@ def probe(path: str | Path, max_bytes: int) -> MediaInfo:
     except MediaError:
         raise
     except Exception:  # PyAV raises a family of FFmpeg errors for unreadable input
-        raise NotMedia(f"{p.name} is not an audio or video file that can be read.") from None
+        raise NotMedia("media.unreadable", name=p.name) from None
     header = _wav_header_duration(p)
     if header is not None:
         # FFmpeg trims a WAV's declared length to the bytes present; its header does not.
@@ -121,18 +119,17 @@ def decode_into(info: MediaInfo, out: GrowingAudio) -> None:
                 resampled(fifo.read())
             resampled(None)  # flush
     except Exception:  # PyAV raises a family of FFmpeg errors for a damaged file
-        out.finish(MediaError(f"{info.path.name} could not be decoded; it may be damaged."))
+        out.finish(MediaError("media.damaged", name=info.path.name))
         return
     decoded = out.length / SAMPLE_RATE
     if info.declared_duration and decoded < info.declared_duration * TRUNCATION_RATIO - 0.5:
         out.finish(
             MediaError(
-                f"{info.path.name} appears truncated: it declares {info.declared_duration:.1f} s"
-                f" but only {decoded:.1f} s could be decoded."
+                "media.truncated", name=info.path.name, declared=info.declared_duration, decoded=decoded
             )
         )
     elif out.length == 0:
-        out.finish(MediaError(f"{info.path.name} contains no audio samples."))
+        out.finish(MediaError("media.no_samples", name=info.path.name))
     else:
         out.finish()
 

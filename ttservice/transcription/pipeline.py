@@ -44,8 +44,8 @@ def check_disk(store: Store, handler: JobLogHandler | None) -> None:
         return
     if error.errno == errno.ENOSPC:
         store.release_reserve()
-        raise TTServiceError("The disk is full, so the job's log could not be written; free some space.")
-    raise TTServiceError(f"The job's log could not be written: {error.strerror or error}.")
+        raise TTServiceError("log.disk_full")
+    raise TTServiceError("log.not_written", error=error.strerror or str(error))
 
 
 def transcribe_job(
@@ -86,7 +86,7 @@ def transcribe_job(
             media.decode_into(info, decoded)
         finally:  # whatever happened, nobody may wait for more samples
             if not decoded.done:
-                decoded.finish(TTServiceError(f"Decoding {info.path.name} stopped unexpectedly."))
+                decoded.finish(TTServiceError("media.decoding_stopped", name=info.path.name))
         trim_heap()  # decoding in its own thread leaves a malloc arena of freed memory (~20 MB)
 
     threads = ThreadPoolExecutor(2, thread_name_prefix="decode")

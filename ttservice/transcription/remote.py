@@ -23,6 +23,7 @@ import httpx
 from ..config import MEDIA_FROM_ENV, Settings
 from ..exceptions import MediaError, TTServiceError
 from ..jobs import Job, Store, files
+from ..messages import Message
 
 log = logging.getLogger("ttservice.worker")
 
@@ -100,17 +101,14 @@ class Fetch:
                     break
                 except Cut as error:
                     if cut == CUT_TRIES - 1:
-                        raise TTServiceError(f"The media fetch from {self.where} was cut: {error}.") from None
+                        raise TTServiceError("media.fetch_cut", source=self.where, error=str(error)) from None
                     log.warning("The media fetch was cut (%s); continuing it", error)
             if files.sha256_of(part) == sha256:
                 part.rename(path)
                 return
             log.warning("The media received does not match its hash; fetching it again")
             part.unlink()
-        raise MediaError(
-            f"The media received from {self.where} does not match the hash recorded when it was first"
-            " sent: the file changed on the central service."
-        )
+        raise MediaError("media.hash_mismatch", source=self.where)
 
     def _download(self, part: Path, sha256: str, size: int) -> None:
         """Fetch what `part` lacks of the file (all of it if it holds more than the file)."""
@@ -166,11 +164,11 @@ class Fetch:
             except (httpx.ConnectError, httpx.ConnectTimeout) as error:
                 if attempt == CONNECT_TRIES - 1:
                     raise TTServiceError(
-                        f"The job's media could not be fetched: {self.where} does not answer ({error})."
+                        "media.fetch_unanswered", source=self.where, error=str(error)
                     ) from None
                 time.sleep(min(2.0 * 2**attempt, 10.0))
             except httpx.HTTPError as error:
-                raise TTServiceError(f"The media fetch from {self.where} failed: {error}.") from None
+                raise TTServiceError("media.fetch_failed", source=self.where, error=str(error)) from None
         raise AssertionError("unreachable")
 
     def _check(self, response: httpx.Response) -> None:
@@ -179,12 +177,13 @@ class Fetch:
         if response.status_code == 403:
             raise NotThisAttempt()
         try:
-            message = response.json()["error"]["message"]
+            said = response.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
-            message = f"{self.where} answered {response.status_code}."
+            said = f"{self.where} answered {response.status_code}."
+        refused = Message("media.fetch_refused", detail=said)  # the central service's English
         if response.status_code in (410, 416):  # gone, or empty
-            raise MediaError(message)
-        raise TTServiceError(f"The job's media could not be fetched: {message}")
+            raise MediaError(refused)
+        raise TTServiceError(refused)
 
 
 def prune(cache_dir: Path, keep_days: float = KEEP_DAYS, now: float | None = None) -> int:

@@ -88,7 +88,7 @@ def test_an_upload_over_the_limit_is_refused_and_leaves_nothing(api, tmp_path):
             content=(part for part in [first, *body]),
             headers={"Content-Type": chunks.content_type},
         )
-        assert streamed.status_code == 413 and streamed.json()["error"]["code"] == "file_too_large"
+        assert streamed.status_code == 413 and streamed.json()["error"]["code"] == "media.upload_too_large"
     assert incoming(api.settings) == [] and api.store.page_of_jobs()[0] == jobs_before
 
 
@@ -118,7 +118,7 @@ def test_bad_uploads_get_one_sentence_and_the_next_request_works(api, tmp_path):
         text = tmp_path / "notes.mp3"
         text.write_text("these are not sounds\n" * 100)
         refused = client.post("/api/v1/jobs", files={"file": text.open("rb")})
-        assert refused.status_code == 415 and refused.json()["error"]["code"] == "unsupported_media"
+        assert refused.status_code == 415 and refused.json()["error"]["code"] == "media.unreadable"
         failed = api.store.list_jobs(limit=1)[0]
         assert failed.status is JobStatus.FAILED and "not an audio or video file" in failed.error
 

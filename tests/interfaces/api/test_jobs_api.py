@@ -83,7 +83,7 @@ def test_submit_follow_export_and_delete(api):
 
         assert client.delete(f"/api/v1/jobs/{job['id']}").json() == {"id": job["id"], "deleted": True}
         missing = client.get(f"/api/v1/jobs/{job['id']}")
-        assert missing.status_code == 404 and missing.json()["error"]["code"] == "job_not_found"
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "job.not_found"
         assert not Path(shown["media_path"]).exists()
 
 
@@ -121,7 +121,7 @@ def test_health_needs_no_key_and_says_what_it_checked(api):
     assert httpx.get(api.url + "/api/v1/ready").json() == reply.json()
     for path in ("/api/v1/jobs", "/openapi.json", "/docs", "/v1/models"):
         refused = httpx.get(api.url + path)
-        assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "api.key_missing"
 
 
 def test_health_answers_while_another_program_holds_the_database(api):

@@ -53,7 +53,7 @@ def test_the_media_goes_only_to_the_running_attempt_with_its_token(client, store
     url = f"/internal/media/{job_id}"
     assert client.get(url).status_code == 403
     wrong = client.get(url, headers={TOKEN_HEADER: token[::-1]})
-    assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "invalid_media_token"
+    assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "media.only_for_its_worker"
     sent = client.get(url, headers={TOKEN_HEADER: token})
     assert sent.status_code == 200 and sent.content == JFK_WAV.read_bytes()
     assert sent.headers[SHA256_HEADER] == hashlib.sha256(sent.content).hexdigest()

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from ...actions import models as model_actions
 from ...jobs import Job, JobStatus, Segment
+from ...messages import Message
 from ...models.languages import LANGUAGES
 from ...transcription import export
 from ...transcription.subtitles import CueRules
@@ -29,7 +30,7 @@ from .submit import form_schema, parse_form, submit
 
 DEFAULT_MODEL = "whisper-1"  # what OpenAI clients send; it means TTService's default model
 JOB_HEADER = "X-TTService-Job"
-DISCONNECTED = "Stopped because its API client disconnected."
+DISCONNECTED = Message("job.stopped_because", why=Message("why.client_disconnected"))
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], responses=ERRORS)
 
@@ -166,20 +167,13 @@ def _raise_unless_completed(job: Job) -> None:
     if job.status is JobStatus.COMPLETED:
         return
     if job.status is JobStatus.INTERRUPTED:
-        raise ApiError(
-            503,
-            f"TTService stopped while job {job.id} was running;"
-            f" resume it with POST /api/v1/jobs/{job.id}/resume.",
-            "server_error",
-            code="interrupted",
-        )
+        raise ApiError(503, Message("job.interrupted_resume_api", job_id=job.id), "server_error")
     if job.status is JobStatus.CANCELLED:
-        raise ApiError(409, f"Job {job.id} was stopped before it finished: {job.error}", code="cancelled")
+        raise ApiError(409, Message("job.stopped_before_finished", job_id=job.id, reason=job.reason or ""))
     raise ApiError(
         400 if job.exit_code == 2 else 500,
-        job.error or f"Job {job.id} failed and no reason was recorded.",
+        job.reason or Message("job.failed_without_reason", job_id=job.id),
         "invalid_request_error" if job.exit_code == 2 else "server_error",
-        code="transcription_failed",
     )
 
 
@@ -270,7 +264,7 @@ def get_model(model: str, request: Request) -> Model:
     for entry in _models(context(request)):
         if entry.id == model:
             return entry
-    raise ApiError(404, f"The model {model} is not installed here.", param="model", code="model_not_found")
+    raise ApiError(404, Message("model.not_installed_here", model=model), param="model")
 
 
 def _models(ctx: Context) -> list[Model]:

@@ -10,6 +10,7 @@ from fastapi import Request
 from ... import actions
 from ...config import Settings
 from ...jobs import Store
+from ...messages import Said
 from ...supervision import ProcessManager
 from .health import DatabaseProbe
 
@@ -25,7 +26,7 @@ class Context:
         """The job as `ttservice show --json` gives it (CPU measured since this process's last look)."""
         return actions.details(self.store, self.settings, job_id, self.pm)
 
-    def stop_soon(self, job_id: int, reason: str) -> None:
+    def stop_soon(self, job_id: int, reason: Said) -> None:
         """Stop a job without holding up the caller (a request being torn down)."""
         threading.Thread(target=self.pm.kill_process, args=(job_id, reason), daemon=True).start()
 

@@ -1,8 +1,8 @@
 """Errors in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, for every route.
 
-Each message is one sentence a user can act on. Nothing reaches a client as a
-traceback: an unexpected exception is logged here and answered with a 500 of one
-sentence.
+`message` is one English sentence a user can act on, `code` its code in TTService's registry
+(`ttservice/messages`), for programs. Nothing reaches a client as a traceback: an unexpected
+exception is logged here and answered with a 500 of one sentence.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from ... import messages
 from ...exceptions import (
     JobNotFound,
     MediaError,
@@ -26,6 +27,7 @@ from ...exceptions import (
     StoreError,
     TTServiceError,
 )
+from ...messages import Message, Said
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +62,12 @@ def sse_schema(*names: str) -> dict:
 
 class ApiError(Exception):
     def __init__(
-        self,
-        status: int,
-        message: str,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
+        self, status: int, said: Said, type: str = "invalid_request_error", param: str | None = None
     ) -> None:
+        message = messages.text(said)
         super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.status, self.message, self.type, self.param = status, message, type, param
+        self.code = code.code if (code := messages.of(said)) is not None else None
 
     def detail(self) -> dict:
         return ErrorDetail(
@@ -80,23 +79,22 @@ class ApiError(Exception):
 
 
 def from_error(error: TTServiceError) -> ApiError:
-    """The HTTP status and code of one of our errors."""
-    message = str(error)
+    """The HTTP status of one of our errors (its message and code are its own)."""
     if isinstance(error, JobNotFound):
-        return ApiError(404, message, code="job_not_found")
+        return ApiError(404, error)
     if isinstance(error, MediaTooLarge):
-        return ApiError(413, message, param="file", code="file_too_large")
+        return ApiError(413, error, param="file")
     if isinstance(error, NotMedia):
-        return ApiError(415, message, param="file", code="unsupported_media")
+        return ApiError(415, error, param="file")
     if isinstance(error, MediaError):
-        return ApiError(400, message, param="file", code="invalid_file")
+        return ApiError(400, error, param="file")
     if isinstance(error, ModelError):
-        return ApiError(400, message, param="model", code="model_not_available")
+        return ApiError(400, error, param="model")
     if isinstance(error, RequestError):
-        return ApiError(400, message, code="unsupported_request")
+        return ApiError(400, error)
     if isinstance(error, StoreError):
-        return ApiError(503, message, type="server_error", code="database_unavailable")
-    return ApiError(409, message, code="conflict")
+        return ApiError(503, error, type="server_error")
+    return ApiError(409, error)
 
 
 def install(app: FastAPI) -> None:
@@ -112,17 +110,18 @@ def install(app: FastAPI) -> None:
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0]
         param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        message = f"{param or 'The request'}: {first.get('msg', 'is not valid')}."
-        return ApiError(400, message, param=param, code="invalid_value").response()
+        said = Message(
+            "api.invalid_value", param=param or "The request", detail=first.get("msg", "is not valid")
+        )
+        return ApiError(400, said, param=param).response()
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        messages = {
-            404: f"There is no {request.url.path} here.",
-            405: f"{request.method} is not allowed here.",
-        }
-        message = messages.get(error.status_code, str(error.detail).rstrip(".") + ".")
-        return ApiError(error.status_code, message).response(headers=getattr(error, "headers", None))
+        said = {
+            404: Message("api.no_such_path", path=request.url.path),
+            405: Message("api.method_not_allowed", method=request.method),
+        }.get(error.status_code) or Message("api.http_error", detail=str(error.detail).rstrip("."))
+        return ApiError(error.status_code, said).response(headers=getattr(error, "headers", None))
 
     @app.exception_handler(ClientDisconnect)
     async def gone(request: Request, error: ClientDisconnect) -> Response:
@@ -131,5 +130,5 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path)
-        message = f"TTService could not answer this request ({type(error).__name__}); its log says more."
-        return ApiError(500, message, type="server_error").response()
+        said = Message("api.unexpected", kind=type(error).__name__)
+        return ApiError(500, said, type="server_error").response()

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ... import actions
 from ...actions import models as model_actions
 from ...jobs import JobStatus, Runner
+from ...messages import Message
 from ...supervision.service import running_service
 from ...transcription import export
 from .context import Context, context
@@ -125,14 +126,12 @@ async def create_job(request: Request) -> dict:
 def _check_callback(url: str, allowed: bool, upload: Any) -> None:
     problem = None
     if not allowed:
-        problem = (
-            "Callbacks are off on this server; its operator turns them on with TTSERVICE_API_CALLBACKS=1."
-        )
+        problem = Message("api.callbacks_off")
     elif urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-        problem = "callback_url must be an http or https address."
+        problem = Message("api.callback_scheme")
     if problem:
         upload.discard()
-        raise ApiError(400, problem, param="callback_url", code="invalid_value")
+        raise ApiError(400, problem, param="callback_url")
 
 
 @router.get("/jobs", response_model=JobList, summary="Jobs, newest first")
@@ -170,7 +169,7 @@ def stop_job(job_id: JobId, request: Request) -> dict:
     ctx = context(request)
     if not ctx.pm.kill_process(job_id):
         job = ctx.store.get_job(job_id)
-        raise ApiError(409, f"Job {job_id} is not running; it is {job.status.value}.", code="not_running")
+        raise ApiError(409, Message("job.not_running", job_id=job_id, status=job.status.value))
     return ctx.details(job_id)
 
 

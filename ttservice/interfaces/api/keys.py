@@ -13,6 +13,7 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ...messages import Message
 from .errors import ApiError
 from .media import PREFIX as MEDIA_PREFIX
 
@@ -45,10 +46,5 @@ class KeyCheck:
         if valid(header, self.keys):
             await self.app(scope, receive, send)
             return
-        message = (
-            "The API key is not valid; send the right one as `Authorization: Bearer KEY`."
-            if header
-            else "This TTService needs an API key; send it as `Authorization: Bearer KEY`."
-        )
-        error = ApiError(401, message, code="invalid_api_key")
+        error = ApiError(401, Message("api.key_invalid" if header else "api.key_missing"))
         await error.response(headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)

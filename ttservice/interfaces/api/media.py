@@ -17,6 +17,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import FileResponse
 
 from ...jobs.files import sha256_of
+from ...messages import Message
 from ...transcription.remote import SHA256_HEADER, TOKEN_HEADER
 from .context import context
 from .errors import ApiError
@@ -35,15 +36,10 @@ async def media(
     ctx = context(request)
     grant = await to_thread.run_sync(ctx.store.media_grant, job_id, token) if token else None
     if grant is None:
-        raise ApiError(
-            403,
-            f"Job {job_id}'s media is sent only to the worker of its running attempt, with its token.",
-            type="permission_error",
-            code="invalid_media_token",
-        )
+        raise ApiError(403, Message("media.only_for_its_worker", job_id=job_id), type="permission_error")
     path, sha256 = Path(grant[0]), grant[1]
     if not path.is_file():
-        raise ApiError(410, f"Job {job_id}'s media is no longer on the central service.", code="media_gone")
+        raise ApiError(410, Message("media.gone_from_central", job_id=job_id))
     if sha256 is None:  # the first machine to ask: the hash every later attempt is held to
         sha256 = await to_thread.run_sync(sha256_of, path)
         sha256 = await to_thread.run_sync(ctx.store.record_media_sha256, job_id, sha256)

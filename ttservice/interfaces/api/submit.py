@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from ... import actions
 from ...exceptions import TTServiceError
 from ...jobs import Job, Runner, TranscribeOptions
+from ...messages import Message
 from .context import Context
 from .errors import ApiError, from_error
 from .uploads import Upload, receive
@@ -37,7 +38,7 @@ async def parse_form(request: Request, settings: Any, form: type[Form]) -> tuple
     upload = await receive(request, settings)
     try:
         if upload.path is None:
-            raise ApiError(400, "Send the media as a file in the field named file.", param="file")
+            raise ApiError(400, Message("api.no_file"), param="file")
         fields: dict[str, Any] = {}
         for name, values in upload.fields.items():
             list_field = name.endswith("[]")
@@ -47,7 +48,9 @@ async def parse_form(request: Request, settings: Any, form: type[Form]) -> tuple
         except ValidationError as error:
             first = error.errors()[0]
             param = ".".join(str(p) for p in first["loc"]) or None
-            raise ApiError(400, f"{param}: {first['msg']}.", param=param, code="invalid_value") from None
+            raise ApiError(
+                400, Message("api.invalid_value", param=param, detail=first["msg"]), param=param
+            ) from None
     except ApiError:
         upload.discard()
         raise

@@ -20,6 +20,7 @@ from starlette.requests import Request
 
 from ...config import Settings
 from ...jobs.files import remove_empty
+from ...messages import Message
 from .errors import ApiError
 
 FIELD_LIMIT = 64 * 1024  # bytes of one text field (a prompt is the longest)
@@ -90,7 +91,7 @@ class _Receiver:
         filename = options.get(b"filename")
         if self._name == self.file_field and filename is not None:
             if self.upload.path is not None:
-                raise ApiError(400, "Send one file per request.", param=self.file_field)
+                raise ApiError(400, Message("api.one_file"), param=self.file_field)
             self.folder.mkdir(parents=True, exist_ok=True)
             self.upload.filename = filename.decode("utf-8", "replace") or "upload"
             self.upload.path = self.folder / uuid.uuid4().hex
@@ -100,18 +101,17 @@ class _Receiver:
         if self._file is not None:
             self.upload.size += end - start
             if self.upload.size > self.limit:
+                limit_mb = self.limit / 2**20
                 raise ApiError(
-                    413,
-                    f"The file is over the limit of {self.limit / 2**20:.0f} MB.",
-                    param=self.file_field,
-                    code="file_too_large",
+                    413, Message("media.upload_too_large", limit_mb=limit_mb), param=self.file_field
                 )
             self._file.write(data[start:end])
             self._hash.update(data[start:end])
             return
         self._text += data[start:end]
         if len(self._text) > FIELD_LIMIT:
-            raise ApiError(400, f"The field {self._name} is over {FIELD_LIMIT // 1024} KB.", param=self._name)
+            too_long = Message("api.field_too_large", field=self._name, limit_kb=FIELD_LIMIT // 1024)
+            raise ApiError(400, too_long, param=self._name)
 
     def _part_end(self) -> None:
         if self._file is not None:
@@ -140,18 +140,12 @@ async def receive(request: Request, settings: Settings, file_field: str = "file"
     content_type, options = parse_options_header(request.headers.get("content-type"))
     boundary = options.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
-        raise ApiError(
-            415, f"Send the request as multipart/form-data, with the media in a field named {file_field}."
-        )
+        raise ApiError(415, Message("api.not_multipart", field=file_field))
     limit = settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
-        raise ApiError(
-            413,
-            f"The upload is {int(declared) / 2**20:.0f} MB, over the limit of {limit / 2**20:.0f} MB.",
-            param=file_field,
-            code="file_too_large",
-        )
+        too_large = Message("media.declared_too_large", size_mb=int(declared) / 2**20, limit_mb=limit / 2**20)
+        raise ApiError(413, too_large, param=file_field)
     receiver = _Receiver(settings.upload_dir / ".incoming", limit, file_field)
     parser = MultipartParser(boundary, receiver.callbacks())
     received = False
@@ -160,13 +154,13 @@ async def receive(request: Request, settings: Settings, file_field: str = "file"
             parser.write(chunk)
         parser.finalize()
         if not receiver.ended:
-            raise ApiError(400, "The upload ended before its last part; send the whole request again.")
+            raise ApiError(400, Message("api.upload_cut"))
         received = True
     except MultipartParseError:
-        raise ApiError(400, "The request is not a well-formed multipart form.") from None
+        raise ApiError(400, Message("api.malformed_form")) from None
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else "the disk refused it"
-        raise ApiError(507, f"The upload could not be saved: {reason}.", "server_error") from None
+        raise ApiError(507, Message("media.upload_not_saved", reason=reason), "server_error") from None
     finally:
         if not received:  # refused, cut short, or the client went away: nothing is kept
             receiver.close()

@@ -12,8 +12,9 @@ import sys
 
 import click
 
-from ... import __version__, platform
+from ... import __version__, messages, platform
 from ...config import Settings, settings_help
+from ...messages import Message
 from . import admin, jobs, models, run
 from .common import EXIT_CANCELLED, err
 
@@ -78,7 +79,7 @@ def main() -> None:
     try:
         app(prog_name="ttservice")
     except KeyboardInterrupt:
-        err.print("Interrupted.")
+        err.print(Message("cli.interrupted").text(messages.locale_language()))
         sys.exit(EXIT_CANCELLED)
 
 

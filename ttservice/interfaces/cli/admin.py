@@ -35,7 +35,7 @@ def serve(host: str, port: int, ui: bool, api_port: int, api: bool) -> None:
     try:
         code = Service(Settings.from_env(), host, port, ui, api_port if api else None).run()
     except (ServiceAlreadyRunning, TTServiceError) as error:
-        fail(str(error))
+        fail(error)
     sys.exit(code)
 
 
@@ -56,7 +56,7 @@ def agent(slots: int | None, name: str | None) -> None:
     try:
         code = Agent(Settings.from_env(), slots, name).run()
     except TTServiceError as error:
-        fail(str(error))
+        fail(error)
     sys.exit(code)
 
 
@@ -71,7 +71,7 @@ def hosts(as_json: bool) -> None:
         _, store = services()
         machines = actions.jobs.machines(store)
     except TTServiceError as error:
-        fail(str(error))
+        fail(error)
     if as_json:
         print(json.dumps([m.to_dict() for m in machines], ensure_ascii=False, indent=2))
         return
@@ -102,7 +102,7 @@ def migrate() -> None:
         store = open_store(settings, migrate=False)
         backups = store.migrate()
     except TTServiceError as error:
-        fail(str(error))
+        fail(error)
     for path in backups:
         err.print(f"Backed up to {path}", highlight=False)
     err.print(f"Schema is at version {store.schema_version()}.", highlight=False)
@@ -115,7 +115,7 @@ def backup() -> None:
         settings = Settings.from_env()
         path = open_store(settings, migrate=False).backup()
     except TTServiceError as error:
-        fail(str(error))
+        fail(error)
     err.print(f"Backed up to {path}", highlight=False)
 
 
@@ -127,6 +127,6 @@ def rollback() -> None:
         store = open_store(settings, migrate=False)
         source, saved = store.rollback()
     except TTServiceError as error:
-        fail(str(error))
+        fail(error)
     err.print(f"Saved the current database to {saved}", highlight=False)
     err.print(f"Restored {source} (schema version {store.schema_version()}).", highlight=False)

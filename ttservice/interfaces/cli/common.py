@@ -8,9 +8,12 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
+from ... import messages
 from ...config import Settings
 from ...jobs import Download, Store, iso, open_store
+from ...messages import Message, Said
 from ...supervision.waiting import Interrupt
 from ...transcription import export
 
@@ -23,8 +26,11 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 
-def fail(message: str, code: int = EXIT_FAILED) -> None:
-    err.print(f"[red]Error:[/red] {message}", highlight=False)
+def fail(said: Said, code: int = EXIT_FAILED) -> None:
+    """Say why in one sentence, in the language of the terminal's locale, and exit with `code`."""
+    lang = messages.locale_language()
+    prefix, sentence = Message("cli.error").text(lang), messages.text(said, lang)
+    err.print(f"[red]{prefix}[/red] {escape(sentence)}", highlight=False)
     sys.exit(code)
 
 
@@ -72,7 +78,7 @@ def write(text: str, output: Path | None) -> None:
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as error:
-        fail(f"Could not write {output}: {error.strerror}.")
+        fail(Message("cli.cannot_write", path=str(output), error=error.strerror))
     err.print(f"Wrote {output}", highlight=False)
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 
-from ... import actions
+from ... import actions, messages
 from ...exceptions import TTServiceError
 from ...jobs import JobStatus, logs
+from ...messages import Message
 from ...supervision import ProcessManager
 from ...transcription import export
 from .common import Cancel, err, fail, fmt_time, json_option, out, output_options, services, write
@@ -35,7 +36,7 @@ def jobs(status: str | None, limit: int, search: str | None, as_json: bool) -> N
         settings, store = services()
         rows = store.list_jobs(status=JobStatus(status) if status else None, limit=limit, search=search)
     except TTServiceError as error:
-        fail(str(error))
+        fail(error)
     stall = settings.stall_timeout
     if as_json:
         data = [j.to_dict() | {"stalled": j.stalled(stall)} for j in rows]
@@ -51,7 +52,7 @@ def jobs(status: str | None, limit: int, search: str | None, as_json: bool) -> N
             f"{j.progress:.0%}",
             j.host or "-",
             str(j.process_id or "-"),
-            (j.error or "")[:60],
+            messages.text(j.reason, messages.locale_language())[:60],
         )
     out.print(table)
 
@@ -65,12 +66,15 @@ def show(job_id: int, as_json: bool) -> None:
         settings, store = services()
         data = actions.details(store, settings, job_id)
     except TTServiceError as error:
-        fail(str(error))
+        fail(error)
     if as_json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return
+    if data["error_code"]:  # the reason in the terminal's language
+        reason = messages.Message.from_dict({"code": data["error_code"], "params": data["error_params"]})
+        data["error"] = reason.text(messages.locale_language())
     for key, value in data.items():
-        if key not in ("options", "text", "download"):
+        if key not in ("options", "text", "download", "error_code", "error_params"):
             out.print(f"[bold]{key}[/bold]: {value if value is not None else '-'}", highlight=False)
     if data["stalled"]:
         out.print("[yellow]This job is alive but its progress has not moved; it may be stalled.[/yellow]")
@@ -107,7 +111,7 @@ def logs_cmd(job_id: int, lines: int, follow: bool) -> None:
             for line in new:
                 print(line, flush=True)
     except TTServiceError as error:
-        fail(str(error))
+        fail(error)
 
 
 @click.command()
@@ -119,9 +123,9 @@ def stop(job_id: int) -> None:
         stopped = ProcessManager(store, settings).kill_process(job_id)
         job = store.get_job(job_id)
     except TTServiceError as error:
-        fail(str(error))
+        fail(error)
     if not stopped:
-        fail(f"Job {job_id} is not running; it is {job.status.value}.")
+        fail(Message("job.not_running", job_id=job_id, status=job.status.value))
     err.print(f"Job {job_id} is {job.status.value}.", highlight=False)
 
 
@@ -133,12 +137,12 @@ def cleanup(as_json: bool) -> None:
         settings, store = services()
         result = ProcessManager(store, settings).cleanup_orphaned_processes()
     except TTServiceError as error:
-        fail(str(error))
+        fail(error)
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
         return
     for job_id, why in result.finalized:
-        out.print(f"job {job_id}: {why}", highlight=False)
+        out.print(f"job {job_id}: {why.text(messages.locale_language())}", highlight=False)
     out.print(
         f"{len(result.finalized)} job(s) fixed, {len(result.killed)} process tree(s) stopped,"
         f" {result.logs_removed} old log file(s) removed.",
@@ -156,5 +160,5 @@ def export_cmd(job_id: int, fmt: str, output: Path | None) -> None:
         job = store.get_job(job_id)
         text = export.render(fmt, store.segments(job_id), job, settings.subtitles)
     except TTServiceError as error:
-        fail(str(error))
+        fail(error)
     write(text, output)

@@ -10,6 +10,7 @@ import click
 from ...actions import models as actions
 from ...exceptions import ModelError, TTServiceError
 from ...jobs import JobStatus
+from ...messages import Message
 from ...models.languages import LANGUAGES
 from .common import EXIT_BAD_INPUT, EXIT_CANCELLED, Cancel, DownloadBar, err, fail, json_option, out, services
 
@@ -39,7 +40,7 @@ def list_cmd(as_json: bool) -> None:
         settings, store = services()
         rows = actions.list_models(store, settings)
     except TTServiceError as error:
-        fail(str(error))
+        fail(error)
     if as_json:
         print(json.dumps([m.to_dict() for m in rows], ensure_ascii=False, indent=2))
         return
@@ -72,9 +73,9 @@ def download_cmd(name: str, as_json: bool) -> None:
         settings, store = services()
         result = actions.download(store, settings, name, bar.update, cancel.event)
     except ModelError as error:
-        fail(str(error), EXIT_BAD_INPUT)
+        fail(error, EXIT_BAD_INPUT)
     except TTServiceError as error:
-        fail(str(error))
+        fail(error)
     finally:
         bar.close()
     if isinstance(result, Path):
@@ -86,8 +87,8 @@ def download_cmd(name: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result.to_dict()))
     if result.status is JobStatus.CANCELLED:
-        fail(f"The download of {name} was stopped; download it again to continue it.", EXIT_CANCELLED)
-    fail(result.error or f"The download of {name} did not finish.")
+        fail(Message("download.stopped_cli", model=name), EXIT_CANCELLED)
+    fail(result.reason or Message("download.unfinished", model=name))
 
 
 @models_app.command("remove")
@@ -98,7 +99,7 @@ def remove_cmd(name: str) -> None:
         settings, store = services()
         folder = actions.remove(store, settings, name)
     except TTServiceError as error:
-        fail(str(error))
+        fail(error)
     err.print(f"Removed {name} ({folder}).", highlight=False)
 
 

@@ -11,6 +11,7 @@ from ... import actions
 from ...config import Settings
 from ...exceptions import RequestError, TTServiceError
 from ...jobs import Job, JobStatus, Runner, Store, TranscribeOptions
+from ...messages import Message
 from ...supervision.foreground import run_transcription
 from ...transcription import export
 from .common import (
@@ -58,12 +59,12 @@ def transcribe(
         options = _options(settings, model, language, task, word_timestamps)
         job = store.get_job(actions.submit_file(store, settings, file, options, Runner.FOREGROUND))
         if job.status is JobStatus.FAILED:  # a bad file, or a model that cannot be had
-            fail(job.error, EXIT_BAD_INPUT)
+            fail(job.reason or "", EXIT_BAD_INPUT)
         job = _run_with_progress(file.expanduser(), job.options, job.id, settings, store)
     except RequestError as error:
-        fail(str(error), EXIT_BAD_INPUT)
+        fail(error, EXIT_BAD_INPUT)
     except TTServiceError as error:
-        fail(str(error))
+        fail(error)
     _finish(job, fmt, output, settings, store)
 
 
@@ -83,24 +84,24 @@ def resume(job_id: int, fmt: str, output: Path | None, in_service: bool) -> None
         job = store.get_job(job_id)
         job = _run_with_progress(Path(job.media_path or ""), job.options, job_id, settings, store)
     except TTServiceError as error:
-        fail(str(error))
+        fail(error)
     _finish(job, fmt, output, settings, store)
 
 
 def _finish(job: Job, fmt: str, output: Path | None, settings: Settings, store: Store) -> None:
     """Print or write the transcript of a finished job, or say why there is none; exit accordingly."""
     if job.status is JobStatus.CANCELLED:
-        fail(
-            f"Job {job.id} was cancelled; its partial transcript is kept (ttservice export {job.id}).",
-            EXIT_CANCELLED,
-        )
+        fail(Message("job.cancelled_kept", job_id=job.id), EXIT_CANCELLED)
     if job.status is JobStatus.INTERRUPTED:
-        fail(f"{job.error or f'Job {job.id} was interrupted.'} Continue it with: ttservice resume {job.id}")
+        reason = job.reason or Message("job.was_interrupted", job_id=job.id)
+        fail(Message("job.continue_with", reason=reason, job_id=job.id))
     if job.status is not JobStatus.COMPLETED:
-        fail(
-            f"Job {job.id} failed: {job.error or 'no reason was recorded'}",
-            job.exit_code if job.exit_code == EXIT_BAD_INPUT else EXIT_FAILED,
+        failed = (
+            Message("job.failed_as", job_id=job.id, reason=job.reason)
+            if job.reason
+            else Message("job.failed_without_reason", job_id=job.id)
         )
+        fail(failed, job.exit_code if job.exit_code == EXIT_BAD_INPUT else EXIT_FAILED)
     write(export.render(fmt, store.segments(job.id), job, settings.subtitles), output)
 
 
@@ -179,11 +180,11 @@ def submit(file: Path, model: str | None, language: str | None, task: str, as_js
         job_id = actions.submit_file(store, settings, file, options)
         job = store.get_job(job_id)
     except RequestError as error:
-        fail(str(error), EXIT_BAD_INPUT)
+        fail(error, EXIT_BAD_INPUT)
     except TTServiceError as error:
-        fail(str(error))
+        fail(error)
     if job.status is JobStatus.FAILED:
-        fail(f"Job {job_id} failed: {job.error}", EXIT_BAD_INPUT)
+        fail(Message("job.failed_as", job_id=job_id, reason=job.reason or ""), EXIT_BAD_INPUT)
     print(json.dumps({"id": job_id}) if as_json else job_id)
     if running_service(settings) is None and not any(m.in_contact for m in actions.jobs.machines(store)):
         err.print(f"No TTService is running; job {job_id} waits queued until one starts.", highlight=False)

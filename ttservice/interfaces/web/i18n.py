@@ -5,15 +5,13 @@ Streamlit process, so `gettext.install` would give them all one language). It is
 `?lang=th|en` in the URL, the choice made earlier in this session, the browser's language
 (`st.context.locale`), else English.
 
-Errors come from the services in English, written once for the CLI, the API and the job rows.
-`error_text` renders one in the session's language by matching it against the English
-templates of the `errors` table in the catalog (so a reason stored in a job row years ago is
-translated too); a sentence it does not know is shown as it is.
+What the services say (errors, a job's reason) are codes with parameters (`ttservice.messages`),
+whose own catalogs hold their sentences in both languages; `error_text` renders one in the
+session's language.
 """
 
 from __future__ import annotations
 
-import re
 import string
 import tomllib
 from functools import cache
@@ -21,6 +19,9 @@ from pathlib import Path
 
 import streamlit as st
 from babel import Locale
+
+from ttservice import messages
+from ttservice.messages import Said
 
 LOCALES = Path(__file__).with_name("locales")
 LANGUAGES = {"th": "ไทย", "en": "English"}
@@ -33,10 +34,8 @@ missing: set[tuple[str, str]] = set()
 def _flatten(table: dict, prefix: str = "") -> dict[str, str]:
     flat: dict[str, str] = {}
     for key, value in table.items():
-        if isinstance(value, dict) and prefix + key != "errors":
+        if isinstance(value, dict):
             flat.update(_flatten(value, f"{prefix}{key}."))
-        elif isinstance(value, dict):
-            flat.update({f"errors.{english}": text for english, text in value.items()})
         else:
             flat[prefix + key] = value
     return flat
@@ -120,30 +119,7 @@ def _language_names(lang: str) -> dict[str, str]:
     return dict(Locale(lang).languages)
 
 
-@cache
-def _error_patterns(lang: str) -> list[tuple[re.Pattern[str], str]]:
-    """The `errors` table's keys are the services' English sentences, `{0}`, `{1}` where they vary,
-    so the English catalog needs no such table."""
-    patterns = []
-    for key in catalog(lang):
-        if key.startswith("errors."):
-            english = key.removeprefix("errors.")
-            parts = re.split(r"\{(\d+)\}", english)
-            regex = "".join(
-                re.escape(part) if i % 2 == 0 else f"(?P<p{part}>.+?)" for i, part in enumerate(parts)
-            )
-            patterns.append((re.compile(regex + r"\Z", re.DOTALL), key))
-    # The most specific first: "Stopped because its page was left." before "Stopped because {0}."
-    return sorted(patterns, key=lambda p: (p[0].groups, -len(p[1])))
-
-
-def error_text(error: Exception | str) -> str:
-    """An error sentence from the services in the session's language."""
-    text, lang = str(error), language()
-    if lang == DEFAULT:
-        return text
-    for pattern, key in _error_patterns(lang):
-        if match := pattern.match(text):
-            values = {int(name[1:]): value for name, value in match.groupdict().items()}
-            return catalog(lang)[key].format(*(values[i] for i in range(len(values))))
-    return text
+def error_text(said: Said | None) -> str:
+    """What the services said (an error, a stored reason) in the session's language; a sentence
+    stored by an earlier version, which has no code, as it is."""
+    return messages.text(said, language())

@@ -167,19 +167,19 @@ class Database:
     def error(self, error: BaseException) -> StoreError:
         """The user's sentence for a psycopg error (and the disk-full hook, where it is that)."""
         if isinstance(error, errors.DiskFull):
-            readable = StoreUnavailable(f"The database server ({self.where}) is out of space; free some.")
+            readable = StoreUnavailable("store.server_full", where=self.where)
             self._on_disk_full(readable)
             return readable
         if isinstance(error, errors.LockNotAvailable):
-            return StoreUnavailable("The database stayed locked by another program; try again in a moment.")
+            return StoreUnavailable("store.locked")
         if isinstance(error, errors.ReadOnlySqlTransaction):
-            return StoreUnavailable(f"The database ({self.where}) is read-only, so nothing could be written.")
+            return StoreUnavailable("store.read_only", where=self.where)
         if isinstance(error, psycopg.OperationalError):  # includes the pool's timeout
             # libpq says "connection to server at ... failed: <why>": the why, after the address we give
             why = first_line(error).rsplit("failed: ", 1)[-1]
             why = why[:1].lower() + why[1:]
-            return StoreUnavailable(f"The database ({self.where}) could not be reached: {why}.")
-        return StoreError(f"The database could not be used: {first_line(error)}.")
+            return StoreUnavailable("store.unreachable", where=self.where, error=why)
+        return StoreError("store.unusable", error=first_line(error))
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -206,7 +206,7 @@ class Database:
                     continue  # nothing of the transaction was sent: again, on another connection
                 readable = self.error(error)
                 if broken:
-                    raise ConnectionLost(str(readable)) from None
+                    raise ConnectionLost(readable.message) from None
                 raise readable from None
             except psycopg.Error as error:
                 raise self.error(error) from None

@@ -202,7 +202,25 @@ def _v3_media_and_logs(conn: Any) -> None:
     conn.execute(V3)
 
 
-MIGRATIONS: list[Callable[[Any], None]] = [_v1_the_sqlite_schema, _v2_hosts_and_engine, _v3_media_and_logs]
+# Every sentence a user reads is a code with parameters: a stored one keeps them beside its
+# English sentence. A download nobody has taken yet is "unclaimed" (it was "upload").
+V4 = """
+ALTER TABLE transcription_jobs ADD COLUMN error_detail text, ADD COLUMN stop_detail text;
+ALTER TABLE model_downloads ADD COLUMN error_detail text;
+UPDATE model_downloads SET runner = 'unclaimed' WHERE runner = 'upload';
+"""
+
+
+def _v4_messages_and_unclaimed(conn: Any) -> None:
+    conn.execute(V4)
+
+
+MIGRATIONS: list[Callable[[Any], None]] = [
+    _v1_the_sqlite_schema,
+    _v2_hosts_and_engine,
+    _v3_media_and_logs,
+    _v4_messages_and_unclaimed,
+]
 LATEST_VERSION = len(MIGRATIONS)
 
 
@@ -220,10 +238,7 @@ def migrate(conn: Any) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATE_LOCK])
         version = current_version(conn)
         if version > LATEST_VERSION:
-            raise MigrationError(
-                f"The database is at schema version {version}, newer than this TTService "
-                f"understands ({LATEST_VERSION}); upgrade TTService."
-            )
+            raise MigrationError("store.newer_schema", version=version, latest=LATEST_VERSION)
         if version == 0:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS ttservice_schema"

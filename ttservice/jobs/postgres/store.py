@@ -180,7 +180,7 @@ class PostgresStore(JobQueries, Lifecycle, Downloads, Hosts, Media):
             conn.close()
 
     def backup(self, label: str = "manual") -> Path:
-        raise StoreError(f"The store is on {self.db.where}: back it up with pg_dump.")
+        raise StoreError("store.backup_with_pg_dump", where=self.db.where)
 
     def rollback(self) -> tuple[Path, Path]:
-        raise StoreError(f"The store is on {self.db.where}: restore a pg_dump backup with pg_restore.")
+        raise StoreError("store.restore_with_pg_restore", where=self.db.where)

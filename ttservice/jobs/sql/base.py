@@ -6,6 +6,30 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from ...messages import Message, Said, of, text
+
+# A column that holds a sentence, and the one beside it that holds its code and parameters
+# (schema v11): readers show the message in their language, readers of older versions the sentence.
+DETAILS = {"error_message": "error_detail", "stop_reason": "stop_detail"}
+
+
+def said(values: dict[str, Any]) -> dict[str, Any]:
+    """The values to write, each message among them as its English sentence beside its detail."""
+    written: dict[str, Any] = {}
+    for column, value in values.items():
+        if column not in DETAILS:
+            written[column] = value
+            continue
+        message = of(value) if value is not None else None
+        written[column] = None if value is None else text(value)
+        written[DETAILS[column]] = message.to_json() if message is not None else None
+    return written
+
+
+def message(sentence: str | None, detail: str | None) -> Said | None:
+    """A stored message as it was said: the Message where its detail is known, else the sentence."""
+    return Message.from_json(detail) or sentence
+
 
 class Cursor(Protocol):
     rowcount: int

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from ...exceptions import TTServiceError
+from ...messages import Message, Said
 from ..record import Download, JobStatus, Runner
-from .base import SQLStore
+from .base import SQLStore, said
 
 ACTIVE = JobStatus.PROCESSING.value
 
@@ -40,7 +41,7 @@ class Downloads(SQLStore):
     def get_download(self, download_id: int) -> Download:
         rows = self.db.read("SELECT * FROM model_downloads WHERE id = ?", (download_id,))
         if not rows:
-            raise TTServiceError(f"There is no download {download_id}.")
+            raise TTServiceError("download.not_found", download_id=download_id)
         return row_to_download(rows[0])
 
     def latest_download(self, repo_id: str) -> Download | None:
@@ -58,10 +59,10 @@ class Downloads(SQLStore):
         return [row_to_download(r) for r in rows]
 
     def take_download(self, download_id: int, runner: Runner) -> bool:
-        """Make a requested download (runner `upload`: nobody's yet) this runner's to start."""
+        """Make a requested download (runner `unclaimed`: nobody's yet) this runner's to start."""
         cur = self.db.execute(
             "UPDATE model_downloads SET runner = ? WHERE id = ? AND status = ? AND runner = ?",
-            (runner.value, download_id, ACTIVE, Runner.UPLOAD.value),
+            (runner.value, download_id, ACTIVE, Runner.UNCLAIMED.value),
         )
         return cur.rowcount == 1
 
@@ -99,14 +100,22 @@ class Downloads(SQLStore):
         return cur.rowcount == 1
 
     def finish_download(
-        self, download_id: int, status: JobStatus, error: str | None = None, now: float | None = None
+        self, download_id: int, status: JobStatus, error: Said | None = None, now: float | None = None
     ) -> bool:
         """End a running download as `status`; False if it had ended already."""
+        written = said({"error_message": error})
         with self.db.transaction() as conn:
             cur = conn.execute(
-                "UPDATE model_downloads SET status = ?, error_message = ?, finished_at = ?"
+                "UPDATE model_downloads SET status = ?, error_message = ?, error_detail = ?, finished_at = ?"
                 " WHERE id = ? AND status = ?",
-                (status.value, error, now or self.clock(), download_id, ACTIVE),
+                (
+                    status.value,
+                    written["error_message"],
+                    written["error_detail"],
+                    now or self.clock(),
+                    download_id,
+                    ACTIVE,
+                ),  # fmt: skip
             )
             return cur.rowcount == 1
 
@@ -129,6 +138,7 @@ def row_to_download(row: Any) -> Download:
         bytes_done=data["bytes_done"] or 0,
         bytes_total=data["bytes_total"],
         error=data["error_message"],
+        error_detail=Message.from_json(data.get("error_detail")),
         process_id=data["process_id"],
         process_create_time=data["process_create_time"],
         log_file_path=data["log_file_path"],

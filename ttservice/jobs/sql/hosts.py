@@ -8,8 +8,9 @@ and boot id, and an attempt number that every write of that run names.
 
 from __future__ import annotations
 
+from ...messages import Message, Said
 from ..record import SERVICE_RUNNERS, Host, HostId, JobStatus, Runner
-from .base import SQLStore
+from .base import SQLStore, message, said
 from .queries import RESUME_POINT_SQL
 
 
@@ -53,7 +54,7 @@ class Hosts(SQLStore):
         return [row[0] for row in rows]
 
     def recover_lost(
-        self, job_id: int, attempt: int, reason: str, resume: bool, now: float | None = None
+        self, job_id: int, attempt: int, reason: Said, resume: bool, now: float | None = None
     ) -> JobStatus | None:
         """End `attempt` of a job whose machine went silent: queued again from its last committed
         segment with `resume` (the next claim is attempt + 1), else interrupted with `reason`.
@@ -65,19 +66,20 @@ class Hosts(SQLStore):
         now = now or self.clock()
         with self.db.transaction() as conn:
             row = conn.execute(
-                "SELECT stop_requested_at, stop_reason, runner FROM transcription_jobs"
+                "SELECT stop_requested_at, stop_reason, stop_detail, runner FROM transcription_jobs"
                 " WHERE id = ? AND status = ? AND attempt = ?",
                 (job_id, JobStatus.PROCESSING.value, attempt),
             ).fetchone()
             if row is None:
                 return None
             if row[0] is not None:
-                status, values = JobStatus.CANCELLED, {"error_message": row[1] or "Stopped by the user."}
-            elif resume and Runner(row[2] or Runner.SERVICE.value) in SERVICE_RUNNERS:
+                why = message(row[1], row[2]) or Message("job.stopped_by_user")
+                status, values = JobStatus.CANCELLED, said({"error_message": why})
+            elif resume and Runner(row[3] or Runner.SERVICE.value) in SERVICE_RUNNERS:
                 resume_at = conn.execute(RESUME_POINT_SQL, (job_id,)).fetchone()[0]
                 status, values = JobStatus.QUEUED, {"resumed_from": resume_at, "processed_seconds": resume_at}
             else:
-                status, values = JobStatus.INTERRUPTED, {"error_message": reason}
+                status, values = JobStatus.INTERRUPTED, said({"error_message": reason})
             if status is not JobStatus.QUEUED:
                 values["finished_at"] = now
             assignments = "".join(f", {k} = ?" for k in values)

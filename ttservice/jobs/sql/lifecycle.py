@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...exceptions import ConnectionLost
+from ...messages import Said
 from ..record import FINISHED, RESUMABLE, SERVICE_RUNNERS, TRANSITIONS, HostId, JobStatus, Runner, Segment
-from .base import Connection, SQLStore
+from .base import Connection, SQLStore, said
 from .queries import RESUME_POINT_SQL
 
 RESEND_FOR = 30.0  # seconds a segment commit cut by a lost connection is sent again (a server restarting)
@@ -55,8 +56,9 @@ class Lifecycle(SQLStore):
             return None
         row = conn.execute(
             "UPDATE transcription_jobs SET status = ?, started_at = ?, last_heartbeat = ?,"
-            " last_progress_at = ?, finished_at = NULL, error_message = NULL,"
-            " exit_code = NULL, stop_requested_at = NULL, stop_reason = NULL, process_id = NULL,"
+            " last_progress_at = ?, finished_at = NULL, error_message = NULL, error_detail = NULL,"
+            " exit_code = NULL, stop_requested_at = NULL, stop_reason = NULL, stop_detail = NULL,"
+            " process_id = NULL,"
             " process_create_time = NULL, host = ?, host_boot_id = ?, attempt = coalesce(attempt, 0) + 1,"
             " media_token = ? WHERE id = ? AND status = ? RETURNING attempt",
             (JobStatus.PROCESSING.value, now, now, now, name, boot_id, token, job_id, JobStatus.QUEUED.value),
@@ -73,7 +75,7 @@ class Lifecycle(SQLStore):
     ) -> bool:
         now = now or self.clock()
         sources = TRANSITIONS[target]
-        values: dict[str, Any] = {"status": target.value, **fields}
+        values: dict[str, Any] = said({"status": target.value, **fields})
         if target in FINISHED:
             values["finished_at"] = now
         assignments = ", ".join(f"{k} = ?" for k in values)
@@ -194,12 +196,13 @@ class Lifecycle(SQLStore):
         )
         return True
 
-    def request_stop(self, job_id: int, now: float | None = None, reason: str | None = None) -> None:
+    def request_stop(self, job_id: int, now: float | None = None, reason: Said | None = None) -> None:
+        stop = said({"stop_reason": reason})
         with self.db.transaction() as conn:
             conn.execute(
-                "UPDATE transcription_jobs SET stop_requested_at = ?, stop_reason = ?"
+                "UPDATE transcription_jobs SET stop_requested_at = ?, stop_reason = ?, stop_detail = ?"
                 " WHERE id = ? AND stop_requested_at IS NULL",
-                (now or self.clock(), reason, job_id),
+                (now or self.clock(), stop["stop_reason"], stop["stop_detail"], job_id),
             )
 
     def record_exit(self, job_id: int, exit_code: int) -> None:
@@ -215,8 +218,9 @@ class Lifecycle(SQLStore):
             resume_at = conn.execute(RESUME_POINT_SQL, (job_id,)).fetchone()[0]
             cur = conn.execute(
                 "UPDATE transcription_jobs SET status = ?, runner = ?, resumed_from = ?,"
-                " processed_seconds = ?, error_message = NULL, exit_code = NULL, finished_at = NULL,"
-                " stop_requested_at = NULL, stop_reason = NULL, lease_renewed_at = NULL"
+                " processed_seconds = ?, error_message = NULL, error_detail = NULL, exit_code = NULL,"
+                " finished_at = NULL, stop_requested_at = NULL, stop_reason = NULL, stop_detail = NULL,"
+                " lease_renewed_at = NULL"
                 f" WHERE id = ? AND status IN ({marks})",
                 (
                     JobStatus.QUEUED.value,

@@ -7,6 +7,7 @@ from collections.abc import Collection
 from typing import Any
 
 from ...exceptions import JobNotFound
+from ...messages import Message, Said
 from ..record import (
     CALLBACK_PENDING,
     FINISHED,
@@ -18,7 +19,7 @@ from ..record import (
     Segment,
     TranscribeOptions,
 )
-from .base import SQLStore
+from .base import SQLStore, said
 
 COMPLETED_NAMES = [JobStatus.COMPLETED.value] + [
     name for name, status in LEGACY_STATUSES.items() if status is JobStatus.COMPLETED
@@ -54,7 +55,7 @@ class JobQueries(SQLStore):
         options: TranscribeOptions,
         runner: Runner = Runner.SERVICE,
         now: float | None = None,
-        refused: str | None = None,
+        refused: Said | None = None,
         callback_url: str | None = None,
     ) -> int:
         now = now or self.clock()
@@ -71,7 +72,7 @@ class JobQueries(SQLStore):
         if callback_url:
             values.update(callback_url=callback_url, callback_status=CALLBACK_PENDING)
         if refused:  # a submission refused at once: on record, never started
-            values.update(error_message=refused, exit_code=2, finished_at=now)
+            values.update(said({"error_message": refused}), exit_code=2, finished_at=now)
         for name, kind in self._legacy_required.items():
             mirror = {"filename": filename, "file_path": media_path}.get(name)
             values[name] = mirror if mirror is not None else (0 if "INT" in kind else "")
@@ -270,6 +271,7 @@ def row_to_job(row: Any) -> Job:
         progress=data.get("progress") or 0.0,
         processed_seconds=data.get("processed_seconds") or 0.0,
         error=data.get("error_message"),
+        error_detail=Message.from_json(data.get("error_detail")),
         exit_code=data.get("exit_code"),
         process_id=data.get("process_id"),
         process_create_time=data.get("process_create_time"),
@@ -278,6 +280,7 @@ def row_to_job(row: Any) -> Job:
         last_progress_at=data.get("last_progress_at"),
         stop_requested_at=data.get("stop_requested_at"),
         stop_reason=data.get("stop_reason"),
+        stop_detail=Message.from_json(data.get("stop_detail")),
         detected_language=data.get("detected_language"),
         language_probability=data.get("language_probability"),
         lease_renewed_at=data.get("lease_renewed_at"),

@@ -58,12 +58,12 @@ def is_disk_full(error: BaseException) -> bool:
 
 def user_error(error: sqlite3.Error) -> StoreError:
     if is_disk_full(error):
-        return StoreUnavailable("The disk is full, so the database could not be written; free some space.")
+        return StoreUnavailable("store.disk_full")
     if is_locked(error):
-        return StoreUnavailable("The database stayed locked by another program; try again in a moment.")
+        return StoreUnavailable("store.locked")
     if is_out_of_reach(error):
-        return StoreUnavailable(f"The database could not be used: {error}.")
-    return StoreError(f"The database could not be used: {error}.")
+        return StoreUnavailable("store.unusable", error=str(error))
+    return StoreError("store.unusable", error=str(error))
 
 
 class Database:

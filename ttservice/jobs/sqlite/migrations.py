@@ -242,6 +242,21 @@ def _v10_media_and_logs(conn: Any) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS idx_log_chunks_job ON job_log_chunks (job_id, id)")
 
 
+def _v11_messages_and_unclaimed(conn: Any) -> None:
+    # Every sentence a user reads is a code with parameters (ttservice/messages): a stored one
+    # keeps them beside its English sentence, so that each reader sees it in their language.
+    # A download nobody has taken yet is "unclaimed" (it was "upload", an upload's word).
+    for table, names in (
+        ("transcription_jobs", ("error_detail", "stop_detail")),
+        ("model_downloads", ("error_detail",)),
+    ):
+        columns = _columns(conn, table)
+        for name in names:
+            if name not in columns:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} TEXT")
+    conn.execute("UPDATE model_downloads SET runner = 'unclaimed' WHERE runner = 'upload'")
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [
     _v1_jobs_and_segments,
     _v2_leases_and_search,
@@ -253,6 +268,7 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _v8_earlier_transcripts,
     _v9_hosts,
     _v10_media_and_logs,
+    _v11_messages_and_unclaimed,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 
@@ -293,10 +309,7 @@ def migrate(conn: Any, connect: Callable[[Path], Any], db_path: Path, backup_dir
     """Bring the schema to LATEST_VERSION; return the backups written (none if up to date)."""
     version = current_version(conn)
     if version > LATEST_VERSION:
-        raise MigrationError(
-            f"The database is at schema version {version}, newer than this TTService "
-            f"understands ({LATEST_VERSION}); upgrade TTService or run `ttservice db rollback`."
-        )
+        raise MigrationError("store.newer_schema_rollback", version=version, latest=LATEST_VERSION)
     if version == LATEST_VERSION:
         return []
     backups: list[Path] = []

@@ -125,7 +125,7 @@ class SQLiteStore(JobQueries, Lifecycle, Downloads, Hosts, Media):
     def rollback(self) -> tuple[Path, Path]:
         source = migrations.newest_pre_migration_backup(self.backup_dir)
         if source is None:
-            raise StoreError(f"There is no pre-migration backup in {self.backup_dir}.")
+            raise StoreError("store.no_backup", folder=str(self.backup_dir))
         saved = self.backup("pre-rollback")
         src = connect(source)
         try:

@@ -27,8 +27,8 @@ def job_progress_list(mine: list[dict]) -> None:
         st.progress(min(max(job.progress, 0.0), 1.0))
         if (waiting := actions.models.waiting_for(store, job)) is not None:
             st.caption(error_text(waiting[0]))
-        if job.error:
-            st.error(error_text(job.error))
+        if job.reason:
+            st.error(error_text(job.reason))
         services.page_link(
             "views/history.py",
             t("transcribe.open_job", id=job.id),

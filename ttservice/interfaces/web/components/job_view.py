@@ -67,8 +67,8 @@ def transcript(job: Job, segments: list[Segment]) -> None:
 def finished_view(job: Job) -> None:
     store, settings = services.store(), services.settings()
     segments = store.segments(job.id)
-    if job.error:
-        (st.error if job.status is JobStatus.FAILED else st.warning)(error_text(job.error))
+    if job.reason:
+        (st.error if job.status is JobStatus.FAILED else st.warning)(error_text(job.reason))
     if segments and job.status is not JobStatus.COMPLETED:
         st.info(t("job_view.partial", n=len(segments)))
     if job.status is JobStatus.COMPLETED and not segments:

@@ -75,10 +75,9 @@ def job_card(job: Job) -> None:
         text.caption(" · ".join(facts))
         if (waiting := actions.models.waiting_for(store, job)) is not None:
             text.caption(error_text(waiting[0]))
-        if job.error and job.status is not JobStatus.COMPLETED:
-            text.markdown(
-                f":red[{error_text(job.error)}]" if job.status is JobStatus.FAILED else error_text(job.error)
-            )
+        if job.reason and job.status is not JobStatus.COMPLETED:
+            reason = error_text(job.reason)
+            text.markdown(f":red[{reason}]" if job.status is JobStatus.FAILED else reason)
         if view.button(t("history.view"), key=f"view-{job.id}", width="stretch"):
             st.query_params["job"] = str(job.id)
             st.rerun()
