@@ -30,7 +30,7 @@ TAKES_A_CODE = {
     "ServiceAlreadyRunning",
 }
 # Templates that are their parameters only, the same in every language.
-NO_WORDS = {"job.failed", "download.failed", "api.invalid_value", "api.http_error"}
+NO_WORDS = {"process.failed", "api.invalid_value", "api.http_error"}
 
 
 def has_thai(value: str) -> bool:
@@ -103,9 +103,9 @@ def test_a_message_renders_in_each_language_with_its_reasons_inside():
     assert reason.text() == "The job was orphaned: no heartbeat for 301 s, so its worker was stopped."
     assert reason.text("th") == "งานนี้ถูกทิ้งค้าง: ไม่มีสัญญาณชีพ 301 วินาที จึงหยุดกระบวนการถอดเสียง"
     assert reason.text("de") == reason.text("en")  # a language without a catalog reads English
-    killed = Message("job.failed", why=Message("why.worker_killed", signal="SIGKILL"))
+    killed = Message("process.failed", why=Message("why.worker_killed", signal="SIGKILL"))
     assert str(killed) == "The worker process was killed by SIGKILL."  # a reason made a sentence
-    download = Message("download.failed", why=Message("why.download_killed", signal="SIGKILL"))
+    download = Message("process.failed", why=Message("why.download_killed", signal="SIGKILL"))
     lost = Message("model.could_not_download", model="base", why=download)
     assert str(lost) == "The model base could not be downloaded: the download process was killed by SIGKILL."
     assert Message.from_json(lost.to_json()) == lost

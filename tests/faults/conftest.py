@@ -5,6 +5,8 @@ the outcome it expects, then calls `invariants.check()`, which verifies:
 
 1. no `processing` row without its live process (checked by pid + create time);
 2. no process left of a finished job (its worker and its whole process group);
+
+(1 and 2 hold for model downloads too: their rows and their processes)
 3. no signal reached a process that is not ours (a stranger that records signals);
 4. no committed segment lost (segments seen earlier are all still there).
 
@@ -48,19 +50,21 @@ class Invariants:
 
     def violations(self) -> list[str]:
         found = []
-        for job in self.store.list_jobs(limit=10_000):
+        rows = [("job", j) for j in self.store.list_jobs(limit=10_000)]
+        rows += [("download", d) for d in self.store.list_downloads(limit=10_000)]
+        for kind, row in rows:
             identity = (
-                proctree.Identity(job.process_id, job.process_create_time)
-                if job.process_id and job.process_create_time
+                proctree.Identity(row.process_id, row.process_create_time)
+                if row.process_id and row.process_create_time
                 else None
             )
             alive = identity is not None and proctree.find(identity)[0] is not None
-            if job.status is JobStatus.PROCESSING and identity is not None and not alive:
-                found.append(f"job {job.id} is processing but its process {job.process_id} is gone")
-            if job.finished and identity is not None:
-                left = _group_left(identity, job.started_at, job.finished_at)
+            if row.status is JobStatus.PROCESSING and identity is not None and not alive:
+                found.append(f"{kind} {row.id} is processing but its process {row.process_id} is gone")
+            if row.finished and identity is not None:
+                left = _group_left(identity, row.started_at, row.finished_at)
                 if alive or left:
-                    found.append(f"job {job.id} is {job.status.value} but processes {left} remain")
+                    found.append(f"{kind} {row.id} is {row.status.value} but processes {left} remain")
         for job_id, before in self.seen.items():
             now = {(s.start, s.end, s.text) for s in self.store.segments(job_id)}
             lost = [s for s in before if (s.start, s.end, s.text) not in now]

@@ -344,7 +344,9 @@ def test_a_segment_commit_that_arrived_before_its_connection_was_lost_is_not_wri
             yield conn
         if not lost:  # committed, but the answer never came back
             lost.append(True)
-            raise ConnectionLost("store.unreachable", where="PostgreSQL", error="server closed the connection")
+            raise ConnectionLost(
+                "store.unreachable", where="PostgreSQL", error="server closed the connection"
+            )
 
     monkeypatch.setattr(store.db, "transaction", reply_lost_once)
     assert store.add_segments(job_id, [Segment(0, 2, "once")], 2, 0.1, attempt=1)

@@ -155,11 +155,7 @@ def download(
     hub.check_remote(ref)
     pm = ProcessManager(store, settings, runner=Runner.FOREGROUND)
     try:
-        download_id = pm.downloads.ensure(ref)
-        row = pm.downloads.wait(download_id, on_update, cancel)
-        if cancel.is_set() and pm.downloads.children.watches(download_id):
-            pm.downloads.stop(download_id)
-            return store.get_download(download_id)
+        row = pm.downloads.fetch(ref, on_update, cancel)
         folder = hub.installed_folder(ref)
         return folder if folder is not None else row
     finally:

@@ -35,14 +35,15 @@ CATALOGS = Path(__file__).parent
 def catalog(lang: str) -> dict[str, str]:
     """The catalog of `lang`: code -> template (the TOML's tables joined with dots)."""
     with open(CATALOGS / f"{lang}.toml", "rb") as file:
-        return _flatten(tomllib.load(file))
+        return flatten(tomllib.load(file))
 
 
-def _flatten(table: dict, prefix: str = "") -> dict[str, str]:
+def flatten(table: dict, prefix: str = "") -> dict[str, str]:
+    """A catalog's TOML tables joined with dots: {"media": {"empty": ...}} -> {"media.empty": ...}."""
     flat: dict[str, str] = {}
     for key, value in table.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[prefix + key] = value
     return flat

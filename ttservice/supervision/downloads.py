@@ -1,4 +1,5 @@
-"""Model downloads, supervised as jobs are: a process each, watched, stoppable, swept.
+"""Model downloads, supervised as jobs are (a `Supervisor` of their own): a process each,
+watched, stoppable, swept.
 
 The store allows one running download per repo, so a service and a CLI (or
 many jobs) asking for the same model share one. A download always ends with the
@@ -11,24 +12,19 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from ..config import WORKER_PARENT_ENV
+from ..config import WORKER_PARENT_ENV, Settings
 from ..exceptions import TTServiceError
-from ..jobs import Download, Job, JobStatus, Runner, logs
+from ..jobs import Download, Job, JobStatus, Runner, Store, logs
 from ..messages import Message
 from ..models import catalog, hub
 from ..models.catalog import ModelRef
 from . import proctree
-from .children import Children
+from .supervisor import Supervisor, ended, worker_env
 from .waiting import Interrupt, wait_readable
-
-if TYPE_CHECKING:
-    from .process_manager import ProcessManager
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +33,13 @@ WAIT_LOOK = 0.5  # seconds between looks at a download this process does not wat
 
 
 class ModelDownloads:
-    def __init__(self, pm: ProcessManager) -> None:
-        self.pm = pm
-        self.children = Children()
+    def __init__(self, store: Store, settings: Settings, runner: Runner, workers: Supervisor) -> None:
+        self.store, self.settings, self.runner, self.workers = store, settings, runner, workers
 
     @property
-    def store(self):
-        return self.pm.store
+    def children(self):
+        """The download processes it watches (`Children`)."""
+        return self.workers.children
 
     def ready_for(self, job: Job) -> bool:
         """True when the job's model is on disk; else its download is started (or it failed).
@@ -70,8 +66,8 @@ class ModelDownloads:
 
     def ensure(self, ref: ModelRef) -> int:
         """The running download of the model's repo, started here if there is none; its id."""
-        download_id, created = self.store.start_download(ref.name, ref.repo_id, self.pm.runner)
-        if created or self.store.take_download(download_id, self.pm.runner):  # new, or asked for
+        download_id, created = self.store.start_download(ref.name, ref.repo_id, self.runner)
+        if created or self.store.take_download(download_id, self.runner):  # new, or asked for
             self._spawn(download_id)
         return download_id
 
@@ -79,25 +75,23 @@ class ModelDownloads:
         """Start the downloads asked for (the web app's: nobody's until taken, like uploads)."""
         started = []
         for row in self.store.list_downloads(active_only=True):
-            if row.runner is Runner.UNCLAIMED and self.store.take_download(row.id, self.pm.runner):
+            if row.runner is Runner.UNCLAIMED and self.store.take_download(row.id, self.runner):
                 self._spawn(row.id)
                 started.append(row.id)
         return started
 
     def _spawn(self, download_id: int) -> None:
-        path = logs.download_log_path(self.pm.settings.log_dir, download_id)
-        env = self.pm.worker_env()
+        path = logs.download_log_path(self.settings.log_dir, download_id)
+        env = worker_env(self.settings)
         env[WORKER_PARENT_ENV] = str(os.getpid())  # a download ends with whoever started it
         cmd = [sys.executable, "-m", FETCHER_MODULE, str(download_id)]
         try:
-            process = proctree.spawn(cmd, path, env)
+            process = self.workers.spawn(download_id, cmd, path, env)
         except OSError as error:
             self.store.finish_download(
                 download_id, JobStatus.FAILED, Message("download.process_not_started", error=str(error))
             )
             return
-        self.children.add(download_id, process)
-        self.pm.monitor.wake.ring()
         started = proctree.create_time(process.pid)
         self.store.register_download_process(download_id, process.pid, started, str(path))
         log.info("download %s: started pid %s", download_id, process.pid)
@@ -112,10 +106,9 @@ class ModelDownloads:
             log.info("download %s: exited with %s", download_id, process.returncode)
 
     def _finalize(self, row: Download, why: Message) -> None:
-        if row.stop_requested_at is not None:
-            self.store.finish_download(row.id, JobStatus.CANCELLED, Message("download.stopped"))
-            return
-        self.store.finish_download(row.id, JobStatus.FAILED, Message("download.failed", why=why))
+        failure = Message("process.failed", why=why)
+        status, reason = ended(row.stop_requested_at is not None, None, failure, Message("download.stopped"))
+        self.store.finish_download(row.id, status, reason)
 
     def _live(self, row: Download):
         if row.process_id is None or row.process_create_time is None:
@@ -126,38 +119,35 @@ class ModelDownloads:
     def stop(
         self, download_id: int, final: JobStatus = JobStatus.CANCELLED, reason: Message | None = None
     ) -> bool:
-        """Stop a running download (its partial files stay); False if it had ended."""
+        """Stop a running download (its partial files stay); False if it had ended.
+
+        Whoever sees its process end first records it (its own starter may, seeing the stop
+        asked): stopped either way."""
         row = self.store.get_download(download_id)
         if row.status is not JobStatus.PROCESSING:
             return False
         self.store.request_download_stop(download_id)
-        proc = self._live(row)
-        if proc is not None:
-            proctree.kill_tree(proc, self.pm.settings.kill_grace, self.children.reap)
-        process = self.children.forget(download_id)
-        if process is not None:
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        return self.store.finish_download(download_id, final, reason or Message("download.stopped"))
+        self.workers.stop(download_id, self._live(row))
+        self.store.finish_download(download_id, final, reason or Message("download.stopped"))
+        return True
 
     def sweep(self, now: float | None = None) -> list[tuple[int, Message]]:
-        """Finish running downloads whose process is gone, or silent for the orphan timeout."""
+        """Finish running downloads whose process is gone, or silent for the orphan timeout (a
+        child of ours too: hung, it would hold its repo's one download for ever)."""
         now = now or self.store.clock()
         finished = []
         ours = self.children.own_ids()
         for row in self.store.list_downloads(active_only=True):
-            if row.id in ours:
-                continue
             proc = self._live(row)
+            if proc is None and row.id in ours:
+                continue  # our own child that just exited: collect_exited records how
             quiet = now - (row.last_heartbeat or row.started_at or 0)
-            if proc is not None and quiet <= self.pm.settings.orphan_timeout:
+            if proc is not None and quiet <= self.settings.orphan_timeout:
                 continue
-            if proc is None and row.process_id is None and quiet <= self.pm.settings.orphan_timeout:
+            if proc is None and row.process_id is None and quiet <= self.settings.orphan_timeout:
                 continue  # its process is being started, or it waits for the service to take it
             if proc is not None:
-                proctree.kill_tree(proc, self.pm.settings.kill_grace)
+                self.workers.stop(row.id, proc)  # our child is reaped, and forgotten
                 why = Message("why.download_no_heartbeat", seconds=quiet)
             elif row.process_id is None:
                 why = Message("why.download_never_started", seconds=quiet)
@@ -193,6 +183,19 @@ class ModelDownloads:
                 if fd is not None:
                     os.close(fd)
             self.collect_exited()
+
+    def fetch(
+        self, ref: ModelRef, on_update: Callable[[Download], None] | None, cancel: threading.Event
+    ) -> Download:
+        """Download the model here (or join the download another process runs for it) and wait
+        for it to end; with `cancel` set, a download of ours is stopped (its files stay), another's
+        goes on. The download's row as it ended."""
+        download_id = self.ensure(ref)
+        row = self.wait(download_id, on_update, cancel)
+        if cancel.is_set() and self.children.watches(download_id):
+            self.stop(download_id)
+            row = self.store.get_download(download_id)
+        return row
 
 
 def not_downloaded(ref: ModelRef, row: Download) -> Message:

@@ -106,11 +106,8 @@ def _model_ready(
     ref = catalog.resolve(job.options.model)
     if ref.kind != "hub" or hub.installed_folder(ref) is not None:
         return True
-    download_id = pm.downloads.ensure(ref)
-    row = pm.downloads.wait(download_id, on_download, cancel)
+    row = pm.downloads.fetch(ref, on_download, cancel)
     if cancel.is_set():
-        if pm.downloads.children.watches(download_id):  # ours: it stops with us; another's goes on
-            pm.downloads.stop(download_id)
         pm.kill_process(job.id)
         return False
     if hub.installed_folder(ref) is None:

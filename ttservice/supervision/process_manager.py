@@ -1,10 +1,12 @@
 """ProcessManager: start, track, watch, stop and sweep transcription workers.
 
-The only code that spawns or signals workers (through `proctree`; its warm
-worker through `warm`). Any process can use it on any job: the web service that
-started a worker, or a CLI in another shell asked to stop it. Decisions read the
-database, so two managers agree; status changes are conditional transitions, so
-they never fight. What it watches is kept in `children`; its thread is `monitor`.
+Its workers are supervised processes (`supervisor.Supervisor`, as downloads are); what it
+adds is what a job is: claimed for this machine and attempt, run by the warm worker where
+there is one, stopped on request from anywhere, its end recorded once. Any process can use
+it on any job: the web service that started a worker, or a CLI in another shell asked to
+stop it. Decisions read the database, so two managers agree; status changes are conditional
+transitions, so they never fight. Its sweep is `sweep.Sweeping`; its thread is `monitor`,
+given the duties of `duties()`.
 """
 
 from __future__ import annotations
@@ -16,30 +18,40 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psutil
 
 from .. import __version__, platform
-from ..config import MEDIA_FROM_ENV, SETTINGS, WORKER_PARENT_ENV, Settings
+from ..config import MEDIA_FROM_ENV, WORKER_PARENT_ENV, Settings
 from ..jobs import SERVICE_RUNNERS, HostId, Job, JobStatus, Runner, Store, logs, open_store
 from ..messages import Message, Said
 from . import proctree
-from .children import Children
 from .downloads import ModelDownloads
-from .lifeline import EXIT_CUT_OFF
-from .monitor import Monitor
+from .monitor import Duty, Monitor
+from .supervisor import Supervisor, worker_env
+from .sweep import LEASE_LAPSE, LEFT, STOPPED_BY_USER, UPLOAD_TIMEOUT, Sweeping, SweepResult
 from .waiting import Interrupt, wait_readable
 from .warm import WarmWorker
+
+__all__ = [
+    "LEASE_LAPSE",
+    "LEFT",
+    "UPLOAD_TIMEOUT",
+    "ProcessManager",
+    "ProcessStatus",
+    "SweepResult",
+    "worker_env",
+]
 
 log = logging.getLogger(__name__)
 
 EXIT_POLL = 0.02  # seconds between checks of a worker's exit where no exit descriptor can be had
-LEASE_LAPSE = 30.0  # a "stop if I leave the page" job is stopped this long after its page went away
-LEFT = {Runner.API: "why.request_gone"}  # else: "why.page_left"
-STOPPED_BY_USER = Message("job.stopped_by_user")
-UPLOAD_TIMEOUT = 600.0  # an upload whose file is not saved after this long failed (the app died)
 WORKER_MODULE = "ttservice.supervision.worker"
+LEASE_CHECK = 1.0  # seconds between looks for lapsed leases
+STOP_CHECK = 1.0  # seconds after which stops asked from elsewhere are looked for, changed or not
+HOST_SEEN = 30.0  # seconds between renewals of this machine's last contact
+DISPATCH_CHECK = 1.0  # seconds after which queued jobs are looked for even if nothing seemed to change
 
 
 @dataclass
@@ -64,30 +76,7 @@ class ProcessStatus:
         return self.rss_bytes / (1024 * 1024)
 
 
-@dataclass
-class SweepResult:
-    finalized: list[tuple[int, Message]] = field(default_factory=list)
-    killed: list[int] = field(default_factory=list)
-    logs_removed: int = 0
-    downloads: list[tuple[int, Message]] = field(default_factory=list)  # model downloads finished
-
-    def to_dict(self) -> dict:
-        return {
-            "finalized": [{"id": i, "reason": str(r), "code": r.code} for i, r in self.finalized],
-            "killed": self.killed,
-            "logs_removed": self.logs_removed,
-            "downloads": [{"id": i, "reason": str(r), "code": r.code} for i, r in self.downloads],
-        }
-
-
-def worker_env(settings: Settings, secrets: bool = False) -> dict[str, str]:
-    """The environment of a worker: ours, with this manager's settings made explicit (the API
-    keys only with `secrets`: a worker has no use for them)."""
-    hidden = {s.env for s in SETTINGS if s.secret and not secrets}
-    return {k: v for k, v in os.environ.items() if k not in hidden} | settings.environment(secrets)
-
-
-class ProcessManager:
+class ProcessManager(Sweeping):
     def __init__(
         self,
         store: Store | None = None,
@@ -103,11 +92,18 @@ class ProcessManager:
         self.host = HostId(self.settings.host_name or platform.node_name(), platform.boot_id())
         self.registered = False  # among the machines that run queued jobs (`register_host`)
         self.media_from: str | None = None  # an agent's: the API its workers fetch their media from
-        self.children = Children()
+        self.monitor = Monitor(self.collect_exited, self.wait_fds)
+        self.workers = Supervisor(self.settings.kill_grace, self.monitor.wake.ring)
         self.warm = WarmWorker(self.settings, worker_env(self.settings))  # kept by a dispatching monitor
-        self.monitor = Monitor(self)
-        self.downloads = ModelDownloads(self)
+        self.downloads = ModelDownloads(
+            self.store, self.settings, runner, Supervisor(self.settings.kill_grace, self.monitor.wake.ring)
+        )
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def children(self):
+        """The workers it watches (`Children`)."""
+        return self.workers.children
 
     # --- starting -----------------------------------------------------------
 
@@ -141,7 +137,9 @@ class ProcessManager:
             if self.media_from:
                 env[MEDIA_FROM_ENV] = self.media_from
             try:
-                process = proctree.spawn(cmd, logs.job_log_path(self.settings.log_dir, job_id), env)
+                process = self.workers.spawn(
+                    job_id, cmd, logs.job_log_path(self.settings.log_dir, job_id), env, attempt
+                )
             except OSError as error:
                 self.store.transition(
                     job_id,
@@ -158,8 +156,8 @@ class ProcessManager:
     ) -> None:
         """Record the process of a job's `attempt` (PID, create time, log path) and watch it."""
         log_path = str(logs.job_log_path(self.settings.log_dir, job_id))
-        self.children.add(job_id, process, attempt)
-        self.monitor.wake.ring()  # the monitor waits on the new exit descriptor from now on
+        if not self.workers.children.watches(job_id):  # the warm worker's, handed its job
+            self.workers.watch(job_id, process, attempt)
         if self.settings.use_process_tracking:
             started = proctree.create_time(process.pid)
             self.store.register_process(job_id, process.pid, started, log_path)
@@ -298,16 +296,9 @@ class ProcessManager:
             log.info("job %s: stop asked of %s", job_id, job.host)
             return True
         proc, _ = self._identify(job)
-        exit_code = None
         if proc is not None:
             log.info("job %s: stopping pid %s", job_id, proc.pid)
-            proctree.kill_tree(proc, self.settings.kill_grace, self.children.reap)
-        process = self.children.forget(job_id)
-        if process is not None:
-            try:
-                exit_code = process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+        exit_code = self.workers.stop(job_id, proc)
         if exit_code is not None:
             self.store.record_exit(job_id, exit_code)
         self.store.transition(job_id, final, attempt=job.attempt or None, error_message=reason)
@@ -323,150 +314,65 @@ class ProcessManager:
                 stopped.append(job_id)
         return stopped
 
-    def _finalize_dead(
-        self, job: Job, reason: Message, exit_code: int | None = None, attempt: int | None = None
-    ) -> bool:
-        """Record the end of a job whose process is gone: cancelled if a stop was asked.
-
-        Only the end of `attempt` (by default the one `job` was read at): once the job
-        runs again, anywhere, this changes nothing.
-        """
-        attempt = attempt or job.attempt or None
-        if exit_code is not None:
-            self.store.record_exit(job.id, exit_code)
-        current = self.store.get_job(job.id)
-        if current.stop_requested_at is not None:
-            why = current.stop_why or STOPPED_BY_USER
-            return self.store.transition(job.id, JobStatus.CANCELLED, attempt=attempt, error_message=why)
-        return self.store.transition(job.id, JobStatus.FAILED, attempt=attempt, error_message=reason)
-
-    def _recover_lost(self, job: Job, why: Message) -> bool:
-        """A job whose machine went silent: its attempt ends, and (unless TTSERVICE_AUTO_RESUME=0)
-        the job is queued to continue from its last segment on a machine that answers.
-
-        No signal is sent: the processes are another machine's, and a worker cut off from
-        the database stops itself before this (`lifeline.Heartbeat`); its late writes name
-        an attempt that is over, and change nothing.
-        """
-        reason = Message("job.interrupted_because", why=why)
-        status = self.store.recover_lost(job.id, job.attempt, reason, self.settings.auto_resume)
-        if status is JobStatus.QUEUED:
-            log.warning("job %s: %s; queued to resume at attempt %d", job.id, why, job.attempt + 1)
-        elif status is not None:
-            log.warning("job %s: %s; now %s", job.id, why, status.value)
-        return status is not None
-
-    def collect_exited(self) -> None:
-        """Record the end of every watched worker (and download) that exited without recording it."""
-        self.downloads.collect_exited()
-        exited, ended = self.children.collect_exited()
-        for job_id, process, attempt in exited:
-            job = self.store.get_job(job_id)
-            if attempt is not None and job.attempt != attempt:
-                log.info("job %s: worker of attempt %s exited with %s", job_id, attempt, process.returncode)
-                continue  # the job runs again (elsewhere): this exit is not its end
-            self.store.record_exit(job_id, process.returncode)
-            if job.status is JobStatus.PROCESSING and process.returncode == EXIT_CUT_OFF:
-                # It lost the database and stopped itself so that no second run could overlap it:
-                # nothing is wrong with the job, which continues from its last segment.
-                self._recover_lost(job, Message("why.cut_off"))
-            elif job.status is JobStatus.PROCESSING:
-                why = proctree.describe_exit(process.returncode)
-                self._finalize_dead(job, Message("job.failed", why=why), process.returncode, attempt)
-            log.info("job %s: worker exited with %s", job_id, process.returncode)
-        for job_id, attempt in ended:
-            job = self.store.get_job(job_id)
-            if job.status is JobStatus.PROCESSING and attempt in (None, job.attempt):
-                why = Message("why.ended_without_result", pid=job.process_id)
-                self._finalize_dead(job, Message("job.failed", why=why), attempt=attempt)
-            log.info("job %s: adopted worker %s ended", job_id, job.process_id)
-
-    def adopt(self) -> list[int]:
-        """Watch the live workers of service jobs that an earlier service started; return their ids.
-
-        A service job still `processing` with no process recorded was claimed by a
-        service that died before starting it, so it is finalised now: only the
-        service starts service jobs, and this one did not.
-        """
-        adopted = []
-        for job in self.store.active_jobs():
-            if job.runner not in SERVICE_RUNNERS or self.elsewhere(job):
-                continue
-            if self.children.watches(job.id):
-                continue
-            proc, _ = self._identify(job)
-            if proc is not None and self.children.adopt(job.id, proc, job.attempt or None):
-                adopted.append(job.id)
-                log.info("job %s: adopted running worker %s", job.id, proc.pid)
-            elif job.process_id is None and self.settings.use_process_tracking:
-                self._finalize_dead(
-                    job, Message("job.failed", why=Message("why.service_stopped_before_start"))
-                )
-        return adopted
-
-    def cleanup_orphaned_processes(self, now: float | None = None, housekeeping: bool = True) -> SweepResult:
-        """Finalise jobs whose process is gone; kill and finalise those silent too long; fail
-        uploads whose file was never saved. With `housekeeping`, also delete logs past their
-        retention and put the disk reserve back (a running manager does that less often)."""
-        now = now or self.store.clock()  # heartbeats are written by this clock
-        timeout = self.settings.orphan_timeout
-        result = SweepResult()
-        ours = self.children.own_ids()
-        # Other machines' silent jobs are the sweeper's: a service of the machines, chosen by the store.
-        sweeper = self.store.is_sweeper(self.host.name if self.registered else None)
-        for job in self.store.active_jobs():
-            last = job.last_heartbeat if isinstance(job.last_heartbeat, (int, float)) else None
-            quiet_for = now - (last or job.started_at or 0)
-            silent = quiet_for > timeout
-            if self.elsewhere(job):
-                if not silent or not sweeper:
-                    continue  # another machine's job: the sweeper (whoever holds its lock) recovers it
-                if self._recover_lost(job, Message("why.host_silent", host=job.host, seconds=quiet_for)):
-                    result.finalized.append((job.id, Message("why.host_went_silent", host=job.host)))
-                continue
-            proc, why = self._identify(job)
-            if proc is None and job.process_id is None and not silent:
-                continue  # untracked (tracking off, or just claimed) but heartbeating
-            if proc is None and job.id in ours:
-                continue  # our own child that just exited: _collect_exited records its code
-            if proc is not None:
-                if not silent:
-                    continue
-                proctree.kill_tree(proc, self.settings.kill_grace, self.children.reap)
-                result.killed.append(job.id)
-                why = Message("why.no_heartbeat_stopped", seconds=quiet_for)
-            elif job.process_id is None:
-                why = Message("why.no_heartbeat_untracked", seconds=quiet_for)
-            if self._finalize_dead(job, Message("job.orphaned", why=why)):
-                result.finalized.append((job.id, why))
-        for job_id in self.store.unfinished_uploads(now - UPLOAD_TIMEOUT):
-            reason = Message("job.upload_unfinished")
-            if self.store.transition(job_id, JobStatus.FAILED, error_message=reason):
-                result.finalized.append((job_id, Message("why.upload_unfinished")))
-        result.downloads = self.downloads.sweep(now)
-        if not housekeeping:
-            return result
-        self.store.ensure_reserve()  # room freed since a disk-full failure: put the ballast back
-        keep = {logs.job_log_path(self.settings.log_dir, j.id) for j in self.store.active_jobs()}
-        result.logs_removed = len(
-            logs.purge_old_logs(self.settings.log_dir, self.settings.log_retention_days, keep, now)
-        )
-        return result
-
-    def stop_lapsed_leases(self, now: float | None = None) -> list[int]:
-        """Stop jobs whose "stop if I leave" page (or waiting API request) is LEASE_LAPSE s gone."""
-        stopped = []
-        for job_id in self.store.lapsed_leases(LEASE_LAPSE, now):
-            left = LEFT.get(self.store.get_job(job_id).runner, "why.page_left")
-            if self.kill_process(job_id, reason=Message("job.stopped_because", why=Message(left))):
-                stopped.append(job_id)
-        return stopped
-
     # --- the monitoring thread ----------------------------------------------
 
     def start(self, dispatch: bool = False) -> None:
         """Watch started children (and, with dispatch, start queued jobs) in a thread."""
-        self.monitor.start(dispatch)
+        self.monitor.start(
+            self.duties(dispatch),
+            listen=self.store.listen_for_queued if dispatch else None,
+            on_start=self.register_host if dispatch else None,  # listed in `ttservice hosts`
+        )
+
+    def collect_exited(self) -> None:
+        """Record the end of every watched worker and download that exited without recording it."""
+        self.downloads.collect_exited()
+        self.collect_exited_workers()
+
+    def wait_fds(self) -> tuple[list[int], bool]:
+        """The exit descriptors of every process it watches, and whether some have none."""
+        fds, unwatched = self.workers.wait_fds()
+        download_fds, downloads_unwatched = self.downloads.workers.wait_fds()
+        return fds + download_fds, unwatched or downloads_unwatched
+
+    def duties(self, dispatch: bool) -> list[Duty]:
+        """What the monitor does now and then; with `dispatch` (the service, an agent), also
+        starting queued jobs and what that asks for."""
+        settings, store = self.settings, self.store
+
+        def sweep() -> None:
+            if dispatch:  # the service: take over what a crashed service left running
+                self.adopt()
+            for job_id, why in self.cleanup_orphaned_processes(housekeeping=False).finalized:
+                log.warning("job %s: %s", job_id, why)
+
+        def contact() -> None:
+            if self.registered:
+                store.host_seen(self.host)
+
+        duties = [
+            # A stop asked on another machine (or by a command that could not signal) is this
+            # manager's to carry out, for the jobs it runs.
+            Duty("stops", self.stop_requested, STOP_CHECK, store.change_mark, lambda: len(self.children) > 0),
+            Duty("contact", contact, HOST_SEEN, first=HOST_SEEN),
+            Duty("sweep", sweep, settings.orphan_check_interval),
+            Duty("housekeeping", self.housekeeping, settings.cleanup_interval),
+        ]
+        if not dispatch:
+            return duties
+
+        def look_for_work() -> None:
+            self.downloads.start_requested()
+            if self.slot_free():
+                self.dispatch()
+
+        return duties + [
+            Duty("leases", self.stop_lapsed_leases, LEASE_CHECK),
+            # Queries cost more than the rest of a turn: queued jobs and asked-for downloads are
+            # looked for when the database changed (or a second passed, to be sure).
+            Duty("dispatch", look_for_work, DISPATCH_CHECK, store.change_mark),
+            Duty("warm", lambda: self.warm.keep(self.slot_free()), None, wanted=lambda: settings.warm_worker),
+        ]
 
     def shutdown(self, stop_jobs: bool = False, wait: float = 10.0) -> None:
         """Stop the monitor and leave no child behind.

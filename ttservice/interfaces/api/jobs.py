@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ... import actions
 from ...actions import models as model_actions
 from ...jobs import JobStatus, Runner
+from ...jobs.record import error_fields
 from ...messages import Message
 from ...supervision.service import running_service
 from ...transcription import export
@@ -254,7 +255,10 @@ async def _events(request: Request, job_id: int) -> AsyncIterator[str]:
                     "progress", {"progress": job.progress, "processed_seconds": job.processed_seconds}
                 )
             if change.status_changed:
-                yield _event("status", {"status": job.status.value, "error": job.error})
+                yield _event(
+                    "status",
+                    {"status": job.status.value, "error": job.error, **error_fields(job.error_detail)},
+                )
             if change.empty:
                 yield ": keep-alive\n\n"
     except ClientGone:

@@ -31,20 +31,10 @@ SESSION_KEY = "lang"
 missing: set[tuple[str, str]] = set()
 
 
-def _flatten(table: dict, prefix: str = "") -> dict[str, str]:
-    flat: dict[str, str] = {}
-    for key, value in table.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
 @cache
 def catalog(lang: str) -> dict[str, str]:
     with open(LOCALES / f"{lang}.toml", "rb") as file:
-        return _flatten(tomllib.load(file))
+        return messages.flatten(tomllib.load(file))
 
 
 def placeholders(text: str) -> set[str]:
