@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from bench.agents import agents as agents_bench  # noqa: E402
 from bench.agents import media_fetch  # noqa: E402
 from bench.api import api as api_bench  # noqa: E402
+from bench.desktop import desktop  # noqa: E402
 from bench.follow import follow_bench  # noqa: E402
 from bench.search import search as search_bench  # noqa: E402
 from bench.stores import stores as stores_bench  # noqa: E402
@@ -664,6 +665,7 @@ ITEMS = {
     "14": "agents",
     "15": "media fetch",
     "16": "following a job",
+    "17": "desktop under load",
 }
 
 
@@ -680,7 +682,7 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-16)")
+    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-17)")
     parser.add_argument("--runs", type=int, default=5, help="repetitions per timed figure")
     parser.add_argument("--window", type=float, default=60.0, help="seconds of monitoring in item 4")
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of speech in item 8")
@@ -707,6 +709,7 @@ def main() -> None:
             "14": lambda: agents_bench(figures, work, three_minutes, min(args.runs, 2)),
             "15": lambda: media_fetch(figures, work, args.runs),
             "16": lambda: follow_bench(figures, work, 1),  # 3 minutes: one commit at a time
+            "17": lambda: desktop(figures, work, three_minutes, settings_in),
             "11": lambda: api_bench(figures, work, three_minutes, args.runs, alternate, settings_in),
             "9": lambda: first_text(
                 figures, work, {"3-min speech": three_minutes, "30-min speech": thirty_minutes}, args.runs

@@ -113,6 +113,11 @@ class Settings:
     beam_size: int = setting(1, "Beam size for decoding (1: greedy).")
     vad: bool = setting(True, "1 to skip silence with the Silero VAD filter.")
     cpu_threads: int = setting(0, "CPU threads per worker; 0 lets CTranslate2 choose.")
+    worker_nice: int = setting(
+        10,
+        "Niceness of workers and downloads (0-19; higher yields the CPU sooner), so that the user's own"
+        " programs and the web app stay responsive while jobs run.",
+    )
     batch_size: int = setting(
         0, "0 decodes window by window (best WER); N > 0 decodes N clips at a time (faster)."
     )

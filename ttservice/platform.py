@@ -131,6 +131,36 @@ def node_name() -> str:
     return socket.gethostname()
 
 
+def lower_priority(nice: int) -> int:
+    """Run this process at niceness `nice` (never a higher priority than it has); the niceness it
+    then has. On Linux a niceness is each thread's: every thread there is now is set (native
+    pools start at import, OpenBLAS's with numpy), and threads started later inherit it from the
+    thread that starts them. Elsewhere (macOS) it is the process's."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    wanted = min(max(nice, current), 19)
+    if wanted == current:
+        return current
+    threads = [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
+    for thread in threads:
+        try:
+            os.setpriority(os.PRIO_PROCESS, thread, wanted)
+        except ProcessLookupError:  # it ended meanwhile
+            pass
+    _autogroup(wanted)
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def _autogroup(nice: int) -> None:
+    """Linux with autogroups (sched_autogroup_enabled) shares the CPU between sessions first and
+    only then by niceness inside each: a process in a session of its own (every worker) gets a
+    session's share whatever its niceness, unless its autogroup is given the niceness too."""
+    try:
+        with open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write(str(nice))
+    except OSError:  # no autogroups here, or not ours to set
+        pass
+
+
 def describe() -> dict[str, str]:
     """What supervision uses here, in words (for `ttservice --version` and the docs)."""
     linux = _linux()

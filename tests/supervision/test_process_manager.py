@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -301,6 +302,43 @@ def test_a_running_manager_looks_for_orphans_every_half_timeout_and_housekeeps_a
         job = wait_for(lambda: store.get_job(job_id).finished_at and store.get_job(job_id), 30)
         assert job.status is JobStatus.FAILED and "no heartbeat for" in job.error
         assert old_log.exists()  # the next housekeeping is an hour away
+    finally:
+        manager.shutdown(stop_jobs=True, wait=0)
+        store.close()
+
+
+def niceness(pid: int) -> set[int]:
+    """The niceness of each of the process's threads, read from /proc (a niceness is each thread's)."""
+    found = set()
+    for task in (Path("/proc") / str(pid) / "task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        found.add(int(fields[16]))  # field 19 of stat; fields[0] is field 3
+    return found
+
+
+@pytest.mark.model
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+@pytest.mark.parametrize("nice", [None, 3])
+def test_workers_run_at_a_lower_cpu_priority(tmp_path, long_speech, nice):
+    from ttservice.jobs import open_store
+
+    values = {} if nice is None else {"worker_nice": nice}
+    settings = make_settings(tmp_path / "data", **values)
+    store = open_store(settings)
+    manager = ProcessManager(store, settings)
+    try:
+        job_id = store.create_job(long_speech.name, str(long_speech), TranscribeOptions(), Runner.SERVICE)
+        assert manager.start_job(job_id)
+        wait_for(lambda: store.segments(job_id), 120, what="the worker transcribing")
+        pid = store.get_job(job_id).process_id
+        expected = 10 if nice is None else nice  # TTSERVICE_WORKER_NICE's default, or the setting
+        assert niceness(pid) == {expected}  # every thread: the model's too
+        autogroup = Path(
+            f"/proc/{pid}/autogroup"
+        )  # its session's share of the CPU, where there are autogroups
+        if autogroup.exists():
+            assert autogroup.read_text().split()[-1] == str(expected)
+        assert os.getpriority(os.PRIO_PROCESS, 0) == 0  # the manager's own is untouched
     finally:
         manager.shutdown(stop_jobs=True, wait=0)
         store.close()

@@ -46,6 +46,7 @@ log = logging.getLogger("ttservice.worker")
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    platform.lower_priority(Settings.from_env().worker_nice)  # before any thread starts
     if argv[0] == STANDBY:
         return standby()
     return run_job(int(argv[0]), attempt=int(argv[1]) if len(argv) > 1 else None)
