@@ -138,15 +138,14 @@ def lower_priority(nice: int) -> int:
     thread that starts them. Elsewhere (macOS) it is the process's."""
     current = os.getpriority(os.PRIO_PROCESS, 0)
     wanted = min(max(nice, current), 19)
-    if wanted == current:
-        return current
-    threads = [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
-    for thread in threads:
-        try:
-            os.setpriority(os.PRIO_PROCESS, thread, wanted)
-        except ProcessLookupError:  # it ended meanwhile
-            pass
-    _autogroup(wanted)
+    if wanted != current:
+        threads = [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
+        for thread in threads:
+            try:
+                os.setpriority(os.PRIO_PROCESS, thread, wanted)
+            except ProcessLookupError:  # it ended meanwhile
+                pass
+    _autogroup(wanted)  # a new session's autogroup starts at 0, whatever its first process's niceness
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
