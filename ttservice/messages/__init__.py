@@ -1,7 +1,7 @@
 """Every sentence TTService says to a user, as a code with parameters, in English and in Thai.
 
-The raise site names what went wrong and its values (`Message("model.english_only", model=...,
-language=..., suggestion=...)`); the catalogs (`en.toml`, `th.toml`, one key per code, the
+The raise site names what went wrong and its values (`Message("request.english_only_language",
+model=..., language=..., suggestion=...)`); the catalogs (`en.toml`, `th.toml`, one key per code, the
 registry being the English catalog) say it in each language. The English sentence is rendered
 from the `en` catalog, never written where the error is raised. A parameter may itself be a
 Message (a reason inside a sentence), rendered in the same language.

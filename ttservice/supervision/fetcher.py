@@ -35,7 +35,7 @@ log = logging.getLogger("ttservice.fetcher")
 
 def run(download_id: int, settings: Settings | None = None) -> int:
     settings = settings or Settings.from_env()
-    platform.lower_priority(settings.worker_nice)  # before any thread starts
+    platform.lower_priority(settings.worker_nice)  # before the heartbeat's threads start
     lifeline.log_into(download_log_path(settings.log_dir, download_id), settings)
     store = open_store(settings)
     row = store.get_download(download_id)

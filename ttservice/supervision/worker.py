@@ -46,16 +46,16 @@ log = logging.getLogger("ttservice.worker")
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    platform.lower_priority(Settings.from_env().worker_nice)  # before any thread starts
+    settings = Settings.from_env()
+    platform.lower_priority(settings.worker_nice)  # before the model's threads start
     if argv[0] == STANDBY:
-        return standby()
-    return run_job(int(argv[0]), attempt=int(argv[1]) if len(argv) > 1 else None)
+        return standby(settings)
+    return run_job(int(argv[0]), settings, attempt=int(argv[1]) if len(argv) > 1 else None)
 
 
-def standby() -> int:
+def standby(settings: Settings) -> int:
     """The service's warm worker: load the default model, then wait for a job id on stdin."""
     die_with_parent(signal.SIGKILL)  # no job yet, nothing to record: go with the service
-    settings = Settings.from_env()
     try:
         warm = FasterWhisperEngine(TranscribeOptions.from_settings(settings))
     except TTServiceError as error:

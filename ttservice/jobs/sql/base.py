@@ -20,7 +20,7 @@ def said(values: dict[str, Any]) -> dict[str, Any]:
         if column not in DETAILS:
             written[column] = value
             continue
-        message = of(value) if value is not None else None
+        message = of(value)
         written[column] = None if value is None else text(value)
         written[DETAILS[column]] = message.to_json() if message is not None else None
     return written
