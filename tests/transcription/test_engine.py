@@ -3,26 +3,29 @@
 import jiwer
 import numpy as np
 import pytest
+from faster_whisper import BatchedInferencePipeline
 from faster_whisper.audio import decode_audio
 
 from ttservice.jobs import TranscribeOptions
 from ttservice.transcription.engine import (
     CLIP_SECONDS,
-    FIRST_CLIP_SECONDS,
+    PHRASE_PAUSE,
+    PHRASE_SECONDS,
     FasterWhisperEngine,
     ResumePoint,
+    phrases,
     speech_clips,
     temperatures,
 )
 
-from ..conftest import words
+from ..conftest import SHARED, words
 
 
 def test_speech_clips_join_speech_up_to_30_s_and_map_back(long_speech):
     audio = decode_audio(str(long_speech), sampling_rate=16000)
     clips = speech_clips(audio, vad=True)
-    assert len(clips[0].audio) <= FIRST_CLIP_SECONDS * 16000 < len(clips[1].audio)
     assert all(len(c.audio) <= CLIP_SECONDS * 16000 for c in clips)
+    assert all(len(c.audio) > CLIP_SECONDS * 16000 * 0.8 for c in clips[:-1])  # joined up to 30 s
     spans = [span for c in clips for span in c.spans]
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))  # in order, no overlap
     second = clips[1]
@@ -32,6 +35,45 @@ def test_speech_clips_join_speech_up_to_30_s_and_map_back(long_speech):
     assert second.original_time(inside) == first_span[1] / 16000
     fixed = speech_clips(np.zeros(16000 * 70, dtype=np.float32), vad=False)
     assert [c.spans for c in fixed] == [((0, 480000),), ((480000, 960000),), ((960000, 1120000),)]
+
+
+def test_batched_decoding_gives_the_words_of_the_engines_own_pipeline(long_speech):
+    """Same clips, same decoding: what BatchedInferencePipeline gives for the file, word for word."""
+    options = TranscribeOptions(batch_size=8)
+    engine = FasterWhisperEngine(options)
+    audio = decode_audio(str(long_speech), sampling_rate=16000)
+    ours = list(engine.transcribe(audio, options)[0])
+    theirs, _ = BatchedInferencePipeline(engine.model).transcribe(audio, batch_size=8, beam_size=1)
+    assert words(" ".join(s.text for s in ours)) == words(" ".join(s.text for s in theirs))
+    assert len(ours) > 2 * len(speech_clips(audio, vad=True))  # clips cut into phrases
+    assert all(s.end - s.start <= PHRASE_SECONDS + 0.5 and s.words is None for s in ours)
+
+
+def test_batched_detects_the_language_as_the_engines_pipeline_does(base_model_dir):
+    """Real speech (English, then German) with a multilingual model and no language given."""
+    options = TranscribeOptions(model=str(base_model_dir), batch_size=8, word_timestamps=True)
+    engine = FasterWhisperEngine(options)
+    audio = decode_audio(str(SHARED / "data" / "multilingual.mp3"), sampling_rate=16000)
+    segments, info = engine.transcribe(audio, options)
+    ours = list(segments)
+    theirs, their_info = BatchedInferencePipeline(engine.model).transcribe(audio, batch_size=8, beam_size=1)
+    assert (info.language, info.language_probability) == (their_info.language, their_info.language_probability)
+    assert words(" ".join(s.text for s in ours)) == words(" ".join(s.text for s in theirs))
+    assert all(s.words and s.start == s.words[0]["start"] and s.end == s.words[-1]["end"] for s in ours)
+
+
+def test_phrases_end_at_a_sentence_a_pause_or_a_length():
+    def word(text, start, end):
+        return {"word": text, "start": start, "end": end}
+
+    sentence = [word(" Ask", 0.0, 0.4), word(" not.", 0.5, 0.9), word(" My", 1.0, 1.2)]
+    assert [len(p) for p in phrases(sentence)] == [2, 1]
+    pause = [word(" one", 0.0, 0.3), word(" two", 0.3 + PHRASE_PAUSE, 1.6 + PHRASE_PAUSE)]
+    assert [len(p) for p in phrases(pause)] == [1, 1]
+    steady = [word(f" w{i}", i * 0.5, i * 0.5 + 0.4) for i in range(int(3 * PHRASE_SECONDS))]
+    runs = list(phrases(steady))
+    assert len(runs) == 2 and all(r[-1]["end"] - r[0]["start"] <= PHRASE_SECONDS for r in runs)
+    assert sum(runs, []) == steady and list(phrases([])) == []
 
 
 @pytest.mark.parametrize("batch_size", [8, 0], ids=["batched", "sequential"])
@@ -46,7 +88,11 @@ def test_resume_gives_the_uninterrupted_transcript(long_speech, batch_size):
         rest = list(engine.transcribe(audio, options, ResumePoint.from_segments(kept))[0])
         assert rest[0].start >= kept[-1].end - 0.01  # nothing repeated at the seam
         resumed = " ".join(words(" ".join(s.text for s in kept + rest)))
-        assert jiwer.wer(" ".join(words(" ".join(s.text for s in full))), resumed) <= 0.02
+        uninterrupted = " ".join(words(" ".join(s.text for s in full)))
+        if batch_size:  # clips are independent: the very same words
+            assert resumed == uninterrupted and kept + rest == full
+        else:
+            assert jiwer.wer(uninterrupted, resumed) <= 0.02
 
 
 def test_a_warm_engine_serves_jobs_that_need_its_model():

@@ -114,7 +114,7 @@ class TranscribeOptions:
     word_timestamps: bool = False
     beam_size: int = 1
     vad: bool = True
-    compute_type: str = "auto"  # auto: float16 on CUDA, float32 on the CPU
+    compute_type: str = "auto"  # auto: float16 on CUDA, int8 on the CPU
     cpu_threads: int = 0
     batch_size: int = 0
     device: str = "auto"  # auto: CUDA when CTranslate2 finds a device, else the CPU

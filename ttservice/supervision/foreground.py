@@ -60,7 +60,10 @@ def run_transcription(
     if job_id is None:
         path = Path(media_path).expanduser()
         job_id = store.create_job(
-            path.name, str(path.resolve()), options or TranscribeOptions(), Runner.FOREGROUND
+            path.name,
+            str(path.resolve()),
+            options or TranscribeOptions.from_settings(settings),
+            Runner.FOREGROUND,
         )
     cancel = cancel or threading.Event()
     pm = ProcessManager(store, settings, runner=Runner.FOREGROUND)

@@ -2,9 +2,9 @@
 
 `auto` takes CUDA when CTranslate2 finds a usable device (its CUDA libraries
 load and a GPU answers), else the CPU. The compute type `auto` is float16 on
-CUDA and float32 on the CPU (bench item 8: float32 with greedy decoding is the
-most accurate CPU setting, and float16 is what CUDA runs fastest at the same
-accuracy).
+CUDA and int8 on the CPU: on real speech int8 gave float32's words at 1.1 to
+1.5 times its speed and less memory (bench item 18, docs/performance.md), and
+float16 is what CUDA runs fastest at the same accuracy.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ..exceptions import ModelError
 
 DEVICES = ("auto", "cpu", "cuda")
-CPU_COMPUTE_TYPE = "float32"
+CPU_COMPUTE_TYPE = "int8"
 CUDA_COMPUTE_TYPE = "float16"
 
 

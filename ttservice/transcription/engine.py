@@ -7,7 +7,7 @@ another engine (or a remote one) can come without touching supervision.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Protocol
@@ -24,9 +24,15 @@ from .vad import SAMPLE_RATE, SpeechStream
 
 FRAMES_PER_SECOND = 100  # Whisper's mel frames; a segment's `seek` counts them
 CLIP_SECONDS = 30.0  # Whisper hears 30 s at a time
-FIRST_CLIP_SECONDS = 10.0  # the first clip is short: fewer tokens to decode before the first text
+N_FRAMES = 3000  # one 30-s window of mel frames: what language detection hears
+PHRASE_ENDS = tuple(".?!。？！")  # a batched clip's text is cut into segments after these,
+PHRASE_PAUSE = 1.0  # at a pause of this many seconds between words,
+PHRASE_SECONDS = 10.0  # and before a word that would make a segment longer than this
 PROMPT_RESET_TEMPERATURE = 0.5  # faster-whisper's prompt_reset_on_temperature
 SAMPLING_SEED = 0
+# Whisper's own tests of a window it decoded badly (a loop repeating a word, or text it doubts):
+COMPRESSION_LIMIT = 2.4  # gzip ratio of the text above which it is a loop
+LOGPROB_LIMIT = -1.0  # average log-probability of its tokens below which it is doubtful
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's (and Whisper's) default
 
 
@@ -128,11 +134,14 @@ class FasterWhisperEngine:
       primed with the text before it. Resuming re-decodes the last window with the
       same prompt (see ResumePoint). (Stopping the first call at a pause after 10 s
       gave a quicker first text but cost 5 WER points.)
-    - batched (N > 0, faster, a few WER points worse in bench item 8):
-      speech joined into clips of up to 30 s as faster-whisper's batched pipeline
-      does, N clips decoded at a time, each on its own; the first batch is one
-      short clip. Resuming skips the clips already done and re-decodes the one it
-      stopped in, dropping what was committed: clips are independent.
+    - batched (N > 0): faster-whisper's `BatchedInferencePipeline`, fed the
+      clips it would cut itself (VAD speech joined up to 30 s) and decoding as it
+      does (without timestamp tokens: decoding them in batches cost 3 to 7 WER
+      points on real speech), N clips at a time, each on its own; the first batch
+      is the first clip alone, for a quick first text. Each clip's text is cut into
+      segments at its words' timings (see `phrases`). Resuming skips the clips
+      already done and re-decodes the one it stopped in, dropping what was
+      committed: clips are independent.
     """
 
     def __init__(self, options: TranscribeOptions) -> None:
@@ -230,37 +239,81 @@ class FasterWhisperEngine:
         self.model.feature_extractor = self._feature_extractor  # each clip is one window
         if not clips:
             return iter(()), TranscriptionInfo(options.language, duration)
+        language, probability = self._language(clips, options)
         size = options.batch_size
         batches = [clips[:1]] + [clips[i : i + size] for i in range(1, len(clips), size)]
+        decode = {**self._decode_options(options), "temperature": options.temperature}
+        decode.update(without_timestamps=True, word_timestamps=True)  # words place the segments
 
-        def run(batch: list[Clip], language: str | None) -> tuple[Iterator[Segment], Any]:
-            # The clips' speech end to end; each is decoded on its own as one 30-s input.
-            bounds = np.cumsum([0] + [len(c.audio) for c in batch]) / SAMPLE_RATE
-            segments, info = self.pipeline.transcribe(
-                np.concatenate([c.audio for c in batch]),
+        def run(batch: list[Clip]) -> Iterator[Segment]:
+            # Clip k starts at k × 30 s, a time that floats hold exactly: its samples, its words'
+            # times and so its segments are the same whichever batch and place it has (a resumed
+            # run batches the clips differently).
+            stride = int(CLIP_SECONDS * SAMPLE_RATE)
+            audio = np.zeros(len(batch) * stride, dtype=np.float32)
+            for k, clip in enumerate(batch):
+                audio[k * stride : k * stride + len(clip.audio)] = clip.audio
+            self.pipeline.last_speech_timestamp = 0.0  # each batch on its own timeline
+            segments, _ = self.pipeline.transcribe(
+                audio,
                 language=language,
-                clip_timestamps=[{"start": a, "end": b} for a, b in zip(bounds, bounds[1:], strict=False)],
+                clip_timestamps=[
+                    # half a sample more: the pipeline rounds the end down to a sample
+                    {"start": k * CLIP_SECONDS, "end": k * CLIP_SECONDS + (len(c.audio) + 0.5) / SAMPLE_RATE}
+                    for k, c in enumerate(batch)
+                ],
                 batch_size=len(batch),
                 initial_prompt=options.prompt or None,
-                **self._decode_options(options),
+                **decode,
             )
-
-            def placed() -> Iterator[Segment]:
-                for s in segments:
-                    i = min(int(np.searchsorted(bounds, s.start, "right")) - 1, len(batch) - 1)
-                    yield batch[i].to_original(s, bounds[i])
-
-            return placed(), info
-
-        first, info = run(batches[0], options.language or None)
+            for s in segments:  # one for each clip
+                k = round(s.seek / FRAMES_PER_SECOND / CLIP_SECONDS)
+                if s.compression_ratio > COMPRESSION_LIMIT or s.avg_logprob < LOGPROB_LIMIT:
+                    yield from self._again(batch[k], language, options)
+                else:
+                    yield from batch[k].phrases(s, k * CLIP_SECONDS, options.word_timestamps)
 
         def generate() -> Iterator[Segment]:
-            for segments in chain([first], (run(b, info.language)[0] for b in batches[1:])):
-                for segment in segments:
-                    if segment.end > after + 0.01:  # else: re-decoded, and already committed
-                        yield segment
+            for segment in chain.from_iterable(run(b) for b in batches):
+                if segment.end > after + 0.01:  # else: re-decoded, and already committed
+                    yield segment
 
-        return generate(), TranscriptionInfo(info.language, duration, _detected(info, options))
+        return generate(), TranscriptionInfo(language, duration, probability)
+
+    def _again(self, clip: Clip, language: str, options: TranscribeOptions) -> Iterator[Segment]:
+        """A clip the batch decoded badly, decoded again on its own as sequential decoding would:
+        hotter at each failure, the text dropped where Whisper finds no speech."""
+        import ctranslate2
+
+        ctranslate2.set_random_seed(SAMPLING_SEED)  # the same sampling wherever the clip is decoded
+        segments, _ = self.model.transcribe(
+            clip.audio,
+            language=language,
+            initial_prompt=options.prompt or None,
+            condition_on_previous_text=False,
+            **{**self._decode_options(options), "without_timestamps": True, "word_timestamps": True},
+        )
+        for s in segments:
+            yield from clip.phrases(s, 0.0, options.word_timestamps)
+
+    def _language(self, clips: list[Clip], options: TranscribeOptions) -> tuple[str, float | None]:
+        """The language given, or detected as the batched pipeline detects it: on the first 30 s
+        of the clips' features, each clip's as it will be decoded."""
+        if options.language:
+            return options.language, None
+        if not self.multilingual:
+            return "en", 1.0
+        features, frames = [], 0
+        for clip in clips:
+            features.append(self._feature_extractor(clip.audio)[..., :-1])
+            frames += features[-1].shape[-1]
+            if frames >= N_FRAMES:
+                break
+        features.append(np.full((self.model.model.n_mels, 1), -1.5, dtype=np.float32))  # as theirs
+        language, probability, _ = self.model.detect_language(
+            features=np.concatenate(features, axis=1), language_detection_segments=1
+        )
+        return language, probability
 
     def _sequential(
         self, prepared: Prepared, options: TranscribeOptions, resume: ResumePoint | None
@@ -354,16 +407,44 @@ class Clip:
             sample -= end - start
         return self.end
 
-    def to_original(self, s: Any, clip_start: float) -> Segment:
-        """A decoded segment (times within the batch's audio) on the file's timeline."""
-        return _segment(s, lambda t: self.original_time(t - clip_start))
+    def phrases(self, s: Any, clip_start: float, keep_words: bool) -> Iterator[Segment]:
+        """A decoded clip (times within the batch's audio) as segments on the file's timeline."""
+        at = [
+            {
+                "start": self.original_time(w.start - clip_start),
+                "end": self.original_time(w.end - clip_start),
+                "word": w.word,
+                "probability": w.probability,
+            }
+            for w in s.words or []
+        ]
+        for words in phrases(at):
+            text = "".join(w["word"] for w in words).strip()
+            if text:
+                yield Segment(words[0]["start"], words[-1]["end"], text, words if keep_words else None)
+
+
+def phrases(words: list[dict]) -> Iterator[list[dict]]:
+    """Words in runs that read as subtitles do: cut after a sentence's end, at a pause of
+    PHRASE_PAUSE, and before a run would grow longer than PHRASE_SECONDS."""
+    run: list[dict] = []
+    for word in words:
+        if run and (
+            run[-1]["word"].rstrip().endswith(PHRASE_ENDS)
+            or word["start"] - run[-1]["end"] >= PHRASE_PAUSE
+            or word["end"] - run[0]["start"] > PHRASE_SECONDS
+        ):
+            yield run
+            run = []
+        run.append(word)
+    if run:
+        yield run
 
 
 def speech_clips(audio: np.ndarray, vad: bool) -> list[Clip]:
     """The clips faster-whisper's batched pipeline makes (VAD speech joined up to 30 s), in order.
 
-    The first clip holds only up to FIRST_CLIP_SECONDS of speech, so that the first
-    text comes quickly. Without VAD the audio is cut every CLIP_SECONDS.
+    Without VAD the audio is cut every CLIP_SECONDS.
     """
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
@@ -375,21 +456,11 @@ def speech_clips(audio: np.ndarray, vad: bool) -> list[Clip]:
         spans = [(i, min(i + step, len(audio))) for i in range(0, len(audio), step)]
     clips: list[Clip] = []
     joined: list[tuple[int, int]] = []
-    limit = FIRST_CLIP_SECONDS * SAMPLE_RATE
     for start, end in spans + [(0, 0)]:  # the empty span at the end closes the last clip
         length = sum(b - a for a, b in joined)
-        if joined and (length + end - start > limit or end == start):
+        if joined and (length + end - start > CLIP_SECONDS * SAMPLE_RATE or end == start):
             clips.append(Clip(tuple(joined), np.concatenate([audio[a:b] for a, b in joined])))
-            joined, limit = [], CLIP_SECONDS * SAMPLE_RATE
+            joined = []
         if end > start:
             joined.append((start, end))
     return clips
-
-
-def _segment(s: Any, at: Callable[[float], float], window: float | None = None) -> Segment:
-    """Our Segment from faster-whisper's, its times (and its words') mapped through `at`."""
-    words = [
-        {"start": at(w.start), "end": at(w.end), "word": w.word, "probability": w.probability}
-        for w in s.words or []
-    ]
-    return Segment(at(s.start), at(s.end), s.text.strip(), words or None, list(s.tokens), window)
