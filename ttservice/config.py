@@ -123,6 +123,11 @@ class Settings:
         "N > 0 decodes N clips of speech at a time (the engine's batched pipeline: fastest, and as"
         " accurate on real speech); 0 decodes window by window, each primed with the text before it.",
     )
+    memory_limit_mb: float = setting(
+        0,
+        "Memory that running jobs and the warm worker may take together, in MB; 0: half of this"
+        " machine's memory. A job waits until its model's estimate fits; one that never fits is refused.",
+    )
     stall_timeout: float = setting(900, "Seconds without progress after which a job is shown as stalled.")
     warm_worker: bool = setting(
         True,

@@ -116,6 +116,14 @@ def trim_heap() -> None:
             pass  # not glibc
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (the kernel's own high-water mark)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes there, KiB here
+
+
 def boot_id() -> str:
     """What tells this boot of the machine from the one before: every process of an earlier
     boot is gone. The kernel's random boot id on Linux, else the time the system started."""

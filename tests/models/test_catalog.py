@@ -77,8 +77,8 @@ def test_an_english_only_model_refuses_other_languages_and_translation(base_mode
     assert options.language == "th"
 
 
-def test_the_cpu_runs_float32_and_cuda_without_a_gpu_is_one_sentence():
-    assert device.resolve("cpu") == device.Device("cpu", 0, "float32")
+def test_the_cpu_runs_int8_and_cuda_without_a_gpu_is_one_sentence():
+    assert device.resolve("cpu") == device.Device("cpu", 0, "int8")
     assert device.resolve("cpu", compute_type="int8").compute_type == "int8"
     with pytest.raises(ModelError, match="is not a device"):
         device.resolve("tpu")
@@ -102,7 +102,7 @@ def test_gpu_memory_is_read_from_nvidia_smi_where_there_is_one(tmp_path, monkeyp
 def test_a_gpu_whose_cuda_libraries_are_missing_is_not_taken(monkeypatch):
     monkeypatch.setattr(device, "cuda_devices", lambda: 1)  # a GPU the driver sees
     monkeypatch.setattr(device, "missing_cuda_libraries", lambda: ["libcudnn_ops.so.9"])
-    assert device.resolve("auto") == device.Device("cpu", 0, "float32")  # every job would fail there
+    assert device.resolve("auto") == device.Device("cpu", 0, "int8")  # every job would fail there
     with pytest.raises(ModelError, match="libcudnn_ops.so.9 cannot be loaded: install nvidia-cublas-cu12"):
         device.resolve("cuda")
     monkeypatch.setattr(device, "missing_cuda_libraries", lambda: [])

@@ -19,7 +19,17 @@ from ttservice.jobs import JobStatus, Runner, TranscribeOptions, open_store
 from ttservice.supervision.process_manager import LEASE_LAPSE, ProcessManager
 from ttservice.supervision.warm import DELAY as STANDBY_DELAY
 
-from ..conftest import DUMMY, JFK_WAV, env_for, gone, group_members, headless_service, ttservice, wait_for
+from ..conftest import (
+    DUMMY,
+    JFK_WAV,
+    env_for,
+    gone,
+    group_members,
+    headless_service,
+    make_settings,
+    ttservice,
+    wait_for,
+)
 from ..e2e.conftest import free_port, wait_healthy
 
 
@@ -249,3 +259,37 @@ def test_a_warm_worker_handed_a_job_before_it_was_ready_takes_it(settings, store
         process.kill()
         process.wait()
     assert "BrokenPipeError" not in warm.log_path.read_text()
+
+
+@pytest.mark.model
+def test_two_running_jobs_share_the_cores(settings, long_speech):
+    """Each job's model loads with the cores divided between the jobs running then (never below
+    one); TTSERVICE_CPU_THREADS, when set, is every job's."""
+    from ttservice.transcription import device
+
+    cores = os.cpu_count() or 1
+    assert device.cpu_threads(1) == cores and device.cpu_threads(2) == max(1, cores // 2)
+    assert device.cpu_threads(4 * cores) == 1 and device.cpu_threads(0) == cores
+    serve = headless_service(settings)
+    store = open_store(settings)
+    try:
+        options = TranscribeOptions.from_settings(settings)
+        jobs = [actions.submit_file(store, settings, long_speech, options) for _ in range(2)]
+        wait_for(lambda: all(store.get_job(j).finished for j in jobs), 300, what="both jobs done")
+        pm = ProcessManager(store, settings)
+        threads = []
+        for job_id in jobs:
+            assert store.get_job(job_id).status is JobStatus.COMPLETED
+            line = next(line for line in pm.get_logs(job_id) if "CPU threads" in line)
+            threads.append(int(line.split(" with ")[1].split()[0]))
+        started = sorted(jobs, key=lambda j: store.get_job(j).started_at)
+        assert threads[jobs.index(started[1])] == max(1, cores // 2)  # it started beside the first
+        assert set(threads) <= {cores, max(1, cores // 2)}
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+    one = make_settings(settings.data_dir, cpu_threads=1)
+    run = ttservice(one, "transcribe", str(JFK_WAV))
+    assert run.returncode == 0, run.stderr
+    job = open_store(one).list_jobs()[0]
+    assert any("with 1 CPU threads" in line for line in ProcessManager(store, one).get_logs(job.id))

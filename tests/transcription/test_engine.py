@@ -9,6 +9,8 @@ from faster_whisper.audio import decode_audio
 from ttservice.jobs import TranscribeOptions
 from ttservice.transcription.engine import (
     CLIP_SECONDS,
+    COMPRESSION_LIMIT,
+    LOGPROB_LIMIT,
     PHRASE_PAUSE,
     PHRASE_SECONDS,
     FasterWhisperEngine,
@@ -49,17 +51,33 @@ def test_batched_decoding_gives_the_words_of_the_engines_own_pipeline(long_speec
     assert all(s.end - s.start <= PHRASE_SECONDS + 0.5 and s.words is None for s in ours)
 
 
-def test_batched_detects_the_language_as_the_engines_pipeline_does(base_model_dir):
-    """Real speech (English, then German) with a multilingual model and no language given."""
+def test_batched_detects_as_the_engine_and_decodes_its_bad_clips_again(base_model_dir, monkeypatch):
+    """Real speech (English, then German) with a multilingual model and no language given: the
+    language the engine's pipeline detects, its words for each clip it decodes well, and a clip
+    it decodes badly (the German one, heard as English) decoded again on its own with the
+    fallback. (The fallback samples: its words are not the same from run to run.)"""
     options = TranscribeOptions(model=str(base_model_dir), batch_size=8, word_timestamps=True)
     engine = FasterWhisperEngine(options)
+    again = []
+    redecode = engine._again
+    monkeypatch.setattr(engine, "_again", lambda clip, *rest: again.append(clip) or redecode(clip, *rest))
     audio = decode_audio(str(SHARED / "data" / "multilingual.mp3"), sampling_rate=16000)
     segments, info = engine.transcribe(audio, options)
     ours = list(segments)
     theirs, their_info = BatchedInferencePipeline(engine.model).transcribe(audio, batch_size=8, beam_size=1)
-    assert (info.language, info.language_probability) == (their_info.language, their_info.language_probability)
-    assert words(" ".join(s.text for s in ours)) == words(" ".join(s.text for s in theirs))
+    assert info.language == their_info.language
+    assert info.language_probability == their_info.language_probability
     assert all(s.words and s.start == s.words[0]["start"] and s.end == s.words[-1]["end"] for s in ours)
+    bad = []
+    for clip, their in zip(speech_clips(audio, vad=True), theirs, strict=True):
+        start = clip.spans[0][0] / 16000
+        mine = words(" ".join(s.text for s in ours if start <= s.start <= clip.end))
+        if their.compression_ratio > COMPRESSION_LIMIT or their.avg_logprob < LOGPROB_LIMIT:
+            bad.append(clip.spans)
+            assert mine and mine != words(their.text)
+        else:
+            assert mine == words(their.text)
+    assert bad and [c.spans for c in again] == bad
 
 
 def test_phrases_end_at_a_sentence_a_pause_or_a_length():

@@ -89,10 +89,11 @@ def submit_upload(
     model cannot do is refused (RequestError) before any job exists.
     """
     safe = sanitize_filename(name)
-    options, unavailable = check_request(options)
+    options, unavailable, note = check_request(options, settings)
     if unavailable:
         return store.create_job(safe, None, options, Runner.UPLOAD, refused=unavailable)
     job_id = store.create_job(safe, None, options, Runner.UPLOAD)  # not started before it is saved
+    warn(store, job_id, note)
     if lease:
         store.renew_lease(job_id)
     try:
@@ -133,7 +134,7 @@ def submit_saved(
     """
     safe = sanitize_filename(name)
     try:
-        options, unavailable = check_request(options)
+        options, unavailable, note = check_request(options, settings)
     except TTServiceError:
         saved.unlink(missing_ok=True)
         raise
@@ -143,6 +144,7 @@ def submit_saved(
     if unavailable:
         saved.unlink(missing_ok=True)
         return job_id, ModelError(unavailable)
+    warn(store, job_id, note)
     try:
         staged = files.staging(settings.upload_dir, job_id, safe)
         saved.replace(staged)
@@ -172,9 +174,11 @@ def details(store: Store, settings: Settings, job_id: int, pm: ProcessManager | 
     job = store.get_job(job_id)
     status = (pm or ProcessManager(store, settings)).get_process_status(job_id)
     segments = store.segments(job_id)
-    waiting = models.waiting_for(store, job)
+    waiting = models.waiting_for(store, job, settings)
+    kind = None if not waiting else "memory" if waiting[0].code == "memory.waiting" else "download"
     return job.to_dict() | {
-        "waiting_for": str(waiting[0]) if waiting else None,
+        "waiting_for": kind,
+        "waiting_reason": str(waiting[0]) if waiting else None,
         "download": waiting[1].to_dict() if waiting and waiting[1] else None,
         "alive": status.alive,
         "cpu_percent": round(status.cpu_percent, 1),
@@ -200,22 +204,32 @@ def submit_file(
     exists; a bad file or a model that cannot be had gives a job failed at once.
     """
     path = path.expanduser()
-    options, unavailable = check_request(options)
+    options, unavailable, note = check_request(options, settings)
     try:
         media.check_file(path, settings.max_upload_bytes)
     except MediaError as error:
         unavailable = error.message
-    return store.create_job(path.name, str(path.resolve()), options, runner, refused=unavailable)
+    job_id = store.create_job(path.name, str(path.resolve()), options, runner, refused=unavailable)
+    warn(store, job_id, note)
+    return job_id
 
 
-def check_request(options: TranscribeOptions) -> tuple[TranscribeOptions, Message | None]:
-    """The options made exact (the language as a code, a folder absolute), and why the model
-    cannot be had (None if it can: on disk, or on the hub to download).
+def warn(store: Store, job_id: int, note: Message | None) -> None:
+    if note is not None:
+        store.add_warning(job_id, note)
 
-    Raises RequestError for what no model could fix: an unknown language or task, or one
-    the model cannot do.
+
+def check_request(
+    options: TranscribeOptions, settings: Settings
+) -> tuple[TranscribeOptions, Message | None, Message | None]:
+    """The options made exact (the language as a code, a folder absolute, the batch one that
+    fits in the memory limit), why the model cannot be had (None if it can: on disk, or on the
+    hub to download), and a warning for the job when its batch had to be made smaller.
+
+    Raises RequestError for what no model could fix: an unknown language or task, one the
+    model cannot do, or a model that needs more memory than the limit allows.
     """
-    from ..models import hub, requests
+    from ..models import hub, memory, requests
     from ..transcription import device
 
     try:
@@ -225,8 +239,9 @@ def check_request(options: TranscribeOptions) -> tuple[TranscribeOptions, Messag
         if options.device != "auto":
             device.resolve(options.device, options.device_index, options.compute_type)
     except ModelError as error:
-        return options, error.message
-    return options, None
+        return options, error.message, None
+    fitted = memory.fit(options, settings)
+    return fitted.options, None, fitted.warning
 
 
 def rerun(store: Store, job_id: int) -> int:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .. import platform
 from ..config import Settings
 from ..exceptions import ModelError
-from ..jobs import Download, Job, JobStatus, Runner, Store
+from ..jobs import Download, Job, JobStatus, Runner, Store, TranscribeOptions
 from ..messages import Message
 from ..models import catalog, hub
 
@@ -29,6 +30,11 @@ class ModelInfo:
     multilingual: bool | None  # None: cannot tell before it is downloaded
     bundled: bool = False
     download: Download | None = None  # the one running now
+    memory_mb: float | None = None  # a job's expected peak with it, as jobs run here
+    download_mb: float | None = None  # before it is downloaded: about what it weighs
+    speed: float | None = None  # ×realtime of its completed jobs here
+    expected_speed: float | None = None  # when it has none: what its size suggests
+    recommended: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +46,11 @@ class ModelInfo:
             "multilingual": self.multilingual,
             "bundled": self.bundled,
             "download": self.download.to_dict() if self.download else None,
+            "memory_mb": self.memory_mb,
+            "download_mb": self.download_mb,
+            "speed": self.speed,
+            "expected_speed": self.expected_speed,
+            "recommended": self.recommended,
         }
 
 
@@ -73,6 +84,57 @@ def list_models(store: Store, settings: Settings) -> list[ModelInfo]:
         if folder.is_dir():
             size = hub.folder_size(folder)
             models.append(ModelInfo(str(folder), None, True, folder, size, catalog.multilingual(folder)))
+    return recommend(_fitted(models, store, settings), settings)
+
+
+# The multilingual size names, most accurate first (Whisper's and the turbo model's published
+# word error rates): the order `recommend` tries them in.
+BY_ACCURACY = (
+    *("large-v3", "large-v2", "large-v3-turbo", "turbo", "large-v1"),
+    *("medium", "small", "base", "tiny"),
+)
+EXPECTED_MARGIN = 2.0  # a speed only expected must be twice realtime: the guess is rough
+
+
+def _fitted(models: list[ModelInfo], store: Store, settings: Settings) -> list[ModelInfo]:
+    """Each model with its memory, download size and speed here (measured or expected)."""
+    from ..models import memory
+
+    speeds = {row["model"]: row["speed"] for row in store.stats()["speed_by_model"]}
+    shapes = {m.name: memory.model_shape(m.path and str(m.path) or m.name) for m in models}
+    measured = [(speeds[n], s) for n, s in shapes.items() if s is not None and speeds.get(n)]
+    fitted = []
+    for m in models:
+        shape = shapes[m.name]
+        options = TranscribeOptions.from_settings(settings, model=str(m.path) if m.path else m.name)
+        expected = None
+        if shape is not None and not speeds.get(m.name):
+            expected = memory.expected_speed(shape, measured)
+        fitted.append(
+            replace(
+                m,
+                memory_mb=memory.job_estimate_mb(options),
+                download_mb=round(shape.params * 2) if shape and not m.installed else None,  # float16
+                speed=speeds.get(m.name),
+                expected_speed=expected,
+            )
+        )
+    return fitted
+
+
+def recommend(models: list[ModelInfo], settings: Settings) -> list[ModelInfo]:
+    """Mark the most accurate multilingual size that fits under the memory limit and ran here at
+    realtime or faster, or (never run here) is expected to run at twice realtime."""
+    from ..models import memory
+
+    limit = memory.limit_mb(settings)
+    by_name = {m.name: m for m in models}
+    for name in BY_ACCURACY:
+        m = by_name.get(name)
+        if m is None or m.memory_mb is None or m.memory_mb > limit:
+            continue
+        if (m.speed or 0) >= 1.0 or (m.speed is None and (m.expected_speed or 0) >= EXPECTED_MARGIN):
+            return [replace(x, recommended=x is m) for x in models]
     return models
 
 
@@ -210,10 +272,23 @@ def _key_of(job: Job) -> str | None:
         return None
 
 
-def waiting_for(store: Store, job: Job) -> tuple[Message, Download | None] | None:
-    """Why a queued job waits for its model, and the download running for it; None if it does not."""
+def waiting_for(
+    store: Store, job: Job, settings: Settings | None = None
+) -> tuple[Message, Download | None] | None:
+    """Why a queued job waits (for its model, with the download running for it; or, given the
+    settings, for memory); None if it does not."""
     if job.status is not JobStatus.QUEUED:
         return None
+    if (download := _download_wait(store, job)) is not None or settings is None:
+        return download
+    from ..models import memory
+
+    room = memory.Room(store, settings, settings.host_name or platform.node_name())
+    waiting = room.waiting(job.options)
+    return (waiting, None) if waiting is not None else None
+
+
+def _download_wait(store: Store, job: Job) -> tuple[Message, Download | None] | None:
     try:
         ref = catalog.resolve(job.options.model)
     except ModelError:

@@ -186,6 +186,8 @@ class Job:
     host: str | None = None
     host_boot_id: str | None = None
     attempt: int = 0
+    peak_memory_mb: float | None = None  # the worker's peak RSS, measured as it ends
+    warnings: list[Message] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -260,6 +262,9 @@ class Job:
             "last_heartbeat": iso(self.last_heartbeat),
             "host": self.host,
             "attempt": self.attempt,
+            "peak_memory_mb": self.peak_memory_mb,
+            "warnings": [str(w) for w in self.warnings],
+            "warning_codes": [w.to_dict() for w in self.warnings],
         }
 
 

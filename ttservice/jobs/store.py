@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..exceptions import StoreError
+from ..messages import Message
 from .record import Download, Host, HostId, Job, JobStatus, Runner, Segment, TranscribeOptions
 
 
@@ -152,6 +153,12 @@ class Store(Protocol):
         attempt: int | None = None,
     ) -> None:
         """The media's length and the language (detected with `probability`, or given)."""
+
+    def set_peak_memory(self, job_id: int, mb: float, attempt: int | None = None) -> None:
+        """Record the worker's peak RSS as it ends (the largest of its attempts')."""
+
+    def add_warning(self, job_id: int, warning: Message) -> None:
+        """Keep a sentence the job's reader should see beside its transcript."""
 
     def add_segments(
         self,

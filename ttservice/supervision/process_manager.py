@@ -24,8 +24,9 @@ import psutil
 
 from .. import __version__, platform
 from ..config import MEDIA_FROM_ENV, WORKER_PARENT_ENV, Settings
-from ..jobs import SERVICE_RUNNERS, HostId, Job, JobStatus, Runner, Store, logs, open_store
+from ..jobs import SERVICE_RUNNERS, HostId, Job, JobStatus, Runner, Store, TranscribeOptions, logs, open_store
 from ..messages import Message, Said
+from ..models import memory
 from . import proctree
 from .downloads import ModelDownloads
 from .monitor import Duty, Monitor
@@ -95,6 +96,8 @@ class ProcessManager(Sweeping):
         self.monitor = Monitor(self.collect_exited, self.wait_fds)
         self.workers = Supervisor(self.settings.kill_grace, self.monitor.wake.ring)
         self.warm = WarmWorker(self.settings, worker_env(self.settings))  # kept by a dispatching monitor
+        self.warm_options = TranscribeOptions.from_settings(self.settings)  # what the warm one loads
+        self.warm_fits = True  # whether its memory fits beside the running jobs (dispatch tells)
         self.downloads = ModelDownloads(
             self.store, self.settings, runner, Supervisor(self.settings.kill_grace, self.monitor.wake.ring)
         )
@@ -197,6 +200,7 @@ class ProcessManager(Sweeping):
         """
         started: list[int] = []
         downloading: set[str] = set()  # models whose download runs: all their jobs wait
+        room = memory.Room(self.store, self.settings, self.host.name)
         for job_id in self.store.queued_jobs(self.runners):
             job = self.store.get_job(job_id)
             if job.options.model in downloading:
@@ -205,9 +209,14 @@ class ProcessManager(Sweeping):
                 if self.store.get_job(job_id).status is JobStatus.QUEUED:
                     downloading.add(job.options.model)
                 continue
+            if (waiting := room.waiting(job.options)) is not None:
+                log.info("job %s: %s", job_id, waiting)
+                break  # in order: the jobs behind it would take the memory it waits for
             if not self.start_job(job_id):
                 break
+            room.take(job.options)
             started.append(job_id)
+        self.warm_fits = room.waiting(self.warm_options) is None
         return started
 
     def slot_free(self) -> bool:
@@ -371,7 +380,12 @@ class ProcessManager(Sweeping):
             # Queries cost more than the rest of a turn: queued jobs and asked-for downloads are
             # looked for when the database changed (or a second passed, to be sure).
             Duty("dispatch", look_for_work, DISPATCH_CHECK, store.change_mark),
-            Duty("warm", lambda: self.warm.keep(self.slot_free()), None, wanted=lambda: settings.warm_worker),
+            Duty(
+                "warm",
+                lambda: self.warm.keep(self.slot_free() and self.warm_fits),
+                None,
+                wanted=lambda: settings.warm_worker,
+            ),
         ]
 
     def shutdown(self, stop_jobs: bool = False, wait: float = 10.0) -> None:

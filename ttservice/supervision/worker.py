@@ -37,7 +37,7 @@ from ..jobs.logs import LogShipper, job_log_path
 from ..messages import Message
 from ..platform import die_with_parent
 from ..transcription.engine import FasterWhisperEngine
-from ..transcription.pipeline import transcribe_job
+from ..transcription.pipeline import shared_cores, transcribe_job
 from . import lifeline
 from .lifeline import EXIT_ABANDONED, EXIT_FAILED, EXIT_OK
 
@@ -57,7 +57,9 @@ def standby(settings: Settings) -> int:
     """The service's warm worker: load the default model, then wait for a job id on stdin."""
     die_with_parent(signal.SIGKILL)  # no job yet, nothing to record: go with the service
     try:
-        warm = FasterWhisperEngine(TranscribeOptions.from_settings(settings))
+        # The threads it would have as the next job: it takes one only while a slot is free.
+        options = shared_cores(open_store(settings), settings, TranscribeOptions.from_settings(settings), 1)
+        warm = FasterWhisperEngine(options)
     except TTServiceError as error:
         warm = None  # the job loads its own model and records why it cannot
         print(f"Default model not loaded: {error}", flush=True)
@@ -107,6 +109,8 @@ def run_job(
 
     heartbeat = lifeline.start(settings, beat, orphaned, f"job {job_id}", failed)
     log.info("Worker pid %d started for job %d (attempt %d)", os.getpid(), job_id, attempt)
+    for warning in store.get_job(job_id).warnings:
+        log.warning("%s", warning)
 
     def work() -> int:
         return EXIT_OK if transcribe_job(store, settings, job_id, handler, warm, attempt) else EXIT_ABANDONED
@@ -115,6 +119,12 @@ def run_job(
     heartbeat.done.set()
     if reason is not None:
         log.error("%s", reason)
+    peak = platform.peak_rss_mb()
+    log.info("Peak memory: %.0f MB", peak)
+    try:
+        store.set_peak_memory(job_id, peak, attempt=attempt)
+    except TTServiceError as error:
+        log.warning("the peak memory could not be recorded: %s", error)
     for retry in range(2):  # a disk-full error frees the store's reserve, so once more succeeds
         try:
             if code == EXIT_OK:

@@ -9,6 +9,7 @@ float16 is what CUDA runs fastest at the same accuracy.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from ..exceptions import ModelError
@@ -21,6 +22,14 @@ CUDA_COMPUTE_TYPE = "float16"
 # What CTranslate2 4.x loads by name on CUDA, beside the driver: cuBLAS 12 and cuDNN 9 (the
 # encoder's convolutions). Missing, a model loads and its first decode fails.
 CUDA_LIBRARIES = ("libcublas.so.12", "libcudnn_ops.so.9", "libcudnn_cnn.so.9")
+
+
+def cpu_threads(running: int) -> int:
+    """CPU threads for one of `running` jobs on this machine: the cores shared, never below one.
+
+    CTranslate2 fixes a model's threads when it loads, so a job keeps the share it started with.
+    """
+    return max(1, (os.cpu_count() or 1) // max(1, running))
 
 
 def cuda_devices() -> int:

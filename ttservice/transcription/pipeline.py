@@ -16,12 +16,12 @@ from dataclasses import replace
 
 from ..config import Settings
 from ..exceptions import TTServiceError
-from ..jobs import Store
+from ..jobs import Store, TranscribeOptions
 from ..jobs.logs import JobLogHandler
 from ..jobs.record import chunk_of
-from ..platform import trim_heap
+from ..platform import node_name, trim_heap
 from ..words import has_thai, merge_words
-from . import media, remote
+from . import device, media, remote
 from .engine import FasterWhisperEngine, ResumePoint
 from .export import clock
 from .samples import GrowingAudio
@@ -30,6 +30,18 @@ from .vad import SAMPLE_RATE
 CAPACITY_MARGIN = 1.01  # room for audio a little longer than declared, before the buffer must grow
 
 log = logging.getLogger("ttservice.worker")
+
+
+def shared_cores(
+    store: Store, settings: Settings, options: TranscribeOptions, starting: int = 0
+) -> TranscribeOptions:
+    """The options with their CPU threads: as set (TTSERVICE_CPU_THREADS), else this machine's
+    cores divided between the jobs running on it, with the `starting` ones not yet among them."""
+    if options.cpu_threads:
+        return options
+    here = settings.host_name or node_name()
+    running = sum(1 for job in store.active_jobs() if job.host in (None, here)) + starting
+    return replace(options, cpu_threads=device.cpu_threads(running))
 
 
 def check_disk(store: Store, handler: JobLogHandler | None) -> None:
@@ -63,7 +75,7 @@ def transcribe_job(
     run of the job was claimed, this one's change nothing.
     """
     job = store.get_job(job_id)
-    options = job.options
+    options = shared_cores(store, settings, job.options)
     path = remote.local_media(store, settings, job, attempt)  # an agent's: fetched from the service
     if path is None:
         log.info("The job is no longer this attempt's to run")
@@ -100,7 +112,8 @@ def transcribe_job(
     preparing = threads.submit(FasterWhisperEngine.prepare, decoded, options, resume, info.declared_duration)
     threads.shutdown(wait=False)
     engine = warm or FasterWhisperEngine(options)
-    log.info("Model %s runs on %s", options.model, engine.device.describe())
+    log.info("Model %s runs on %s with %d CPU threads", options.model, engine.device.describe(),
+             options.cpu_threads)  # fmt: skip
     prepared = preparing.result()
     duration = prepared.duration
     offset = resume.after if resume else 0.0

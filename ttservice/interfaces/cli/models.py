@@ -24,6 +24,19 @@ def _size(value: int | None) -> str:
     return f"{value / 2**20:,.0f} MB" if value else "-"
 
 
+RECOMMENDATION = (
+    "Memory: a job's expected peak as jobs run here. Recommended: the most accurate multilingual"
+    " model that fits the memory limit and ran here at 1x realtime or faster, or, not yet run here,"
+    " is expected to run at 2x (~)."
+)
+
+
+def _speed(m) -> str:
+    if m.speed:
+        return f"{m.speed:.1f}x"
+    return f"~{m.expected_speed:.1f}x" if m.expected_speed else "-"
+
+
 def _languages(multilingual: bool | None) -> str:
     return {True: "multilingual", False: "English only", None: "?"}[multilingual]
 
@@ -44,16 +57,20 @@ def list_cmd(as_json: bool) -> None:
     if as_json:
         print(json.dumps([m.to_dict() for m in rows], ensure_ascii=False, indent=2))
         return
-    table = Table("name", "installed", "size", "languages", "repo", "path")
+    table = Table("name", "installed", "size", "languages", "memory", "speed here", "repo", "path")
     for column in table.columns:
         column.overflow = "fold"
     for m in rows:
         state = "bundled" if m.bundled else "yes" if m.installed else "no"
         if m.download is not None:
             state = f"downloading {m.download.progress:.0%}"
-        table.add_row(m.name, state, _size(m.size_bytes), _languages(m.multilingual), m.repo_id or "-",
+        size = _size(m.size_bytes) if m.size_bytes else f"~{m.download_mb:,.0f} MB" if m.download_mb else "-"
+        memory = f"{m.memory_mb:,.0f} MB" if m.memory_mb else "-"
+        name = f"{m.name} (recommended)" if m.recommended else m.name
+        table.add_row(name, state, size, _languages(m.multilingual), memory, _speed(m), m.repo_id or "-",
                       str(m.path or "-"))  # fmt: skip
     out.print(table)
+    out.print(RECOMMENDATION, highlight=False)
     try:
         where = device.resolve(settings.device, settings.device_index, settings.compute_type).describe()
     except ModelError as error:

@@ -215,11 +215,20 @@ def _v4_messages_and_unclaimed(conn: Any) -> None:
     conn.execute(V4)
 
 
+# A job's measured peak memory, and the warnings it keeps (JSON: a list of messages).
+V5 = "ALTER TABLE transcription_jobs ADD COLUMN peak_memory_mb double precision, ADD COLUMN warnings text;"
+
+
+def _v5_memory(conn: Any) -> None:
+    conn.execute(V5)
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [
     _v1_the_sqlite_schema,
     _v2_hosts_and_engine,
     _v3_media_and_logs,
     _v4_messages_and_unclaimed,
+    _v5_memory,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

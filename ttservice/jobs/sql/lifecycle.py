@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...exceptions import ConnectionLost
-from ...messages import Said
+from ...messages import Message, Said
 from ..record import FINISHED, RESUMABLE, SERVICE_RUNNERS, TRANSITIONS, HostId, JobStatus, Runner, Segment
 from .base import Connection, SQLStore, said
 from .queries import RESUME_POINT_SQL
@@ -120,6 +120,28 @@ class Lifecycle(SQLStore):
                 + fence(attempt),
                 (duration, language, probability, job_id, JobStatus.PROCESSING.value, *fenced(attempt)),
             )
+
+    def set_peak_memory(self, job_id: int, mb: float, attempt: int | None = None) -> None:
+        """Record the worker's peak RSS as it ends (the largest of its attempts')."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE transcription_jobs SET peak_memory_mb = CASE WHEN peak_memory_mb IS NULL"
+                " OR peak_memory_mb < ? THEN ? ELSE peak_memory_mb END WHERE id = ?" + fence(attempt),
+                (mb, mb, job_id, *fenced(attempt)),
+            )
+
+    def add_warning(self, job_id: int, warning: Message) -> None:
+        """Keep a sentence the job's reader should see beside its transcript."""
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT warnings FROM transcription_jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return
+            kept = json.loads(row["warnings"] or "[]")
+            if warning.to_dict() not in kept:
+                kept.append(warning.to_dict())
+                conn.execute(
+                    "UPDATE transcription_jobs SET warnings = ? WHERE id = ?", (json.dumps(kept), job_id)
+                )
 
     def add_segments(
         self,

@@ -223,7 +223,8 @@ class JobQueries(SQLStore):
             COMPLETED_NAMES,
         )[0]
         speeds = self.db.read(
-            "SELECT model, avg(processed_seconds / (finished_at - started_at)) AS speed, count(*) AS n"
+            "SELECT model, avg(processed_seconds / (finished_at - started_at)) AS speed, count(*) AS n,"
+            " max(peak_memory_mb) AS peak_memory_mb"
             " FROM transcription_jobs WHERE status = ? AND finished_at > started_at"
             " AND processed_seconds > 0 GROUP BY model ORDER BY model",
             (JobStatus.COMPLETED.value,),
@@ -291,4 +292,6 @@ def row_to_job(row: Any) -> Job:
         host=data.get("host"),
         host_boot_id=data.get("host_boot_id"),
         attempt=data.get("attempt") or 0,
+        peak_memory_mb=data.get("peak_memory_mb"),
+        warnings=[Message.from_dict(w) for w in json.loads(data.get("warnings") or "[]")],
     )

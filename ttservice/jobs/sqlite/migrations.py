@@ -257,6 +257,15 @@ def _v11_messages_and_unclaimed(conn: Any) -> None:
     conn.execute("UPDATE model_downloads SET runner = 'unclaimed' WHERE runner = 'upload'")
 
 
+def _v12_memory(conn: Any) -> None:
+    # A job's measured peak memory, and what it was told to know (a batch too large for the
+    # memory limit, made smaller): JSON, a list of messages.
+    columns = _columns(conn, "transcription_jobs")
+    for name, kind in (("peak_memory_mb", "REAL"), ("warnings", "TEXT")):
+        if name not in columns:
+            conn.execute(f"ALTER TABLE transcription_jobs ADD COLUMN {name} {kind}")
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [
     _v1_jobs_and_segments,
     _v2_leases_and_search,
@@ -269,6 +278,7 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _v9_hosts,
     _v10_media_and_logs,
     _v11_messages_and_unclaimed,
+    _v12_memory,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -25,7 +25,7 @@ def job_progress_list(mine: list[dict]) -> None:
             label += " · " + t("job.speed", speed=f"{speed:.1f}")
         st.markdown(label)
         st.progress(min(max(job.progress, 0.0), 1.0))
-        if (waiting := actions.models.waiting_for(store, job)) is not None:
+        if (waiting := actions.models.waiting_for(store, job, services.settings())) is not None:
             st.caption(error_text(waiting[0]))
         if job.reason:
             st.error(error_text(job.reason))

@@ -58,7 +58,7 @@ def live_panel(job_id: int) -> None:
                 eta=export.clock(job.eta()),
             ),
         )
-        waiting = actions.models.waiting_for(store, job)
+        waiting = actions.models.waiting_for(store, job, services.settings())
         if waiting is not None:
             st.info(error_text(waiting[0]))
             if waiting[1] is not None:

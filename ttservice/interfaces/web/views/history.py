@@ -33,6 +33,8 @@ def summary(job: Job) -> str:
         t("job.audio", duration=export.clock(job.duration)),
         *machine(job),
     ]
+    if job.peak_memory_mb:
+        parts.append(t("job.peak_memory", mb=f"{job.peak_memory_mb:,.0f}"))
     if job.runner is Runner.API:
         parts.append(t("job.via_api"))
     return " · ".join(parts)
@@ -49,6 +51,8 @@ def show_job(job_id: int) -> None:
         return
     st.title(t("history.job_title", id=job.id, name=job.filename or t("history.unnamed")))
     st.markdown(f"{services.badge(job.status)} · {summary(job)}")
+    for warning in job.warnings:
+        st.warning(error_text(warning))
     if job.finished:
         finished_view(job)
     else:
@@ -73,7 +77,7 @@ def job_card(job: Job) -> None:
         if job.runner is Runner.API:
             facts.append(t("job.via_api"))
         text.caption(" · ".join(facts))
-        if (waiting := actions.models.waiting_for(store, job)) is not None:
+        if (waiting := actions.models.waiting_for(store, job, services.settings())) is not None:
             text.caption(error_text(waiting[0]))
         if job.reason and job.status is not JobStatus.COMPLETED:
             reason = error_text(job.reason)

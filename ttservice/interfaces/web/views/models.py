@@ -56,6 +56,7 @@ with st.form("add-model", clear_on_submit=True):
             ask_download(other)
 
 LANGUAGES = {True: "models.multilingual", False: "models.english_only", None: None}
+st.caption(t("models.rule"))
 for model in actions.models.list_models(store, settings):
     with st.container(border=True):
         about, act = st.columns([5, 1], vertical_alignment="center")
@@ -67,10 +68,20 @@ for model in actions.models.list_models(store, settings):
             state = f":green-badge[{t('models.installed')}]"
         else:
             state = f":gray-badge[{t('models.not_installed')}]"
+        if model.recommended:
+            state += f" :violet-badge[{t('models.recommended')}]"
         about.markdown(f"**{model.name}** · {state}")
         facts = [f"{model.size_bytes / 2**20:,.0f} MB"] if model.size_bytes else []
+        if model.download_mb:
+            facts.append(t("models.download_size", mb=f"{model.download_mb:,.0f}"))
         if LANGUAGES[model.multilingual]:
             facts.append(t(LANGUAGES[model.multilingual]))
+        if model.memory_mb:
+            facts.append(t("models.memory", mb=f"{model.memory_mb:,.0f}"))
+        if model.speed:
+            facts.append(t("models.speed", speed=f"{model.speed:.1f}"))
+        elif model.expected_speed:
+            facts.append(t("models.expected_speed", speed=f"{model.expected_speed:.1f}"))
         if facts:
             about.caption(" · ".join(facts))
         if model.bundled or model.download is not None:

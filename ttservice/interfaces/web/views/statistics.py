@@ -52,6 +52,10 @@ if stats["speed_by_model"]:
                     t("job.speed", speed=f"{row['speed']:.1f}") for row in stats["speed_by_model"]
                 ],
                 t("statistics.jobs"): [f"{row['n']:,}" for row in stats["speed_by_model"]],
+                t("statistics.peak_memory"): [
+                    f"{row['peak_memory_mb']:,.0f} MB" if row["peak_memory_mb"] else "-"
+                    for row in stats["speed_by_model"]
+                ],
             }
         ),
         hide_index=True,

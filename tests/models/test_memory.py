@@ -1,0 +1,104 @@
+"""A model's memory, known before a job starts; the limit jobs share; the peak each job took."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from ttservice import actions
+from ttservice.jobs import JobStatus, TranscribeOptions, open_store
+from ttservice.models import memory
+
+from ..conftest import JFK_WAV, headless_service, make_settings, stop_process, ttservice, wait_for
+
+
+def test_a_models_shape_is_read_from_its_model_bin(tiny_en_dir, base_model_dir):
+    tiny, base = memory.shape_of(tiny_en_dir), memory.shape_of(base_model_dir)
+    assert (round(tiny.params), tiny.width, tiny.decoder_layers) == (38, 384, 4)
+    assert (round(base.params), base.width, base.decoder_layers) == (73, 512, 6)
+    assert memory.shape_of(tiny_en_dir / "no such folder") is None
+    # before a download, by its name: Whisper's published shapes
+    assert memory.shape_by_name("large-v3") == memory.SHAPES["large"]
+    assert memory.shape_by_name("Systran/faster-distil-whisper-medium.en") == memory.SHAPES["distil-medium"]
+    assert memory.shape_by_name("mobiuslabsgmbh/faster-whisper-large-v3-turbo") == memory.SHAPES["turbo"]
+    assert memory.shape_by_name("someone/my-whisper") is None
+
+
+def test_the_estimate_grows_with_the_batch_the_weights_and_the_model():
+    tiny, large = memory.SHAPES["tiny"], memory.SHAPES["large"]
+    assert memory.estimate_mb(tiny, "int8", 0) == memory.estimate_mb(tiny, "int8", 1)  # one clip either way
+    assert memory.estimate_mb(tiny, "int8", 8) > memory.estimate_mb(tiny, "int8", 0)
+    assert memory.estimate_mb(tiny, "float32", 0) > memory.estimate_mb(tiny, "int8", 0)
+    assert memory.estimate_mb(large, "int8", 8) > 4 * memory.estimate_mb(tiny, "int8", 8)
+
+
+def test_every_model_has_its_memory_and_at_most_one_is_recommended(settings):
+    run = ttservice(settings, "models", "list", "--json")
+    assert run.returncode == 0, run.stderr
+    models = {m["name"]: m for m in json.loads(run.stdout)}
+    known = [m for m in models.values() if m["repo_id"]]
+    assert all(m["memory_mb"] and m["memory_mb"] > memory.RUNTIME_MB for m in known)
+    assert all(m["download_mb"] for m in known if not m["installed"])
+    assert models["large-v3"]["memory_mb"] > models["base"]["memory_mb"] > models["tiny.en"]["memory_mb"]
+    assert sum(m["recommended"] for m in models.values()) <= 1
+    tight = make_settings(settings.data_dir, memory_limit_mb=models["base"]["memory_mb"] + 1)
+    fitting = [m for m in json.loads(ttservice(tight, "models", "list", "--json").stdout) if m["recommended"]]
+    assert [m["multilingual"] for m in fitting] == [True]
+    assert fitting[0]["memory_mb"] <= tight.memory_limit_mb  # nothing larger than the limit allows
+
+
+def test_a_model_that_never_fits_is_refused_at_submit_and_leaves_no_job(settings):
+    tight = make_settings(settings.data_dir, memory_limit_mb=200)
+    run = ttservice(tight, "submit", str(JFK_WAV))
+    assert run.returncode == 2
+    assert "needs about" in run.stderr and "memory limit of 0.2 GB" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert open_store(tight).list_jobs() == []
+
+
+def test_a_batch_that_does_not_fit_becomes_sequential_and_says_so(settings):
+    options = TranscribeOptions.from_settings(settings)
+    sequential = memory.job_estimate_mb(replace(options, batch_size=0))
+    tight = make_settings(settings.data_dir, memory_limit_mb=sequential)
+    run = ttservice(tight, "transcribe", str(JFK_WAV))
+    assert run.returncode == 0, run.stderr
+    job = json.loads(ttservice(tight, "show", "1", "--json").stdout)
+    assert job["options"]["batch_size"] == 0 and job["status"] == "completed"
+    assert "ask not what your country" in job["text"].lower()
+    assert job["warnings"] == [
+        f"Decoding {options.batch_size} clips at a time does not fit in the memory limit of"
+        f" {sequential / 1024:.1f} GB: this job decodes one window at a time."
+    ]
+    assert job["warning_codes"][0]["code"] == "memory.batch_reduced"
+    assert "does not fit in the memory limit" in (settings.log_dir / "job_1.log").read_text()
+    assert 100 < job["peak_memory_mb"] < 4 * sequential  # measured by the worker as it ended
+
+
+@pytest.mark.model
+def test_two_jobs_of_which_one_fits_never_run_together_and_both_complete(settings, long_speech):
+    one = memory.job_estimate_mb(TranscribeOptions.from_settings(settings))
+    tight = make_settings(settings.data_dir, memory_limit_mb=one * 1.5)
+    serve = headless_service(tight)
+    store = open_store(tight)
+    try:
+        options = TranscribeOptions.from_settings(tight)
+        first, second = (actions.submit_file(store, tight, m, options) for m in (long_speech, JFK_WAV))
+        together = []
+
+        def both_done() -> bool:
+            jobs = [store.get_job(first), store.get_job(second)]
+            together.append(all(j.status is JobStatus.PROCESSING for j in jobs))
+            if jobs[0].status is JobStatus.PROCESSING and jobs[1].status is JobStatus.QUEUED:
+                shown = json.loads(ttservice(tight, "show", str(second), "--json").stdout)
+                if shown["status"] == "queued":
+                    assert shown["waiting_for"] == "memory"
+                    assert shown["waiting_reason"].startswith("Waiting for memory: tiny.en needs about")
+                    together.append("said why")
+            return all(j.finished for j in jobs)
+
+        wait_for(both_done, 240, interval=0.05, what="both jobs done")
+        assert [store.get_job(j).status for j in (first, second)] == [JobStatus.COMPLETED] * 2
+        assert not any(t is True for t in together)  # never both running
+        assert "said why" in together
+    finally:
+        stop_process(serve)

@@ -1,0 +1,223 @@
+"""What a job with a model takes in memory, known before it starts, and the limit jobs share.
+
+A job's peak RSS is the worker before its model, the model's weights at the compute type,
+and the working set of each clip decoded at once (its cross-attention cache and buffers; a
+sequential job decodes one). The constants were fitted on this project's measurements of
+tiny.en and base, int8 and float32, sequential and batched 8 (bench item 18; within 6 %);
+a larger model's figure follows from its shape, read from its model.bin once it is on disk
+and from Whisper's published shapes before that. On CUDA the weights live on the GPU: the
+figure counts them in RSS all the same, which errs on the safe side.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import psutil
+
+from ..exceptions import ModelError, RequestError
+from ..jobs import TranscribeOptions
+from ..messages import Message
+from . import catalog, hub
+
+RUNTIME_MB = 240.0  # a worker before its model: Python, CTranslate2, NumPy, PyAV, the VAD
+WEIGHT_BYTES = {"int8": 2.2, "float32": 4.6}  # in RSS per parameter (int8 keeps some float32)
+CLIP_FRAMES = 1500  # encoder frames of a 30-s window: what each clip's cross-attention caches
+WIDTH_MB = 0.08  # a clip's working set besides that cache, per unit of model width
+MARGIN = 1.05  # estimates err upwards
+LIMIT_SHARE = 0.5  # the default limit: half of the machine's memory, the other half the user's
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What sizes a Whisper model's memory: parameters (millions), width, decoder layers."""
+
+    params: float
+    width: int
+    decoder_layers: int
+
+
+# Whisper's published shapes (Radford et al. 2022; distil-whisper and turbo model cards).
+SHAPES = {
+    "tiny": Shape(39, 384, 4),
+    "base": Shape(74, 512, 6),
+    "small": Shape(244, 768, 12),
+    "medium": Shape(769, 1024, 24),
+    "large": Shape(1550, 1280, 32),
+    "turbo": Shape(809, 1280, 4),
+    "distil-small": Shape(166, 768, 2),
+    "distil-medium": Shape(394, 1024, 2),
+    "distil-large": Shape(756, 1280, 2),
+}
+
+
+def shape_by_name(name: str) -> Shape | None:
+    """The shape a size name (or a repo named after one) stands for; None when the name cannot tell."""
+    base = name.rsplit("/", 1)[-1].lower().removesuffix(".en")
+    base = base.replace("faster-distil-whisper-", "distil-").removeprefix("faster-whisper-")
+    if "turbo" in base:
+        return SHAPES["turbo"]
+    for key in ("distil-small", "distil-medium", "distil-large", "tiny", "base", "small", "medium", "large"):
+        if base.startswith(key):
+            return SHAPES[key]
+    return None
+
+
+def shape_of(folder: Path) -> Shape | None:
+    """The shape of the CTranslate2 model in `folder`, from its model.bin's header."""
+    path = Path(folder) / "model.bin"
+    try:
+        stat = path.stat()
+        return _read_shape(str(path), stat.st_size, stat.st_mtime)
+    except (OSError, ValueError, struct.error, UnicodeDecodeError):
+        return None
+
+
+@lru_cache(maxsize=32)
+def _read_shape(path: str, _size: int, _mtime: float) -> Shape | None:
+    """CTranslate2's layout: version, spec name, revision, then each variable's name, dims,
+    dtype and byte count before its bytes, which are skipped."""
+    params, width, layers = 0, 0, set()
+    with open(path, "rb") as f:
+
+        def read(fmt: str):
+            return struct.unpack("<" + fmt, f.read(struct.calcsize(fmt)))[0]
+
+        def string() -> str:
+            return f.read(read("H")).decode().rstrip("\0")
+
+        read("I")
+        string()
+        read("I")
+        for _ in range(read("I")):
+            name = string()
+            dims = [read("I") for _ in range(read("B"))]
+            read("B")
+            f.seek(read("I"), 1)
+            params += math.prod(dims) if dims else 0
+            if name == "decoder/embeddings/weight" and len(dims) == 2:
+                width = dims[1]
+            if m := re.match(r"decoder/layer_(\d+)/", name):
+                layers.add(int(m[1]))
+    if not width or not layers:
+        return None
+    return Shape(params / 1e6, width, len(layers))
+
+
+def model_shape(name: str) -> Shape | None:
+    """The shape of the model a name means: read from disk when it is there, else by its name."""
+    try:
+        ref = catalog.resolve(name)
+    except ModelError:
+        return None
+    folder = ref.folder or hub.installed_folder(ref)
+    if folder and (shape := shape_of(folder)):
+        return shape
+    return shape_by_name(ref.name) or (shape_by_name(ref.repo_id) if ref.repo_id else None)
+
+
+def estimate_mb(shape: Shape, compute_type: str, batch_size: int) -> float:
+    """Expected peak RSS of a job (MB)."""
+    weights = shape.params * WEIGHT_BYTES["int8" if compute_type.startswith("int8") else "float32"]
+    cache = 2 * shape.decoder_layers * CLIP_FRAMES * shape.width * 4 / 2**20
+    clip = cache + WIDTH_MB * shape.width
+    return math.ceil((RUNTIME_MB + weights + max(1, batch_size) * clip) * MARGIN / 10) * 10
+
+
+def job_estimate_mb(options: TranscribeOptions) -> float | None:
+    """What a job with these options is expected to take; None for a model of unknown shape."""
+    from ..transcription import device
+
+    shape = model_shape(options.model)
+    if shape is None:
+        return None
+    compute_type = options.compute_type
+    if compute_type == "auto":
+        compute_type = device.CPU_COMPUTE_TYPE
+    return estimate_mb(shape, compute_type, options.batch_size)
+
+
+# What this machine's kind measured (bench item 18): base, int8, batched, 2 cores, on real speech.
+BASE_SPEED, BASE_CORES = 30.0, 2
+
+
+def expected_speed(shape: Shape, measured: list[tuple[float, Shape]]) -> float:
+    """×realtime a model's size suggests here: against the largest model measured here (time
+    grows with the parameters), or against base's figure scaled by the cores."""
+    if measured:
+        speed, known = max(measured, key=lambda pair: pair[1].params)
+        return speed * known.params / shape.params
+    cores = psutil.cpu_count(logical=True) or BASE_CORES
+    return BASE_SPEED * cores / BASE_CORES * SHAPES["base"].params / shape.params
+
+
+def limit_mb(settings) -> float:
+    """TTSERVICE_MEMORY_LIMIT_MB, or half of this machine's memory."""
+    return settings.memory_limit_mb or psutil.virtual_memory().total / 2**20 * LIMIT_SHARE
+
+
+@dataclass(frozen=True)
+class Fitted:
+    options: TranscribeOptions
+    needs_mb: float | None
+    warning: Message | None = None  # the batch asked for did not fit: what the job does instead
+
+
+def fit(options: TranscribeOptions, settings) -> Fitted:
+    """The options with the largest batch (or sequential decoding) whose estimate fits under the
+    limit on its own; ModelError when even sequential decoding does not."""
+    needs = job_estimate_mb(options)
+    limit = limit_mb(settings)
+    if needs is None or needs <= limit:
+        return Fitted(options, needs)
+    batch = options.batch_size
+    while batch > 2:  # halving to 1 would save nothing over sequential decoding
+        batch //= 2
+        smaller = replace(options, batch_size=batch)
+        if (need := job_estimate_mb(smaller)) <= limit:
+            used = Message("memory.batch_of", batch=batch)
+            return Fitted(smaller, need, _reduced(options, used, limit))
+    sequential = replace(options, batch_size=0)
+    need = job_estimate_mb(sequential)
+    if need <= limit:
+        return Fitted(sequential, need, _reduced(options, Message("memory.one_at_a_time"), limit))
+    raise RequestError("memory.never_fits", model=options.model, need_gb=need / 1024, limit_gb=limit / 1024)
+
+
+def _reduced(options: TranscribeOptions, used: Message, limit: float) -> Message:
+    return Message("memory.batch_reduced", batch=options.batch_size, limit_gb=limit / 1024, used=used)
+
+
+class Room:
+    """What the limit and the machine's available memory leave for another job on this machine.
+
+    Running jobs count at their estimates (a job just started has not reached its peak yet),
+    the machine at what it has available now, less what was admitted since.
+    """
+
+    def __init__(self, store, settings, host: str | None = None) -> None:
+        self.limit = limit_mb(settings)
+        running = [j for j in store.active_jobs() if host is None or j.host in (None, host)]
+        self.used = sum(job_estimate_mb(j.options) or 0.0 for j in running)
+        self.available = psutil.virtual_memory().available / 2**20
+
+    @property
+    def free(self) -> float:
+        return max(0.0, min(self.limit - self.used, self.available))
+
+    def waiting(self, options: TranscribeOptions) -> Message | None:
+        """Why a job with these options cannot start now; None when it fits."""
+        need = job_estimate_mb(options)
+        if need is None or need <= self.free:
+            return None
+        return Message("memory.waiting", model=options.model, need_gb=need / 1024, free_gb=self.free / 1024)
+
+    def take(self, options: TranscribeOptions) -> None:
+        need = job_estimate_mb(options) or 0.0
+        self.used += need
+        self.available -= need
