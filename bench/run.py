@@ -37,6 +37,7 @@ from bench.agents import media_fetch  # noqa: E402
 from bench.api import api as api_bench  # noqa: E402
 from bench.desktop import desktop  # noqa: E402
 from bench.follow import follow_bench  # noqa: E402
+from bench.realspeech import real_speech  # noqa: E402
 from bench.search import search as search_bench  # noqa: E402
 from bench.stores import stores as stores_bench  # noqa: E402
 from tests.conftest import JFK_WAV  # noqa: E402
@@ -502,12 +503,12 @@ def log_tail(figures: Figures, work: Path, runs: int) -> None:
 # --- 8 ------------------------------------------------------------------------
 
 ENGINE_SETTINGS = {  # each a TTSERVICE_* setting changed from the default
-    "default (sequential, greedy, float32, VAD, all cores)": {},
-    "batched pipeline (batch_size 8)": {"batch_size": 8},
+    "default (batched 8, greedy, int8, VAD, all cores)": {},
+    "sequential (batch_size 0)": {"batch_size": 0},
+    "float32": {"compute_type": "float32"},
+    "sequential, float32 (the default until 2026-12-05)": {"batch_size": 0, "compute_type": "float32"},
     "VAD off": {"vad": False},
     "beam 5": {"beam_size": 5},
-    "int8": {"compute_type": "int8"},
-    "int8, beam 5 (the default until 2026-11-30)": {"compute_type": "int8", "beam_size": 5},
     "cpu_threads 1": {"cpu_threads": 1},
     "cpu_threads 2": {"cpu_threads": 2},
 }
@@ -515,9 +516,10 @@ ENGINE_SETTINGS = {  # each a TTSERVICE_* setting changed from the default
 ENGINE_RUN = """
 import json, sys, time
 from faster_whisper.audio import decode_audio
+from ttservice.config import Settings
 from ttservice.transcription.engine import FasterWhisperEngine
 from ttservice.jobs import TranscribeOptions
-options = TranscribeOptions(**json.loads(sys.argv[2]))
+options = TranscribeOptions.from_settings(Settings.from_env({}), **json.loads(sys.argv[2]))
 audio = decode_audio(sys.argv[1], sampling_rate=16000)
 engine = FasterWhisperEngine(options)
 start = time.perf_counter()
@@ -666,6 +668,7 @@ ITEMS = {
     "15": "media fetch",
     "16": "following a job",
     "17": "desktop under load",
+    "18": "real speech",
 }
 
 
@@ -682,10 +685,11 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-17)")
+    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-18)")
     parser.add_argument("--runs", type=int, default=5, help="repetitions per timed figure")
     parser.add_argument("--window", type=float, default=60.0, help="seconds of monitoring in item 4")
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of speech in item 8")
+    parser.add_argument("--real", type=Path, help="a folder of NAME.wav + NAME.txt recordings for item 18")
     args = parser.parse_args()
     chosen = args.only.split(",")
     figures = Figures()
@@ -710,6 +714,7 @@ def main() -> None:
             "15": lambda: media_fetch(figures, work, args.runs),
             "16": lambda: follow_bench(figures, work, 1),  # 3 minutes: one commit at a time
             "17": lambda: desktop(figures, work, three_minutes, settings_in),
+            "18": lambda: real_speech(figures, work, args.runs, args.real, sys.modules[__name__]),
             "11": lambda: api_bench(figures, work, three_minutes, args.runs, alternate, settings_in),
             "9": lambda: first_text(
                 figures, work, {"3-min speech": three_minutes, "30-min speech": thirty_minutes}, args.runs

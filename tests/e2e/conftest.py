@@ -67,6 +67,15 @@ def server(tmp_path):
 
 
 @pytest.fixture
+def slow_server(tmp_path):
+    """A server whose jobs take long enough to watch: one thread, one window at a time (batched
+    decoding commits its segments a batch of clips at a time), float32 (int8 is faster)."""
+    srv = Server(tmp_path, cpu_threads=1, batch_size=0, compute_type="float32")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
 def browser(tmp_path):
     driver = start_browser(tmp_path)
     yield driver

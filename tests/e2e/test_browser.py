@@ -50,7 +50,8 @@ def listed_progress(browser) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def test_30_monitor_a_processing_job_from_history(server, browser, lecture):
+def test_30_monitor_a_processing_job_from_history(slow_server, browser, lecture):
+    server = slow_server
     job_id = upload(browser, server, lecture)
     screenshot(browser, "transcribe")
     store = open_store(server.settings)

@@ -163,7 +163,8 @@ def test_jobs_wait_queued_for_one_download_then_run(hub, settings, store):
         second = actions.submit_file(store, settings, JFK_WAV, options)
         wait_for(lambda: store.list_downloads(active_only=True), 30, what="a download")
         shown = json.loads(ttservice(settings, "show", str(first), "--json").stdout)
-        assert shown["status"] == "queued" and shown["waiting_for"].startswith("Waiting for the model base")
+        assert shown["status"] == "queued" and shown["waiting_for"] == "download"
+        assert shown["waiting_reason"].startswith("Waiting for the model base")
         assert shown["download"]["repo_id"] == BASE_REPO
         wait_for(lambda: all(store.get_job(j).finished for j in (first, second)), 180, what="both jobs")
         for job_id in (first, second):

@@ -25,8 +25,10 @@ def test_models_page_lists_models_and_asks_the_service_to_download(web_env, stor
     shown = [m.value for m in at.markdown]
     assert "**tiny.en** · :green-badge[bundled]" in shown and "**base** · :gray-badge[not installed]" in shown
     facts = [c.value for c in at.caption]
-    assert any(text.endswith("English only") for text in facts)
-    assert any(text.endswith("multilingual") for text in facts)
+    assert any("English only · a job takes about" in text for text in facts)
+    assert any("multilingual · a job takes about" in text for text in facts)
+    assert any(text.startswith("Recommended here:") for text in facts)  # the rule, said
+    assert sum("recommended here" in m for m in shown) <= 1
     at.button(key="download-base").click().run()
     [row] = store.list_downloads(active_only=True)
     assert row.repo_id == BASE_REPO and row.runner is Runner.UNCLAIMED and row.process_id is None  # asked for

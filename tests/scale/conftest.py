@@ -284,7 +284,8 @@ def hosts(tmp_path):
 
 
 def submit(store: Store, media: Path) -> int:
-    return store.create_job(media.name, str(media), TranscribeOptions(), Runner.SERVICE)
+    options = TranscribeOptions.from_settings(Settings.from_env({}))  # as `ttservice submit` would
+    return store.create_job(media.name, str(media), options, Runner.SERVICE)
 
 
 def running_on(store: Store, job_id: int, host: str, segments: int = 1, timeout: float = 120.0):

