@@ -39,6 +39,34 @@ def test_speech_clips_join_speech_up_to_30_s_and_map_back(long_speech):
     assert [c.spans for c in fixed] == [((0, 480000),), ((480000, 960000),), ((960000, 1120000),)]
 
 
+def test_a_long_files_first_clips_come_before_all_of_it_is_decoded(long_speech):
+    """A file still being decoded: its first clips come from its first two minutes, and they are
+    the whole file's first clips; then every other clip, none twice, none missing."""
+    import threading
+
+    from ttservice.transcription.engine import ClipStream
+    from ttservice.transcription.samples import GrowingAudio
+
+    speech = decode_audio(str(long_speech), sampling_rate=16000)
+    audio = np.concatenate([speech, speech])  # six minutes
+    growing = GrowingAudio(len(audio))
+    fed = threading.Event()
+
+    def feed() -> None:
+        growing.append(audio[: 16000 * 150])
+        fed.wait(30)  # the rest only once the first clips were found
+        growing.append(audio[16000 * 150 :])
+        growing.finish()
+
+    threading.Thread(target=feed, daemon=True).start()
+    stream = ClipStream(growing, vad=True)
+    assert len(stream.head) >= 2 and not growing.done
+    fed.set()
+    whole = speech_clips(audio, vad=True)
+    assert [c.spans for c in stream.head] == [c.spans for c in whole[: len(stream.head)]]
+    assert [c.spans for c in stream] == [c.spans for c in whole]
+
+
 def test_batched_decoding_gives_the_words_of_the_engines_own_pipeline(long_speech):
     """Same clips, same decoding: what BatchedInferencePipeline gives for the file, word for word."""
     options = TranscribeOptions(batch_size=8)

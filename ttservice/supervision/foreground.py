@@ -73,8 +73,8 @@ def run_transcription(
             return store.get_job(job_id)
         started = False
         while not cancel.is_set():
-            # Until a slot is free the job waits queued, like any other.
-            started = started or pm.start_job(job_id)
+            # Until a slot is free, and memory for it, the job waits queued like any other.
+            started = started or (pm.has_room(store.get_job(job_id)) and pm.start_job(job_id))
             job = store.get_job(job_id)
             if on_update:
                 on_update(job)

@@ -209,7 +209,7 @@ class ProcessManager(Sweeping):
                 if self.store.get_job(job_id).status is JobStatus.QUEUED:
                     downloading.add(job.options.model)
                 continue
-            if (waiting := room.waiting(job.options)) is not None:
+            if (waiting := room.waiting(job.options)) is not None:  # see has_room
                 log.info("job %s: %s", job_id, waiting)
                 break  # in order: the jobs behind it would take the memory it waits for
             if not self.start_job(job_id):
@@ -218,6 +218,10 @@ class ProcessManager(Sweeping):
             started.append(job_id)
         self.warm_fits = room.waiting(self.warm_options) is None
         return started
+
+    def has_room(self, job: Job) -> bool:
+        """Whether the job's model fits now in what the memory limit and the machine leave."""
+        return memory.Room(self.store, self.settings, self.host.name).waiting(job.options) is None
 
     def slot_free(self) -> bool:
         """False when this manager's own workers already fill every slot."""

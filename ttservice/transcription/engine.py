@@ -7,9 +7,10 @@ another engine (or a remote one) can come without touching supervision.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, islice
 from typing import Any, Protocol
 
 import numpy as np
@@ -96,7 +97,7 @@ class Prepared:
     declared: float | None = None  # the media's own figure, until all of it is decoded
     speech: SpeechStream | None = None
     shift: float = 0.0
-    clips: list[Clip] | None = None
+    clips: ClipStream | None = None
 
     @property
     def duration(self) -> float:
@@ -197,9 +198,7 @@ class FasterWhisperEngine:
         """
         source = audio if isinstance(audio, GrowingAudio) else GrowingAudio.of(audio)
         if options.batch_size > 0:
-            after = resume.after if resume is not None else -1.0
-            clips = [c for c in speech_clips(source.result(), options.vad) if c.end > after + 0.01]
-            return Prepared(source, declared, clips=clips)
+            return Prepared(source, declared, clips=ClipStream(source, options.vad, resume))
         if resume is not None and resume.window is None:
             shift = resume.after  # no window recorded: continue right after the last segment
             rest = GrowingAudio.of(source.result()[int(shift * SAMPLE_RATE) :])
@@ -237,15 +236,19 @@ class FasterWhisperEngine:
     def _batched(
         self, prepared: Prepared, options: TranscribeOptions, resume: ResumePoint | None
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
-        duration = prepared.duration
         after = resume.after if resume is not None else -1.0
-        clips = prepared.clips or []
+        clips = prepared.clips
         self.model.feature_extractor = self._feature_extractor  # each clip is one window
-        if not clips:
-            return iter(()), TranscriptionInfo(options.language, duration)
+        if clips is None or clips.empty():
+            return iter(()), TranscriptionInfo(options.language, prepared.duration)
         language, probability = self._language(clips, options)
-        size = options.batch_size
-        batches = [clips[:1]] + [clips[i : i + size] for i in range(1, len(clips), size)]
+
+        def batches() -> Iterator[list[Clip]]:
+            found = iter(clips)
+            yield list(islice(found, 1))  # the first text comes after one clip, not eight
+            while batch := list(islice(found, options.batch_size)):
+                yield batch
+
         decode = {**self._decode_options(options), "temperature": options.temperature}
         decode.update(without_timestamps=True, word_timestamps=True)  # words place the segments
 
@@ -278,11 +281,11 @@ class FasterWhisperEngine:
                     yield from batch[k].phrases(s, k * CLIP_SECONDS, options.word_timestamps)
 
         def generate() -> Iterator[Segment]:
-            for segment in chain.from_iterable(run(b) for b in batches):
+            for segment in chain.from_iterable(run(b) for b in batches()):
                 if segment.end > after + 0.01:  # else: re-decoded, and already committed
                     yield segment
 
-        return generate(), TranscriptionInfo(language, duration, probability)
+        return generate(), TranscriptionInfo(language, prepared.duration, probability)
 
     def _again(self, clip: Clip, language: str, options: TranscribeOptions) -> Iterator[Segment]:
         """A clip the batch decoded badly, decoded again on its own as sequential decoding does:
@@ -297,7 +300,7 @@ class FasterWhisperEngine:
         for s in segments:
             yield from clip.phrases(s, 0.0, options.word_timestamps)
 
-    def _language(self, clips: list[Clip], options: TranscribeOptions) -> tuple[str, float | None]:
+    def _language(self, clips: Iterable[Clip], options: TranscribeOptions) -> tuple[str, float | None]:
         """The language given, or detected as the batched pipeline detects it: on the first 30 s
         of the clips' features, each clip's as it will be decoded."""
         if options.language:
@@ -427,6 +430,9 @@ class Clip:
             }
             for w in s.words or []
         ]
+        if not at and s.text.strip():  # no word could be aligned: the text spans the clip
+            yield Segment(self.spans[0][0] / SAMPLE_RATE, self.end, s.text.strip())
+            return
         for words in phrases(at):
             text = "".join(w["word"] for w in words).strip()
             if text:
@@ -448,6 +454,58 @@ def phrases(words: list[dict]) -> Iterator[list[dict]]:
         run.append(word)
     if run:
         yield run
+
+
+class ClipStream:
+    """The clips of a file still being decoded, the first ones before all of it is.
+
+    A long file's first clips come from its first EARLY_SECONDS (VAD's probabilities and
+    spans up to a point do not depend on what comes after, so they are the whole file's; the
+    last two clips of that head are left to the whole file's list, whose start the test holds
+    equal to the head), so that its first text does not wait for the whole file to be decoded
+    and searched for speech; the rest come once a thread has found all of it. A resumed job's
+    clips start at the clip it stopped in.
+    """
+
+    EARLY_SECONDS = 120.0
+
+    def __init__(self, audio: GrowingAudio, vad: bool, resume: ResumePoint | None = None) -> None:
+        self.audio, self.vad = audio, vad
+        self.after = resume.after if resume is not None else -1.0
+        self._all: list[Clip] | None = None
+        self._error: BaseException | None = None
+        self._found = threading.Event()
+        threading.Thread(target=self._find_all, name="clips", daemon=True).start()
+        early = int(self.EARLY_SECONDS * SAMPLE_RATE)
+        if audio.available(early + 1) > early and not audio.done:
+            self.head = speech_clips(audio[:early], vad)[:-2]
+        else:
+            self.head = []
+
+    def _find_all(self) -> None:
+        try:
+            self._all = speech_clips(self.audio.result(), self.vad)
+        except BaseException as error:  # the media's decoding failed: the reader raises it
+            self._error = error
+        self._found.set()
+
+    def all(self) -> list[Clip]:
+        self._found.wait()
+        if self._error is not None:
+            raise self._error
+        return self._all
+
+    def empty(self) -> bool:
+        return not any(True for _ in self)
+
+    def __iter__(self) -> Iterator[Clip]:
+        for clip in self.head:
+            if clip.end > self.after + 0.01:
+                yield clip
+        last = self.head[-1].end if self.head else -1.0
+        for clip in self.all():
+            if clip.end > max(last, self.after) + 0.01:
+                yield clip
 
 
 def speech_clips(audio: np.ndarray, vad: bool) -> list[Clip]:
