@@ -98,6 +98,7 @@ class ProcessManager(Sweeping):
         self.warm = WarmWorker(self.settings, worker_env(self.settings))  # kept by a dispatching monitor
         self.warm_options = TranscribeOptions.from_settings(self.settings)  # what the warm one loads
         self.warm_fits = True  # whether its memory fits beside the running jobs (dispatch tells)
+        self.memory_waits: set[int] = set()  # jobs whose wait for memory was logged
         self.downloads = ModelDownloads(
             self.store, self.settings, runner, Supervisor(self.settings.kill_grace, self.monitor.wake.ring)
         )
@@ -210,8 +211,11 @@ class ProcessManager(Sweeping):
                     downloading.add(job.options.model)
                 continue
             if (waiting := room.waiting(job.options)) is not None:  # see has_room
-                log.info("job %s: %s", job_id, waiting)
+                if job_id not in self.memory_waits:
+                    self.memory_waits.add(job_id)
+                    log.info("job %s: %s", job_id, waiting)
                 break  # in order: the jobs behind it would take the memory it waits for
+            self.memory_waits.discard(job_id)
             if not self.start_job(job_id):
                 break
             room.take(job.options)
