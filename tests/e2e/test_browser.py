@@ -21,9 +21,9 @@ pytestmark = pytest.mark.model
 
 @pytest.fixture(scope="module")
 def lecture(tmp_path_factory):
-    """About six minutes of speech: long enough to watch it run with one CPU thread."""
+    """About eight minutes of speech: long enough to watch it run with one CPU thread."""
     path = tmp_path_factory.mktemp("lecture") / "lecture.wav"
-    subprocess.run(["espeak-ng", "-s", "165", "-w", str(path), SPEECH * 12], check=True, capture_output=True)
+    subprocess.run(["espeak-ng", "-s", "165", "-w", str(path), SPEECH * 24], check=True, capture_output=True)
     return path
 
 

@@ -219,3 +219,18 @@ def test_history_pages_and_keeps_a_page_that_a_search_makes_too_far(web_env, sto
     assert views() == [f"view-{job_id}" for job_id in reversed(made[:5])]
     at.text_input[0].set_value("งบ").run()  # one match: page 2 no longer exists
     assert not at.exception and views() == [f"view-{found}"] and not at.number_input
+
+
+def test_history_shows_a_jobs_warnings_and_peak_memory(web_env, store, make_job):
+    from ttservice.messages import Message
+
+    job_id = finished_job(store, make_job)
+    used = Message("memory.one_at_a_time")
+    store.add_warning(job_id, Message("memory.batch_reduced", batch=8, limit_gb=0.4, used=used))
+    store.set_peak_memory(job_id, 512.4)
+    at = run("history.py", job=job_id)
+    assert at.warning[0].value == (
+        "Decoding 8 clips at a time does not fit in the memory limit of 0.4 GB: this job decodes one"
+        " window at a time."
+    )
+    assert "peak memory 512 MB" in at.markdown[0].value

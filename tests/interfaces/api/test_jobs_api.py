@@ -234,3 +234,18 @@ def test_a_model_is_downloaded_by_the_service_then_listed_then_removed(tmp_path,
                 assert removed.status_code == 200 and not installed()
         finally:
             stop_process(server.process)
+
+
+def test_a_model_that_never_fits_the_memory_limit_is_refused_and_leaves_no_job(tmp_path):
+    server = start_api(tmp_path / "data", memory_limit_mb=200)
+    try:
+        with server.client() as client:
+            for path in ("/api/v1/jobs", "/v1/audio/transcriptions"):
+                with open(JFK_WAV, "rb") as audio:
+                    reply = client.post(path, files={"file": ("jfk.wav", audio)}, data={"model": "tiny.en"})
+                error = reply.json()["error"]
+                assert reply.status_code == 400 and error["code"] == "memory.never_fits"
+                assert "memory limit of 0.2 GB" in error["message"]
+        assert server.store.list_jobs() == []
+    finally:
+        stop_process(server.process)

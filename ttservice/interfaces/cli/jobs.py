@@ -70,11 +70,14 @@ def show(job_id: int, as_json: bool) -> None:
     if as_json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return
+    lang = messages.locale_language()
     if data["error_code"]:  # the reason in the terminal's language
         reason = messages.Message.from_dict({"code": data["error_code"], "params": data["error_params"]})
-        data["error"] = reason.text(messages.locale_language())
+        data["error"] = reason.text(lang)
+    warnings = [messages.Message.from_dict(w).text(lang) for w in data["warning_codes"]]
+    data["warnings"] = " ".join(warnings) or None
     for key, value in data.items():
-        if key not in ("options", "text", "download", "error_code", "error_params"):
+        if key not in ("options", "text", "download", "error_code", "error_params", "warning_codes"):
             out.print(f"[bold]{key}[/bold]: {value if value is not None else '-'}", highlight=False)
     if data["stalled"]:
         out.print("[yellow]This job is alive but its progress has not moved; it may be stalled.[/yellow]")
