@@ -29,6 +29,7 @@ def test_the_estimate_grows_with_the_batch_the_weights_and_the_model():
     assert memory.estimate_mb(tiny, "int8", 0) == memory.estimate_mb(tiny, "int8", 1)  # one clip either way
     assert memory.estimate_mb(tiny, "int8", 8) > memory.estimate_mb(tiny, "int8", 0)
     assert memory.estimate_mb(tiny, "float32", 0) > memory.estimate_mb(tiny, "int8", 0)
+    assert memory.estimate_mb(tiny, "int8", 0, beam_size=5) > memory.estimate_mb(tiny, "int8", 0)
     assert memory.estimate_mb(large, "int8", 8) > 4 * memory.estimate_mb(tiny, "int8", 8)
 
 

@@ -124,15 +124,15 @@ def model_shape(name: str) -> Shape | None:
     return shape_by_name(ref.name) or (shape_by_name(ref.repo_id) if ref.repo_id else None)
 
 
-def estimate_mb(shape: Shape, compute_type: str, batch_size: int) -> float:
-    """Expected peak RSS of a job (MB)."""
+def estimate_mb(shape: Shape, compute_type: str, batch_size: int, beam_size: int = 1) -> float:
+    """Expected peak RSS of a job (MB). Each beam of a clip keeps its own cross-attention cache."""
     if compute_type.startswith("int8"):
         embedding = min(shape.params, VOCABULARY * shape.width / 1e6)
         weights = embedding * 4 + (shape.params - embedding) * INT8_BYTES
     else:
         weights = shape.params * FLOAT32_BYTES
     cache = 2 * shape.decoder_layers * CLIP_FRAMES * shape.width * 4 / 2**20
-    clip = cache + CLIP_MB
+    clip = cache * max(1, beam_size) + CLIP_MB
     return math.ceil((RUNTIME_MB + weights + max(1, batch_size) * clip) * MARGIN / 10) * 10
 
 
@@ -146,7 +146,7 @@ def job_estimate_mb(options: TranscribeOptions) -> float | None:
     compute_type = options.compute_type
     if compute_type == "auto":
         compute_type = device.CPU_COMPUTE_TYPE
-    return estimate_mb(shape, compute_type, options.batch_size)
+    return estimate_mb(shape, compute_type, options.batch_size, options.beam_size)
 
 
 # What this machine's kind measured (bench item 18): base, int8, batched, 2 cores, on real speech.
