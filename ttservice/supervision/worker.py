@@ -58,7 +58,11 @@ def standby(settings: Settings) -> int:
     die_with_parent(signal.SIGKILL)  # no job yet, nothing to record: go with the service
     try:
         # The threads it would have as the next job: it takes one only while a slot is free.
-        options = shared_cores(open_store(settings), settings, TranscribeOptions.from_settings(settings), 1)
+        store = open_store(settings)
+        try:
+            options = shared_cores(store, settings, TranscribeOptions.from_settings(settings), 1)
+        finally:
+            store.close()
         warm = FasterWhisperEngine(options)
     except TTServiceError as error:
         warm = None  # the job loads its own model and records why it cannot

@@ -2,8 +2,8 @@
 
 `auto` takes CUDA when CTranslate2 finds a usable device (its CUDA libraries
 load and a GPU answers), else the CPU. The compute type `auto` is float16 on
-CUDA and int8 on the CPU: on real speech int8 gave float32's words at 1.1 to
-1.5 times its speed and less memory (bench item 18, docs/performance.md), and
+CUDA and int8 on the CPU: on real speech int8 gave float32's words, as fast or
+faster (1.0 to 1.5 times) and in less memory (bench item 18, docs/performance.md), and
 float16 is what CUDA runs fastest at the same accuracy.
 """
 
