@@ -131,3 +131,38 @@ def test_thai_words_are_words_and_thai_subtitles_break_between_them(
     assert len(lines) > len(thai)  # 8 characters a line: the Thai text was broken, between words
     assert all(width(line) <= 8 or line in words for line in lines), lines
     assert "".join(lines).replace(" ", "") == "".join(s["text"] for s in segments).replace(" ", "")
+
+
+@pytest.fixture(scope="module")
+def thai_lines(tmp_path_factory):
+    """Four lines of everyday Thai (the shared sample), read by espeak-ng: about 25 s."""
+    from ..conftest import SHARED
+
+    text = "\n".join((SHARED / "data" / "thai-sample.txt").read_text(encoding="utf-8").splitlines()[:4])
+    path = tmp_path_factory.mktemp("thai-lines") / "thai-lines.wav"
+    subprocess.run(["espeak-ng", "-v", "th", "-w", str(path), text], check=True)
+    return path
+
+
+@pytest.mark.parametrize("batch_size", [8, 0], ids=["batched", "sequential"])
+def test_an_english_only_model_claims_no_detection_and_warns_on_other_speech(
+    settings, web_env, thai_lines, batch_size
+):
+    """tiny.en with no language: nothing says it detected English; Thai speech completes with a
+    warning that it may not be English; real English (jfk.wav) with none."""
+    from ..conftest import make_settings
+    from ..conftest import run_page as run
+
+    mode = make_settings(settings.data_dir, batch_size=batch_size)
+    for media in (thai_lines, JFK_WAV):
+        assert ttservice(mode, "transcribe", str(media)).returncode == 0
+    thai, english = (json.loads(ttservice(mode, "show", str(n), "--json").stdout) for n in (1, 2))
+    for job in (thai, english):
+        assert job["status"] == "completed" and job["english_only_model"] is True
+        assert job["detected_language"] == "en" and job["language_probability"] is None
+    assert [code["code"] for code in thai["warning_codes"]] == ["language.maybe_not_english"]
+    assert thai["warnings"][0].startswith("This may not be English speech")
+    assert english["warnings"] == []
+    page = run("history.py", job=1)  # the web app reads the same data dir
+    assert "English (this model knows only English)" in page.markdown[0].value
+    assert page.warning[0].value.startswith("This may not be English speech")

@@ -177,6 +177,7 @@ def details(store: Store, settings: Settings, job_id: int, pm: ProcessManager | 
     waiting = models.waiting_for(store, job, settings)
     kind = None if not waiting else "memory" if waiting[0].code == "memory.waiting" else "download"
     return job.to_dict() | {
+        "english_only_model": _english_only(job),
         "waiting_for": kind,
         "waiting_reason": str(waiting[0]) if waiting else None,
         "download": waiting[1].to_dict() if waiting and waiting[1] else None,
@@ -189,6 +190,17 @@ def details(store: Store, settings: Settings, job_id: int, pm: ProcessManager | 
         "segments": len(segments),
         "text": " ".join(s.text for s in segments),
     }
+
+
+def _english_only(job: Job) -> bool | None:
+    """Whether the job's model knows only English (None: cannot tell, or no such model here)."""
+    from ..models import catalog, hub
+
+    try:
+        ref = catalog.resolve(job.options.model)
+    except ModelError:
+        return None
+    return catalog.english_only(ref, ref.folder or hub.installed_folder(ref))
 
 
 def submit_file(

@@ -19,6 +19,7 @@ from ..exceptions import TTServiceError
 from ..jobs import Store, TranscribeOptions
 from ..jobs.logs import JobLogHandler
 from ..jobs.record import chunk_of
+from ..messages import Message
 from ..platform import node_name, trim_heap
 from ..words import has_thai, merge_words
 from . import device, media, remote
@@ -147,6 +148,10 @@ def transcribe_job(
         log.info("[%s -> %s] %s", clock(segment.start), clock(segment.end), segment.text)
         log.info("Processing chunk %d/%d - Speed: %.1fx realtime - ETA %s", chunk, chunks, speed, clock(eta))
     check_disk(store, handler)
+    if not engine.multilingual and engine.doubt.much:
+        warning = Message("language.maybe_not_english", share=engine.doubt.share)
+        log.warning("%s", warning)
+        store.add_warning(job_id, warning)
     duration = prepared.duration
     store.set_media_info(job_id, duration, info_.language, attempt=attempt)
     if not store.add_segments(job_id, [], duration, 1.0, attempt=attempt):

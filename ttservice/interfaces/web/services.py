@@ -34,6 +34,8 @@ def language_of(job: Job) -> str:
     code = job.detected_language or job.options.language
     if code is None:
         return t("job.auto_detect")
+    if code == "en" and job.language_probability is None and not job.options.language:
+        return t("job.english_only")  # transcribed as English, by a model that knows no other
     text = f"{language_name(code)} ({code})"
     if job.language_probability is not None and not job.options.language:
         text = t("job.detected", language=text, probability=f"{job.language_probability:.0%}")
