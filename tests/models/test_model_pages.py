@@ -74,3 +74,19 @@ def test_history_shows_a_job_waiting_for_its_model(web_env, store):
     panel = run("history.py", job=job_id)
     assert "Waiting for the model base to download" in panel.info[0].value
     assert store.get_job(job_id).status is JobStatus.QUEUED
+
+
+def test_transcribe_page_says_when_every_model_knows_only_english(web_env, store, monkeypatch):
+    """Only the bundled tiny.en is installed: the page says so and offers the multilingual model
+    recommended here (base, under a limit that leaves out the larger ones); one click asks the
+    service to download it, and then it is in the page's list of models."""
+    monkeypatch.setenv("TTSERVICE_MEMORY_LIMIT_MB", "1500")
+    at = run("transcribe.py")
+    [notice] = [i.value for i in at.info if "knows only English" in i.value]
+    assert "such as base, recommended here" in notice
+    [offer] = [b for b in at.button if b.label.startswith("Download base")]
+    offer.click().run()
+    [row] = store.list_downloads(active_only=True)
+    assert row.repo_id == BASE_REPO and row.runner is Runner.UNCLAIMED  # the service takes it
+    download.fetch(catalog.resolve("base"), lambda done, total: None)  # as the service would
+    assert "base" in run("transcribe.py").selectbox[0].options

@@ -17,7 +17,8 @@ TASKS = ["transcribe", "translate"]
 settings = services.settings()
 store = services.store()
 st.title(t("transcribe.title"))
-models = actions.models.installed_names(store, settings)
+known = actions.models.list_models(store, settings)
+models = [m.name for m in known if m.installed]  # the bundled one first
 if settings.model not in models:
     models.append(settings.model)  # the configured default, downloaded when a job first needs it
 
@@ -46,6 +47,29 @@ with st.form("transcribe", clear_on_submit=True):
     lease = st.checkbox(t("transcribe.lease"))
     started = st.form_submit_button(t("transcribe.start"), type="primary")
 services.page_link("views/models.py", t("transcribe.get_model"), "models", icon=":material/download:")
+
+
+def offer_multilingual() -> None:
+    """Where every installed model knows only English, say so, and offer the multilingual model
+    recommended for this machine: one click downloads it, then it is in the list above."""
+    installed = [m for m in known if m.installed]
+    if not installed or any(m.multilingual is not False for m in installed):
+        return
+    offer = next((m for m in known if m.recommended), None) or next(m for m in known if m.name == "base")
+    box = st.container(border=True)
+    box.info(t("transcribe.english_only", model=offer.name))
+    if offer.download is not None:
+        box.caption(t("models.downloading_badge", progress=f"{offer.download.progress:.0%}"))
+    elif box.button(t("transcribe.get_multilingual", model=offer.name, mb=f"{offer.memory_mb or 0:,.0f}")):
+        try:
+            actions.models.request_download(store, offer.name)
+        except TTServiceError as error:
+            st.error(error_text(error))
+        else:
+            st.toast(t("models.downloading", name=offer.name))
+
+
+offer_multilingual()
 
 if started:
     if not files:
