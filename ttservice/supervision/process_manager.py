@@ -27,6 +27,7 @@ from ..config import MEDIA_FROM_ENV, WORKER_PARENT_ENV, Settings
 from ..jobs import SERVICE_RUNNERS, HostId, Job, JobStatus, Runner, Store, TranscribeOptions, logs, open_store
 from ..messages import Message, Said
 from ..models import memory
+from ..transcription import device
 from . import proctree
 from .downloads import ModelDownloads
 from .monitor import Duty, Monitor
@@ -227,6 +228,13 @@ class ProcessManager(Sweeping):
         """Whether the job's model fits now in what the memory limit and the machine leave."""
         return memory.Room(self.store, self.settings, self.host.name).waiting(job.options) is None
 
+    def warm_threads(self) -> int:
+        """The CPU threads the warm worker's model loads with: its share as the next job (0: the
+        settings say how many every job has)."""
+        if self.settings.cpu_threads:
+            return 0
+        return device.cpu_threads(len(self.children) + 1)
+
     def slot_free(self) -> bool:
         """False when this manager's own workers already fill every slot."""
         return len(self.children) < self.settings.max_concurrent_jobs
@@ -390,7 +398,7 @@ class ProcessManager(Sweeping):
             Duty("dispatch", look_for_work, DISPATCH_CHECK, store.change_mark),
             Duty(
                 "warm",
-                lambda: self.warm.keep(self.slot_free() and self.warm_fits),
+                lambda: self.warm.keep(self.slot_free() and self.warm_fits, self.warm_threads()),
                 None,
                 wanted=lambda: settings.warm_worker,
             ),

@@ -47,8 +47,9 @@ class WarmWorker:
         self._dormant = False  # ended for being idle: none until a job starts
         self._lock = threading.Lock()
 
-    def keep(self, slot_free: bool) -> None:
-        """Have one waiting while a slot is free (so that its start never slows a running job)."""
+    def keep(self, slot_free: bool, threads: int = 0) -> None:
+        """Have one waiting while a slot is free (so that its start never slows a running job),
+        its model loaded with `threads` CPU threads (0: the settings')."""
         with self._lock:
             process = self._process
             if process is not None and process.poll() is not None:  # it exited with no job
@@ -72,7 +73,7 @@ class WarmWorker:
                 self._process = proctree.spawn(
                     [sys.executable, "-m", "ttservice.supervision.worker", STANDBY],
                     self.log_path,
-                    self._env | {READY_FD_ENV: str(write_end)},
+                    self._env | {READY_FD_ENV: str(write_end)} | threads_env(threads),
                     stdin=subprocess.PIPE,
                     pass_fds=(write_end,),
                 )
@@ -127,6 +128,10 @@ class WarmWorker:
         if self._ready_fd is not None:
             os.close(self._ready_fd)
         self._ready_fd, self._ready = None, False
+
+
+def threads_env(threads: int) -> dict[str, str]:
+    return {"TTSERVICE_CPU_THREADS": str(threads)} if threads else {}
 
 
 def _end(process: subprocess.Popen) -> None:

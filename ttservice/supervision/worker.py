@@ -37,7 +37,7 @@ from ..jobs.logs import LogShipper, job_log_path
 from ..messages import Message
 from ..platform import die_with_parent
 from ..transcription.engine import FasterWhisperEngine
-from ..transcription.pipeline import shared_cores, transcribe_job
+from ..transcription.pipeline import transcribe_job
 from . import lifeline
 from .lifeline import EXIT_ABANDONED, EXIT_FAILED, EXIT_OK
 
@@ -57,13 +57,8 @@ def standby(settings: Settings) -> int:
     """The service's warm worker: load the default model, then wait for a job id on stdin."""
     die_with_parent(signal.SIGKILL)  # no job yet, nothing to record: go with the service
     try:
-        # The threads it would have as the next job: it takes one only while a slot is free.
-        store = open_store(settings)
-        try:
-            options = shared_cores(store, settings, TranscribeOptions.from_settings(settings), 1)
-        finally:
-            store.close()
-        warm = FasterWhisperEngine(options)
+        # Its threads are its share as the next job: the service sets TTSERVICE_CPU_THREADS so.
+        warm = FasterWhisperEngine(TranscribeOptions.from_settings(settings))
     except TTServiceError as error:
         warm = None  # the job loads its own model and records why it cannot
         print(f"Default model not loaded: {error}", flush=True)

@@ -33,15 +33,13 @@ CAPACITY_MARGIN = 1.01  # room for audio a little longer than declared, before t
 log = logging.getLogger("ttservice.worker")
 
 
-def shared_cores(
-    store: Store, settings: Settings, options: TranscribeOptions, starting: int = 0
-) -> TranscribeOptions:
+def shared_cores(store: Store, settings: Settings, options: TranscribeOptions) -> TranscribeOptions:
     """The options with their CPU threads: as set (TTSERVICE_CPU_THREADS), else this machine's
-    cores divided between the jobs running on it, with the `starting` ones not yet among them."""
+    cores divided between the jobs running on it, this one among them."""
     if options.cpu_threads:
         return options
     here = settings.host_name or node_name()
-    running = sum(1 for job in store.active_jobs() if job.host in (None, here)) + starting
+    running = sum(1 for job in store.active_jobs() if job.host in (None, here))
     return replace(options, cpu_threads=device.cpu_threads(running))
 
 
