@@ -44,6 +44,15 @@ def fetcher(store, download_id: int):
     return proc
 
 
+def caught_half_way(service, invariants: Invariants, fault: str):
+    """The service running, a download of base half-way, its process; and the fault announced."""
+    running = service()
+    download_id = asked(invariants.store)
+    proc = fetcher(invariants.store, download_id)
+    invariants.fault(fault)
+    return running, download_id, proc
+
+
 def ended(store, download_id: int, timeout: float = 60.0):
     return wait_for(lambda: (row := store.get_download(download_id)).finished and row, timeout)
 
@@ -51,11 +60,8 @@ def ended(store, download_id: int, timeout: float = 60.0):
 def test_sigkill_download_process_then_the_next_download_continues(
     service, invariants: Invariants, fault_settings, slow_hub
 ):
-    service()
+    _, download_id, proc = caught_half_way(service, invariants, "SIGKILL a download process")
     store = invariants.store
-    download_id = asked(store)
-    proc = fetcher(store, download_id)
-    invariants.fault("SIGKILL a download process")
     proc.send_signal(signal.SIGKILL)
     row = ended(store, download_id)
     assert row.status is JobStatus.FAILED and row.error == "The download process was killed by SIGKILL."
@@ -71,11 +77,8 @@ def test_sigkill_download_process_then_the_next_download_continues(
 
 
 def test_sigstop_download_process_is_stopped_as_silent(service, invariants: Invariants, slow_hub):
-    service()
+    _, download_id, proc = caught_half_way(service, invariants, "SIGSTOP a download process")
     store = invariants.store
-    download_id = asked(store)
-    proc = fetcher(store, download_id)
-    invariants.fault("SIGSTOP a download process")
     proc.send_signal(signal.SIGSTOP)
     try:
         row = ended(store, download_id, timeout=60)
@@ -90,11 +93,8 @@ def test_sigstop_download_process_is_stopped_as_silent(service, invariants: Inva
 def test_sigkill_service_during_a_download_ends_it_with_its_service(
     service, invariants: Invariants, fault_settings, slow_hub
 ):
-    running = service()
+    running, download_id, proc = caught_half_way(service, invariants, "SIGKILL the service during a download")
     store = invariants.store
-    download_id = asked(store)
-    proc = fetcher(store, download_id)
-    invariants.fault("SIGKILL the service during a download")
     running.signal(signal.SIGKILL)
     running.wait(30)
     row = ended(store, download_id, timeout=30)
@@ -108,11 +108,8 @@ def test_sigkill_service_during_a_download_ends_it_with_its_service(
 
 
 def test_a_download_stopped_leaves_nothing_running(service, invariants: Invariants, slow_hub):
-    service()
+    _, download_id, proc = caught_half_way(service, invariants, "stop a download")
     store = invariants.store
-    download_id = asked(store)
-    proc = fetcher(store, download_id)
-    invariants.fault("stop a download")
     assert actions.models.stop_download(store, invariants.settings, download_id)
     row = store.get_download(download_id)
     assert row.status is JobStatus.CANCELLED and row.error == "The download was stopped."
