@@ -100,7 +100,7 @@ def _fitted(models: list[ModelInfo], store: Store, settings: Settings) -> list[M
     """Each model with its memory, download size and speed here (measured or expected)."""
     from ..models import memory
 
-    speeds = {row["model"]: row["speed"] for row in store.stats()["speed_by_model"]}
+    speeds = {row["model"]: row["speed"] for row in store.speed_by_model()}
     shapes = {m.name: memory.model_shape(m.path and str(m.path) or m.name) for m in models}
     measured = [(speeds[n], s) for n, s in shapes.items() if s is not None and speeds.get(n)]
     fitted = []
@@ -113,7 +113,7 @@ def _fitted(models: list[ModelInfo], store: Store, settings: Settings) -> list[M
         fitted.append(
             replace(
                 m,
-                memory_mb=memory.job_estimate_mb(options),
+                memory_mb=memory.options_estimate_mb(shape, options) if shape else None,
                 download_mb=round(shape.params * 2) if shape and not m.installed else None,  # float16
                 speed=speeds.get(m.name),
                 expected_speed=expected,

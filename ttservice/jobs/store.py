@@ -111,6 +111,9 @@ class Store(Protocol):
     def stats(self) -> dict[str, Any]:
         """Figures for the Statistics page, straight from the statuses."""
 
+    def speed_by_model(self) -> list[dict[str, Any]]:
+        """Completed jobs' mean speed (×realtime), count and largest peak memory, by model."""
+
     def delete_job(self, job_id: int) -> None: ...
 
     def jobs_naming(self, media_path: str) -> int:

@@ -138,14 +138,15 @@ def estimate_mb(shape: Shape, compute_type: str, batch_size: int, beam_size: int
 
 def job_estimate_mb(options: TranscribeOptions) -> float | None:
     """What a job with these options is expected to take; None for a model of unknown shape."""
+    shape = model_shape(options.model)
+    return options_estimate_mb(shape, options) if shape is not None else None
+
+
+def options_estimate_mb(shape: Shape, options: TranscribeOptions) -> float:
+    """What a job with these options takes with a model of this shape."""
     from ..transcription import device
 
-    shape = model_shape(options.model)
-    if shape is None:
-        return None
-    compute_type = options.compute_type
-    if compute_type == "auto":
-        compute_type = device.CPU_COMPUTE_TYPE
+    compute_type = device.CPU_COMPUTE_TYPE if options.compute_type == "auto" else options.compute_type
     return estimate_mb(shape, compute_type, options.batch_size, options.beam_size)
 
 

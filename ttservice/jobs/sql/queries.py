@@ -222,13 +222,6 @@ class JobQueries(SQLStore):
             f" FROM transcription_jobs WHERE status IN ({', '.join('?' * len(COMPLETED_NAMES))})",
             COMPLETED_NAMES,
         )[0]
-        speeds = self.db.read(
-            "SELECT model, avg(processed_seconds / (finished_at - started_at)) AS speed, count(*) AS n,"
-            " max(peak_memory_mb) AS peak_memory_mb"
-            " FROM transcription_jobs WHERE status = ? AND finished_at > started_at"
-            " AND processed_seconds > 0 GROUP BY model ORDER BY model",
-            (JobStatus.COMPLETED.value,),
-        )
         daily = self.db.read(
             f"SELECT day, status, count(*) AS n FROM (SELECT {self.DAY_SQL} AS day, status"
             " FROM transcription_jobs) AS days WHERE day IS NOT NULL GROUP BY day, status ORDER BY day"
@@ -238,9 +231,19 @@ class JobQueries(SQLStore):
             "audio_hours": done["audio"] / 3600,
             "mean_queued_s": done["queued"],
             "mean_running_s": done["running"],
-            "speed_by_model": [dict(r) for r in speeds],
+            "speed_by_model": self.speed_by_model(),
             "daily": [dict(r) for r in daily],
         }
+
+    def speed_by_model(self) -> list[dict[str, Any]]:
+        rows = self.db.read(
+            "SELECT model, avg(processed_seconds / (finished_at - started_at)) AS speed, count(*) AS n,"
+            " max(peak_memory_mb) AS peak_memory_mb"
+            " FROM transcription_jobs WHERE status = ? AND finished_at > started_at"
+            " AND processed_seconds > 0 GROUP BY model ORDER BY model",
+            (JobStatus.COMPLETED.value,),
+        )
+        return [dict(r) for r in rows]
 
     def jobs_naming(self, media_path: str) -> int:
         rows = self.db.read("SELECT count(*) FROM transcription_jobs WHERE media_path = ?", (media_path,))
