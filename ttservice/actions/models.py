@@ -16,8 +16,9 @@ from .. import platform
 from ..config import Settings
 from ..exceptions import ModelError
 from ..jobs import Download, Job, JobStatus, Runner, Store, TranscribeOptions
+from ..jobs.record import PHASE_CONVERTING
 from ..messages import Message
-from ..models import catalog, hub
+from ..models import catalog, convert, hub
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class ModelInfo:
     speed: float | None = None  # ×realtime of its completed jobs here
     expected_speed: float | None = None  # when it has none: what its size suggests
     recommended: bool = False
+    format: str | None = None  # installed: "ctranslate2", or "transformers" (converted here)
+    source: str | None = None  # the repo its files came from
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +54,8 @@ class ModelInfo:
             "speed": self.speed,
             "expected_speed": self.expected_speed,
             "recommended": self.recommended,
+            "format": self.format,
+            "source": self.source,
         }
 
 
@@ -69,6 +74,8 @@ def list_models(store: Store, settings: Settings) -> list[ModelInfo]:
             hub.folder_size(bundled.folder),
             catalog.multilingual(bundled.folder),
             bundled=True,
+            format=convert.FORMAT_CT2,
+            source=bundled.repo_id,
         )
     ]
     named = set()
@@ -83,7 +90,17 @@ def list_models(store: Store, settings: Settings) -> list[ModelInfo]:
     for folder in folders(settings):
         if folder.is_dir():
             size = hub.folder_size(folder)
-            models.append(ModelInfo(str(folder), None, True, folder, size, catalog.multilingual(folder)))
+            models.append(
+                ModelInfo(
+                    str(folder),
+                    None,
+                    True,
+                    folder,
+                    size,
+                    catalog.multilingual(folder),
+                    format=convert.FORMAT_CT2,
+                )
+            )
     return recommend(_fitted(models, store, settings), settings)
 
 
@@ -142,7 +159,15 @@ def _info(name: str, repo: str, installed: hub.Installed | None, download: Downl
     if installed is not None:
         multilingual = catalog.multilingual(installed.folder)
         return ModelInfo(
-            name, repo, True, installed.folder, installed.size_bytes, multilingual, download=download
+            name,
+            repo,
+            True,
+            installed.folder,
+            installed.size_bytes,
+            multilingual,
+            download=download,
+            format=installed.format,
+            source=repo,
         )
     english = catalog.english_only_by_name(name)
     return ModelInfo(
@@ -298,6 +323,11 @@ def _download_wait(store: Store, job: Job) -> tuple[Message, Download | None] | 
     latest = store.latest_download(ref.repo_id)
     if latest is None or latest.status is not JobStatus.PROCESSING:
         return Message("model.waiting", model=ref.name), None
+    if latest.phase == PHASE_CONVERTING:
+        waiting = Message(
+            "model.waiting_converting", model=ref.name, done=latest.steps_done, total=latest.steps_total or 0
+        )
+        return waiting, latest
     if not latest.bytes_total:
         return Message("model.waiting_progress", model=ref.name, progress=latest.progress), latest
     waiting = Message(

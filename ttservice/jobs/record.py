@@ -269,6 +269,7 @@ class Job:
 
 
 CALLBACK_PENDING, CALLBACK_DELIVERED, CALLBACK_FAILED = "pending", "delivered", "failed"
+PHASE_DOWNLOADING, PHASE_CONVERTING = "downloading", "converting"  # a download's phases
 
 
 @dataclass
@@ -297,6 +298,10 @@ class Download:
     finished_at: float | None = None
     stop_requested_at: float | None = None
     started_bytes: int = 0  # on disk already when this download began (a resumed one)
+    phase: str = PHASE_DOWNLOADING  # then "converting", for a Transformers-format model
+    steps_done: int = 0  # the conversion's steps (its layers, then quantizing and writing)
+    steps_total: int | None = None
+    memory_mb: float | None = None  # what the conversion needs, said before it starts
 
     @property
     def finished(self) -> bool:
@@ -304,6 +309,8 @@ class Download:
 
     @property
     def progress(self) -> float:
+        if self.phase == PHASE_CONVERTING:
+            return min(self.steps_done / self.steps_total, 1.0) if self.steps_total else 0.0
         return min(self.bytes_done / self.bytes_total, 1.0) if self.bytes_total else 0.0
 
     def speed(self, now: float | None = None) -> float | None:
@@ -335,6 +342,10 @@ class Download:
             "bytes_total": self.bytes_total,
             "progress": round(self.progress, 4),
             "bytes_per_second": self.speed(),
+            "phase": self.phase,
+            "steps_done": self.steps_done,
+            "steps_total": self.steps_total,
+            "memory_mb": self.memory_mb,
             "error": self.error,
             **error_fields(self.error_detail),
             "process_id": self.process_id,

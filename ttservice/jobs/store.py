@@ -273,6 +273,11 @@ class Store(Protocol):
     ) -> bool:
         """Record bytes on disk (and the heartbeat); False once the download is no longer running."""
 
+    def download_phase(
+        self, download_id: int, phase: str, done: int, total: int, memory_mb: float | None = None
+    ) -> bool:
+        """Record a conversion's step (and its memory need); False once it is no longer running."""
+
     def download_heartbeat(self, download_id: int, now: float | None = None) -> bool: ...
 
     def finish_download(

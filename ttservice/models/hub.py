@@ -16,6 +16,7 @@ from typing import Any
 
 from ..exceptions import ModelError
 from .catalog import REQUIRED_FILES, TOKENIZER_FILES, ModelRef
+from .convert import FORMAT_CT2, FORMAT_TRANSFORMERS
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 CHECK_TIMEOUT = 10.0  # seconds a submit waits for the hub to say whether a model exists
@@ -59,7 +60,8 @@ def installed_folder(ref: ModelRef) -> Path | None:
     """The folder a model loads from, if it is complete on disk; None if it must be downloaded.
 
     A hub model counts as installed only when `refs/main` names a snapshot holding
-    every file a Whisper model needs; TTService's downloads write that ref last.
+    every file a Whisper model needs; TTService's downloads write that ref last. A
+    Transformers-format repo is installed once its conversion of that snapshot is.
     """
     if ref.kind != "hub":
         return ref.folder
@@ -67,9 +69,34 @@ def installed_folder(ref: ModelRef) -> Path | None:
 
     found = [try_to_load_from_cache(ref.repo_id, f, cache_dir=cache_dir()) for f in REQUIRED_FILES]
     if not all(isinstance(f, str) and os.path.isfile(f) for f in found):
-        return None
+        return converted_folder(ref.repo_id)
     folder = Path(found[0]).parent
     return folder if any((folder / f).is_file() for f in TOKENIZER_FILES) else None
+
+
+def main_commit(repo_id: str) -> str | None:
+    """The commit `refs/main` names: the snapshot a download finished last."""
+    try:
+        return (repo_folder(repo_id) / "refs" / "main").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def conversion_target(repo_id: str, commit: str) -> Path:
+    """Where the CTranslate2 conversion of a Transformers repo's snapshot lives: inside the repo's
+    own cache folder (removed with it), one per commit and quantization."""
+    from .convert import QUANTIZATION
+
+    return repo_folder(repo_id) / "ctranslate2" / f"{commit}-{QUANTIZATION}"
+
+
+def converted_folder(repo_id: str) -> Path | None:
+    """The finished conversion of the repo's main snapshot; None if there is none (yet)."""
+    commit = main_commit(repo_id)
+    if commit is None:
+        return None
+    folder = conversion_target(repo_id, commit)
+    return folder if (folder / "model.bin").is_file() else None
 
 
 @dataclass(frozen=True)
@@ -77,6 +104,7 @@ class Installed:
     repo_id: str
     folder: Path
     size_bytes: int
+    format: str = FORMAT_CT2  # "transformers": converted here from the repo's Transformers files
 
 
 def installed_models() -> list[Installed]:
@@ -94,6 +122,9 @@ def installed_models() -> list[Installed]:
             continue
         folder = installed_folder(ModelRef(repo.repo_id, "hub", repo.repo_id))
         if folder is None:
+            continue
+        if folder.parent.name == "ctranslate2":  # a conversion: its own files are what a job loads
+            found.append(Installed(repo.repo_id, folder, folder_size(folder), FORMAT_TRANSFORMERS))
             continue
         revision = next((r for r in repo.revisions if Path(r.snapshot_path) == folder), None)
         size = revision.size_on_disk if revision is not None else repo.size_on_disk
@@ -124,8 +155,9 @@ def remove(ref: ModelRef) -> Path:
 def check_remote(ref: ModelRef) -> dict[str, Any]:
     """Ask the hub whether the model can be downloaded; one sentence if not.
 
-    Returns {"sha": commit, "files": {name: size or None}} for the files a Whisper
-    model needs.
+    Returns {"sha": commit, "files": {name: size or None}, "format": ...} for the files a
+    Whisper model needs: a CTranslate2 model's, or a Transformers model's (safetensors, a
+    tokenizer, a Whisper config), which the download converts.
     """
     if offline():
         raise ModelError("model.offline", model=ref.name)
@@ -154,13 +186,41 @@ def check_remote(ref: ModelRef) -> dict[str, Any]:
         raise ModelError(
             "model.hub_unreachable", model=ref.name, hub=endpoint(), error=type(error).__name__
         ) from None
+    from . import convert
     from .catalog import ALLOW_PATTERNS
 
-    files = {
-        s.rfilename: s.size
-        for s in info.siblings or []
-        if any(fnmatch(s.rfilename, pattern) for pattern in ALLOW_PATTERNS)
-    }
-    if not all(f in files for f in REQUIRED_FILES):
-        raise ModelError("model.not_ct2_repo", repo=ref.repo_id)
-    return {"sha": info.sha, "files": files, "siblings": info.siblings}
+    siblings = {s.rfilename: s.size for s in info.siblings or []}
+    kind = convert.format_of(siblings)
+    if kind == "pickled":
+        raise ModelError("model.pickled_only", repo=ref.repo_id)
+    if kind is None or "config.json" not in siblings:
+        raise ModelError("model.not_whisper_repo", repo=ref.repo_id)
+    patterns = ALLOW_PATTERNS if kind == FORMAT_CT2 else convert.TRANSFORMERS_PATTERNS
+    files = {name: size for name, size in siblings.items() if any(fnmatch(name, p) for p in patterns)}
+    if kind == FORMAT_CT2 and not any(f in files for f in TOKENIZER_FILES):
+        raise ModelError("model.not_whisper_repo", repo=ref.repo_id)
+    if kind == FORMAT_TRANSFORMERS:
+        if "tokenizer.json" not in files and not all(f in files for f in convert.BPE_FILES):
+            raise ModelError("model.no_tokenizer", repo=ref.repo_id)
+        _check_config(ref, info.sha)
+    return {"sha": info.sha, "files": files, "siblings": info.siblings, "format": kind}
+
+
+def _check_config(ref: ModelRef, commit: str) -> None:
+    """A Transformers repo's config.json says Whisper, or the repo is refused before anything is fetched."""
+    import json
+
+    from huggingface_hub import hf_hub_download
+
+    try:
+        path = hf_hub_download(
+            ref.repo_id, "config.json", revision=commit, cache_dir=cache_dir(), endpoint=endpoint(),
+            token=token(), etag_timeout=CHECK_TIMEOUT,
+        )  # fmt: skip
+        kind = json.loads(Path(path).read_text(encoding="utf-8")).get("model_type")
+    except Exception as error:  # the hub unreachable half-way, or a config that is no JSON
+        raise ModelError(
+            "model.hub_unreachable", model=ref.name, hub=endpoint(), error=type(error).__name__
+        ) from None
+    if kind != "whisper":
+        raise ModelError("model.not_whisper_config", repo=ref.repo_id, kind=kind or "?")

@@ -201,6 +201,14 @@ def _reduced(options: TranscribeOptions, used: Message, limit: float) -> Message
     return Message("memory.batch_reduced", batch=options.batch_size, limit_gb=limit / 1024, used=used)
 
 
+def converting_mb(store) -> float:
+    """What the conversions running now need (a Transformers model's, after its download)."""
+    from ..jobs.record import PHASE_CONVERTING
+
+    rows = store.list_downloads(active_only=True)
+    return sum(row.memory_mb or 0.0 for row in rows if row.phase == PHASE_CONVERTING)
+
+
 class Room:
     """What the limit and the machine's available memory leave for another job on this machine.
 
@@ -211,7 +219,7 @@ class Room:
     def __init__(self, store, settings, host: str | None = None) -> None:
         self.limit = limit_mb(settings)
         running = [j for j in store.active_jobs() if host is None or j.host in (None, host)]
-        self.used = sum(job_estimate_mb(j.options) or 0.0 for j in running)
+        self.used = sum(job_estimate_mb(j.options) or 0.0 for j in running) + converting_mb(store)
         self.available = psutil.virtual_memory().available / 2**20
 
     @property

@@ -175,6 +175,8 @@ class ModelDownloads:
                 on_update(row)
             if row.finished or cancel.is_set():
                 return row
+            if not self.children.watches(download_id) and row.process_id and self._live(row) is None:
+                self.sweep()  # another's download whose process is gone: ended, not waited for
             fd = self.children.exit_fd(download_id)
             wake = [cancel.fileno()] if isinstance(cancel, Interrupt) else []
             try:
@@ -189,7 +191,11 @@ class ModelDownloads:
     ) -> Download:
         """Download the model here (or join the download another process runs for it) and wait
         for it to end; with `cancel` set, a download of ours is stopped (its files stay), another's
-        goes on. The download's row as it ended."""
+        goes on. The download's row as it ended.
+
+        A download whose process died with whoever started it (both killed) is recorded as
+        ended first, so that this one starts afresh instead of waiting for it."""
+        self.sweep()
         download_id = self.ensure(ref)
         row = self.wait(download_id, on_update, cancel)
         if cancel.is_set() and self.children.watches(download_id):

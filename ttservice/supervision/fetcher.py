@@ -2,9 +2,11 @@
 
 It fetches one model into the hub cache (`models.download`), writing the bytes on
 disk to its row as they grow (at most every PROGRESS_EVERY s), and a heartbeat
-between. It always ends with the process that started it, the service or a
-`ttservice transcribe`: its partial files stay, and the next download of the
-model continues them. SIGTERM keeps Python's default action, for the same
+between. A Transformers-format model is then converted to CTranslate2 here, its
+steps written to the row (phase "converting"). It always ends with the process
+that started it, the service or a `ttservice transcribe`: its partial files
+stay, and the next download of the model continues them (a conversion starts
+again). SIGTERM keeps Python's default action, for the same
 reason: nothing is lost by stopping at once.
 
 Exit codes: 0 completed, 1 failed, 3 the download was finished elsewhere.
@@ -14,21 +16,25 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import time
+from pathlib import Path
 
 from .. import platform
 from ..config import Settings
-from ..exceptions import TTServiceError
+from ..exceptions import ModelError, TTServiceError
 from ..jobs import JobStatus, open_store
 from ..jobs.logs import download_log_path
+from ..jobs.record import PHASE_CONVERTING
 from ..messages import Message
-from ..models import catalog
+from ..models import catalog, convert, hub, memory
 from ..models.download import fetch
 from . import lifeline
 from .lifeline import EXIT_ABANDONED, EXIT_FAILED, EXIT_OK
 
 PROGRESS_EVERY = 0.25  # seconds between progress writes
+DISK_MARGIN = 1.05  # a converted model's files besides its weights: config, vocabulary, tokenizer
 
 log = logging.getLogger("ttservice.fetcher")
 
@@ -62,8 +68,17 @@ def run(download_id: int, settings: Settings | None = None) -> int:
             logging.shutdown()
             os._exit(EXIT_ABANDONED)
 
+    def converting(done: int, total: int, memory_mb: float | None = None) -> None:
+        if not store.download_phase(download_id, PHASE_CONVERTING, done, total, memory_mb):
+            log.warning("download %s is no longer running here; stopping", download_id)
+            logging.shutdown()
+            os._exit(EXIT_ABANDONED)
+
     def download() -> int:
-        folder = fetch(catalog.resolve(row.model), progress)
+        ref = catalog.resolve(row.model)
+        folder = fetch(ref, progress)
+        if convert.convertible(folder):
+            folder = _convert(ref, folder, settings, converting)
         log.info("Installed %s in %s", row.model, folder)
         return EXIT_OK
 
@@ -81,6 +96,35 @@ def run(download_id: int, settings: Settings | None = None) -> int:
     log.info("Download process exiting with code %d", code)
     logging.shutdown()
     return code
+
+
+def _convert(ref: catalog.ModelRef, snapshot: Path, settings: Settings, on_step) -> Path:
+    """Convert the downloaded Transformers snapshot to CTranslate2, once: its memory need said
+    (and checked against the limit) before it starts."""
+    target = hub.conversion_target(ref.repo_id, snapshot.name)
+    if (target / "model.bin").is_file():
+        return target
+    model = convert.check(snapshot)
+    params = convert.parameters(snapshot)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if shutil.disk_usage(target.parent).free < params * 2 * DISK_MARGIN:  # float16 weights, and a little
+        raise ModelError("convert.disk_full", folder=str(target.parent))
+    need, limit = convert.memory_mb(params), memory.limit_mb(settings)
+    if need > limit:
+        raise ModelError("convert.never_fits", model=ref.name, need_gb=need / 1024, limit_gb=limit / 1024)
+    total = model.encoder_layers + model.decoder_layers + 2
+    on_step(0, total, need)
+    log.info(
+        "Converting %s to CTranslate2 (%s): needs about %.0f MB of memory",
+        ref.name,
+        convert.QUANTIZATION,
+        need,
+    )
+    about = {"repo_id": ref.repo_id, "revision": snapshot.name, "quantization": convert.QUANTIZATION}
+    started = time.monotonic()
+    convert.convert(snapshot, target, about, on_step)
+    log.info("Converted in %.1f s", time.monotonic() - started)
+    return target
 
 
 if __name__ == "__main__":

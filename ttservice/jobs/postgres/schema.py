@@ -223,12 +223,24 @@ def _v5_memory(conn: Any) -> None:
     conn.execute(V5)
 
 
+# A download that converts a Transformers model: its phase, steps and memory need.
+V6 = (
+    "ALTER TABLE model_downloads ADD COLUMN phase text, ADD COLUMN steps_done integer,"
+    " ADD COLUMN steps_total integer, ADD COLUMN memory_mb double precision;"
+)
+
+
+def _v6_conversion(conn: Any) -> None:
+    conn.execute(V6)
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [
     _v1_the_sqlite_schema,
     _v2_hosts_and_engine,
     _v3_media_and_logs,
     _v4_messages_and_unclaimed,
     _v5_memory,
+    _v6_conversion,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from ...exceptions import TTServiceError
 from ...messages import Message, Said
-from ..record import Download, JobStatus, Runner
+from ..record import PHASE_DOWNLOADING, Download, JobStatus, Runner
 from .base import SQLStore, said
 
 ACTIVE = JobStatus.PROCESSING.value
@@ -92,6 +92,17 @@ class Downloads(SQLStore):
         )
         return cur.rowcount == 1
 
+    def download_phase(
+        self, download_id: int, phase: str, done: int, total: int, memory_mb: float | None = None
+    ) -> bool:
+        """Record the conversion's step (and its memory need, once); False once it is no longer running."""
+        cur = self.db.execute(
+            "UPDATE model_downloads SET phase = ?, steps_done = ?, steps_total = ?,"
+            " memory_mb = coalesce(?, memory_mb), last_heartbeat = ? WHERE id = ? AND status = ?",
+            (phase, done, total, memory_mb, self.clock(), download_id, ACTIVE),
+        )
+        return cur.rowcount == 1
+
     def download_heartbeat(self, download_id: int, now: float | None = None) -> bool:
         cur = self.db.execute(
             "UPDATE model_downloads SET last_heartbeat = ? WHERE id = ? AND status = ?",
@@ -148,4 +159,8 @@ def row_to_download(row: Any) -> Download:
         finished_at=data["finished_at"],
         stop_requested_at=data["stop_requested_at"],
         started_bytes=data["started_bytes"] or 0,
+        phase=data.get("phase") or PHASE_DOWNLOADING,
+        steps_done=data.get("steps_done") or 0,
+        steps_total=data.get("steps_total"),
+        memory_mb=data.get("memory_mb"),
     )

@@ -266,6 +266,20 @@ def _v12_memory(conn: Any) -> None:
             conn.execute(f"ALTER TABLE transcription_jobs ADD COLUMN {name} {kind}")
 
 
+def _v13_conversion(conn: Any) -> None:
+    # A download that converts a Transformers model: its phase (downloading, converting), the
+    # conversion's steps, and the memory the conversion needs (counted against the limit).
+    columns = _columns(conn, "model_downloads")
+    for name, kind in (
+        ("phase", "TEXT"),
+        ("steps_done", "INTEGER"),
+        ("steps_total", "INTEGER"),
+        ("memory_mb", "REAL"),
+    ):
+        if name not in columns:
+            conn.execute(f"ALTER TABLE model_downloads ADD COLUMN {name} {kind}")
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [
     _v1_jobs_and_segments,
     _v2_leases_and_search,
@@ -279,6 +293,7 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _v10_media_and_logs,
     _v11_messages_and_unclaimed,
     _v12_memory,
+    _v13_conversion,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,194 @@
+"""Transformers-format Whisper models: served by the local hub, downloaded and converted once by
+TTService, then used offline. The model is the multilingual test model itself, rewritten in
+Transformers' names and files (tests/models/transformers_model.py), so the converted model must
+give its words."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from ttservice.exceptions import ModelError
+from ttservice.jobs import JobStatus
+from ttservice.models import catalog, convert
+from ttservice.models import hub as cache
+
+from ..conftest import JFK_WAV, env_for, gone, tmpfs, ttservice, wait_for
+from ..conftest import words as words_of
+from ..hub_server import Repo
+from .transformers_model import make_transformers_model
+
+pytestmark = pytest.mark.model
+
+FINE_TUNE = "thai-lab/whisper-base-th"  # a stand-in for a Thai fine-tune on the hub
+
+
+@pytest.fixture(scope="module")
+def transformers_models(base_model_dir, tmp_path_factory):
+    """The test model in Transformers format: with tokenizer.json, with only vocab.json and merges.txt
+    (and two shards), and with no tokenizer at all."""
+    root = tmp_path_factory.mktemp("transformers")
+    return {
+        kind: make_transformers_model(base_model_dir, root / kind, tokenizer=kind, shards=shards)
+        for kind, shards in (("json", 1), ("bpe", 2), ("none", 1))
+    }
+
+
+@pytest.fixture(scope="module")
+def base_words(base_model_dir, tmp_path_factory):
+    """jfk.wav's words with the original CTranslate2 test model."""
+    from ttservice.config import Settings
+
+    settings = Settings.from_env(data_dir=tmp_path_factory.mktemp("original"))
+    done = ttservice(settings, "transcribe", str(JFK_WAV), "--model", str(base_model_dir))
+    assert done.returncode == 0, done.stderr
+    return words_of(done.stdout)
+
+
+def serve(hub, repo_id, folder):
+    hub.repos[repo_id] = Repo(repo_id, folder)
+
+
+def installed(name):
+    return cache.installed_folder(catalog.resolve(name))
+
+
+def transcribe_offline(settings, hub, model):
+    """jfk.wav with `model`, the hub forbidden (HF_HUB_OFFLINE) and every request it gets recorded."""
+    asked = len(hub.requests)
+    done = subprocess.run(
+        [sys.executable, "-m", "ttservice", "transcribe", str(JFK_WAV), "--model", model],
+        env=env_for(settings) | {"HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert hub.requests[asked:] == []  # nothing in the job reached for a model file
+    return words_of(done.stdout)
+
+
+def test_a_transformers_whisper_downloads_converts_once_and_transcribes_as_the_original(
+    hub, settings, store, transformers_models, base_words
+):
+    serve(hub, FINE_TUNE, transformers_models["json"])
+    done = ttservice(settings, "models", "download", FINE_TUNE, "--json")
+    assert done.returncode == 0, done.stderr
+    folder = installed(FINE_TUNE)
+    assert folder is not None and json.loads(done.stdout)["path"] == str(folder)
+    assert {"model.bin", "tokenizer.json", "preprocessor_config.json"} <= {p.name for p in folder.iterdir()}
+    row = store.list_downloads()[0]
+    assert row.status is JobStatus.COMPLETED and row.phase == "converting"
+    assert row.steps_total == 6 + 6 + 2 and row.steps_done == row.steps_total and row.memory_mb > 200
+    source = convert.source_of(folder)
+    assert source["repo_id"] == FINE_TUNE and source["quantization"] == "float16"
+    listed = {m["name"]: m for m in json.loads(ttservice(settings, "models", "list", "--json").stdout)}
+    model = listed[FINE_TUNE]
+    assert model["installed"] and model["format"] == "transformers" and model["source"] == FINE_TUNE
+    assert model["multilingual"] is True and model["memory_mb"] > 0
+    assert listed["base"]["format"] is None  # not installed: nothing to say yet
+
+    assert transcribe_offline(settings, hub, FINE_TUNE) == base_words
+
+    again = ttservice(settings, "models", "download", FINE_TUNE)  # converted once, not again
+    assert again.returncode == 0 and "ready" in again.stderr and len(store.list_downloads()) == 1
+
+
+def test_a_repo_with_only_vocab_and_merges_gets_a_tokenizer_and_works_offline(
+    hub, settings, store, transformers_models, base_words
+):
+    serve(hub, FINE_TUNE, transformers_models["bpe"])
+    assert not (transformers_models["bpe"] / "tokenizer.json").exists()
+    done = ttservice(settings, "models", "download", FINE_TUNE)
+    assert done.returncode == 0, done.stderr
+    assert (installed(FINE_TUNE) / "tokenizer.json").is_file()
+    assert transcribe_offline(settings, hub, FINE_TUNE) == base_words
+
+
+@pytest.mark.parametrize(
+    "change, sentence",
+    [
+        (
+            "no tokenizer",
+            f"{FINE_TUNE} has no tokenizer: it needs tokenizer.json, or vocab.json and merges.txt.",
+        ),
+        ("not whisper", f"{FINE_TUNE} is not a Whisper model: its config.json says 'bert'."),
+        ("pickled", f"{FINE_TUNE} has its weights only in pytorch_model.bin"),
+    ],
+)
+def test_a_repo_that_cannot_be_converted_is_refused_at_submit_in_one_sentence(
+    hub, settings, store, transformers_models, tmp_path, change, sentence
+):
+    folder = transformers_models["none"]
+    if change != "no tokenizer":
+        folder = tmp_path / "repo"
+        folder.mkdir()
+        for f in transformers_models["json"].iterdir():
+            (folder / f.name).symlink_to(f)
+    if change == "not whisper":
+        (folder / "config.json").unlink()
+        (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    if change == "pickled":
+        (folder / "model.safetensors").unlink()
+        (folder / "pytorch_model.bin").write_bytes(b"PK\x03\x04 not read")
+    serve(hub, FINE_TUNE, folder)
+    run = ttservice(settings, "transcribe", str(JFK_WAV), "--model", FINE_TUNE)
+    assert run.returncode == 2 and sentence in run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    (job,) = store.list_jobs()  # kept, failed, with the reason: nothing was downloaded for it
+    assert job.status is JobStatus.FAILED and sentence in job.error and store.list_downloads() == []
+
+
+def test_a_conversion_killed_half_way_is_never_installed_and_the_next_download_completes(
+    hub, settings, store, transformers_models, base_words
+):
+    serve(hub, FINE_TUNE, transformers_models["bpe"])
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "ttservice", "models", "download", FINE_TUNE],
+        env=env_for(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        row = wait_for(
+            lambda: [d for d in store.list_downloads() if d.phase == "converting"], 120, 0.005, "converting"
+        )[0]
+        os.kill(row.process_id, signal.SIGKILL)  # the download process itself, mid-conversion
+        wait_for(lambda: gone(row.process_id), 30, what="the download process to die")
+    finally:
+        cli.kill()
+        cli.wait()
+    assert installed(FINE_TUNE) is None  # downloaded, but not converted: not installed
+    done = ttservice(settings, "models", "download", FINE_TUNE)
+    assert done.returncode == 0, done.stderr
+    folder = installed(FINE_TUNE)
+    assert folder is not None and [p.name for p in folder.parent.iterdir()] == [folder.name]  # no leftovers
+    assert transcribe_offline(settings, hub, FINE_TUNE) == base_words
+
+
+def test_a_full_disk_during_conversion_says_so_and_installs_nothing(
+    hub, settings, store, transformers_models, tmp_path, monkeypatch
+):
+    # The download (145 MB) fits; its conversion (as much again) does not.
+    with tmpfs(tmp_path / "small-cache", "220m") as small:
+        monkeypatch.setenv("HF_HUB_CACHE", str(small))
+        serve(hub, FINE_TUNE, transformers_models["json"])
+        run = ttservice(settings, "models", "download", FINE_TUNE)
+        assert run.returncode == 1 and "The disk is full, so the model could not be converted" in run.stderr
+        assert "Traceback" not in run.stderr
+        assert installed(FINE_TUNE) is None
+        assert not list(cache.repo_folder(FINE_TUNE).glob("ctranslate2/*"))  # nothing half-written kept
+        row = store.list_downloads()[0]
+        assert row.status is JobStatus.FAILED and "free some space" in row.error
+        listed = ttservice(settings, "models", "list", "--json")  # and TTService goes on
+        assert listed.returncode == 0 and FINE_TUNE not in {m["name"] for m in json.loads(listed.stdout)}
+
+
+def test_disk_full_while_writing_the_converted_model_leaves_no_partial_folder(transformers_models, tmp_path):
+    with tmpfs(tmp_path / "tiny-disk", "40m") as small:
+        with pytest.raises(ModelError, match="The disk is full, so the model could not be converted"):
+            convert.convert(transformers_models["json"], small / "converted", {})
+        assert list(small.iterdir()) == []
