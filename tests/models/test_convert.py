@@ -79,6 +79,7 @@ def test_a_transformers_whisper_downloads_converts_once_and_transcribes_as_the_o
     assert done.returncode == 0, done.stderr
     folder = installed(FINE_TUNE)
     assert folder is not None and json.loads(done.stdout)["path"] == str(folder)
+    assert f"Converting {FINE_TUNE} to CTranslate2, needs about 0.4 GB of memory" in done.stderr
     assert {"model.bin", "tokenizer.json", "preprocessor_config.json"} <= {p.name for p in folder.iterdir()}
     row = store.list_downloads()[0]
     assert row.status is JobStatus.COMPLETED and row.phase == "converting"

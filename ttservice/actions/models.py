@@ -38,6 +38,9 @@ class ModelInfo:
     recommended: bool = False
     format: str | None = None  # installed: "ctranslate2", or "transformers" (converted here)
     source: str | None = None  # the repo its files came from
+    languages: list[str] | None = None  # what a fine-tune was tuned for (None: Whisper's own)
+    license: str | None = None  # a fine-tune's, as its model card states it
+    published: str | None = None  # a fine-tune's accuracy, as its authors published it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,8 +58,20 @@ class ModelInfo:
             "expected_speed": self.expected_speed,
             "recommended": self.recommended,
             "format": self.format,
-            "source": self.source,
+            "source": self.source or self.repo_id,
+            "languages": self.languages or _languages(self.multilingual),
+            "license": self.license,
+            "published": self.published,
         }
+
+
+def _languages(multilingual: bool | None) -> list[str] | None:
+    """Whisper's own: ["en"] for an English-only model, every language it knows for the others."""
+    if multilingual is None:
+        return None
+    from ..models.languages import LANGUAGES
+
+    return ["en"] if not multilingual else list(LANGUAGES)
 
 
 def list_models(store: Store, settings: Settings) -> list[ModelInfo]:
@@ -84,6 +99,12 @@ def list_models(store: Store, settings: Settings) -> list[ModelInfo]:
             continue
         named.add(repo)
         models.append(_info(name, repo, found.get(repo), running.get(repo)))
+    for name, tuned in catalog.FINE_TUNES.items():
+        named.add(tuned.repo_id)
+        info = _info(name, tuned.repo_id, found.get(tuned.repo_id), running.get(tuned.repo_id))
+        models.append(
+            replace(info, languages=list(tuned.languages), license=tuned.license, published=tuned.published)
+        )
     for repo, installed in found.items():
         if repo not in named:
             models.append(_info(repo, repo, installed, running.get(repo)))

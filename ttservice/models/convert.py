@@ -4,7 +4,7 @@ The Thai fine-tunes our users need are published for Hugging Face Transformers
 (`config.json` with `model_type: whisper`, weights in safetensors), which
 faster-whisper cannot load. CTranslate2's own converter needs torch and
 transformers (about 1 GB installed) to read them; here the safetensors are read
-with NumPy (memory-mapped: a tensor is in memory only while it is copied) and
+with NumPy (a tensor at a time, kept as float16) and
 poured into CTranslate2's own `WhisperSpec`, which validates, quantizes and
 writes the model as its converter does. `docs/decisions.md` has the measurements.
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import re
 import shutil
@@ -53,6 +54,7 @@ TRANSFORMERS_PATTERNS = (
 SOURCE_FILE = "source.json"
 PARTIAL_PREFIX = ".partial-"
 RUNTIME_MB = 200.0  # the converting process before any weights: Python, NumPy, CTranslate2
+MARGIN = 1.15  # as a job's estimate: errs upwards
 # Whisper's timestamp tokens and its tokens that are no language (all others between
 # <|startoftranscript|> and <|translate|> are languages).
 SOT, TRANSLATE = "<|startoftranscript|>", "<|translate|>"
@@ -80,20 +82,13 @@ def convertible(folder: Path) -> bool:
 
 def parameters(folder: Path) -> int:
     """Parameters in the folder's safetensors, from their headers alone."""
-    return sum(math_prod(shape) for _, (_, shape, _) in _tensor_index(Path(folder)).items())
-
-
-def math_prod(shape: list[int]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+    return sum(math.prod(shape) for _, shape, _ in _tensor_index(Path(folder)).values())
 
 
 def memory_mb(params: int) -> float:
-    """The conversion's peak: every weight held once as float16 by the spec, and the largest
-    tensors copied once more while quantized and written (measured: docs/decisions.md)."""
-    return RUNTIME_MB + params * 2 * 1.5 / 2**20
+    """The conversion's peak: every weight held once as float16 by the spec, besides the
+    process itself (measured: docs/decisions.md)."""
+    return (RUNTIME_MB + params * 2 / 2**20) * MARGIN
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -121,11 +116,14 @@ def _tensor_index(folder: Path) -> dict[str, tuple[Path, list[int], tuple[str, i
 
 
 class Weights:
-    """The model's tensors by their Transformers names, read on demand from memory maps."""
+    """The model's tensors by their Transformers names, each read from its file when asked for.
+
+    Read, not memory-mapped: a map's pages would count in the process's RSS until the end
+    (3 GB more for a medium model in float32), while a tensor read is freed once it is
+    copied as float16."""
 
     def __init__(self, folder: Path) -> None:
         self.index = _tensor_index(folder)
-        self._maps: dict[Path, object] = {}
 
     def __contains__(self, name: str) -> bool:
         return self._name(name) in self.index
@@ -140,10 +138,11 @@ class Weights:
         path, shape, (dtype, start, end) = self.index[self._name(name)]
         if dtype not in DTYPES:
             raise ModelError("convert.dtype", dtype=dtype, tensor=name)
-        data = self._maps.get(path)
-        if data is None:
-            data = self._maps[path] = np.memmap(path, dtype=np.uint8, mode="r")
-        array = data[start:end].view(DTYPES[dtype]).reshape(shape)
+        kind = np.dtype(DTYPES[dtype])
+        array = np.fromfile(path, dtype=kind, count=(end - start) // kind.itemsize, offset=start)
+        if array.size != math.prod(shape):
+            raise ModelError("convert.unreadable", folder=str(path.parent), error=f"{name} is cut short")
+        array = array.reshape(shape)
         if dtype == "BF16":
             array = (array.astype(np.uint32) << 16).view(np.float32)
         return array.astype(np.float16) if array.dtype.kind == "f" else array

@@ -60,7 +60,10 @@ SHAPES = {
 
 
 def shape_by_name(name: str) -> Shape | None:
-    """The shape a size name (or a repo named after one) stands for; None when the name cannot tell."""
+    """The shape a size name (or a repo named after one, or a fine-tune of the catalog) stands
+    for; None when the name cannot tell."""
+    if (tuned := catalog.fine_tune(name)) is not None:
+        return Shape(*tuned.shape)
     base = name.rsplit("/", 1)[-1].lower().removesuffix(".en")
     base = base.replace("faster-distil-whisper-", "distil-").removeprefix("faster-whisper-")
     if "turbo" in base:

@@ -13,6 +13,7 @@ from rich.markup import escape
 from ... import messages
 from ...config import Settings
 from ...jobs import Download, Store, iso, open_store
+from ...jobs.record import PHASE_CONVERTING
 from ...messages import Message, Said
 from ...supervision.waiting import Interrupt
 from ...transcription import export
@@ -83,13 +84,18 @@ def write(text: str, output: Path | None) -> None:
 
 
 class DownloadBar:
-    """A model download's progress on stderr: bytes, MB/s and ETA, from its row in the store."""
+    """A model download's progress on stderr: bytes, MB/s and ETA, from its row in the store; then,
+    for a Transformers-format model, its conversion's steps."""
 
     def __init__(self) -> None:
         self._progress = None
         self._task = None
+        self._converting = False
 
     def update(self, row: Download) -> None:
+        if row.phase == PHASE_CONVERTING:
+            self._convert(row)
+            return
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -114,6 +120,27 @@ class DownloadBar:
             self._progress.start()
             self._task = self._progress.add_task(row.model, total=row.bytes_total or None)
         self._progress.update(self._task, completed=row.bytes_done, total=row.bytes_total or None)
+
+    def _convert(self, row: Download) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        if not self._converting:
+            self.close()
+            self._converting = True
+            need = f", needs about {row.memory_mb / 1024:.1f} GB of memory" if row.memory_mb else ""
+            err.print(f"Converting {row.model} to CTranslate2{need}", highlight=False)
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}[/bold]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("steps"),
+                console=err,
+                transient=True,
+                disable=not err.is_terminal,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(row.model, total=row.steps_total or None)
+        self._progress.update(self._task, completed=row.steps_done, total=row.steps_total or None)
 
     def close(self) -> None:
         if self._progress is not None:

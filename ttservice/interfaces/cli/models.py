@@ -63,7 +63,9 @@ def list_cmd(as_json: bool) -> None:
     for m in rows:
         state = "bundled" if m.bundled else "yes" if m.installed else "no"
         if m.download is not None:
-            state = f"downloading {m.download.progress:.0%}"
+            state = f"{m.download.phase} {m.download.progress:.0%}"
+        elif m.format == "transformers":
+            state = "yes (converted)"
         size = _size(m.size_bytes) if m.size_bytes else f"~{m.download_mb:,.0f} MB" if m.download_mb else "-"
         memory = f"{m.memory_mb:,.0f} MB" if m.memory_mb else "-"
         name = f"{m.name} (recommended)" if m.recommended else m.name

@@ -5,13 +5,20 @@ import streamlit as st
 from ttservice import actions
 from ttservice.interfaces.web import services
 from ttservice.interfaces.web.i18n import t
+from ttservice.jobs.record import PHASE_CONVERTING
 from ttservice.transcription.export import clock
 
 REFRESH_SECONDS = 1
 
 
 def describe(row) -> str:
-    """'45% · 60 of 140 MB · 12.0 MB/s · ETA 0:00:07' for a download's row."""
+    """'45% · 60 of 140 MB · 12.0 MB/s · ETA 0:00:07' for a download's row; for a conversion,
+    'converting to CTranslate2: step 5 of 14 · needs about 1.6 GB of memory'."""
+    if row.phase == PHASE_CONVERTING:
+        text = t("downloads.converting", done=row.steps_done, total=row.steps_total or "?")
+        if row.memory_mb:
+            text += " · " + t("downloads.converting_memory", gb=f"{row.memory_mb / 1024:.1f}")
+        return text
     text = f"{row.progress:.0%}"
     if row.bytes_total:
         text += " · " + t(

@@ -63,7 +63,12 @@ for model in actions.models.list_models(store, settings):
         if model.bundled:
             state = f":green-badge[{t('models.bundled')}]"
         elif model.download is not None:
-            state = f":blue-badge[{t('models.downloading_badge', progress=f'{model.download.progress:.0%}')}]"
+            badge = (
+                "models.converting_badge"
+                if model.download.phase == "converting"
+                else "models.downloading_badge"
+            )
+            state = f":blue-badge[{t(badge, progress=f'{model.download.progress:.0%}')}]"
         elif model.installed:
             state = f":green-badge[{t('models.installed')}]"
         else:
@@ -78,6 +83,8 @@ for model in actions.models.list_models(store, settings):
             facts.append(t(LANGUAGES[model.multilingual]))
         if model.memory_mb:
             facts.append(t("models.memory", mb=f"{model.memory_mb:,.0f}"))
+        if model.format == "transformers":
+            facts.append(t("models.converted", source=model.source))
         if model.speed:
             facts.append(t("models.speed", speed=f"{model.speed:.1f}"))
         elif model.expected_speed:
