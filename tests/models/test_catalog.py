@@ -22,6 +22,19 @@ def test_names_resolve_to_the_bundled_model_a_repo_or_a_folder(tiny_en_dir):
     assert folder.kind == "folder" and folder.folder == tiny_en_dir
 
 
+def test_thai_fine_tunes_have_short_names_and_are_told_their_language():
+    ref = catalog.resolve("th-medium-distil")
+    assert ref == catalog.ModelRef("th-medium-distil", "hub", "biodatlab/distill-whisper-th-medium")
+    assert catalog.english_only_by_name("typhoon-turbo") is False
+    for model in ("th-medium", "biodatlab/whisper-th-medium-combined"):
+        options, _, _ = requests.checked(TranscribeOptions(model=model))
+        assert options.language == "th"  # tuned for Thai alone: never left to detection
+    options, _, _ = requests.checked(TranscribeOptions(model="th-medium", language="en"))
+    assert options.language == "en"  # a language the user names is kept
+    options, _, _ = requests.checked(TranscribeOptions(model="base"))
+    assert options.language is None
+
+
 @pytest.mark.parametrize(
     "name, sentence",
     [

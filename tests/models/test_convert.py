@@ -19,22 +19,10 @@ from ttservice.models import hub as cache
 from ..conftest import JFK_WAV, env_for, gone, tmpfs, ttservice, wait_for
 from ..conftest import words as words_of
 from ..hub_server import Repo
-from .transformers_model import make_transformers_model
 
 pytestmark = pytest.mark.model
 
 FINE_TUNE = "thai-lab/whisper-base-th"  # a stand-in for a Thai fine-tune on the hub
-
-
-@pytest.fixture(scope="module")
-def transformers_models(base_model_dir, tmp_path_factory):
-    """The test model in Transformers format: with tokenizer.json, with only vocab.json and merges.txt
-    (and two shards), and with no tokenizer at all."""
-    root = tmp_path_factory.mktemp("transformers")
-    return {
-        kind: make_transformers_model(base_model_dir, root / kind, tokenizer=kind, shards=shards)
-        for kind, shards in (("json", 1), ("bpe", 2), ("none", 1))
-    }
 
 
 @pytest.fixture(scope="module")

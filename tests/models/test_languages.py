@@ -162,6 +162,7 @@ def test_an_english_only_model_claims_no_detection_and_warns_on_other_speech(
         assert job["detected_language"] == "en" and job["language_probability"] is None
     assert [code["code"] for code in thai["warning_codes"]] == ["language.maybe_not_english"]
     assert thai["warnings"][0].startswith("This may not be English speech")
+    assert "For Thai, the Thai fine-tune th-" in thai["warnings"][0]  # the one that fits here, named
     assert english["warnings"] == []
     page = run("history.py", job=1)  # the web app reads the same data dir
     assert "English (this model knows only English)" in page.markdown[0].value

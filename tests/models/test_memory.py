@@ -33,7 +33,7 @@ def test_the_estimate_grows_with_the_batch_the_weights_and_the_model():
     assert memory.estimate_mb(large, "int8", 8) > 4 * memory.estimate_mb(tiny, "int8", 8)
 
 
-def test_every_model_has_its_memory_and_at_most_one_is_recommended(settings):
+def test_every_model_has_its_memory_and_one_general_and_one_thai_model_at_most_are_recommended(settings):
     run = ttservice(settings, "models", "list", "--json")
     assert run.returncode == 0, run.stderr
     models = {m["name"]: m for m in json.loads(run.stdout)}
@@ -41,11 +41,15 @@ def test_every_model_has_its_memory_and_at_most_one_is_recommended(settings):
     assert all(m["memory_mb"] and m["memory_mb"] > memory.RUNTIME_MB for m in known)
     assert all(m["download_mb"] for m in known if not m["installed"])
     assert models["large-v3"]["memory_mb"] > models["base"]["memory_mb"] > models["tiny.en"]["memory_mb"]
-    assert sum(m["recommended"] for m in models.values()) <= 1
+    recommended = [m for m in models.values() if m["recommended"]]
+    assert sum(m["languages"] == ["th"] for m in recommended) <= 1 and len(recommended) <= 2
     tight = make_settings(settings.data_dir, memory_limit_mb=models["base"]["memory_mb"] + 1)
     fitting = [m for m in json.loads(ttservice(tight, "models", "list", "--json").stdout) if m["recommended"]]
-    assert [m["multilingual"] for m in fitting] == [True]
+    assert [m["multilingual"] for m in fitting] == [True]  # no Thai fine-tune fits under it
     assert fitting[0]["memory_mb"] <= tight.memory_limit_mb  # nothing larger than the limit allows
+    thai = make_settings(settings.data_dir, memory_limit_mb=models["th-medium-distil"]["memory_mb"] + 1)
+    fitting = [m for m in json.loads(ttservice(thai, "models", "list", "--json").stdout) if m["recommended"]]
+    assert "th-medium-distil" in [m["name"] for m in fitting]  # the one Thai fine-tune that fits
 
 
 def test_a_model_that_never_fits_is_refused_at_submit_and_leaves_no_job(settings):

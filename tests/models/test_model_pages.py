@@ -6,8 +6,9 @@ from ttservice.jobs import JobStatus, Runner, TranscribeOptions
 from ttservice.models import catalog, download
 from ttservice.models import hub as cache
 
-from ..conftest import JFK_WAV
+from ..conftest import JFK_WAV, ttservice
 from ..conftest import run_page as run
+from ..hub_server import Repo
 from .conftest import BASE_REPO, TINY_REPO
 
 
@@ -28,7 +29,7 @@ def test_models_page_lists_models_and_asks_the_service_to_download(web_env, stor
     assert any("English only · a job takes about" in text for text in facts)
     assert any("multilingual · a job takes about" in text for text in facts)
     assert any(text.startswith("Recommended here:") for text in facts)  # the rule, said
-    assert sum("recommended here" in m for m in shown) <= 1
+    assert sum("recommended here" in m for m in shown) <= 2  # a general model, and a Thai one
     at.button(key="download-base").click().run()
     [row] = store.list_downloads(active_only=True)
     assert row.repo_id == BASE_REPO and row.runner is Runner.UNCLAIMED and row.process_id is None  # asked for
@@ -90,3 +91,26 @@ def test_transcribe_page_says_when_every_model_knows_only_english(web_env, store
     assert row.repo_id == BASE_REPO and row.runner is Runner.UNCLAIMED  # the service takes it
     download.fetch(catalog.resolve("base"), lambda done, total: None)  # as the service would
     assert "base" in run("transcribe.py").selectbox[0].options
+
+
+def test_thai_with_a_general_model_offers_the_thai_fine_tune_that_fits(
+    web_env, store, settings, hub, transformers_models
+):
+    """Thai chosen with a model not tuned for it: the page, and the CLI, name the Thai fine-tune
+    recommended here; one click on the page asks for its download."""
+    at = run("transcribe.py")
+    at.selectbox[1].set_value("th")
+    at.button[0].click().run()  # Start (without a file: the advice comes all the same)
+    [notice] = [i.value for i in at.info if "For Thai, the Thai fine-tune" in i.value]
+    name = notice.split("fine-tune ")[1].split()[0]
+    assert name in catalog.FINE_TUNES and ("Common Voice 13" in notice or "CER" in notice)
+    repo = catalog.FINE_TUNES[name].repo_id
+    hub.repos[repo] = Repo(repo, transformers_models["json"])  # a stand-in on the local hub
+    [offer] = [b for b in at.button if b.label.startswith(f"Download {name}")]
+    offer.click().run()
+    [row] = store.list_downloads(active_only=True)
+    assert row.repo_id == repo and row.runner is Runner.UNCLAIMED
+    cli = ttservice(settings, "submit", str(JFK_WAV), "--language", "th", "--model", "base")
+    assert cli.returncode == 0 and f"For Thai, the Thai fine-tune {name} fits this machine" in cli.stderr
+    english = ttservice(settings, "submit", str(JFK_WAV), "--model", "base")
+    assert "For Thai" not in english.stderr

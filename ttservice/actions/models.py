@@ -122,23 +122,14 @@ def list_models(store: Store, settings: Settings) -> list[ModelInfo]:
                     format=convert.FORMAT_CT2,
                 )
             )
-    return recommend(_fitted(models, store, settings), settings)
+    speeds = _speeds(store)
+    return recommend(_fitted(models, speeds, settings), settings, speeds)
 
 
-# The multilingual size names, most accurate first (Whisper's and the turbo model's published
-# word error rates): the order `recommend` tries them in.
-BY_ACCURACY = (
-    *("large-v3", "large-v2", "large-v3-turbo", "turbo", "large-v1"),
-    *("medium", "small", "base", "tiny"),
-)
-EXPECTED_MARGIN = 2.0  # a speed only expected must be twice realtime: the guess is rough
-
-
-def _fitted(models: list[ModelInfo], store: Store, settings: Settings) -> list[ModelInfo]:
+def _fitted(models: list[ModelInfo], speeds: dict[str, float], settings: Settings) -> list[ModelInfo]:
     """Each model with its memory, download size and speed here (measured or expected)."""
     from ..models import memory
 
-    speeds = {row["model"]: row["speed"] for row in store.speed_by_model()}
     shapes = {m.name: memory.model_shape(m.path and str(m.path) or m.name) for m in models}
     measured = [(speeds[n], s) for n, s in shapes.items() if s is not None and speeds.get(n)]
     fitted = []
@@ -160,20 +151,32 @@ def _fitted(models: list[ModelInfo], store: Store, settings: Settings) -> list[M
     return fitted
 
 
-def recommend(models: list[ModelInfo], settings: Settings) -> list[ModelInfo]:
-    """Mark the most accurate multilingual size that fits under the memory limit and ran here at
-    realtime or faster, or (never run here) is expected to run at twice realtime."""
+def recommend(models: list[ModelInfo], settings: Settings, speeds: dict[str, float]) -> list[ModelInfo]:
+    """Mark the most accurate multilingual size, and the most accurate Thai fine-tune, that fit
+    under the memory limit and ran here at realtime or faster, or (never run here) are expected
+    to run at twice realtime."""
     from ..models import memory
 
-    limit = memory.limit_mb(settings)
-    by_name = {m.name: m for m in models}
-    for name in BY_ACCURACY:
-        m = by_name.get(name)
-        if m is None or m.memory_mb is None or m.memory_mb > limit:
-            continue
-        if (m.speed or 0) >= 1.0 or (m.speed is None and (m.expected_speed or 0) >= EXPECTED_MARGIN):
-            return [replace(x, recommended=x is m) for x in models]
-    return models
+    chosen = {memory.most_accurate(memory.BY_ACCURACY, settings, speeds)}
+    chosen.add(memory.most_accurate(memory.THAI_BY_ACCURACY, settings, speeds))
+    return [replace(m, recommended=m.name in chosen) for m in models]
+
+
+def thai_suggestion(store: Store, settings: Settings, options: TranscribeOptions) -> ModelInfo | None:
+    """For Thai asked of a model not tuned for it: the Thai fine-tune recommended here."""
+    if options.language != "th":
+        return None
+    tuned = catalog.fine_tune(options.model)
+    if tuned is not None and "th" in tuned.languages:
+        return None
+    from ..models import memory
+
+    name = memory.most_accurate(memory.THAI_BY_ACCURACY, settings, _speeds(store))
+    return next((m for m in list_models(store, settings) if m.name == name), None) if name else None
+
+
+def _speeds(store: Store) -> dict[str, float]:
+    return {row["model"]: row["speed"] for row in store.speed_by_model()}
 
 
 def _info(name: str, repo: str, installed: hub.Installed | None, download: Download | None) -> ModelInfo:

@@ -167,6 +167,35 @@ def expected_speed(shape: Shape, measured: list[tuple[float, Shape]]) -> float:
     return BASE_SPEED * cores / BASE_CORES * SHAPES["base"].params / shape.params
 
 
+# The multilingual size names, most accurate first (Whisper's and the turbo model's published
+# word error rates); the Thai fine-tunes by their authors' comparable figures (Common Voice 13),
+# then Typhoon, whose figures are on other test sets: the orders recommendations try them in.
+BY_ACCURACY = (
+    *("large-v3", "large-v2", "large-v3-turbo", "turbo", "large-v1"),
+    *("medium", "small", "base", "tiny"),
+)
+THAI_BY_ACCURACY = ("th-large-v3", "th-medium", "th-medium-distil", "typhoon-turbo")
+EXPECTED_MARGIN = 2.0  # a speed only expected must be twice realtime: the guess is rough
+
+
+def most_accurate(order: tuple[str, ...], settings, speeds: dict[str, float]) -> str | None:
+    """The first model of `order` that fits under the memory limit and ran here at realtime or
+    faster (`speeds`: ×realtime by model, as measured here), or, never run here, is expected to
+    run at twice realtime. None when none does."""
+    limit = limit_mb(settings)
+    measured = [(speed, shape) for name, speed in speeds.items() if speed and (shape := model_shape(name))]
+    for name in order:
+        shape = model_shape(name)
+        if shape is None:
+            continue
+        if options_estimate_mb(shape, TranscribeOptions.from_settings(settings, model=name)) > limit:
+            continue
+        speed = speeds.get(name)
+        if (speed or 0) >= 1.0 or (speed is None and expected_speed(shape, measured) >= EXPECTED_MARGIN):
+            return name
+    return None
+
+
 def limit_mb(settings) -> float:
     """TTSERVICE_MEMORY_LIMIT_MB, or half of this machine's memory."""
     return settings.memory_limit_mb or psutil.virtual_memory().total / 2**20 * LIMIT_SHARE

@@ -62,6 +62,9 @@ def checked(options: TranscribeOptions) -> tuple[TranscribeOptions, catalog.Mode
         raise RequestError("request.unknown_task", task=options.task)
     language = language_code(options.language)
     ref = catalog.resolve(options.model)
+    tuned = catalog.fine_tune(ref.name) or (catalog.fine_tune(ref.repo_id) if ref.repo_id else None)
+    if language is None and tuned is not None and len(tuned.languages) == 1:
+        language = tuned.languages[0]  # tuned for one language: its authors always name it
     folder = hub.installed_folder(ref)
     reason = refusal(ref.name, catalog.english_only(ref, folder), language, options.task)
     if reason:

@@ -43,6 +43,15 @@ def shared_cores(store: Store, settings: Settings, options: TranscribeOptions) -
     return replace(options, cpu_threads=device.cpu_threads(running))
 
 
+def thai_advice(store: Store, settings: Settings) -> Message:
+    """The Thai fine-tune recommended on this machine, for a warning that the speech may not be English."""
+    from ..models import memory
+
+    speeds = {row["model"]: row["speed"] for row in store.speed_by_model()}
+    name = memory.most_accurate(memory.THAI_BY_ACCURACY, settings, speeds)
+    return Message("language.thai_model", model=name) if name else Message("language.no_thai_model")
+
+
 def check_disk(store: Store, handler: JobLogHandler | None) -> None:
     """Fail the job once its log or the database could not be written: it must not run blind.
 
@@ -147,7 +156,9 @@ def transcribe_job(
         log.info("Processing chunk %d/%d - Speed: %.1fx realtime - ETA %s", chunk, chunks, speed, clock(eta))
     check_disk(store, handler)
     if not engine.multilingual and engine.doubt.much:
-        warning = Message("language.maybe_not_english", share=engine.doubt.share)
+        warning = Message(
+            "language.maybe_not_english", share=engine.doubt.share, thai=thai_advice(store, settings)
+        )
         log.warning("%s", warning)
         store.add_warning(job_id, warning)
     duration = prepared.duration

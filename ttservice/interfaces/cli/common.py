@@ -35,6 +35,11 @@ def fail(said: Said, code: int = EXIT_FAILED) -> None:
     sys.exit(code)
 
 
+def note(said: Said) -> None:
+    """A sentence for the user on stderr, in the terminal's language: advice, not an error."""
+    err.print(escape(messages.text(said, messages.locale_language())), highlight=False)
+
+
 def services() -> tuple[Settings, Store]:
     settings = Settings.from_env()
     return settings, open_store(settings)

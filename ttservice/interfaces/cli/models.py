@@ -26,8 +26,8 @@ def _size(value: int | None) -> str:
 
 RECOMMENDATION = (
     "Memory: a job's expected peak as jobs run here. Recommended: the most accurate multilingual"
-    " model that fits the memory limit and ran here at 1x realtime or faster, or, not yet run here,"
-    " is expected to run at 2x (~)."
+    " model, and the most accurate Thai fine-tune, that fit the memory limit and ran here at 1x"
+    " realtime or faster, or, not yet run here, are expected to run at 2x (~)."
 )
 
 
@@ -69,7 +69,8 @@ def list_cmd(as_json: bool) -> None:
         size = _size(m.size_bytes) if m.size_bytes else f"~{m.download_mb:,.0f} MB" if m.download_mb else "-"
         memory = f"{m.memory_mb:,.0f} MB" if m.memory_mb else "-"
         name = f"{m.name} (recommended)" if m.recommended else m.name
-        table.add_row(name, state, size, _languages(m.multilingual), memory, _speed(m), m.repo_id or "-",
+        languages = "Thai" if m.languages == ["th"] else _languages(m.multilingual)
+        table.add_row(name, state, size, languages, memory, _speed(m), m.repo_id or "-",
                       str(m.path or "-"))  # fmt: skip
     out.print(table)
     out.print(RECOMMENDATION, highlight=False)

@@ -23,6 +23,7 @@ from .common import (
     err,
     fail,
     json_option,
+    note,
     output_options,
     services,
     write,
@@ -60,6 +61,7 @@ def transcribe(
         job = store.get_job(actions.submit_file(store, settings, file, options, Runner.FOREGROUND))
         if job.status is JobStatus.FAILED:  # a bad file, or a model that cannot be had
             fail(job.reason or "", EXIT_BAD_INPUT)
+        _advise_thai(store, settings, job.options)
         job = _run_with_progress(file.expanduser(), job.options, job.id, settings, store)
     except RequestError as error:
         fail(error, EXIT_BAD_INPUT)
@@ -111,6 +113,13 @@ def _options(
     return TranscribeOptions.from_settings(
         settings, model=model or None, language=language or None, task=task, word_timestamps=words
     )
+
+
+def _advise_thai(store: Store, settings: Settings, options: TranscribeOptions) -> None:
+    """Thai asked of a model not tuned for it: name the Thai fine-tune recommended here."""
+    suggestion = actions.models.thai_suggestion(store, settings, options)
+    if suggestion is not None:
+        note(Message("language.thai_model", model=suggestion.name))
 
 
 def _run_with_progress(
@@ -186,5 +195,6 @@ def submit(file: Path, model: str | None, language: str | None, task: str, as_js
     if job.status is JobStatus.FAILED:
         fail(Message("job.failed_as", job_id=job_id, reason=job.reason or ""), EXIT_BAD_INPUT)
     print(json.dumps({"id": job_id}) if as_json else job_id)
+    _advise_thai(store, settings, job.options)
     if running_service(settings) is None and not any(m.in_contact for m in actions.jobs.machines(store)):
         err.print(f"No TTService is running; job {job_id} waits queued until one starts.", highlight=False)

@@ -79,7 +79,9 @@ for model in actions.models.list_models(store, settings):
         facts = [f"{model.size_bytes / 2**20:,.0f} MB"] if model.size_bytes else []
         if model.download_mb:
             facts.append(t("models.download_size", mb=f"{model.download_mb:,.0f}"))
-        if LANGUAGES[model.multilingual]:
+        if model.languages == ["th"]:
+            facts.append(t("models.thai"))
+        elif LANGUAGES[model.multilingual]:
             facts.append(t(LANGUAGES[model.multilingual]))
         if model.memory_mb:
             facts.append(t("models.memory", mb=f"{model.memory_mb:,.0f}"))
@@ -89,6 +91,10 @@ for model in actions.models.list_models(store, settings):
             facts.append(t("models.speed", speed=f"{model.speed:.1f}"))
         elif model.expected_speed:
             facts.append(t("models.expected_speed", speed=f"{model.expected_speed:.1f}"))
+        if model.license:
+            facts.append(t("models.license", license=model.license))
+        if model.published:
+            facts.append(t("models.published", figure=model.published))
         if facts:
             about.caption(" · ".join(facts))
         if model.bundled or model.download is not None:

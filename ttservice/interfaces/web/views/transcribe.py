@@ -13,6 +13,7 @@ from ttservice.models.languages import LANGUAGES
 MEDIA_TYPES = ["wav", "mp3", "m4a", "flac", "ogg", "opus", "aac", "wma", "mp4", "mkv", "mov", "webm", "avi"]
 AUTO = "auto"
 TASKS = ["transcribe", "translate"]
+THAI_OFFER = "thai_offer"  # the Thai fine-tune offered after a Thai job with another model
 
 settings = services.settings()
 store = services.store()
@@ -55,9 +56,27 @@ def offer_multilingual() -> None:
     installed = [m for m in known if m.installed]
     if not installed or any(m.multilingual is not False for m in installed):
         return
-    offer = next((m for m in known if m.recommended), None) or next(m for m in known if m.name == "base")
+    general = [m for m in known if m.recommended and m.languages != ["th"]]
+    offer = general[0] if general else next(m for m in known if m.name == "base")
+    offer_download(offer, t("transcribe.english_only", model=offer.name))
+
+
+def offer_thai() -> None:
+    """Thai asked of a model not tuned for it: offer the Thai fine-tune recommended here (kept
+    for the session, so that its button still answers after the page runs again)."""
+    offer = next((m for m in known if m.name == st.session_state.get(THAI_OFFER)), None)
+    if offer is None:
+        return
+    if offer.installed:
+        st.info(t("transcribe.thai_installed", model=offer.name))
+        return
+    offer_download(offer, t("transcribe.thai_model", model=offer.name, published=offer.published or ""))
+
+
+def offer_download(offer, why: str) -> None:
+    """A notice, and one click that asks for `offer` to be downloaded (then it is in the list above)."""
     box = st.container(border=True)
-    box.info(t("transcribe.english_only", model=offer.name))
+    box.info(why)
     if offer.download is not None:
         box.caption(t("models.downloading_badge", progress=f"{offer.download.progress:.0%}"))
     elif box.button(t("transcribe.get_multilingual", model=offer.name, mb=f"{offer.memory_mb or 0:,.0f}")):
@@ -72,16 +91,18 @@ def offer_multilingual() -> None:
 offer_multilingual()
 
 if started:
+    options = TranscribeOptions.from_settings(
+        settings,
+        model=model,
+        language=None if language == AUTO else language,
+        task=task,
+        word_timestamps=words,
+    )
+    suggestion = actions.models.thai_suggestion(store, settings, options)
+    st.session_state[THAI_OFFER] = suggestion.name if suggestion else None
     if not files:
         st.error(t("transcribe.no_file"))
     else:
-        options = TranscribeOptions.from_settings(
-            settings,
-            model=model,
-            language=None if language == AUTO else language,
-            task=task,
-            word_timestamps=words,
-        )
         mine = st.session_state.setdefault("my_jobs", [])
         try:
             for upload in files:
@@ -90,6 +111,8 @@ if started:
                 mine.append({"id": job_id, "lease": lease})
         except TTServiceError as error:
             st.error(error_text(error))
+
+offer_thai()
 
 if st.session_state.get("my_jobs"):
     st.subheader(t("transcribe.your_jobs"))
