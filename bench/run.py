@@ -40,6 +40,7 @@ from bench.follow import follow_bench  # noqa: E402
 from bench.realspeech import real_speech  # noqa: E402
 from bench.search import search as search_bench  # noqa: E402
 from bench.stores import stores as stores_bench  # noqa: E402
+from bench.thai import conversion, thai_accuracy  # noqa: E402
 from tests.conftest import JFK_WAV  # noqa: E402
 from tests.speech import SPEECH, speech_with_pauses, synthesize, write_wav  # noqa: E402
 from ttservice import actions  # noqa: E402
@@ -669,6 +670,8 @@ ITEMS = {
     "16": "following a job",
     "17": "desktop under load",
     "18": "real speech",
+    "19": "Thai accuracy",
+    "20": "conversion",
 }
 
 
@@ -685,11 +688,16 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-18)")
+    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-20)")
     parser.add_argument("--runs", type=int, default=5, help="repetitions per timed figure")
     parser.add_argument("--window", type=float, default=60.0, help="seconds of monitoring in item 4")
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of speech in item 8")
     parser.add_argument("--real", type=Path, help="a folder of NAME.wav + NAME.txt recordings for item 18")
+    parser.add_argument(
+        "--thai-models",
+        type=lambda text: [m for m in text.split(",") if m],
+        help="models item 19 compares (default: the installed Thai fine-tunes and multilingual models)",
+    )
     args = parser.parse_args()
     chosen = args.only.split(",")
     figures = Figures()
@@ -716,6 +724,8 @@ def main() -> None:
             "17": lambda: desktop(figures, work, three_minutes, settings_in),
             "18": lambda: real_speech(figures, work, args.runs, args.real, sys.modules[__name__]),
             "11": lambda: api_bench(figures, work, three_minutes, args.runs, alternate, settings_in),
+            "19": lambda: thai_accuracy(figures, work, args.thai_models, sys.modules[__name__]),
+            "20": lambda: conversion(figures, work, min(args.runs, 3), sys.modules[__name__]),
             "9": lambda: first_text(
                 figures, work, {"3-min speech": three_minutes, "30-min speech": thirty_minutes}, args.runs
             ),
