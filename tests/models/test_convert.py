@@ -181,3 +181,93 @@ def test_disk_full_while_writing_the_converted_model_leaves_no_partial_folder(tr
         with pytest.raises(ModelError, match="The disk is full, so the model could not be converted"):
             convert.convert(transformers_models["json"], small / "converted", {})
         assert list(small.iterdir()) == []
+
+
+def test_a_tokenizer_built_from_vocab_and_merges_encodes_as_the_original(transformers_models, base_model_dir):
+    from tokenizers import Tokenizer
+
+    from ttservice.models import tokenizer
+
+    built = Tokenizer.from_str(tokenizer.tokenizer_json(transformers_models["bpe"]))
+    original = Tokenizer.from_file(str(base_model_dir / "tokenizer.json"))
+    assert built.get_vocab_size() == original.get_vocab_size() == 51865
+    for text in (" And so my fellow Americans", " สวัสดีครับ วันนี้ประชุม", " Grüß Gott, 1963!"):
+        ids = original.encode(text, add_special_tokens=False).ids
+        assert built.encode(text, add_special_tokens=False).ids == ids
+        assert built.decode(ids) == original.decode(ids) == text
+    for special in ("<|startoftranscript|>", "<|th|>", "<|notimestamps|>", "<|30.00|>"):
+        assert built.token_to_id(special) == original.token_to_id(special)
+
+
+def _bfloat16_copy(source, folder):
+    """The model's safetensors rewritten as bfloat16 (NumPy has no such type: its top 16 bits, by hand)."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    folder.mkdir()
+    for f in source.iterdir():
+        if f.name != "model.safetensors":
+            (folder / f.name).symlink_to(f)
+    tensors = load_file(str(source / "model.safetensors"))
+    header, blobs, offset = {}, [], 0
+    for name, array in sorted(tensors.items()):
+        data = (array.astype(np.float32).view(np.uint32) >> 16).astype("<u2").tobytes()
+        header[name] = {
+            "dtype": "BF16",
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header).encode()
+    with open(folder / "model.safetensors", "wb") as out:
+        out.write(len(text).to_bytes(8, "little") + text + b"".join(blobs))
+    return folder
+
+
+def test_bfloat16_weights_convert_to_the_model_within_bfloat16s_precision(
+    transformers_models, base_model_dir, tmp_path
+):
+    import numpy as np
+
+    from .transformers_model import read_ct2
+
+    bf16 = _bfloat16_copy(transformers_models["json"], tmp_path / "bf16")
+    converted = read_ct2(convert.convert(bf16, tmp_path / "converted", {}) / "model.bin")
+    original = read_ct2(base_model_dir / "model.bin")
+    assert converted.keys() == original.keys()
+    for name, weights in original.items():
+        if weights.dtype == np.float16:
+            assert np.allclose(converted[name], weights, rtol=2**-7, atol=1e-6), name
+
+
+def test_a_running_conversion_counts_against_the_memory_limit(settings, store):
+    from ttservice.jobs import Runner
+    from ttservice.models import memory
+
+    before = memory.Room(store, settings).used
+    download_id, _ = store.start_download(FINE_TUNE, FINE_TUNE, Runner.FOREGROUND)
+    assert memory.Room(store, settings).used == before  # downloading: no conversion yet
+    assert store.download_phase(download_id, "converting", 0, 14, memory_mb=1900.0)
+    assert memory.Room(store, settings).used == before + 1900.0
+    store.finish_download(download_id, JobStatus.COMPLETED)
+    assert memory.Room(store, settings).used == before
+
+
+def test_a_conversion_that_cannot_fit_the_memory_limit_is_refused_before_it_starts(
+    hub, settings, store, transformers_models
+):
+    from ..conftest import make_settings
+
+    tight = make_settings(settings.data_dir, memory_limit_mb=300)
+    serve(hub, FINE_TUNE, transformers_models["json"])
+    run = ttservice(tight, "models", "download", FINE_TUNE)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert (
+        f"Converting {FINE_TUNE} needs about 0.4 GB of memory, more than the memory limit of 0.3 GB"
+        in run.stderr
+    )
+    assert installed(FINE_TUNE) is None and not cache.repo_folder(FINE_TUNE).joinpath("ctranslate2").exists()
+    assert (
+        ttservice(settings, "models", "download", FINE_TUNE).returncode == 0
+    )  # under the usual limit it converts

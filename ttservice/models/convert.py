@@ -22,21 +22,20 @@ import errno
 import json
 import math
 import os
-import re
 import shutil
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..exceptions import ModelError
+from . import tokenizer
 
 FORMAT_CT2, FORMAT_TRANSFORMERS = "ctranslate2", "transformers"
 QUANTIZATION = "float16"  # what a converted model keeps on disk; jobs load it as their compute type
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json")
-BPE_FILES = ("vocab.json", "merges.txt")
 # The files of a Transformers repo a conversion reads (the hub's names; shards: model-0000N-of-M).
 TRANSFORMERS_PATTERNS = (
     "config.json",
@@ -46,7 +45,7 @@ TRANSFORMERS_PATTERNS = (
     "tokenizer_config.json",
     "special_tokens_map.json",
     "added_tokens.json",
-    *BPE_FILES,
+    *tokenizer.BPE_FILES,
     SAFETENSORS,
     SAFETENSORS_INDEX,
     "model-*-of-*.safetensors",
@@ -55,9 +54,6 @@ SOURCE_FILE = "source.json"
 PARTIAL_PREFIX = ".partial-"
 RUNTIME_MB = 200.0  # the converting process before any weights: Python, NumPy, CTranslate2
 MARGIN = 1.15  # as a job's estimate: errs upwards
-# Whisper's timestamp tokens and its tokens that are no language (all others between
-# <|startoftranscript|> and <|translate|> are languages).
-SOT, TRANSLATE = "<|startoftranscript|>", "<|translate|>"
 
 # safetensors' dtypes NumPy reads directly; BF16 is widened to float32 by hand (NumPy has none).
 DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "F64": "<f8", "I64": "<i8", "I32": "<i4"}
@@ -282,78 +278,7 @@ def _configure(config, model: Whisper, tokens: list[str]) -> None:
     if gen.get("lang_to_id"):
         config.lang_ids = sorted(gen["lang_to_id"].values())
     else:
-        config.lang_ids = list(range(tokens.index(SOT) + 1, tokens.index(TRANSLATE)))
-
-
-# --- the tokenizer ---------------------------------------------------------------------------
-
-
-def _added_tokens(folder: Path) -> dict[int, str]:
-    """Special and added tokens by id, from whichever of the tokenizer's files has them."""
-    found: dict[int, str] = {}
-    path = folder / "tokenizer_config.json"
-    if path.is_file():
-        decoder = json.loads(path.read_text(encoding="utf-8")).get("added_tokens_decoder") or {}
-        found.update({int(i): t["content"] for i, t in decoder.items()})
-    path = folder / "added_tokens.json"
-    if path.is_file():
-        found.update({i: t for t, i in json.loads(path.read_text(encoding="utf-8")).items()})
-    return found
-
-
-def tokenizer_json(folder: Path) -> str:
-    """The repo's tokenizer.json, or one built with the `tokenizers` library from its byte-level BPE
-    files (vocab.json, merges.txt) and added tokens, as Whisper's fast tokenizer is built."""
-    if (folder / "tokenizer.json").is_file():
-        return (folder / "tokenizer.json").read_text(encoding="utf-8")
-    if not all((folder / f).is_file() for f in BPE_FILES):
-        raise ModelError("convert.no_tokenizer", folder=str(folder))
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
-
-    tokenizer = Tokenizer(models.BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt")))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    for token_id, content in sorted(_added_tokens(folder).items()):
-        if tokenizer.token_to_id(content) is not None:
-            continue
-        if token_id != tokenizer.get_vocab_size(with_added_tokens=True):
-            raise ModelError("convert.tokens_out_of_order", token=content, folder=str(folder))
-        special = not re.fullmatch(r"<\|\d+\.\d\d\|>", content)  # timestamps are plain added tokens
-        tokenizer.add_tokens([AddedToken(content, special=special, normalized=not special)])
-    return tokenizer.to_str()
-
-
-def vocabulary(tokenizer: str, size: int) -> list[str]:
-    """CTranslate2's vocabulary: every token by id, then Whisper's timestamps up to the model's size."""
-    data = json.loads(tokenizer)
-    by_id = {i: t for t, i in data["model"]["vocab"].items()}
-    by_id.update({t["id"]: t["content"] for t in data.get("added_tokens", [])})
-    tokens = [by_id[i] for i in sorted(by_id)][:size]
-    tokens += ["<|%.2f|>" % (i * 0.02) for i in range(size - len(tokens))]
-    return tokens
-
-
-def preprocessor(folder: Path, mel_bins: int) -> str:
-    """The repo's preprocessor_config.json, or Whisper's with the model's mel bins (80; v3: 128)."""
-    path = folder / "preprocessor_config.json"
-    if path.is_file():
-        return path.read_text(encoding="utf-8")
-    return json.dumps(
-        {
-            "feature_extractor_type": "WhisperFeatureExtractor",
-            "feature_size": mel_bins,
-            "sampling_rate": 16000,
-            "hop_length": 160,
-            "chunk_length": 30,
-            "n_fft": 400,
-            "n_samples": 480000,
-            "nb_max_frames": 3000,
-            "padding_side": "right",
-            "padding_value": 0.0,
-            "return_attention_mask": False,
-        },
-        indent=2,
-    )
+        config.lang_ids = list(range(tokens.index(tokenizer.SOT) + 1, tokens.index(tokenizer.TRANSLATE)))
 
 
 # --- converting ------------------------------------------------------------------------------
@@ -364,7 +289,7 @@ def check(folder: Path) -> Whisper:
     model = Whisper.read(folder)
     if not convertible(folder):
         raise ModelError("convert.no_safetensors", folder=str(folder))
-    if not (folder / "tokenizer.json").is_file() and not all((folder / f).is_file() for f in BPE_FILES):
+    if not tokenizer.available(p.name for p in folder.iterdir()):
         raise ModelError("convert.no_tokenizer", folder=str(folder))
     return model
 
@@ -383,20 +308,22 @@ def convert(
         shutil.rmtree(stale, ignore_errors=True)
     partial = target.with_name(target.name + PARTIAL_PREFIX + str(os.getpid()))
     try:
-        tokenizer = tokenizer_json(source)
-        spec = build_spec(model, Weights(source), vocabulary(tokenizer, model.vocab_size), on_step)
+        tokens = tokenizer.tokenizer_json(source)
+        spec = build_spec(model, Weights(source), tokenizer.vocabulary(tokens, model.vocab_size), on_step)
         spec.validate()
         total = model.encoder_layers + model.decoder_layers + 2
         spec.optimize(quantization=QUANTIZATION)
         on_step(total - 1, total)
         partial.mkdir()
         spec.save(str(partial))
-        (partial / "tokenizer.json").write_text(tokenizer, encoding="utf-8")
-        (partial / "preprocessor_config.json").write_text(
-            preprocessor(source, model.mel_bins), encoding="utf-8"
-        )
+        (partial / "tokenizer.json").write_text(tokens, encoding="utf-8")
+        features = tokenizer.preprocessor(source, model.mel_bins)
+        (partial / "preprocessor_config.json").write_text(features, encoding="utf-8")
         (partial / SOURCE_FILE).write_text(json.dumps({**about, "format": FORMAT_TRANSFORMERS}, indent=2))
-        os.replace(partial, target) if not target.exists() else shutil.rmtree(partial)
+        if target.exists():  # another process converted it meanwhile
+            shutil.rmtree(partial)
+        else:
+            os.replace(partial, target)
         on_step(total, total)
     except OSError as error:
         shutil.rmtree(partial, ignore_errors=True)
@@ -415,7 +342,3 @@ def source_of(folder: Path) -> dict | None:
         return json.loads((Path(folder) / SOURCE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def tensors(folder: Path) -> Iterator[str]:
-    return iter(_tensor_index(Path(folder)))

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..exceptions import ModelError
 from .catalog import REQUIRED_FILES, TOKENIZER_FILES, ModelRef
-from .convert import FORMAT_CT2, FORMAT_TRANSFORMERS
+from .convert import FORMAT_CT2, FORMAT_TRANSFORMERS, source_of
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 CHECK_TIMEOUT = 10.0  # seconds a submit waits for the hub to say whether a model exists
@@ -123,7 +123,7 @@ def installed_models() -> list[Installed]:
         folder = installed_folder(ModelRef(repo.repo_id, "hub", repo.repo_id))
         if folder is None:
             continue
-        if folder.parent.name == "ctranslate2":  # a conversion: its own files are what a job loads
+        if source_of(folder) is not None:  # a conversion: its own files are what a job loads
             found.append(Installed(repo.repo_id, folder, folder_size(folder), FORMAT_TRANSFORMERS))
             continue
         revision = next((r for r in repo.revisions if Path(r.snapshot_path) == folder), None)
@@ -186,7 +186,7 @@ def check_remote(ref: ModelRef) -> dict[str, Any]:
         raise ModelError(
             "model.hub_unreachable", model=ref.name, hub=endpoint(), error=type(error).__name__
         ) from None
-    from . import convert
+    from . import convert, tokenizer
     from .catalog import ALLOW_PATTERNS
 
     siblings = {s.rfilename: s.size for s in info.siblings or []}
@@ -200,7 +200,7 @@ def check_remote(ref: ModelRef) -> dict[str, Any]:
     if kind == FORMAT_CT2 and not any(f in files for f in TOKENIZER_FILES):
         raise ModelError("model.not_whisper_repo", repo=ref.repo_id)
     if kind == FORMAT_TRANSFORMERS:
-        if "tokenizer.json" not in files and not all(f in files for f in convert.BPE_FILES):
+        if not tokenizer.available(files):
             raise ModelError("model.no_tokenizer", repo=ref.repo_id)
         _check_config(ref, info.sha)
     return {"sha": info.sha, "files": files, "siblings": info.siblings, "format": kind}

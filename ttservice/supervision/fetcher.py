@@ -106,12 +106,13 @@ def _convert(ref: catalog.ModelRef, snapshot: Path, settings: Settings, on_step)
         return target
     model = convert.check(snapshot)
     params = convert.parameters(snapshot)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if shutil.disk_usage(target.parent).free < params * 2 * DISK_MARGIN:  # float16 weights, and a little
-        raise ModelError("convert.disk_full", folder=str(target.parent))
     need, limit = convert.memory_mb(params), memory.limit_mb(settings)
     if need > limit:
         raise ModelError("convert.never_fits", model=ref.name, need_gb=need / 1024, limit_gb=limit / 1024)
+    if (
+        shutil.disk_usage(hub.repo_folder(ref.repo_id)).free < params * 2 * DISK_MARGIN
+    ):  # float16, and a little
+        raise ModelError("convert.disk_full", folder=str(target.parent))
     total = model.encoder_layers + model.decoder_layers + 2
     on_step(0, total, need)
     log.info(
