@@ -271,3 +271,57 @@ def test_a_conversion_that_cannot_fit_the_memory_limit_is_refused_before_it_star
     assert (
         ttservice(settings, "models", "download", FINE_TUNE).returncode == 0
     )  # under the usual limit it converts
+
+
+def test_a_model_of_128_mel_bins_without_preprocessor_config_gets_128(transformers_models, tmp_path):
+    """v3 and turbo models take 128 mel bins; faster-whisper assumes 80 where a folder does not say."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    from ttservice.jobs import TranscribeOptions
+    from ttservice.transcription.engine import FasterWhisperEngine
+
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    for f in transformers_models["json"].iterdir():
+        if f.name not in ("model.safetensors", "config.json", "preprocessor_config.json"):
+            (wide / f.name).symlink_to(f)
+    tensors = load_file(str(transformers_models["json"] / "model.safetensors"))
+    conv = tensors["model.encoder.conv1.weight"]
+    tensors["model.encoder.conv1.weight"] = np.concatenate(
+        [conv, np.zeros((conv.shape[0], 48, 3), conv.dtype)], 1
+    )
+    save_file(tensors, str(wide / "model.safetensors"))
+    config = json.loads((transformers_models["json"] / "config.json").read_text())
+    (wide / "config.json").write_text(json.dumps({**config, "num_mel_bins": 128}))
+    folder = convert.convert(wide, tmp_path / "converted", {})
+    assert json.loads((folder / "preprocessor_config.json").read_text())["feature_size"] == 128
+    (folder / "preprocessor_config.json").unlink()  # as a CTranslate2 copy without one
+    engine = FasterWhisperEngine(TranscribeOptions(model=str(folder)))
+    assert engine.model.feature_extractor.mel_filters.shape[0] == 128
+
+
+def test_every_kind_of_model_transcribes_with_the_hub_forbidden(
+    hub, settings, store, transformers_models, base_model_dir
+):
+    """The bundled model, a downloaded CTranslate2 repo, a converted Transformers repo and a local
+    folder: none reaches for a model file in the job (HF_HUB_OFFLINE=1, and the hub records every
+    request it gets)."""
+    serve(hub, FINE_TUNE, transformers_models["json"])
+    for model in ("base", FINE_TUNE):
+        assert ttservice(settings, "models", "download", model).returncode == 0
+    for model in ("tiny.en", "base", FINE_TUNE, str(base_model_dir)):
+        assert "fellow" in transcribe_offline(settings, hub, model), model
+
+
+def test_a_ctranslate2_repo_without_tokenizer_json_is_refused_at_submit(
+    hub, settings, store, base_model_dir, tmp_path
+):
+    copy = tmp_path / "ct2-copy"
+    copy.mkdir()
+    for name in ("model.bin", "config.json", "vocabulary.json"):
+        (copy / name).symlink_to(base_model_dir / name)
+    serve(hub, "someone/whisper-th-ct2", copy)
+    run = ttservice(settings, "models", "download", "someone/whisper-th-ct2")
+    assert run.returncode == 2 and "has no tokenizer.json, so faster-whisper would fetch" in run.stderr
+    assert store.list_downloads() == []

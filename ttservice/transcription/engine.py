@@ -200,10 +200,21 @@ class FasterWhisperEngine:
             )
         except Exception as error:  # faster-whisper raises many kinds for a bad model
             raise ModelError("model.not_loaded", model=options.model, error=str(error)) from None
+        self._fit_mel_bins()
         self.pipeline = BatchedInferencePipeline(self.model)
         self._feature_extractor = self.model.feature_extractor
         self._loaded = _model_key(options)
         self.doubt = Doubt()  # of the last transcription, filled as its segments are decoded
+
+    def _fit_mel_bins(self) -> None:
+        """A folder without preprocessor_config.json gets faster-whisper's 80 mel bins; v3 and turbo
+        models take 128: the model's own count decides (CTranslate2 reads it from its weights)."""
+        wanted = self.model.model.n_mels
+        if self.model.feature_extractor.mel_filters.shape[0] != wanted:
+            from faster_whisper.feature_extractor import FeatureExtractor
+
+            self.model.feat_kwargs = {**self.model.feat_kwargs, "feature_size": wanted}
+            self.model.feature_extractor = FeatureExtractor(**self.model.feat_kwargs)
 
     @property
     def multilingual(self) -> bool:
