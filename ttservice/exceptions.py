@@ -66,5 +66,9 @@ class RequestError(TTServiceError):
     the task): refused before any job exists."""
 
 
+class SegmentNotFound(RequestError):
+    """A transcript has no segment of that index."""
+
+
 class ModelError(TTServiceError):
     """A model that cannot be had or used (unknown, not on the hub, offline, not a Whisper model)."""

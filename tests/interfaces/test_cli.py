@@ -184,3 +184,40 @@ def test_an_interrupted_job_says_how_to_continue_it(settings, store, make_job, c
     assert exited.value.code == 1
     said = " ".join(capsys.readouterr().err.split())
     assert said == f"Error: {reason} Continue it with: ttservice resume {job_id}"
+
+
+def test_edit_corrects_segments_and_every_export_reads_the_names(settings, store, make_job):
+    from ttservice.jobs import Segment
+
+    job_id = make_job()
+    store.claim(job_id, 5)
+    said = ["สวัสดีครับ", "วันนี้ประชุม", "เรื่องงบประมาณ", "Thank you."]
+    store.add_segments(
+        job_id, [Segment(i * 2.0, i * 2.0 + 2.0, text) for i, text in enumerate(said)], 8.0, 1.0
+    )
+    store.transition(job_id, JobStatus.COMPLETED, exit_code=0)
+    for index, who in ((0, "คุณสมชาย"), (1, "คุณสมชาย"), (2, "คุณสมชาย"), (3, "Anna")):
+        done = ttservice(settings, "edit", str(job_id), str(index), "--speaker", who)
+        assert done.returncode == 0, done.stderr
+    fixed = ttservice(settings, "edit", str(job_id), "2", "--text", "เรื่องงบประมาณปีหน้า", "--json")
+    assert json.loads(fixed.stdout) == {"index": 2, "start": 4.0, "end": 6.0, "text": "เรื่องงบประมาณปีหน้า",
+                                        "speaker": "คุณสมชาย", "edited": True}  # fmt: skip
+    txt = ttservice(settings, "export", str(job_id), "--format", "txt").stdout
+    assert txt == "คุณสมชาย: สวัสดีครับวันนี้ประชุมเรื่องงบประมาณปีหน้า\n\nAnna: Thank you.\n"
+    srt = ttservice(settings, "export", str(job_id), "--format", "srt").stdout
+    assert "00:00:06,000 --> 00:00:08,000\nAnna: Thank you." in srt
+    vtt = ttservice(settings, "export", str(job_id), "--format", "vtt").stdout
+    assert "<v คุณสมชาย>สวัสดีครับ" in vtt and "<v Anna>Thank you." in vtt
+    segments = json.loads(ttservice(settings, "export", str(job_id), "--format", "json").stdout)["segments"]
+    assert [s["speaker"] for s in segments] == ["คุณสมชาย"] * 3 + ["Anna"] and segments[2]["edited"]
+    history = json.loads(ttservice(settings, "edit", str(job_id), "2", "--history", "--json").stdout)
+    assert [h["kind"] for h in history] == ["original", "edit", "edit"] and history[0][
+        "text"
+    ] == "เรื่องงบประมาณ"
+    assert ttservice(settings, "edit", str(job_id), "2", "--restore").returncode == 0
+    restored = ttservice(settings, "export", str(job_id), "--format", "txt").stdout  # no one's: a paragraph
+    assert restored == "คุณสมชาย: สวัสดีครับวันนี้ประชุม\n\nเรื่องงบประมาณ\n\nAnna: Thank you.\n"
+    assert store.segments(job_id)[2].text == "เรื่องงบประมาณ" and store.segments(job_id)[2].speaker is None
+    wrong = ttservice(settings, "edit", str(job_id), "9", "--text", "x")
+    assert wrong.returncode == 2 and "has no segment 9: its segments are numbered 0 to 3" in wrong.stderr
+    assert "Traceback" not in wrong.stderr

@@ -64,6 +64,32 @@ def test_history_job_view_shows_transcript_and_rerun(web_env, store, make_job):
     assert rerun.options == store.get_job(job_id).options and rerun.status is JobStatus.QUEUED
 
 
+def test_history_corrects_a_segment_and_restores_it(web_env, store, make_job):
+    job_id = finished_job(store, make_job)
+    at = run("history.py", job=job_id)
+    at.text_area(key=f"text-{job_id}-0").set_value("ask not what your country can do for you")
+    at.text_input(key=f"who-{job_id}-0").set_value("คุณสมชาย")
+    [save] = [b for b in at.button if b.label == "Save the correction"]
+    save.click().run()
+    [segment] = store.segments(job_id)
+    assert (segment.text, segment.speaker, segment.edited) == (
+        "ask not what your country can do for you",
+        "คุณสมชาย",
+        True,
+    )
+    assert "คุณสมชาย: ask not what your country can do for you" in at.code[0].value  # the page reads it back
+    [restore] = [b for b in at.button if b.label == "Restore the original"]
+    restore.click().run()
+    assert (
+        store.segments(job_id)[0].text == "ask not what your country can do"
+        and not store.segments(job_id)[0].edited
+    )
+    at.text_area(key=f"text-{job_id}-0").set_value("  ")  # in a form: sent with its button
+    [save] = [b for b in at.button if b.label == "Save the correction"]
+    save.click().run()
+    assert "cannot be empty" in at.error[0].value and not store.segments(job_id)[0].edited
+
+
 def test_history_delete_removes_job_and_files(web_env, store, make_job, settings):
     job_id = finished_job(store, make_job)
     log = settings.log_dir / f"job_{job_id}.log"

@@ -477,3 +477,41 @@ def test_opening_again_migrates_nothing_and_keeps_everything(store, settings, ma
         assert reopened.writable()
     finally:
         reopened.close()
+
+
+def test_a_correction_is_read_everywhere_keeps_the_original_and_can_be_undone(store, make_job):
+    job_id = make_job()
+    store.claim(job_id, 5)
+    words = [{"start": 2.0, "end": 2.5, "word": " can"}, {"start": 2.5, "end": 4.0, "word": " do for you"}]
+    spoken = [Segment(0.0, 2.0, "ask not what your country"), Segment(2.0, 4.0, "can do for you", words)]
+    store.add_segments(job_id, spoken, 4.0, 0.5)
+    assert store.edit_segment(job_id, 1, {"text": "can do for yourself", "speaker": "คุณสมชาย"}, now=10.0)
+    first, second = store.segments(job_id)
+    assert (second.text, second.speaker, second.edited) == ("can do for yourself", "คุณสมชาย", True)
+    assert second.words is None  # the engine's word timings were for the engine's words
+    assert not first.edited and first.speaker is None
+    assert store.page_of_jobs(search="yourself")[0] == 1  # search reads the corrected text
+    assert store.page_of_jobs(search="คุณสมชาย")[0] == 0  # a speaker's name is not the speech
+    assert store.edit_segment(job_id, 1, {"speaker": None}, now=11.0)  # text stays
+    assert (
+        store.segments(job_id)[1].text == "can do for yourself" and store.segments(job_id)[1].speaker is None
+    )
+    # stopped and resumed, the job goes on after its last segment: the corrections stay
+    store.transition(job_id, JobStatus.CANCELLED)
+    assert store.requeue_for_resume(job_id, Runner.SERVICE) and store.claim(job_id, 5)
+    store.add_segments(job_id, [Segment(4.0, 5.0, "my fellow Americans")], 5.0, 1.0)
+    assert [s.text for s in store.segments(job_id)][1:] == ["can do for yourself", "my fellow Americans"]
+    history = store.segment_revisions(job_id, 1)
+    assert [(r["kind"], r["text"], r["speaker"]) for r in history] == [
+        ("original", "can do for you", None),
+        ("edit", "can do for yourself", "คุณสมชาย"),
+        ("edit", "can do for yourself", None),
+    ]
+    assert store.restore_segment(job_id, 1, now=12.0)
+    assert store.segments(job_id)[1] == spoken[1] and not store.segments(job_id)[1].edited
+    assert store.page_of_jobs(search="yourself")[0] == 0
+    assert store.segment_revisions(job_id, 1)[-1]["kind"] == "restore"
+    assert not store.edit_segment(job_id, 3, {"text": "no such segment"})
+    assert not store.restore_segment(job_id, -1)
+    with pytest.raises(ValueError):
+        store.edit_segment(job_id, 0, {"start": "0"})

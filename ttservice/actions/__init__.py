@@ -1,8 +1,8 @@
 """What a user does, whatever the interface: every command, page and route calls these,
 so the rules live here once. `jobs`: submit, resume, re-run, delete; `models`: list,
-download, remove."""
+download, remove; `corrections`: a transcript's segments corrected and put back."""
 
-from . import models
+from . import corrections, models
 from .jobs import (
     check_request,
     delete,
@@ -17,6 +17,7 @@ from .jobs import (
 
 __all__ = [
     "check_request",
+    "corrections",
     "delete",
     "details",
     "models",

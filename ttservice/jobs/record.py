@@ -396,6 +396,8 @@ class Segment:
     # False for an earlier app's transcript: one segment with the whole text and no times.
     timed: bool = True
     id: int | None = field(default=None, compare=False)  # the stored row's, once committed
+    speaker: str | None = None  # who said it (SPEAKER_1 ... or a name), where labelled or corrected
+    edited: bool = field(default=False, compare=False)  # corrected by a person (the original is kept)
 
 
 def iso(value: float | str | None) -> str | None:

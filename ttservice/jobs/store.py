@@ -18,7 +18,7 @@ run the same queries (`jobs.sql`) and pass the same contract tests
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -97,6 +97,19 @@ class Store(Protocol):
 
     def lapsed_leases(self, lapse: float, now: float | None = None) -> list[int]:
         """Unfinished jobs whose page stopped renewing its lease more than `lapse` s ago."""
+
+    def edit_segment(
+        self, job_id: int, index: int, changes: Mapping[str, str | None], now: float | None = None
+    ) -> bool:
+        """Correct the segment at `index` (0-based, in time order): `changes` holds its "text", its
+        "speaker" (None: none), or both. The first edit keeps the original; every edit is a
+        revision. False if the job has no such segment."""
+
+    def restore_segment(self, job_id: int, index: int, now: float | None = None) -> bool:
+        """Put the segment back as the engine wrote it (a revision too); False if there is none."""
+
+    def segment_revisions(self, job_id: int, index: int) -> list[dict[str, Any]]:
+        """The original, then each edit and restore, oldest first."""
 
     def segments(self, job_id: int, after: Segment | None = None) -> list[Segment]:
         """The job's committed segments in time order; with `after` (one it gave), only those

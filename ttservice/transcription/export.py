@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 
 from ..jobs import Job, Segment
+from ..words import has_thai
 from .subtitles import CueRules, cues
 
 FORMATS = ("txt", "srt", "vtt", "json")
@@ -28,22 +29,55 @@ def timestamp(seconds: float, separator: str) -> str:
 
 
 def to_txt(segments: Sequence[Segment]) -> str:
-    return "".join(s.text + "\n" for s in segments)
+    """A line a segment; with speakers, a paragraph a speaker's turn ("Name: ..."), a blank line
+    between turns. An unnamed segment in a labelled transcript keeps its own paragraph."""
+    if not any(s.speaker for s in segments):
+        return "".join(s.text + "\n" for s in segments)
+    turns: list[tuple[str | None, list[str]]] = []
+    for s in segments:
+        if turns and s.speaker and turns[-1][0] == s.speaker:
+            turns[-1][1].append(s.text)
+        else:
+            turns.append((s.speaker, [s.text]))
+    paragraphs = [(f"{who}: " if who else "") + _joined(texts) for who, texts in turns]
+    return "\n\n".join(paragraphs) + "\n"
+
+
+def _joined(texts: list[str]) -> str:
+    """Segments' texts as one paragraph: a space between them, none where Thai meets Thai
+    (Thai puts spaces between sentences, not between the pieces Whisper cuts)."""
+    text = texts[0]
+    for piece in texts[1:]:
+        glue = "" if has_thai(text[-1:]) and has_thai(piece[:1]) else " "
+        text += glue + piece
+    return text
 
 
 def to_srt(segments: Sequence[Segment], rules: CueRules | None = None) -> str:
+    """SubRip; with speakers, the name leads each cue ("Name: ...")."""
     blocks = [
-        f"{i}\n{timestamp(c.start, ',')} --> {timestamp(c.end, ',')}\n{c.text}\n"
+        f"{i}\n{timestamp(c.start, ',')} --> {timestamp(c.end, ',')}\n"
+        + (f"{c.speaker}: " if c.speaker else "")
+        + f"{c.text}\n"
         for i, c in enumerate(cues(segments, rules), 1)
     ]
     return "\n".join(blocks)
 
 
 def to_vtt(segments: Sequence[Segment], rules: CueRules | None = None) -> str:
+    """WebVTT; with speakers, each cue in a voice span (`<v Name>`)."""
     blocks = [
-        f"{timestamp(c.start, '.')} --> {timestamp(c.end, '.')}\n{c.text}\n" for c in cues(segments, rules)
+        f"{timestamp(c.start, '.')} --> {timestamp(c.end, '.')}\n"
+        + (f"<v {_voice(c.speaker)}>" if c.speaker else "")
+        + f"{c.text}\n"
+        for c in cues(segments, rules)
     ]
     return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def _voice(name: str) -> str:
+    """A name as a WebVTT voice annotation may hold it: no '>' and no line break."""
+    return " ".join(name.replace(">", "").replace("&", "&amp;").replace("<", "&lt;").split())
 
 
 def to_json(segments: Sequence[Segment], job: Job | None = None) -> str:
@@ -55,6 +89,8 @@ def to_json(segments: Sequence[Segment], job: Job | None = None) -> str:
                 "start": s.start,
                 "end": s.end,
                 "text": s.text,
+                **({"speaker": s.speaker} if s.speaker else {}),
+                **({"edited": True} if s.edited else {}),
                 **({"words": s.words} if s.words else {}),
                 **({} if s.timed else {"timed": False}),
             }

@@ -13,7 +13,7 @@ import math
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..jobs import Segment
 from ..words import split_words
@@ -37,6 +37,7 @@ class Cue:
     start: float
     end: float
     lines: tuple[str, ...]
+    speaker: str | None = None  # its segment's
 
     @property
     def text(self) -> str:
@@ -147,4 +148,6 @@ def segment_cues(segment: Segment, rules: CueRules) -> list[Cue]:
 
 def cues(segments: Sequence[Segment], rules: CueRules | None = None) -> list[Cue]:
     rules = rules or CueRules()
-    return [cue for segment in segments for cue in segment_cues(segment, rules)]
+    return [
+        replace(cue, speaker=segment.speaker) for segment in segments for cue in segment_cues(segment, rules)
+    ]

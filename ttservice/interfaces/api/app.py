@@ -10,7 +10,7 @@ from ... import __version__
 from ...config import Settings
 from ...jobs import open_store
 from ...supervision import ProcessManager
-from . import compat, errors, jobs, media
+from . import compat, errors, jobs, media, segments
 from .callbacks import Callbacks
 from .context import Context
 from .health import DatabaseProbe
@@ -45,5 +45,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(compat.router)
     app.include_router(jobs.router)
     app.include_router(media.router)
+    app.include_router(segments.router)
     app.add_middleware(KeyCheck, keys=settings.api_keys)
     return app

@@ -24,6 +24,7 @@ from ...exceptions import (
     ModelError,
     NotMedia,
     RequestError,
+    SegmentNotFound,
     StoreError,
     TTServiceError,
 )
@@ -80,7 +81,7 @@ class ApiError(Exception):
 
 def from_error(error: TTServiceError) -> ApiError:
     """The HTTP status of one of our errors (its message and code are its own)."""
-    if isinstance(error, JobNotFound):
+    if isinstance(error, JobNotFound | SegmentNotFound):
         return ApiError(404, error)
     if isinstance(error, MediaTooLarge):
         return ApiError(413, error, param="file")

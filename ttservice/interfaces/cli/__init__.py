@@ -2,7 +2,7 @@
 
 Built on click (not typer, which now imports pydantic: 0.2 s more at every start).
 Each group of commands has its module: `run` (transcribe, resume, submit), `jobs`
-(jobs, show, logs, stop, cleanup, export), `models` (list, download, remove,
+(jobs, show, logs, stop, cleanup, export), `edits` (edit), `models` (list, download, remove,
 languages) and `admin` (serve, agent, hosts, db).
 """
 
@@ -15,7 +15,7 @@ import click
 from ... import __version__, messages, platform
 from ...config import Settings, settings_help
 from ...messages import Message
-from . import admin, jobs, models, run
+from . import admin, edits, jobs, models, run
 from .common import EXIT_CANCELLED, err
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -65,6 +65,7 @@ for command in (
     jobs.stop,
     jobs.cleanup,
     jobs.export_cmd,
+    edits.edit,
     admin.serve,
     admin.agent,
     admin.hosts,

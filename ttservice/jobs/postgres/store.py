@@ -16,7 +16,7 @@ import psycopg
 
 from ...exceptions import StoreError
 from ..record import HostId
-from ..sql import Downloads, Hosts, JobQueries, Lifecycle, Media
+from ..sql import Downloads, Hosts, JobQueries, Lifecycle, Media, SegmentEdits
 from ..sql.base import Connection
 from . import schema
 from .connection import Database
@@ -29,7 +29,7 @@ TASK_WORKER_GONE = 60.0  # s: an engine worker silent this long is gone (it beat
 CLAIM_LOCK = 0x7454_5302  # pg_advisory_xact_lock key: claims count the running jobs one at a time
 
 
-class PostgresStore(JobQueries, Lifecycle, Downloads, Hosts, Media):
+class PostgresStore(JobQueries, Lifecycle, Downloads, Hosts, Media, SegmentEdits):
     """Jobs and segments in `transcription_jobs` / `transcription_segments` on a PostgreSQL server."""
 
     QUEUED_WAIT_SQL = "avg(started_at - created_at)"

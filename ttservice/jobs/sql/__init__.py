@@ -7,9 +7,10 @@ search condition and two expressions of the Statistics query.
 """
 
 from .downloads import Downloads
+from .edits import SegmentEdits
 from .hosts import Hosts
 from .lifecycle import Lifecycle
 from .media import Media
 from .queries import JobQueries
 
-__all__ = ["Downloads", "Hosts", "JobQueries", "Lifecycle", "Media"]
+__all__ = ["Downloads", "Hosts", "JobQueries", "Lifecycle", "Media", "SegmentEdits"]

@@ -29,8 +29,8 @@ RESUME_POINT_SQL = 'SELECT coalesce(max("end"), 0) FROM transcription_segments W
 
 
 SEGMENTS_SQL = (
-    'SELECT id, start, "end", text, words_json, tokens_json, window_start, timed'
-    " FROM transcription_segments WHERE job_id = ?"
+    'SELECT id, start, "end", text, words_json, tokens_json, window_start, timed, speaker,'
+    " original IS NOT NULL AS edited FROM transcription_segments WHERE job_id = ?"
 )
 
 
@@ -44,6 +44,8 @@ def _segment(r: Any) -> Segment:
         r["window_start"],
         bool(r["timed"]),
         r["id"],
+        r["speaker"],
+        bool(r["edited"]),
     )
 
 

@@ -280,6 +280,38 @@ def _v13_conversion(conn: Any) -> None:
             conn.execute(f"ALTER TABLE model_downloads ADD COLUMN {name} {kind}")
 
 
+def _v14_corrections(conn: Any) -> None:
+    # A segment's speaker; what the engine wrote, kept by the first correction (JSON); whether a
+    # person set the speaker (labelling again leaves it). Every correction is a revision.
+    columns = _columns(conn, "transcription_segments")
+    for name, kind in (
+        ("speaker", "TEXT"),
+        ("original", "TEXT"),
+        ("edited_speaker", "INTEGER NOT NULL DEFAULT 0"),
+    ):
+        if name not in columns:
+            conn.execute(f"ALTER TABLE transcription_segments ADD COLUMN {name} {kind}")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS segment_edits (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          job_id INTEGER NOT NULL REFERENCES transcription_jobs(id) ON DELETE CASCADE,
+          segment_id INTEGER NOT NULL REFERENCES transcription_segments(id) ON DELETE CASCADE,
+          text TEXT NOT NULL,
+          speaker TEXT,
+          restored INTEGER NOT NULL DEFAULT 0,
+          created_at REAL NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_segment_edits_segment ON segment_edits(segment_id, id)")
+    # Search reads the corrected text: the trigram index follows an edit.
+    conn.execute(
+        "CREATE TRIGGER IF NOT EXISTS segments_trigram_update AFTER UPDATE OF text"
+        " ON transcription_segments BEGIN INSERT INTO segments_trigram(segments_trigram, rowid, text)"
+        " VALUES ('delete', old.id, old.text);"
+        " INSERT INTO segments_trigram(rowid, text) VALUES (new.id, new.text); END"
+    )
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [
     _v1_jobs_and_segments,
     _v2_leases_and_search,
@@ -294,6 +326,7 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _v11_messages_and_unclaimed,
     _v12_memory,
     _v13_conversion,
+    _v14_corrections,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

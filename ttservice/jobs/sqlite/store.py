@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ...exceptions import StoreError
-from ..sql import Downloads, Hosts, JobQueries, Lifecycle, Media
+from ..sql import Downloads, Hosts, JobQueries, Lifecycle, Media, SegmentEdits
 from . import migrations
 from .bell import QueueBell, bell_path, ring
 from .connection import Database, connect, user_error
@@ -22,7 +22,7 @@ from .reserve import DiskReserve
 from .search import search_clause
 
 
-class SQLiteStore(JobQueries, Lifecycle, Downloads, Hosts, Media):
+class SQLiteStore(JobQueries, Lifecycle, Downloads, Hosts, Media, SegmentEdits):
     """Jobs and segments in `transcription_jobs` / `transcription_segments`."""
 
     # The earlier app's rows have a text created_at and no started_at: they count by day only.

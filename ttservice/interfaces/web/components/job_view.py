@@ -1,4 +1,5 @@
-"""A finished job: its media, its transcript (copy it, jump to a segment), exports, resume, re-run, delete."""
+"""A finished job: its media, its transcript (copy it, jump to a segment, correct it), exports, resume,
+re-run, delete."""
 
 from functools import partial
 from pathlib import Path
@@ -47,21 +48,56 @@ def transcript(job: Job, segments: list[Segment]) -> None:
         st.code(export.to_txt(segments).strip(), language=None, wrap_lines=True)
     with segments_tab:
         st.caption(t("job_view.jump_hint"))
-        frame = pd.DataFrame(
-            {
-                t("job_view.start"): [export.timestamp(s.start, ".")[:-4] for s in segments],
-                t("job_view.end"): [export.timestamp(s.end, ".")[:-4] for s in segments],
-                t("job_view.segment_text"): [s.text for s in segments],
-            }
-        )
+        columns = {
+            t("job_view.start"): [export.timestamp(s.start, ".")[:-4] for s in segments],
+            t("job_view.end"): [export.timestamp(s.end, ".")[:-4] for s in segments],
+        }
+        if any(s.speaker for s in segments):
+            columns[t("job_view.speaker")] = [s.speaker or "" for s in segments]
+        columns[t("job_view.segment_text")] = [s.text for s in segments]
+        columns[t("job_view.edited")] = ["✎" if s.edited else "" for s in segments]
         st.dataframe(
-            frame,
+            pd.DataFrame(columns),
             key=table_key,
             on_select="rerun",
             selection_mode="single-row",
             hide_index=True,
             width="stretch",
         )
+        correction(job, segments, chosen or 0)
+
+
+def correction(job: Job, segments: list[Segment], index: int) -> None:
+    """The chosen segment's text and speaker, to correct (or restore); the original is kept."""
+    store = services.store()
+    segment = segments[index]
+    with st.form(f"correct-{job.id}-{index}"):
+        st.markdown(t("job_view.correct", n=index, start=export.timestamp(segment.start, ".")[:-4]))
+        st.caption(t("job_view.correct_hint"))
+        text = st.text_area(t("job_view.segment_text"), value=segment.text, key=f"text-{job.id}-{index}")
+        speaker = st.text_input(
+            t("job_view.speaker"), value=segment.speaker or "", key=f"who-{job.id}-{index}"
+        )
+        row = st.container(horizontal=True)
+        save = row.form_submit_button(t("job_view.save"), type="primary")
+        restore = row.form_submit_button(t("job_view.restore"), disabled=not segment.edited)
+    if not (save or restore):
+        return
+    try:
+        if restore:
+            actions.corrections.restore(store, job.id, index)
+            st.toast(t("job_view.restored", n=index))
+        else:
+            changed_text = text if text != segment.text else None
+            changed_speaker = speaker if speaker != (segment.speaker or "") else None
+            if changed_text is None and changed_speaker is None:
+                return
+            actions.corrections.edit(store, job.id, index, changed_text, changed_speaker)
+            st.toast(t("job_view.saved", n=index))
+    except TTServiceError as error:
+        st.error(error_text(error))
+        return
+    st.rerun()
 
 
 def finished_view(job: Job) -> None:

@@ -1,0 +1,66 @@
+"""Corrections to a transcript, whatever the interface: `ttservice edit`, History's table of
+segments and `PATCH /api/v1/jobs/{id}/segments/{index}` call these.
+
+A segment is named by its index in the transcript (0 the first, in time order), as the
+JSON export and the API list them. Its text and speaker can be corrected, and put back
+as the engine wrote them; every correction is a revision, kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..exceptions import RequestError, SegmentNotFound
+from ..jobs import Segment, Store
+
+MAX_TEXT = 10_000  # characters a corrected segment may hold (a segment is up to 30 s of speech)
+MAX_SPEAKER = 100
+
+
+def edit(
+    store: Store, job_id: int, index: int, text: str | None = None, speaker: str | None = None
+) -> Segment:
+    """Correct the text and/or speaker ("" for no speaker) of segment `index`; the segment as it
+    now reads. One sentence (RequestError) for what cannot be done."""
+    store.get_job(job_id)  # one sentence if there is no such job
+    changes: dict[str, Any] = {}
+    if text is not None:
+        text = " ".join(text.split())
+        if not text:
+            raise RequestError("edit.empty_text")
+        if len(text) > MAX_TEXT:
+            raise RequestError("edit.text_too_long", limit=MAX_TEXT)
+        changes["text"] = text
+    if speaker is not None:
+        speaker = speaker.strip()
+        if len(speaker) > MAX_SPEAKER:
+            raise RequestError("edit.speaker_too_long", limit=MAX_SPEAKER)
+        changes["speaker"] = speaker or None
+    if not changes:
+        raise RequestError("edit.nothing")
+    if not store.edit_segment(job_id, index, changes):
+        raise _no_segment(store, job_id, index)
+    return store.segments(job_id)[index]
+
+
+def restore(store: Store, job_id: int, index: int) -> Segment:
+    """Put segment `index` back as the engine wrote it; the segment as it now reads."""
+    store.get_job(job_id)
+    if not store.restore_segment(job_id, index):
+        raise _no_segment(store, job_id, index)
+    return store.segments(job_id)[index]
+
+
+def revisions(store: Store, job_id: int, index: int) -> list[dict[str, Any]]:
+    store.get_job(job_id)
+    found = store.segment_revisions(job_id, index)
+    if not found:
+        raise _no_segment(store, job_id, index)
+    return found
+
+
+def _no_segment(store: Store, job_id: int, index: int) -> SegmentNotFound:
+    count = len(store.segments(job_id))
+    if count == 0:
+        return SegmentNotFound("edit.no_segments", job_id=job_id)
+    return SegmentNotFound("edit.no_such_segment", job_id=job_id, index=index, last=count - 1)
