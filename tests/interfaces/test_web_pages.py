@@ -90,6 +90,25 @@ def test_history_corrects_a_segment_and_restores_it(web_env, store, make_job):
     assert "cannot be empty" in at.error[0].value and not store.segments(job_id)[0].edited
 
 
+def test_history_speakers_panel_names_and_merges_speakers(web_env, store, make_job):
+    job_id = make_job()
+    store.claim(job_id, 5)
+    store.add_segments(job_id, [Segment(0.0, 2.0, "สวัสดีครับ"), Segment(2.0, 5.0, "Hello")], 5.0, 1.0)
+    store.transition(job_id, JobStatus.COMPLETED, exit_code=0)
+    for index, label in ((0, "SPEAKER_1"), (1, "SPEAKER_2")):
+        store.edit_segment(job_id, index, {"speaker": label})
+    at = run("history.py", job=job_id)
+    assert at.subheader[0].value == "Speakers"
+    assert any("**SPEAKER_2** · 3 s of speech in 1 segment(s)" == m.value for m in at.markdown)
+    at.text_input(key=f"name-{job_id}-SPEAKER_1").set_value("คุณสมชาย")
+    at.button(key=f"FormSubmitter:speaker-{job_id}-SPEAKER_1-Save").click().run()
+    assert [s.speaker for s in store.segments(job_id)] == ["คุณสมชาย", "SPEAKER_2"]
+    at.selectbox(key=f"merge-{job_id}-SPEAKER_2").set_value("คุณสมชาย")
+    at.button(key=f"FormSubmitter:speaker-{job_id}-SPEAKER_2-Save").click().run()
+    assert [s.speaker for s in store.segments(job_id)] == ["คุณสมชาย", "คุณสมชาย"]
+    assert "คุณสมชาย: สวัสดีครับ Hello" in at.code[0].value
+
+
 def test_history_delete_removes_job_and_files(web_env, store, make_job, settings):
     job_id = finished_job(store, make_job)
     log = settings.log_dir / f"job_{job_id}.log"

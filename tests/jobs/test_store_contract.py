@@ -515,3 +515,30 @@ def test_a_correction_is_read_everywhere_keeps_the_original_and_can_be_undone(st
     assert not store.restore_segment(job_id, -1)
     with pytest.raises(ValueError):
         store.edit_segment(job_id, 0, {"start": "0"})
+
+
+def test_speakers_are_named_merged_and_timed_and_readers_see_the_names(store, make_job):
+    job_id = make_job()
+    store.claim(job_id, 5)
+    labels = ["SPEAKER_1", "SPEAKER_2", "SPEAKER_1", "SPEAKER_3"]
+    spoken = [Segment(i * 3.0, i * 3.0 + 2.0, f"line {i}") for i in range(4)]
+    store.add_segments(job_id, spoken, 12.0, 1.0)
+    for i, label in enumerate(labels):  # as labelling would set them (no correction)
+        store.edit_segment(job_id, i, {"speaker": label})
+    assert [s["label"] for s in store.speakers(job_id)] == ["SPEAKER_1", "SPEAKER_2", "SPEAKER_3"]
+    assert store.speakers(job_id)[0] == {"label": "SPEAKER_1", "name": None, "talk_seconds": 4.0,
+                                         "segments": 2, "first_start": 0.0}  # fmt: skip
+    assert store.name_speaker(job_id, "SPEAKER_1", "คุณสมชาย")
+    assert [s.speaker for s in store.segments(job_id)] == ["คุณสมชาย", "SPEAKER_2", "คุณสมชาย", "SPEAKER_3"]
+    assert store.name_speaker(job_id, "คุณสมชาย", "คุณสมชาย ใจดี")  # by the name it has now
+    assert store.merge_speakers(job_id, "SPEAKER_3", "คุณสมชาย ใจดี")
+    assert [s.speaker for s in store.segments(job_id)] == ["คุณสมชาย ใจดี", "SPEAKER_2"] + ["คุณสมชาย ใจดี"] * 2
+    first = store.speakers(job_id)[0]
+    assert (first["name"], first["talk_seconds"], first["segments"]) == ("คุณสมชาย ใจดี", 6.0, 3)
+    assert store.edit_segment(job_id, 1, {"speaker": "คุณสมชาย ใจดี"})  # a name stands for its label
+    assert [s["label"] for s in store.speakers(job_id)] == ["SPEAKER_1"]
+    assert store.name_speaker(job_id, "SPEAKER_1", "")  # the name taken away: the label again
+    assert {s.speaker for s in store.segments(job_id)} == {"SPEAKER_1"}
+    assert not store.name_speaker(job_id, "SPEAKER_9", "x") and not store.merge_speakers(
+        job_id, "SPEAKER_1", "x"
+    )

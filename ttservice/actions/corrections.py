@@ -1,5 +1,6 @@
-"""Corrections to a transcript, whatever the interface: `ttservice edit`, History's table of
-segments and `PATCH /api/v1/jobs/{id}/segments/{index}` call these.
+"""Corrections to a transcript, whatever the interface: `ttservice edit` and `ttservice
+speakers`, History's segment table and speakers panel, and the API's PATCH of a segment and of
+a job's speakers call these.
 
 A segment is named by its index in the transcript (0 the first, in time order), as the
 JSON export and the API list them. Its text and speaker can be corrected, and put back
@@ -64,3 +65,44 @@ def _no_segment(store: Store, job_id: int, index: int) -> SegmentNotFound:
     if count == 0:
         return SegmentNotFound("edit.no_segments", job_id=job_id)
     return SegmentNotFound("edit.no_such_segment", job_id=job_id, index=index, last=count - 1)
+
+
+# --- speakers ----------------------------------------------------------------------------------
+
+
+def speakers(store: Store, job_id: int) -> list[dict[str, Any]]:
+    """The job's speakers in order of first appearance: label, name, talk time, segments."""
+    store.get_job(job_id)
+    return store.speakers(job_id)
+
+
+def rename_speaker(store: Store, job_id: int, who: str, name: str) -> list[dict[str, Any]]:
+    """Name speaker `who` (SPEAKER_N, or the name it has) `name` everywhere in the job; "" takes
+    the name away. The job's speakers after it."""
+    store.get_job(job_id)
+    name = " ".join(name.split())
+    if len(name) > MAX_SPEAKER:
+        raise RequestError("edit.speaker_too_long", limit=MAX_SPEAKER)
+    if not store.name_speaker(job_id, who.strip(), name):
+        raise _no_speaker(store, job_id, who)
+    return store.speakers(job_id)
+
+
+def merge_speakers(store: Store, job_id: int, who: str, into: str) -> list[dict[str, Any]]:
+    """Speaker `who`'s segments become speaker `into`'s (each SPEAKER_N or a name)."""
+    store.get_job(job_id)
+    if not store.merge_speakers(job_id, who.strip(), into.strip()):
+        missing = who if not any(_is(s, who) for s in store.speakers(job_id)) else into
+        raise _no_speaker(store, job_id, missing)
+    return store.speakers(job_id)
+
+
+def _is(speaker: dict[str, Any], who: str) -> bool:
+    return who.strip() in (speaker["label"], speaker["name"])
+
+
+def _no_speaker(store: Store, job_id: int, who: str) -> SegmentNotFound:
+    known = ", ".join(s["name"] or s["label"] for s in store.speakers(job_id))
+    if not known:
+        return SegmentNotFound("edit.no_speakers", job_id=job_id)
+    return SegmentNotFound("edit.no_such_speaker", job_id=job_id, speaker=who, known=known)

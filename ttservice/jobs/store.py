@@ -111,6 +111,16 @@ class Store(Protocol):
     def segment_revisions(self, job_id: int, index: int) -> list[dict[str, Any]]:
         """The original, then each edit and restore, oldest first."""
 
+    def name_speaker(self, job_id: int, who: str, name: str) -> bool:
+        """Name speaker `who` (a label such as SPEAKER_1, or its current name) everywhere in the
+        job; "" takes the name away. False if the job has no such speaker."""
+
+    def merge_speakers(self, job_id: int, who: str, into: str) -> bool:
+        """Make speaker `who`'s segments speaker `into`'s; False if the job lacks either."""
+
+    def speakers(self, job_id: int) -> list[dict[str, Any]]:
+        """The job's speakers in order of first appearance, with their names and talk time."""
+
     def segments(self, job_id: int, after: Segment | None = None) -> list[Segment]:
         """The job's committed segments in time order; with `after` (one it gave), only those
         that come after it, so that a follower reads each segment once."""

@@ -67,3 +67,28 @@ def test_corrections_that_cannot_be_made_answer_in_the_apis_shape(api):
             ).status_code
             == 401
         )
+
+
+def test_speakers_are_listed_renamed_and_merged(api):
+    job_id = finished_job(api.store)
+    with api.client() as client:
+        assert client.get(f"/api/v1/jobs/{job_id}/speakers").json() == []
+        for index, label in ((0, "SPEAKER_1"), (1, "SPEAKER_2")):
+            client.patch(f"/api/v1/jobs/{job_id}/segments/{index}", json={"speaker": label})
+        named = client.patch(f"/api/v1/jobs/{job_id}/speakers", json={"rename": {"SPEAKER_1": "คุณสมชาย"}})
+        assert named.status_code == 200, named.text
+        assert [(s["label"], s["name"]) for s in named.json()] == [
+            ("SPEAKER_1", "คุณสมชาย"),
+            ("SPEAKER_2", None),
+        ]
+        merged = client.patch(
+            f"/api/v1/jobs/{job_id}/speakers", json={"merge": {"SPEAKER_2": "คุณสมชาย"}}
+        ).json()
+        assert merged == [{"label": "SPEAKER_1", "name": "คุณสมชาย", "talk_seconds": 10.5, "segments": 2,
+                           "first_start": 0.0}]  # fmt: skip
+        txt = client.get(f"/api/v1/jobs/{job_id}/transcript").text
+        assert txt == "คุณสมชาย: And so my fellow Americans ask not what your country\n"
+        missing = client.patch(f"/api/v1/jobs/{job_id}/speakers", json={"rename": {"SPEAKER_9": "x"}})
+        assert (
+            missing.status_code == 404 and "has no speaker 'SPEAKER_9'" in missing.json()["error"]["message"]
+        )

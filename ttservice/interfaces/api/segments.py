@@ -1,5 +1,6 @@
-"""A transcript's segments over HTTP: list them, correct one (text, speaker), put it back, and
-read its revisions. The same rules as `ttservice edit` (actions.corrections)."""
+"""A transcript's segments over HTTP: list them, correct one (text, speaker), put it back, read
+its revisions; and the job's speakers, renamed or merged. The same rules as `ttservice edit` and
+`ttservice speakers` (actions.corrections)."""
 
 from __future__ import annotations
 
@@ -85,3 +86,38 @@ def segment_revisions(job_id: JobId, index: Index, request: Request) -> list[dic
     ctx = context(request)
     found = actions.corrections.revisions(ctx.store, job_id, index)
     return [{**r, "at": iso(r["at"])} for r in found]
+
+
+class SpeakerOut(BaseModel):
+    label: str = Field(description="What the segments carry: SPEAKER_N, or a name given by hand.")
+    name: str | None = Field(description="The name given to the label, if any.")
+    talk_seconds: float = Field(description="The length of the speaker's segments.")
+    segments: int
+    first_start: float = Field(description="When the speaker first speaks (s).")
+
+
+class SpeakersPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rename: dict[str, Annotated[str, Field(max_length=MAX_SPEAKER)]] = Field(
+        default_factory=dict, description='Speaker (label or name) to its new name; "" takes the name away.'
+    )
+    merge: dict[str, str] = Field(
+        default_factory=dict, description="Speaker whose segments become another's."
+    )
+
+
+@router.get(
+    "/jobs/{job_id}/speakers", response_model=list[SpeakerOut], summary="The job's speakers, talk time"
+)
+def list_speakers(job_id: JobId, request: Request) -> list[dict[str, Any]]:
+    return actions.corrections.speakers(context(request).store, job_id)
+
+
+@router.patch("/jobs/{job_id}/speakers", response_model=list[SpeakerOut], summary="Rename or merge speakers")
+def patch_speakers(job_id: JobId, patch: SpeakersPatch, request: Request) -> list[dict[str, Any]]:
+    store = context(request).store
+    for who, name in patch.rename.items():
+        actions.corrections.rename_speaker(store, job_id, who, name)
+    for who, into in patch.merge.items():
+        actions.corrections.merge_speakers(store, job_id, who, into)
+    return actions.corrections.speakers(store, job_id)

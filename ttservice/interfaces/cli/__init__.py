@@ -2,7 +2,7 @@
 
 Built on click (not typer, which now imports pydantic: 0.2 s more at every start).
 Each group of commands has its module: `run` (transcribe, resume, submit), `jobs`
-(jobs, show, logs, stop, cleanup, export), `edits` (edit), `models` (list, download, remove,
+(jobs, show, logs, stop, cleanup, export), `edits` (edit, speakers), `models` (list, download, remove,
 languages) and `admin` (serve, agent, hosts, db).
 """
 
@@ -66,6 +66,7 @@ for command in (
     jobs.cleanup,
     jobs.export_cmd,
     edits.edit,
+    edits.speakers,
     admin.serve,
     admin.agent,
     admin.hosts,

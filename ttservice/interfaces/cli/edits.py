@@ -1,4 +1,5 @@
-"""`ttservice edit`: correct a segment of a transcript (its text, its speaker), or put it back."""
+"""`ttservice edit`: correct a segment of a transcript (its text, its speaker), or put it back;
+`ttservice speakers`: a job's speakers, with their talk time, renamed or merged."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import click
 from ... import actions
 from ...exceptions import RequestError, TTServiceError
 from ...jobs import iso
+from ...messages import Message
 from ...transcription import export
-from .common import EXIT_BAD_INPUT, fail, json_option, out, services
+from .common import EXIT_BAD_INPUT, fail, json_option, note, out, services
 
 
 @click.command("edit")
@@ -63,3 +65,47 @@ def edit(
     who = f"{segment.speaker}: " if segment.speaker else ""
     start, end = export.timestamp(segment.start, "."), export.timestamp(segment.end, ".")
     out.print(f"[{start} -> {end}] {who}{segment.text}", highlight=False)
+
+
+def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values:
+        who, sep, what = value.partition("=")
+        if not sep or not who.strip():
+            raise click.BadParameter(f"{value!r} is not OLD=NEW", param_hint=option)
+        pairs.append((who, what))
+    return pairs
+
+
+@click.command("speakers")
+@click.argument("job_id", type=int)
+@click.option("--rename", multiple=True, metavar="WHO=NAME", help='Name a speaker: SPEAKER_1="คุณสมชาย".')
+@click.option("--merge", multiple=True, metavar="WHO=INTO", help="One speaker's segments become another's.")
+@json_option("the speakers as JSON")
+def speakers(job_id: int, rename: tuple[str, ...], merge: tuple[str, ...], as_json: bool) -> None:
+    """List the speakers of job JOB_ID with their talk time; rename or merge them.
+
+    A speaker is named by its label (SPEAKER_1) or the name it has; names apply everywhere the
+    transcript is read (exports, History, the API).
+    """
+    try:
+        _, store = services()
+        for who, name in _pairs(rename, "--rename"):
+            actions.corrections.rename_speaker(store, job_id, who, name)
+        for who, into in _pairs(merge, "--merge"):
+            actions.corrections.merge_speakers(store, job_id, who, into)
+        found = actions.corrections.speakers(store, job_id)
+    except RequestError as error:
+        fail(error, EXIT_BAD_INPUT)
+    except TTServiceError as error:
+        fail(error)
+    if as_json:
+        print(json.dumps(found, ensure_ascii=False, indent=2))
+        return
+    if not found:
+        note(Message("edit.no_speakers", job_id=job_id))
+    for s in found:
+        name = f"{s['name']} ({s['label']})" if s["name"] else s["label"]
+        first = export.timestamp(s["first_start"], ".")[:-4]
+        out.print(f"{name}: {s['talk_seconds']:.1f} s in {s['segments']} segment(s), first at {first}",
+                  highlight=False)  # fmt: skip

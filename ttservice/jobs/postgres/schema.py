@@ -234,8 +234,8 @@ def _v6_conversion(conn: Any) -> None:
     conn.execute(V6)
 
 
-# Corrections: a segment's speaker, its original (JSON) and revisions. The trigram index on
-# `text` follows updates by itself.
+# Corrections: a segment's speaker, its original (JSON) and revisions; the names given to a job's
+# speakers. The trigram index on `text` follows updates by itself.
 V7 = """
 ALTER TABLE transcription_segments ADD COLUMN speaker text, ADD COLUMN original text,
   ADD COLUMN edited_speaker integer NOT NULL DEFAULT 0;
@@ -249,6 +249,12 @@ CREATE TABLE segment_edits (
   created_at double precision NOT NULL
 );
 CREATE INDEX idx_segment_edits_segment ON segment_edits (segment_id, id);
+CREATE TABLE speaker_names (
+  job_id bigint NOT NULL REFERENCES transcription_jobs(id) ON DELETE CASCADE,
+  label text NOT NULL,
+  name text NOT NULL,
+  PRIMARY KEY (job_id, label)
+);
 """
 
 

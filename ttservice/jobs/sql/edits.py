@@ -53,6 +53,8 @@ class SegmentEdits(SQLStore):
             )
             new_text = changes.get("text", row["text"])
             new_speaker = changes.get("speaker", row["speaker"])
+            if "speaker" in changes and new_speaker:  # a name given to a label stands for that label
+                new_speaker = self._label(conn, job_id, new_speaker) or new_speaker
             by_hand = int(bool(row["edited_speaker"]) or "speaker" in changes)
             # The words' timings were the engine's text's: a corrected text has none (its cues
             # are timed by its characters' share of the segment); a restore brings them back.
@@ -114,3 +116,68 @@ class SegmentEdits(SQLStore):
                 {"text": e["text"], "speaker": e["speaker"], "kind": kind, "at": e["created_at"]}
             )
         return revisions
+
+    # --- speakers ---------------------------------------------------------------------------
+
+    def _label(self, conn: Any, job_id: int, who: str) -> str | None:
+        """The label segments carry for `who`: a label of the job's, or the label a name was given to."""
+        row = conn.execute(
+            "SELECT label FROM speaker_names WHERE job_id = ? AND name = ? ORDER BY label LIMIT 1",
+            (job_id, who),
+        ).fetchone()
+        if row is not None:
+            return row["label"]
+        row = conn.execute(
+            "SELECT 1 FROM transcription_segments WHERE job_id = ? AND speaker = ? LIMIT 1", (job_id, who)
+        ).fetchone()
+        return who if row is not None else None
+
+    def name_speaker(self, job_id: int, who: str, name: str) -> bool:
+        """Give speaker `who` (a label, or its current name) the name `name` everywhere in the job
+        ("" takes the name away); False if the job has no such speaker."""
+        with self.db.transaction() as conn:
+            label = self._label(conn, job_id, who)
+            if label is None:
+                return False
+            conn.execute("DELETE FROM speaker_names WHERE job_id = ? AND label = ?", (job_id, label))
+            if name and name != label:
+                conn.execute(
+                    "INSERT INTO speaker_names (job_id, label, name) VALUES (?, ?, ?)", (job_id, label, name)
+                )
+        return True
+
+    def merge_speakers(self, job_id: int, who: str, into: str) -> bool:
+        """Make every segment of speaker `who` one of speaker `into`'s (each a label or a name);
+        False if the job lacks either."""
+        with self.db.transaction() as conn:
+            label, target = self._label(conn, job_id, who), self._label(conn, job_id, into)
+            if label is None or target is None:
+                return False
+            if label != target:
+                conn.execute(
+                    "UPDATE transcription_segments SET speaker = ? WHERE job_id = ? AND speaker = ?",
+                    (target, job_id, label),
+                )
+                conn.execute("DELETE FROM speaker_names WHERE job_id = ? AND label = ?", (job_id, label))
+        return True
+
+    def speakers(self, job_id: int) -> list[dict[str, Any]]:
+        """The job's speakers in order of first appearance: label, name (None until named), talk
+        time (seconds), segments, and when each first speaks."""
+        rows = self.db.read(
+            'SELECT s.speaker AS label, n.name AS name, sum(s."end" - s.start) AS talk, count(*) AS segments,'
+            " min(s.start) AS first FROM transcription_segments s LEFT JOIN speaker_names n"
+            " ON n.job_id = s.job_id AND n.label = s.speaker WHERE s.job_id = ? AND s.speaker IS NOT NULL"
+            " GROUP BY s.speaker, n.name ORDER BY min(s.start), s.speaker",
+            (job_id,),
+        )
+        return [
+            {
+                "label": r["label"],
+                "name": r["name"],
+                "talk_seconds": r["talk"],
+                "segments": r["segments"],
+                "first_start": r["first"],
+            }  # fmt: skip
+            for r in rows
+        ]

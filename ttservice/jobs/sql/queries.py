@@ -29,8 +29,9 @@ RESUME_POINT_SQL = 'SELECT coalesce(max("end"), 0) FROM transcription_segments W
 
 
 SEGMENTS_SQL = (
-    'SELECT id, start, "end", text, words_json, tokens_json, window_start, timed, speaker,'
-    " original IS NOT NULL AS edited FROM transcription_segments WHERE job_id = ?"
+    'SELECT id, start, "end", text, words_json, tokens_json, window_start, timed,'
+    " coalesce((SELECT name FROM speaker_names n WHERE n.job_id = s.job_id AND n.label = s.speaker),"
+    " speaker) AS speaker, original IS NOT NULL AS edited FROM transcription_segments s WHERE job_id = ?"
 )
 
 

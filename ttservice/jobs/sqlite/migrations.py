@@ -303,6 +303,15 @@ def _v14_corrections(conn: Any) -> None:
         )"""
     )
     conn.execute("CREATE INDEX IF NOT EXISTS idx_segment_edits_segment ON segment_edits(segment_id, id)")
+    # The names given to a job's speakers: segments keep their label (SPEAKER_1), readers see the name.
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS speaker_names (
+          job_id INTEGER NOT NULL REFERENCES transcription_jobs(id) ON DELETE CASCADE,
+          label TEXT NOT NULL,
+          name TEXT NOT NULL,
+          PRIMARY KEY (job_id, label)
+        )"""
+    )
     # Search reads the corrected text: the trigram index follows an edit.
     conn.execute(
         "CREATE TRIGGER IF NOT EXISTS segments_trigram_update AFTER UPDATE OF text"

@@ -20,8 +20,8 @@ VIDEO = {".mp4", ".mkv", ".mov", ".webm", ".avi"}
 PLAYER_MAX_BYTES = 256 * 2**20
 
 
-def player(job: Job, start: float, chosen: bool) -> None:
-    """The job's media, from `start` (and playing, once a segment was chosen)."""
+def player(job: Job, start: float, chosen: bool, end: float | None = None) -> None:
+    """The job's media, from `start` (and playing, once a segment was chosen), to `end` if given."""
     path = Path(job.media_path) if job.media_path else None
     try:
         size = path.stat().st_size if path else None
@@ -34,7 +34,9 @@ def player(job: Job, start: float, chosen: bool) -> None:
         st.caption(t("job_view.media_too_large", mb=f"{PLAYER_MAX_BYTES / 2**20:.0f}"))
         return
     show = st.video if path.suffix.lower() in VIDEO else st.audio
-    show(str(path), start_time=int(start), autoplay=chosen)
+    show(
+        str(path), start_time=int(start), end_time=int(end) + 1 if end is not None else None, autoplay=chosen
+    )
 
 
 def transcript(job: Job, segments: list[Segment]) -> None:
@@ -100,6 +102,44 @@ def correction(job: Job, segments: list[Segment], index: int) -> None:
     st.rerun()
 
 
+SAMPLE_SECONDS = 5  # of a speaker's first words, to tell who it is
+
+
+def speakers_panel(job: Job) -> None:
+    """Each speaker with their talk time and a few seconds of their first words; rename, merge."""
+    store = services.store()
+    found = actions.corrections.speakers(store, job.id)
+    if not found:
+        return
+    st.subheader(t("job_view.speakers"))
+    names = [s["name"] or s["label"] for s in found]
+    for s, shown in zip(found, names, strict=True):
+        with st.container(border=True):
+            talk = t("job_view.talk", seconds=f"{s['talk_seconds']:.0f}", n=s["segments"])
+            st.markdown(f"**{shown}** · {talk}")
+            player(job, s["first_start"], False, s["first_start"] + SAMPLE_SECONDS)
+            with st.form(f"speaker-{job.id}-{s['label']}"):
+                left, right = st.columns(2)
+                name = left.text_input(
+                    t("job_view.speaker_name"), value=s["name"] or "", key=f"name-{job.id}-{s['label']}"
+                )
+                others = [n for n in names if n != shown]
+                into = right.selectbox(
+                    t("job_view.merge_into"), ["", *others], key=f"merge-{job.id}-{s['label']}"
+                )
+                if not st.form_submit_button(t("job_view.save_speaker")):
+                    continue
+            try:
+                if into:
+                    actions.corrections.merge_speakers(store, job.id, s["label"], into)
+                elif name != (s["name"] or ""):
+                    actions.corrections.rename_speaker(store, job.id, s["label"], name)
+            except TTServiceError as error:
+                st.error(error_text(error))
+                return
+            st.rerun()
+
+
 def finished_view(job: Job) -> None:
     store, settings = services.store(), services.settings()
     segments = store.segments(job.id)
@@ -111,6 +151,7 @@ def finished_view(job: Job) -> None:
         st.info(t("job_view.no_speech"))
     if segments:
         transcript(job, segments)
+        speakers_panel(job)
         stem = (job.filename or f"job_{job.id}").rsplit(".", 1)[0]
         downloads = st.container(horizontal=True)
         for fmt in export.FORMATS:
