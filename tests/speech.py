@@ -52,3 +52,31 @@ def speech_with_pauses(path: Path, minutes: float, work: Path) -> tuple[Path, st
         total += (len(samples) + len(pause)) / rate
         i += 1
     return write_wav(path, np.concatenate(pieces), rate), " ".join(spoken)
+
+
+# Two voices espeak-ng renders very differently: an American man in English, a higher German voice.
+DIALOGUE = (
+    ("A", ["-v", "en-us"], "Good morning everyone. Let us start the meeting with the budget for next "
+     "quarter. We have three items on the agenda today."),
+    ("B", ["-v", "de", "-p", "80", "-s", "140"], "Danke schön. Ich habe die Zahlen für das nächste Quartal "
+     "vorbereitet, und wir sollten über die Kosten sprechen."),
+    ("A", ["-v", "en-us"], "That sounds good. Please share the numbers with the whole team before Friday "
+     "so we can decide."),
+    ("B", ["-v", "de", "-p", "80", "-s", "140"], "Natürlich, ich schicke die Tabelle heute Abend an alle "
+     "Kollegen im Team."),
+)  # fmt: skip
+
+
+def dialogue(path: Path, work: Path) -> tuple[Path, list[tuple[float, float, str]]]:
+    """A four-turn dialogue of two voices, half a second between turns, and who speaks when."""
+    from faster_whisper.audio import decode_audio
+
+    parts, turns, at = [], [], 0.0
+    for i, (who, voice, text) in enumerate(DIALOGUE):
+        wav = work / f"turn{i}.wav"
+        subprocess.run(["espeak-ng", *voice, "-w", str(wav), text], check=True, capture_output=True)
+        samples = decode_audio(str(wav))
+        parts += [samples, np.zeros(8000, dtype=np.float32)]
+        turns.append((at, at + len(samples) / 16000, who))
+        at += len(samples) / 16000 + 0.5
+    return write_wav(path, np.concatenate(parts)), turns

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..exceptions import RequestError, SegmentNotFound
 from ..jobs import Segment, Store
+from ..messages import Message
 
 MAX_TEXT = 10_000  # characters a corrected segment may hold (a segment is up to 30 s of speech)
 MAX_SPEAKER = 100
@@ -106,3 +107,21 @@ def _no_speaker(store: Store, job_id: int, who: str) -> SegmentNotFound:
     if not known:
         return SegmentNotFound("edit.no_speakers", job_id=job_id)
     return SegmentNotFound("edit.no_such_speaker", job_id=job_id, speaker=who, known=known)
+
+
+def label(store: Store, job_id: int, num: int | None = None) -> Message | None:
+    """Label (or label again) a job's speakers from its media: "auto", or `num` speakers. A
+    speaker a person set stays. A warning when the diarizer could not label it, else None."""
+    from pathlib import Path
+
+    from ..transcription import speakers
+
+    job = store.get_job(job_id)
+    if not job.finished:
+        raise RequestError("speakers.job_running", job_id=job_id, status=job.status.value)
+    who = speakers.checked(str(num) if num is not None else "auto")
+    if not job.media_path or not Path(job.media_path).is_file():
+        raise RequestError("speakers.no_media", job_id=job_id)
+    if not store.segments(job_id):
+        raise SegmentNotFound("edit.no_segments", job_id=job_id)
+    return speakers.label_job(store, job_id, Path(job.media_path), who)

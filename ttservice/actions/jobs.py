@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -239,11 +239,14 @@ def check_request(
     hub to download), and a warning for the job when its batch had to be made smaller.
 
     Raises RequestError for what no model could fix: an unknown language or task, one the
-    model cannot do, or a model that needs more memory than the limit allows.
+    model cannot do, a model that needs more memory than the limit allows, or speakers asked
+    for where the diarizer is not installed.
     """
     from ..models import hub, memory, requests
-    from ..transcription import device
+    from ..transcription import device, speakers
 
+    who = speakers.checked(options.speakers)  # word timings let a segment be cut where speakers change
+    options = replace(options, speakers=who, word_timestamps=options.word_timestamps or who is not None)
     try:
         options, ref, folder = requests.checked(options)
         if folder is None and ref.kind == "hub":

@@ -121,6 +121,7 @@ class TranscribeOptions:
     device_index: int = 0
     prompt: str | None = None  # text that primes the first window (names, spellings, style)
     temperature: float = 0.0  # the first decoding temperature; Whisper falls back upwards from it
+    speakers: str | None = None  # label who speaks: "auto", or the number of speakers
 
     @classmethod
     def from_settings(cls, settings: Any, **choices: Any) -> TranscribeOptions:

@@ -121,6 +121,13 @@ class Store(Protocol):
     def speakers(self, job_id: int) -> list[dict[str, Any]]:
         """The job's speakers in order of first appearance, with their names and talk time."""
 
+    def label_speakers(
+        self, job_id: int, labelled: Sequence[tuple[int, Sequence[Segment]]], attempt: int | None = None
+    ) -> bool:
+        """Write a labelling: each segment (by id) becomes the segments given (its speaker set, or
+        cut where the speaker changes); a person's speaker stays and a corrected segment is never
+        cut. With `attempt`, only while that run is processing."""
+
     def segments(self, job_id: int, after: Segment | None = None) -> list[Segment]:
         """The job's committed segments in time order; with `after` (one it gave), only those
         that come after it, so that a follower reads each segment once."""

@@ -22,7 +22,7 @@ from ..jobs.record import chunk_of
 from ..messages import Message
 from ..platform import node_name, trim_heap
 from ..words import has_thai, merge_words
-from . import device, media, remote
+from . import device, media, remote, speakers
 from .engine import FasterWhisperEngine, ResumePoint
 from .export import clock
 from .samples import GrowingAudio
@@ -174,4 +174,10 @@ def transcribe_job(
         wall,
         (duration - offset) / max(wall, 1e-6),
     )
+    if options.speakers:
+        log.info("Labelling speakers (%s)", options.speakers)
+        warning = speakers.label_job(store, job_id, path, options.speakers, attempt, options.cpu_threads)
+        if warning is not None:
+            log.warning("%s", warning)
+            store.add_warning(job_id, warning)
     return True

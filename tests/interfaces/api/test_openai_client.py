@@ -127,3 +127,23 @@ def test_a_wrong_key_is_refused_and_either_key_works(api):
     assert refused.value.status_code == 401 and "key" in refused.value.body["message"]
     other = openai.OpenAI(base_url=api.url + "/v1", api_key=OTHER_KEY, max_retries=0)
     assert any(m.id == "tiny.en" for m in other.models.list())
+
+
+def test_diarized_json_names_the_speakers_as_openais_diarizing_model_does(client, base_model_dir, tmp_path):
+    from ...speech import dialogue
+
+    path, truth = dialogue(tmp_path / "dialogue.wav", tmp_path)
+    with open(path, "rb") as audio:
+        result = client.audio.transcriptions.create(
+            file=audio, model=str(base_model_dir), response_format="diarized_json"
+        )
+    assert {s.speaker for s in result.segments} == {"A", "B"} and result.segments[0].speaker == "A"
+    assert result.segments[0].type == "transcript.text.segment" and result.duration > 20
+    with open(path, "rb") as audio:
+        named = client.audio.transcriptions.create(
+            file=audio, model=str(base_model_dir), response_format="diarized_json",
+            known_speaker_names=["Anna", "Bernd"],
+        )  # fmt: skip
+    assert [s.speaker for s in named.segments] == [
+        {"A": "Anna", "B": "Bernd"}[s.speaker] for s in result.segments
+    ]

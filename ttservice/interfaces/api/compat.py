@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from anyio import to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
@@ -38,8 +39,14 @@ router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], responses=ERRORS)
 class AudioForm(BaseModel):
     model: str = Field(min_length=1, description="A model name; whisper-1 means the server's default.")
     prompt: str | None = Field(None, description="Text to guide the style or the spelling of names.")
-    response_format: Literal["json", "text", "srt", "verbose_json", "vtt"] = "json"
+    response_format: Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"] = "json"
     temperature: float = Field(0.0, ge=0.0, le=1.0)
+    known_speaker_names: list[Annotated[str, Field(max_length=100)]] = Field(
+        [],
+        alias="known_speaker_names[]",
+        max_length=20,
+        description="With diarized_json: the speakers' names, in the order they first speak.",
+    )
 
 
 class TranscriptionForm(AudioForm):
@@ -76,6 +83,22 @@ class VerboseTranscript(BaseModel):
     text: str
     segments: list[VerboseSegment]
     words: list[Word] | None = None
+
+
+class DiarizedSegment(BaseModel):
+    type: Literal["transcript.text.segment"] = "transcript.text.segment"
+    id: str
+    start: float
+    end: float
+    text: str
+    speaker: str
+
+
+class DiarizedTranscript(BaseModel):
+    task: Literal["transcribe"] = "transcribe"
+    duration: float
+    text: str
+    segments: list[DiarizedSegment]
 
 
 class Model(BaseModel):
@@ -133,6 +156,7 @@ async def _audio(request: Request, task: str, form_type: type[AudioForm]) -> Res
     ctx = context(request)
     upload, form = await parse_form(request, ctx.settings, form_type)
     words = "word" in getattr(form, "timestamp_granularities", ())
+    diarized = form.response_format == "diarized_json"
     job = await submit(
         ctx,
         upload,
@@ -142,6 +166,7 @@ async def _audio(request: Request, task: str, form_type: type[AudioForm]) -> Res
         word_timestamps=words,
         prompt=form.prompt,
         temperature=form.temperature,
+        speakers="auto" if diarized else None,
     )
     headers = {JOB_HEADER: str(job.id)}
     if getattr(form, "stream", False):
@@ -159,8 +184,35 @@ async def _audio(request: Request, task: str, form_type: type[AudioForm]) -> Res
         if not done:  # the client went away, or the server is stopping: nobody waits for the job
             ctx.stop_soon(job.id, DISCONNECTED)
     _raise_unless_completed(job)
+    if diarized:
+        return await to_thread.run_sync(_diarized, ctx, job, form.known_speaker_names, headers)
     segments = ctx.store.segments(job.id)
     return _render(form.response_format, task, job, segments, words, headers, ctx.settings.subtitles)
+
+
+def _diarized(ctx: Context, job: Job, names: list[str], headers: dict[str, str]) -> Response:
+    """OpenAI's diarized_json: each segment with its speaker, named from `names` in the order the
+    speakers first speak, else A, B, C, ... as OpenAI's diarizing model names them."""
+    found = ctx.store.speakers(job.id)
+    for speaker, name in zip(found, names, strict=False):
+        ctx.store.name_speaker(job.id, speaker["label"], name)
+    letters = {s["label"]: chr(ord("A") + i) for i, s in enumerate(found) if i < 26}
+    segments = ctx.store.segments(job.id)
+    answer = DiarizedTranscript(
+        duration=job.duration or 0.0,
+        text=" ".join(s.text for s in segments),
+        segments=[
+            DiarizedSegment(
+                id=f"seg_{i}",
+                start=round(s.start, 3),
+                end=round(s.end, 3),
+                text=s.text,
+                speaker=letters.get(s.speaker or "", s.speaker or ""),
+            )  # fmt: skip
+            for i, s in enumerate(segments)
+        ],
+    )
+    return JSONResponse(answer.model_dump(), headers=headers)
 
 
 def _raise_unless_completed(job: Job) -> None:

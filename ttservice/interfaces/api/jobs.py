@@ -45,6 +45,11 @@ class JobForm(BaseModel):
     word_timestamps: bool = False
     prompt: str | None = None
     temperature: float = Field(0.0, ge=0.0, le=1.0)
+    speakers: str | None = Field(
+        None,
+        max_length=8,
+        description="Label who speaks: auto, or the number of speakers (needs the diarizer).",
+    )
     callback_url: str | None = Field(
         None, description="POSTed the finished job (needs TTSERVICE_API_CALLBACKS=1 on the server)."
     )

@@ -12,7 +12,7 @@ from ...exceptions import RequestError, TTServiceError
 from ...jobs import iso
 from ...messages import Message
 from ...transcription import export
-from .common import EXIT_BAD_INPUT, fail, json_option, note, out, services
+from .common import EXIT_BAD_INPUT, err, fail, json_option, note, out, services
 
 
 @click.command("edit")
@@ -81,15 +81,30 @@ def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
 @click.argument("job_id", type=int)
 @click.option("--rename", multiple=True, metavar="WHO=NAME", help='Name a speaker: SPEAKER_1="คุณสมชาย".')
 @click.option("--merge", multiple=True, metavar="WHO=INTO", help="One speaker's segments become another's.")
+@click.option("--label", "relabel", is_flag=True, help="Label (or label again) who speaks, from the media.")
+@click.option("--num", type=click.IntRange(1, 20), help="With --label: how many speakers there are.")
 @json_option("the speakers as JSON")
-def speakers(job_id: int, rename: tuple[str, ...], merge: tuple[str, ...], as_json: bool) -> None:
-    """List the speakers of job JOB_ID with their talk time; rename or merge them.
+def speakers(
+    job_id: int,
+    rename: tuple[str, ...],
+    merge: tuple[str, ...],
+    relabel: bool,
+    num: int | None,
+    as_json: bool,
+) -> None:
+    """List the speakers of job JOB_ID with their talk time; label them, rename or merge them.
 
     A speaker is named by its label (SPEAKER_1) or the name it has; names apply everywhere the
-    transcript is read (exports, History, the API).
+    transcript is read (exports, History, the API). --label finds who speaks without
+    transcribing again; speakers a person set stay as set.
     """
     try:
         _, store = services()
+        if relabel or num is not None:
+            with err.status("Labelling speakers…"):
+                warning = actions.corrections.label(store, job_id, num)
+            if warning is not None:
+                fail(warning)
         for who, name in _pairs(rename, "--rename"):
             actions.corrections.rename_speaker(store, job_id, who, name)
         for who, into in _pairs(merge, "--merge"):

@@ -42,6 +42,7 @@ from .common import (
     help="transcribe, or translate (to English).",
 )
 @click.option("--word-timestamps", is_flag=True, help="Store word timings.")
+@click.option("--speakers", metavar="auto|N", help="Label who speaks: auto, or the number of speakers.")
 def transcribe(
     file: Path,
     model: str | None,
@@ -50,6 +51,7 @@ def transcribe(
     output: Path | None,
     task: str,
     word_timestamps: bool,
+    speakers: str | None,
 ) -> None:
     """Transcribe FILE in a supervised worker; the transcript goes to stdout or -o.
 
@@ -57,7 +59,7 @@ def transcribe(
     """
     try:
         settings, store = services()
-        options = _options(settings, model, language, task, word_timestamps)
+        options = _options(settings, model, language, task, word_timestamps, speakers)
         job = store.get_job(actions.submit_file(store, settings, file, options, Runner.FOREGROUND))
         if job.status is JobStatus.FAILED:  # a bad file, or a model that cannot be had
             fail(job.reason or "", EXIT_BAD_INPUT)
@@ -108,10 +110,15 @@ def _finish(job: Job, fmt: str, output: Path | None, settings: Settings, store: 
 
 
 def _options(
-    settings: Settings, model: str | None, language: str | None, task: str, words: bool
+    settings: Settings, model: str | None, language: str | None, task: str, words: bool, speakers: str | None
 ) -> TranscribeOptions:
     return TranscribeOptions.from_settings(
-        settings, model=model or None, language=language or None, task=task, word_timestamps=words
+        settings,
+        model=model or None,
+        language=language or None,
+        task=task,
+        word_timestamps=words,
+        speakers=speakers or None,
     )
 
 
@@ -175,8 +182,11 @@ def _run_with_progress(
     default="transcribe",
     help="transcribe or translate.",
 )
+@click.option("--speakers", metavar="auto|N", help="Label who speaks: auto, or the number of speakers.")
 @json_option('{"id": N}')
-def submit(file: Path, model: str | None, language: str | None, task: str, as_json: bool) -> None:
+def submit(
+    file: Path, model: str | None, language: str | None, task: str, speakers: str | None, as_json: bool
+) -> None:
     """Queue FILE for the running service and print the job id.
 
     A model not downloaded yet is downloaded by the service; the job waits queued meanwhile.
@@ -185,7 +195,7 @@ def submit(file: Path, model: str | None, language: str | None, task: str, as_js
 
     try:
         settings, store = services()
-        options = _options(settings, model, language, task, False)
+        options = _options(settings, model, language, task, False, speakers)
         job_id = actions.submit_file(store, settings, file, options)
         job = store.get_job(job_id)
     except RequestError as error:

@@ -14,9 +14,10 @@ segments whose speaker a person set (`edited_speaker`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..record import JobStatus, Segment
 from .base import SQLStore
 
 EDITABLE = ("text", "speaker")
@@ -181,3 +182,52 @@ class SegmentEdits(SQLStore):
             }  # fmt: skip
             for r in rows
         ]
+
+    def label_speakers(
+        self, job_id: int, labelled: Sequence[tuple[int, Sequence[Segment]]], attempt: int | None = None
+    ) -> bool:
+        """Write a labelling: for each segment (by its id), the segments it becomes (one: its
+        speaker; several: it is cut where the speaker changes). A speaker a person set stays,
+        and a corrected segment is never cut. With `attempt`, only while that run of the job
+        is processing; False if it is not."""
+        with self.db.transaction() as conn:
+            if attempt is not None:
+                row = conn.execute(
+                    "SELECT 1 FROM transcription_jobs WHERE id = ? AND status = ? AND attempt = ?",
+                    (job_id, JobStatus.PROCESSING.value, attempt),
+                ).fetchone()
+                if row is None:
+                    return False
+            for segment_id, pieces in labelled:
+                row = conn.execute(
+                    "SELECT original, edited_speaker FROM transcription_segments WHERE id = ? AND job_id = ?",
+                    (segment_id, job_id),
+                ).fetchone()
+                if row is None or row["edited_speaker"]:
+                    continue
+                if len(pieces) == 1 or row["original"]:
+                    conn.execute(
+                        "UPDATE transcription_segments SET speaker = ? WHERE id = ?",
+                        (pieces[0].speaker, segment_id),
+                    )
+                    continue
+                conn.execute("DELETE FROM transcription_segments WHERE id = ?", (segment_id,))
+                conn.executemany(
+                    "INSERT INTO transcription_segments"
+                    ' (job_id, start, "end", text, words_json, tokens_json, window_start, speaker)'
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            job_id,
+                            s.start,
+                            s.end,
+                            s.text,
+                            json.dumps(s.words) if s.words else None,
+                            json.dumps(s.tokens) if s.tokens is not None else None,
+                            s.window,
+                            s.speaker,
+                        )
+                        for s in pieces
+                    ],  # fmt: skip
+                )
+        return True

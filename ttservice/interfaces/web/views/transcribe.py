@@ -13,7 +13,12 @@ from ttservice.models.languages import LANGUAGES
 MEDIA_TYPES = ["wav", "mp3", "m4a", "flac", "ogg", "opus", "aac", "wma", "mp4", "mkv", "mov", "webm", "avi"]
 AUTO = "auto"
 TASKS = ["transcribe", "translate"]
-THAI_OFFER = "thai_offer"  # the Thai fine-tune offered after a Thai job with another model
+THAI_OFFER = "thai_offer"
+SPEAKERS = [
+    "off",
+    "auto",
+    *(str(n) for n in range(2, 7)),
+]  # the Thai fine-tune offered after a Thai job with another model
 
 settings = services.settings()
 store = services.store()
@@ -45,6 +50,12 @@ with st.form("transcribe", clear_on_submit=True):
         t("transcribe.task"), TASKS, format_func=lambda task: t(f"transcribe.{task}"), horizontal=True
     )
     words = right.checkbox(t("transcribe.word_timestamps"))
+    who = st.selectbox(
+        t("transcribe.speakers"),
+        SPEAKERS,
+        format_func=lambda v: t(f"transcribe.speakers_{v}") if v in ("off", "auto") else v,
+        help=t("transcribe.speakers_help"),
+    )
     lease = st.checkbox(t("transcribe.lease"))
     started = st.form_submit_button(t("transcribe.start"), type="primary")
 services.page_link("views/models.py", t("transcribe.get_model"), "models", icon=":material/download:")
@@ -97,6 +108,7 @@ if started:
         language=None if language == AUTO else language,
         task=task,
         word_timestamps=words,
+        speakers=None if who == "off" else who,
     )
     suggestion = actions.models.thai_suggestion(store, settings, options)
     st.session_state[THAI_OFFER] = suggestion.name if suggestion else None

@@ -1,0 +1,131 @@
+"""Who said what: speaker turns laid on the transcript (no model), and the diarizer for real on
+a dialogue of two voices, through `ttservice transcribe --speakers`."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ttservice.exceptions import RequestError
+from ttservice.jobs import JobStatus, Segment
+from ttservice.transcription import speakers
+from ttservice.transcription.speakers import Turn, split
+
+from ..conftest import JFK_WAV, env_for, ttservice
+from ..speech import dialogue
+
+
+def words(*timed):
+    return [{"start": s, "end": e, "word": w, "probability": 0.9} for s, e, w in timed]
+
+
+TURNS = [Turn(0.0, 3.0, "SPEAKER_1"), Turn(3.2, 6.0, "SPEAKER_2")]
+
+
+def test_a_segment_is_cut_where_its_words_change_speaker():
+    said = words((0.0, 1.0, " Good"), (1.0, 2.0, " morning"), (2.0, 2.9, " all."), (3.3, 4.0, " Danke"),
+                 (4.0, 5.0, " schön"), (5.0, 5.5, " Anna."))  # fmt: skip
+    first, second = split(
+        Segment(0.0, 5.5, "Good morning all. Danke schön Anna.", said, tokens=[1], window=0.0), TURNS
+    )
+    assert (first.start, first.end, first.text, first.speaker) == (0.0, 2.9, "Good morning all.", "SPEAKER_1")
+    assert (second.start, second.end, second.text, second.speaker) == (
+        3.3,
+        5.5,
+        "Danke schön Anna.",
+        "SPEAKER_2",
+    )
+    assert [w["word"] for w in second.words] == [" Danke", " schön", " Anna."]
+    assert second.tokens == [1] and first.tokens is None  # a resume continues after the last piece
+
+
+def test_a_stray_word_stays_with_its_turn_and_a_segment_without_words_goes_whole():
+    said = words((0.0, 1.0, " one"), (1.0, 2.0, " two"), (3.4, 3.5, " three"), (2.0, 2.9, " four"))
+    [whole] = split(Segment(0.0, 3.5, "one two three four", said), TURNS)
+    assert whole.speaker == "SPEAKER_1" and whole.text == "one two three four"
+    [plain] = split(Segment(2.5, 5.0, "mostly the second"), TURNS)
+    assert plain.speaker == "SPEAKER_2"  # 0.5 s with the first, 1.8 s with the second
+    [kept] = split(Segment(0.0, 5.5, "a person's text", said, edited=True), TURNS)
+    assert kept.text == "a person's text"  # never cut
+
+
+def test_speakers_are_checked_before_any_job(monkeypatch):
+    assert speakers.checked(None) is None and speakers.checked("off") is None
+    assert speakers.checked(" AUTO ") == "auto" and speakers.checked("03") == "3"
+    with pytest.raises(RequestError, match="is not a number of speakers"):
+        speakers.checked("many")
+    with pytest.raises(RequestError, match="is not a number of speakers"):
+        speakers.checked("50")
+    monkeypatch.setattr(speakers, "installed", lambda: False)
+    with pytest.raises(RequestError, match=r"needs the diarizer, which is not installed: run .*\[speakers\]"):
+        speakers.checked("auto")
+
+
+@pytest.fixture(scope="module")
+def two_voices(tmp_path_factory):
+    work = tmp_path_factory.mktemp("dialogue")
+    return dialogue(work / "dialogue.wav", work)
+
+
+@pytest.mark.model
+def test_a_dialogue_of_two_voices_comes_out_labelled_and_named(settings, store, base_model_dir, two_voices):
+    path, truth = two_voices
+    done = ttservice(settings, "transcribe", str(path), "--model", str(base_model_dir), "--speakers", "auto",
+                     "--format", "json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    segments = json.loads(done.stdout)["segments"]
+    assert {s["speaker"] for s in segments} == {"SPEAKER_1", "SPEAKER_2"}
+
+    def truly(segment):
+        middle = (segment["start"] + segment["end"]) / 2
+        return next((who for start, end, who in truth if start - 0.5 <= middle <= end + 0.5), None)
+
+    # the diarizer's labels match who really spoke, segment by segment
+    pairs = {(s["speaker"], truly(s)) for s in segments}
+    assert pairs == {("SPEAKER_1", "A"), ("SPEAKER_2", "B")}, pairs
+    job_id = store.list_jobs(limit=1)[0].id
+    assert store.get_job(job_id).options.speakers == "auto" and store.get_job(job_id).warnings == []
+    listed = json.loads(ttservice(settings, "speakers", str(job_id), "--json").stdout)
+    assert [s["label"] for s in listed] == ["SPEAKER_1", "SPEAKER_2"] and all(
+        s["talk_seconds"] > 5 for s in listed
+    )
+    renamed = ttservice(
+        settings, "speakers", str(job_id), "--rename", "SPEAKER_1=Anna", "--rename", "SPEAKER_2=Bernd"
+    )
+    assert renamed.returncode == 0, renamed.stderr
+    txt = ttservice(settings, "export", str(job_id), "--format", "txt").stdout
+    assert txt.startswith("Anna: ") and "\n\nBernd: " in txt
+    # a speaker a person set stays when the job is labelled again (with the number told)
+    assert ttservice(settings, "edit", str(job_id), "0", "--speaker", "Chair").returncode == 0
+    again = ttservice(settings, "speakers", str(job_id), "--label", "--num", "2")
+    assert again.returncode == 0, again.stderr
+    first, *rest = store.segments(job_id)
+    assert first.speaker == "Chair" and {s.speaker for s in rest} == {"Anna", "Bernd"}
+
+
+@pytest.mark.model
+def test_a_labelling_failure_keeps_the_transcript_and_says_how_to_try_again(settings, store, tmp_path):
+    broken = tmp_path / "broken" / "senko"
+    broken.mkdir(parents=True)
+    failing = "class Diarizer:\n    def __init__(self, **kwargs):\n        raise RuntimeError('{}')\n"
+    (broken / "__init__.py").write_text(failing.format("CAM++ weights unreadable"))
+    env = env_for(settings) | {"PYTHONPATH": str(broken.parent)}  # a diarizer that fails, at the edge
+    run = subprocess.run([sys.executable, "-m", "ttservice", "transcribe", str(JFK_WAV), "--speakers", "2"],
+                         env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "ask not what your country can do for you" in run.stdout
+    job = store.list_jobs(limit=1)[0]
+    assert job.status is JobStatus.COMPLETED
+    [warning] = json.loads(ttservice(settings, "show", str(job.id), "--json").stdout)["warnings"]
+    assert warning.startswith("The transcript is complete, but its speakers could not be labelled")
+    assert f"ttservice speakers {job.id} --label" in warning and "CAM++ weights unreadable" in warning
+
+
+def test_speakers_asked_of_a_running_job_are_refused(settings, store, make_job):
+    job_id = make_job()
+    run = ttservice(settings, "speakers", str(job_id), "--label")
+    assert (
+        run.returncode == 2
+        and f"Job {job_id} is queued; its speakers can be labelled once it has ended." in run.stderr
+    )

