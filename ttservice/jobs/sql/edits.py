@@ -19,6 +19,7 @@ from typing import Any
 
 from ..record import JobStatus, Segment
 from .base import SQLStore
+from .lifecycle import INSERT_SEGMENT_SQL, segment_row
 
 EDITABLE = ("text", "speaker")
 
@@ -212,22 +213,5 @@ class SegmentEdits(SQLStore):
                     )
                     continue
                 conn.execute("DELETE FROM transcription_segments WHERE id = ?", (segment_id,))
-                conn.executemany(
-                    "INSERT INTO transcription_segments"
-                    ' (job_id, start, "end", text, words_json, tokens_json, window_start, speaker)'
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            job_id,
-                            s.start,
-                            s.end,
-                            s.text,
-                            json.dumps(s.words) if s.words else None,
-                            json.dumps(s.tokens) if s.tokens is not None else None,
-                            s.window,
-                            s.speaker,
-                        )
-                        for s in pieces
-                    ],  # fmt: skip
-                )
+                conn.executemany(INSERT_SEGMENT_SQL, [segment_row(job_id, s) for s in pieces])
         return True

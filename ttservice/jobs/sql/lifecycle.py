@@ -22,6 +22,20 @@ RESEND_FOR = 30.0  # seconds a segment commit cut by a lost connection is sent a
 RESEND_PAUSE = 0.2
 
 
+INSERT_SEGMENT_SQL = (
+    "INSERT INTO transcription_segments"
+    ' (job_id, start, "end", text, words_json, tokens_json, window_start, speaker)'
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def segment_row(job_id: int, s: Segment) -> tuple:
+    """A segment as INSERT_SEGMENT_SQL stores it."""
+    words = json.dumps(s.words) if s.words else None
+    tokens = json.dumps(s.tokens) if s.tokens is not None else None
+    return (job_id, s.start, s.end, s.text, words, tokens, s.window, s.speaker)
+
+
 def fence(attempt: int | None) -> str:
     """The condition that makes a write one run's: it changes nothing once another attempt was claimed."""
     return "" if attempt is None else " AND attempt = ?"
@@ -199,23 +213,7 @@ class Lifecycle(SQLStore):
         )
         if cur.rowcount != 1:
             return False
-        conn.executemany(
-            "INSERT INTO transcription_segments"
-            ' (job_id, start, "end", text, words_json, tokens_json, window_start)'
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    job_id,
-                    s.start,
-                    s.end,
-                    s.text,
-                    json.dumps(s.words) if s.words else None,
-                    json.dumps(s.tokens) if s.tokens is not None else None,
-                    s.window,
-                )
-                for s in segments
-            ],
-        )
+        conn.executemany(INSERT_SEGMENT_SQL, [segment_row(job_id, s) for s in segments])
         return True
 
     def request_stop(self, job_id: int, now: float | None = None, reason: Said | None = None) -> None:
