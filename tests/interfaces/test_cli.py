@@ -205,7 +205,7 @@ def test_edit_corrects_segments_and_every_export_reads_the_names(settings, store
     txt = ttservice(settings, "export", str(job_id), "--format", "txt").stdout
     assert txt == "คุณสมชาย: สวัสดีครับวันนี้ประชุมเรื่องงบประมาณปีหน้า\n\nAnna: Thank you.\n"
     srt = ttservice(settings, "export", str(job_id), "--format", "srt").stdout
-    assert "00:00:06,000 --> 00:00:08,000\nAnna: Thank you." in srt
+    assert "00:00:06,000 --> 00:00:08,000\nAnna: Thank you." in srt and "\nคุณสมชาย: สวัสดีครับ" in srt
     vtt = ttservice(settings, "export", str(job_id), "--format", "vtt").stdout
     assert "<v คุณสมชาย>สวัสดีครับ" in vtt and "<v Anna>Thank you." in vtt
     segments = json.loads(ttservice(settings, "export", str(job_id), "--format", "json").stdout)["segments"]
@@ -221,3 +221,11 @@ def test_edit_corrects_segments_and_every_export_reads_the_names(settings, store
     wrong = ttservice(settings, "edit", str(job_id), "9", "--text", "x")
     assert wrong.returncode == 2 and "has no segment 9: its segments are numbered 0 to 3" in wrong.stderr
     assert "Traceback" not in wrong.stderr
+    for bad, sentence in (
+        (["edit", "999", "0", "--text", "x"], "There is no job 999"),
+        (["edit", str(job_id), "0", "--text", " "], "A segment's text cannot be empty"),
+        (["speakers", str(job_id), "--label", "--num", "0"], "0 is not in the range"),
+        (["speakers", "999"], "There is no job 999"),
+    ):
+        run = ttservice(settings, *bad)
+        assert run.returncode == 2 and sentence in run.stderr, (bad, run.stderr)

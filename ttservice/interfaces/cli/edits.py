@@ -8,7 +8,7 @@ import json
 import click
 
 from ... import actions
-from ...exceptions import RequestError, TTServiceError
+from ...exceptions import JobNotFound, RequestError, TTServiceError
 from ...jobs import iso
 from ...messages import Message
 from ...transcription import export
@@ -53,7 +53,7 @@ def edit(
             segment = actions.corrections.restore(store, job_id, index)
         else:
             segment = actions.corrections.edit(store, job_id, index, text, speaker)
-    except RequestError as error:
+    except (RequestError, JobNotFound) as error:  # what was asked cannot be: bad input
         fail(error, EXIT_BAD_INPUT)
     except TTServiceError as error:
         fail(error)
@@ -110,7 +110,7 @@ def speakers(
         for who, into in _pairs(merge, "--merge"):
             actions.corrections.merge_speakers(store, job_id, who, into)
         found = actions.corrections.speakers(store, job_id)
-    except RequestError as error:
+    except (RequestError, JobNotFound) as error:  # what was asked cannot be: bad input
         fail(error, EXIT_BAD_INPUT)
     except TTServiceError as error:
         fail(error)
