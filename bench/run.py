@@ -39,6 +39,7 @@ from bench.desktop import desktop  # noqa: E402
 from bench.follow import follow_bench  # noqa: E402
 from bench.realspeech import real_speech  # noqa: E402
 from bench.search import search as search_bench  # noqa: E402
+from bench.speakers import labelling  # noqa: E402
 from bench.stores import stores as stores_bench  # noqa: E402
 from bench.thai import conversion, thai_accuracy  # noqa: E402
 from tests.conftest import JFK_WAV  # noqa: E402
@@ -672,6 +673,7 @@ ITEMS = {
     "18": "real speech",
     "19": "Thai accuracy",
     "20": "conversion",
+    "21": "speakers",
 }
 
 
@@ -688,7 +690,7 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-20)")
+    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-21)")
     parser.add_argument("--runs", type=int, default=5, help="repetitions per timed figure")
     parser.add_argument("--window", type=float, default=60.0, help="seconds of monitoring in item 4")
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of speech in item 8")
@@ -726,6 +728,7 @@ def main() -> None:
             "11": lambda: api_bench(figures, work, three_minutes, args.runs, alternate, settings_in),
             "19": lambda: thai_accuracy(figures, work, args.thai_models, sys.modules[__name__]),
             "20": lambda: conversion(figures, work, min(args.runs, 3), sys.modules[__name__]),
+            "21": lambda: labelling(figures, work, 5.0, sys.modules[__name__]),
             "9": lambda: first_text(
                 figures, work, {"3-min speech": three_minutes, "30-min speech": thirty_minutes}, args.runs
             ),

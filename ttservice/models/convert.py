@@ -4,9 +4,9 @@ The Thai fine-tunes our users need are published for Hugging Face Transformers
 (`config.json` with `model_type: whisper`, weights in safetensors), which
 faster-whisper cannot load. CTranslate2's own converter needs torch and
 transformers (about 1 GB installed) to read them; here the safetensors are read
-with NumPy (a tensor at a time, kept as float16) and
-poured into CTranslate2's own `WhisperSpec`, which validates, quantizes and
-writes the model as its converter does. `docs/decisions.md` has the measurements.
+with NumPy, a tensor at a time kept as float16, into CTranslate2's own
+`WhisperSpec`, which validates, quantizes and writes the model as its converter
+does. `docs/decisions.md` has the measurements.
 
 What the converted folder holds: CTranslate2's `model.bin`, `config.json` and
 `vocabulary.json`; the repo's `tokenizer.json` (or one built from its
@@ -24,7 +24,7 @@ import math
 import os
 import shutil
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,12 +54,13 @@ SOURCE_FILE = "source.json"
 PARTIAL_PREFIX = ".partial-"
 RUNTIME_MB = 200.0  # the converting process before any weights: Python, NumPy, CTranslate2
 MARGIN = 1.15  # as a job's estimate: errs upwards
+MAX_HEADER = 100 * 2**20  # safetensors' own limit on its JSON header
 
 # safetensors' dtypes NumPy reads directly; BF16 is widened to float32 by hand (NumPy has none).
 DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "F64": "<f8", "I64": "<i8", "I32": "<i4"}
 
 
-def format_of(files: set[str] | list[str]) -> str | None:
+def format_of(files: Iterable[str]) -> str | None:
     """`ctranslate2`, `transformers` (safetensors), `pickled` (pytorch_model.bin only) or None."""
     names = set(files)
     if "model.bin" in names:
@@ -91,7 +92,17 @@ def memory_mb(params: int) -> float:
 
 
 def _tensor_index(folder: Path) -> dict[str, tuple[Path, list[int], tuple[str, int, int]]]:
-    """name -> (file, shape, (dtype, start, end)) over the model's one or many safetensors."""
+    """name -> (file, shape, (dtype, start, end)) over the model's one or many safetensors; one
+    sentence for files that are not safetensors."""
+    try:
+        return _read_index(folder)
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as error:
+        raise ModelError(
+            "convert.unreadable", folder=str(folder), error=str(error) or type(error).__name__
+        ) from None
+
+
+def _read_index(folder: Path) -> dict[str, tuple[Path, list[int], tuple[str, int, int]]]:
     if (folder / SAFETENSORS_INDEX).is_file():
         weight_map = json.loads((folder / SAFETENSORS_INDEX).read_text(encoding="utf-8"))["weight_map"]
         files = sorted({folder / name for name in weight_map.values()})
@@ -101,6 +112,8 @@ def _tensor_index(folder: Path) -> dict[str, tuple[Path, list[int], tuple[str, i
     for path in files:
         with open(path, "rb") as f:
             (length,) = struct.unpack("<Q", f.read(8))
+            if length > min(path.stat().st_size, MAX_HEADER):
+                raise ValueError(f"{path.name} is not a safetensors file")
             header = json.loads(f.read(length))
         base = 8 + length
         for name, entry in header.items():

