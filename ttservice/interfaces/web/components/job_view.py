@@ -125,7 +125,10 @@ def speakers_panel(job: Job) -> None:
                 )
                 others = [n for n in names if n != shown]
                 into = right.selectbox(
-                    t("job_view.merge_into"), ["", *others], key=f"merge-{job.id}-{s['label']}"
+                    t("job_view.merge_into"),
+                    ["", *others],
+                    format_func=lambda n: n or t("job_view.keep_apart"),
+                    key=f"merge-{job.id}-{s['label']}",
                 )
                 if not st.form_submit_button(t("job_view.save_speaker")):
                     continue
