@@ -152,6 +152,19 @@ def test_statistics_page_counts_statuses_and_cleans_up(web_env, store, make_job,
     assert metrics["Success rate"] == "50%"
 
 
+def test_statistics_show_a_jobs_talk_time_by_speaker(web_env, store, make_job):
+    assert any("No job has speakers yet" in c.value for c in run("statistics.py").caption)
+    job_id = finished_job(store, make_job)
+    store.edit_segment(job_id, 0, {"speaker": "SPEAKER_1"})
+    store.name_speaker(job_id, "SPEAKER_1", "คุณสมชาย")
+    at = run("statistics.py")
+    assert "Talk time by speaker" in [h.value for h in at.subheader]
+    assert at.selectbox[0].options == [f"{job_id}: jfk.wav"]
+    charts = [e for e in at.main if getattr(e, "type", "") == "vega_lite_chart"]
+    data = [c.proto.SerializeToString() for c in charts]
+    assert any("คุณสมชาย".encode() in d and b"Minutes of speech" in d for d in data)  # by name, in minutes
+
+
 def test_resume_button_requeues_a_stopped_job_keeping_its_transcript(web_env, store, make_job):
     job_id = make_job()
     store.claim(job_id, 5)

@@ -121,6 +121,9 @@ class Store(Protocol):
     def speakers(self, job_id: int) -> list[dict[str, Any]]:
         """The job's speakers in order of first appearance, with their names and talk time."""
 
+    def jobs_with_speakers(self, limit: int = 50) -> list[int]:
+        """The newest jobs whose transcript has speakers, newest first."""
+
     def label_speakers(
         self, job_id: int, labelled: Sequence[tuple[int, Sequence[Segment]]], attempt: int | None = None
     ) -> bool:

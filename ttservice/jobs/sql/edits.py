@@ -184,6 +184,15 @@ class SegmentEdits(SQLStore):
             for r in rows
         ]
 
+    def jobs_with_speakers(self, limit: int = 50) -> list[int]:
+        """The newest jobs whose transcript has speakers, newest first."""
+        rows = self.db.read(
+            "SELECT DISTINCT job_id FROM transcription_segments WHERE speaker IS NOT NULL"
+            " ORDER BY job_id DESC LIMIT ?",
+            (limit,),
+        )
+        return [r["job_id"] for r in rows]
+
     def label_speakers(
         self, job_id: int, labelled: Sequence[tuple[int, Sequence[Segment]]], attempt: int | None = None
     ) -> bool:

@@ -81,6 +81,28 @@ if machines := actions.jobs.machines(services.store()):
 else:
     st.caption(t("statistics.no_machines"))
 
+st.subheader(t("statistics.talk_time"))
+if labelled := services.store().jobs_with_speakers():
+    store = services.store()
+    jobs = {job_id: store.get_job(job_id) for job_id in labelled}
+    chosen = st.selectbox(
+        t("statistics.talk_job"), labelled, format_func=lambda i: f"{i}: {jobs[i].filename or '-'}"
+    )
+    talk = actions.corrections.speakers(store, chosen)
+    st.bar_chart(
+        pd.DataFrame(
+            {
+                t("statistics.speaker"): [s["name"] or s["label"] for s in talk],
+                t("statistics.talk_minutes"): [s["talk_seconds"] / 60 for s in talk],
+            }
+        ),
+        x=t("statistics.speaker"),
+        y=t("statistics.talk_minutes"),
+        horizontal=True,
+    )
+else:
+    st.caption(t("statistics.no_speakers"))
+
 st.subheader(t("statistics.over_time"))
 if stats["daily"]:
     table, unit = jobs_over_time(stats["daily"], dt.date.today())
