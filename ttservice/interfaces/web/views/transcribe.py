@@ -13,12 +13,8 @@ from ttservice.models.languages import LANGUAGES
 MEDIA_TYPES = ["wav", "mp3", "m4a", "flac", "ogg", "opus", "aac", "wma", "mp4", "mkv", "mov", "webm", "avi"]
 AUTO = "auto"
 TASKS = ["transcribe", "translate"]
-THAI_OFFER = "thai_offer"
-SPEAKERS = [
-    "off",
-    "auto",
-    *(str(n) for n in range(2, 7)),
-]  # the Thai fine-tune offered after a Thai job with another model
+THAI_OFFER = "thai_offer"  # the Thai fine-tune offered after Thai was asked of another model
+SPEAKERS = ["off", "auto", "2", "3", "4", "5", "6"]  # label no one, any number, or so many speakers
 
 settings = services.settings()
 store = services.store()
