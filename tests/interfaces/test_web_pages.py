@@ -6,7 +6,7 @@ import sys
 import time
 
 from ttservice.interfaces.web.components.charts import jobs_over_time
-from ttservice.jobs import JobStatus, Runner, Segment
+from ttservice.jobs import JobStatus, Runner, Segment, TranscribeOptions
 from ttservice.supervision.process_manager import ProcessManager
 
 from ..conftest import DUMMY, ttservice
@@ -150,6 +150,19 @@ def test_statistics_page_counts_statuses_and_cleans_up(web_env, store, make_job,
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Failed"] == "1" and metrics["Processing"] == "0"
     assert metrics["Success rate"] == "50%"
+
+
+def test_a_transcribed_job_labelling_its_speakers_says_so(web_env, store, settings):
+    from ttservice import actions
+
+    job_id = store.create_job("meeting.wav", None, TranscribeOptions(speakers="auto"))
+    store.claim(job_id, 5)
+    store.add_segments(job_id, [Segment(0.0, 2.5, "ask not")], 2.5, 0.5)
+    assert actions.details(store, settings, job_id)["phase"] == "transcribing"
+    store.add_segments(job_id, [], 5.0, 1.0)  # the last segment committed: labelling follows
+    assert actions.details(store, settings, job_id)["phase"] == "labelling speakers"
+    at = run("history.py", job=job_id)
+    assert any("now telling its speakers apart" in i.value for i in at.info)
 
 
 def test_statistics_show_a_jobs_talk_time_by_speaker(web_env, store, make_job):

@@ -178,6 +178,7 @@ def details(store: Store, settings: Settings, job_id: int, pm: ProcessManager | 
     kind = None if not waiting else "memory" if waiting[0].code == "memory.waiting" else "download"
     return job.to_dict() | {
         "english_only_model": _english_only(job),
+        "phase": _phase(job),
         "waiting_for": kind,
         "waiting_reason": str(waiting[0]) if waiting else None,
         "download": waiting[1].to_dict() if waiting and waiting[1] else None,
@@ -190,6 +191,13 @@ def details(store: Store, settings: Settings, job_id: int, pm: ProcessManager | 
         "segments": len(segments),
         "text": " ".join(s.text for s in segments),
     }
+
+
+def _phase(job: Job) -> str | None:
+    """What a running job does now: transcribing, or (its transcript done) labelling speakers."""
+    if job.status is not JobStatus.PROCESSING:
+        return None
+    return "labelling speakers" if job.labelling else "transcribing"
 
 
 def _english_only(job: Job) -> bool | None:

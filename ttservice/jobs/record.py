@@ -195,6 +195,11 @@ class Job:
         return self.status.finished
 
     @property
+    def labelling(self) -> bool:
+        """Transcribed, and now labelling its speakers (its worker does that after its last segment)."""
+        return self.status is JobStatus.PROCESSING and self.progress >= 1.0 and bool(self.options.speakers)
+
+    @property
     def resumable(self) -> bool:
         """Stopped, failed or interrupted: it can continue from its last committed segment."""
         return self.status in RESUMABLE

@@ -65,6 +65,8 @@ def live_panel(job_id: int) -> None:
                 st.progress(waiting[1].progress, text=f"{waiting[1].model} · {describe(waiting[1])}")
         elif job.status is JobStatus.QUEUED:
             st.info(t("live.waiting_slot"))
+        elif job.labelling:
+            st.info(t("live.labelling"))
         elif status.elsewhere:
             st.info(t("live.elsewhere", host=status.elsewhere))
         elif not status.alive:
