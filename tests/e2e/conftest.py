@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -147,11 +148,20 @@ def find(driver, css: str, timeout: float = 30):
     )
 
 
+def headings(driver) -> list[str]:
+    """The page's h1 texts; an element Streamlit replaced while it was read counts as none."""
+    found = []
+    for h in driver.find_elements(By.TAG_NAME, "h1"):
+        try:
+            found.append(h.text)
+        except StaleElementReferenceException:
+            continue
+    return found
+
+
 def open_page(driver, url: str, heading: str) -> None:
     driver.get(url)
-    WebDriverWait(driver, 60, 0.3).until(
-        lambda d: any(h.text == heading for h in d.find_elements(By.TAG_NAME, "h1")), f"page {heading}"
-    )
+    WebDriverWait(driver, 60, 0.3).until(lambda d: heading in headings(d), f"page {heading}")
 
 
 def screenshot(driver, name: str) -> Path:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from selenium.webdriver.common.by import By
 
 from ttservice.jobs import JobStatus, open_store
 
 from ..conftest import JFK_WAV, wait_for
-from .conftest import body_text, click_button, cut_labels, find, open_page, screenshot, wait_text
+from .conftest import body_text, click_button, cut_labels, find, headings, open_page, screenshot, wait_text
 
 pytestmark = pytest.mark.model
 
@@ -32,7 +31,7 @@ def test_the_main_flow_in_thai(server, browser):
 
     # the sidebar's pages keep the language: the navigation drops the URL's query, the app puts it back
     find(browser, "a[data-testid='stSidebarNavLink'][href$='/history']").click()
-    wait_for(lambda: any(h.text == "ประวัติ" for h in browser.find_elements(By.TAG_NAME, "h1")), 30)
+    wait_for(lambda: "ประวัติ" in headings(browser), 30)
     wait_for(lambda: "lang=th" in browser.current_url, 30, what="lang=th kept in the URL")
     wait_text(browser, "เสร็จแล้ว")
     screenshot(browser, "th_history")
@@ -74,10 +73,10 @@ def test_the_main_flow_in_thai(server, browser):
 def test_the_language_switch_turns_every_page_thai_and_back(server, browser):
     open_page(browser, server.url, "Transcribe")
     click_button(browser, "ไทย")
-    wait_for(lambda: any(h.text == "ถอดเสียง" for h in browser.find_elements(By.TAG_NAME, "h1")), 30)
+    wait_for(lambda: "ถอดเสียง" in headings(browser), 30)
     assert "lang=th" in browser.current_url
     click_button(browser, "English")
-    wait_for(lambda: any(h.text == "Transcribe" for h in browser.find_elements(By.TAG_NAME, "h1")), 30)
+    wait_for(lambda: "Transcribe" in headings(browser), 30)
     assert "lang=en" in browser.current_url
 
 
