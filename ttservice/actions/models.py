@@ -122,7 +122,9 @@ def list_models(store: Store, settings: Settings) -> list[ModelInfo]:
                     format=convert.FORMAT_CT2,
                 )
             )
-    speeds = _speeds(store)
+    from ..models import memory
+
+    speeds = memory.speeds_here(store)
     return recommend(_fitted(models, speeds, settings), settings, speeds)
 
 
@@ -171,12 +173,8 @@ def thai_suggestion(store: Store, settings: Settings, options: TranscribeOptions
         return None
     from ..models import memory
 
-    name = memory.most_accurate(memory.THAI_BY_ACCURACY, settings, _speeds(store))
+    name = memory.most_accurate(memory.THAI_BY_ACCURACY, settings, memory.speeds_here(store))
     return next((m for m in list_models(store, settings) if m.name == name), None) if name else None
-
-
-def _speeds(store: Store) -> dict[str, float]:
-    return {row["model"]: row["speed"] for row in store.speed_by_model()}
 
 
 def _info(name: str, repo: str, installed: hub.Installed | None, download: Download | None) -> ModelInfo:

@@ -184,6 +184,11 @@ THAI_BY_ACCURACY = ("th-large-v3", "th-medium", "th-medium-distil", "typhoon-tur
 EXPECTED_MARGIN = 2.0  # a speed only expected must be twice realtime: the guess is rough
 
 
+def speeds_here(store) -> dict[str, float]:
+    """×realtime of each model's completed jobs here, by model name."""
+    return {row["model"]: row["speed"] for row in store.speed_by_model()}
+
+
 def most_accurate(order: tuple[str, ...], settings, speeds: dict[str, float]) -> str | None:
     """The first model of `order` that fits under the memory limit and ran here at realtime or
     faster (`speeds`: ×realtime by model, as measured here), or, never run here, is expected to

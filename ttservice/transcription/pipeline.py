@@ -47,8 +47,7 @@ def thai_advice(store: Store, settings: Settings) -> Message:
     """The Thai fine-tune recommended on this machine, for a warning that the speech may not be English."""
     from ..models import memory
 
-    speeds = {row["model"]: row["speed"] for row in store.speed_by_model()}
-    name = memory.most_accurate(memory.THAI_BY_ACCURACY, settings, speeds)
+    name = memory.most_accurate(memory.THAI_BY_ACCURACY, settings, memory.speeds_here(store))
     return Message("language.thai_model", model=name) if name else Message("language.no_thai_model")
 
 
