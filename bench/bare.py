@@ -17,7 +17,8 @@ from faster_whisper.audio import decode_audio
 
 from ttservice.config import Settings
 from ttservice.jobs import TranscribeOptions
-from ttservice.transcription.engine import SAMPLE_RATE, FasterWhisperEngine
+from ttservice.transcription.fasterwhisper import FasterWhisperEngine
+from ttservice.transcription.vad import SAMPLE_RATE
 
 options = TranscribeOptions.from_settings(Settings.from_env())
 with ThreadPoolExecutor(1) as decoder:

@@ -52,7 +52,7 @@ ENGINE_FILES = """
 import json, sys, time
 from faster_whisper.audio import decode_audio
 from ttservice.config import Settings
-from ttservice.transcription.engine import FasterWhisperEngine
+from ttservice.transcription.fasterwhisper import FasterWhisperEngine
 from ttservice.jobs import TranscribeOptions
 options = TranscribeOptions.from_settings(Settings.from_env({}), **json.loads(sys.argv[1]))
 engine = FasterWhisperEngine(options)

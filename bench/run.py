@@ -36,13 +36,15 @@ from bench.agents import agents as agents_bench  # noqa: E402
 from bench.agents import media_fetch  # noqa: E402
 from bench.api import api as api_bench  # noqa: E402
 from bench.desktop import desktop  # noqa: E402
+from bench.engines import engines_side_by_side  # noqa: E402
 from bench.follow import follow_bench  # noqa: E402
-from bench.realspeech import real_speech  # noqa: E402
+from bench.realspeech import real_speech, recordings  # noqa: E402
 from bench.search import search as search_bench  # noqa: E402
 from bench.speakers import labelling  # noqa: E402
 from bench.stores import stores as stores_bench  # noqa: E402
 from bench.thai import conversion, thai_accuracy  # noqa: E402
 from tests.conftest import JFK_WAV  # noqa: E402
+from tests.models.testmodel import join_base  # noqa: E402
 from tests.speech import SPEECH, speech_with_pauses, synthesize, write_wav  # noqa: E402
 from ttservice import actions  # noqa: E402
 from ttservice.config import STANDBY, STANDBY_READY, Settings  # noqa: E402
@@ -519,7 +521,7 @@ ENGINE_RUN = """
 import json, sys, time
 from faster_whisper.audio import decode_audio
 from ttservice.config import Settings
-from ttservice.transcription.engine import FasterWhisperEngine
+from ttservice.transcription.fasterwhisper import FasterWhisperEngine
 from ttservice.jobs import TranscribeOptions
 options = TranscribeOptions.from_settings(Settings.from_env({}), **json.loads(sys.argv[2]))
 audio = decode_audio(sys.argv[1], sampling_rate=16000)
@@ -558,7 +560,7 @@ def engine_settings(figures: Figures, work: Path, minutes: float) -> None:
 LOAD_SCRIPT = """
 import resource, sys, time
 from ttservice.jobs import TranscribeOptions
-from ttservice.transcription.engine import FasterWhisperEngine
+from ttservice.transcription.fasterwhisper import FasterWhisperEngine
 start = time.perf_counter()
 FasterWhisperEngine(TranscribeOptions(model=sys.argv[1]))
 print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -674,6 +676,7 @@ ITEMS = {
     "19": "Thai accuracy",
     "20": "conversion",
     "21": "speakers",
+    "22": "engines",
 }
 
 
@@ -690,7 +693,7 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-21)")
+    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-22)")
     parser.add_argument("--runs", type=int, default=5, help="repetitions per timed figure")
     parser.add_argument("--window", type=float, default=60.0, help="seconds of monitoring in item 4")
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of speech in item 8")
@@ -699,6 +702,17 @@ def main() -> None:
         "--thai-models",
         type=lambda text: [m for m in text.split(",") if m],
         help="models item 19 compares (default: the installed Thai fine-tunes and multilingual models)",
+    )
+    parser.add_argument(
+        "--engines",
+        type=lambda text: [e for e in text.split(",") if e],
+        default=["faster-whisper", "whisper.cpp"],
+        help="engines item 22 compares (default: faster-whisper,whisper.cpp)",
+    )
+    parser.add_argument(
+        "--engine-models",
+        type=lambda text: [m for m in text.split(",") if m],
+        help="models item 22 runs on each engine (default: tiny.en and the multilingual base test model)",
     )
     args = parser.parse_args()
     chosen = args.only.split(",")
@@ -729,6 +743,17 @@ def main() -> None:
             "19": lambda: thai_accuracy(figures, work, args.thai_models, sys.modules[__name__]),
             "20": lambda: conversion(figures, work, min(args.runs, 3), sys.modules[__name__]),
             "21": lambda: labelling(figures, work, 5.0, sys.modules[__name__]),
+            "22": lambda: engines_side_by_side(
+                figures,
+                work,
+                {
+                    **{p.name: (p, text) for p, text in recordings(work, JFK_WAV.parent, args.real)},
+                    "3-min speech (espeak)": (three_minutes, SPEECH * THREE_MINUTES),
+                },
+                args.engine_models or ["tiny.en", str(join_base(work / "whisper-base"))],
+                args.engines,
+                sys.modules[__name__],
+            ),  # fmt: skip
             "9": lambda: first_text(
                 figures, work, {"3-min speech": three_minutes, "30-min speech": thirty_minutes}, args.runs
             ),

@@ -51,6 +51,16 @@ def env_for(settings: Settings) -> dict[str, str]:
     return worker_env(settings)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def hub_cache(tmp_path_factory):
+    """A hub cache of the run's own: what tests write there (whisper.cpp's copies of the models
+    they run) stays out of the user's cache. Tests of downloads set one of their own."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hub-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path / "data")
@@ -348,9 +358,24 @@ def wer(reference: str, hypothesis: str) -> float:
 
 
 @pytest.fixture(scope="session")
-def reference(tmp_path_factory, long_speech) -> str:
-    """The transcript of an uninterrupted run of `long_speech`, to compare resumed runs with."""
-    settings = make_settings(tmp_path_factory.mktemp("reference") / "data", cpu_threads=1)
-    done = ttservice(settings, "transcribe", str(long_speech))
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+def references(tmp_path_factory, long_speech):
+    """The transcript of an uninterrupted run of `long_speech` with an engine, to compare resumed
+    runs with: made once per engine."""
+    made: dict[str, str] = {}
+
+    def of(engine: str = "auto") -> str:
+        if engine not in made:
+            settings = make_settings(
+                tmp_path_factory.mktemp("reference") / "data", cpu_threads=1, engine=engine
+            )
+            done = ttservice(settings, "transcribe", str(long_speech))
+            assert done.returncode == 0, done.stderr
+            made[engine] = done.stdout
+        return made[engine]
+
+    return of
+
+
+@pytest.fixture
+def reference(references) -> str:
+    return references()

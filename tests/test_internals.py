@@ -1,6 +1,7 @@
-"""What TTService takes from the insides of faster-whisper and huggingface_hub: one test each.
+"""What TTService takes from the insides of faster-whisper, huggingface_hub and pywhispercpp: one
+test each.
 
-pyproject.toml pins both to the minor versions these pass on. An upgrade that changes one of
+pyproject.toml pins them to the minor versions these pass on. An upgrade that changes one of
 them fails here, naming the internal, instead of deep inside a job or a download.
 """
 
@@ -84,3 +85,40 @@ def test_huggingface_hub_reads_the_cache_layout_download_py_writes(tmp_path, mon
     repos = {r.repo_id: r for r in scan_cache_dir(tmp_path).repos}
     assert "org/model" in repos and [r.commit_hash for r in repos["org/model"].revisions] == [commit]
     assert os.path.islink(storage / "snapshots" / commit / "model.bin")
+
+
+def test_pywhispercpp_gives_its_context_token_data_and_settings(tiny_en_dir, tmp_path):
+    """whispercpp.py reads each segment's tokens (id, log-probability, times) through the model's
+    `_ctx`, sets whisper.cpp's own fallback and timestamps by name, and routes its log."""
+    import _pywhispercpp as pw
+    from pywhispercpp.model import Model
+
+    from ttservice.models import ggml
+
+    path = tmp_path / "tiny.en.bin"
+    ggml.write(tiny_en_dir, path)
+    messages = []
+    pw.whisper_log_set(lambda level, text, *_: messages.append((level, text)))
+    try:
+        model = Model(str(path), redirect_whispercpp_logs_to=False, print_progress=False)
+    finally:
+        pw.whisper_log_set(None)
+    assert messages and all(isinstance(level, int) for level, _ in messages)
+    from faster_whisper.audio import decode_audio
+
+    from .conftest import JFK_WAV
+
+    settings = {"temperature_inc": 0.0, "token_timestamps": True, "no_context": True, "initial_prompt": ""}
+    model.transcribe(decode_audio(str(JFK_WAV), sampling_rate=16000), language="en", **settings)
+    params = model.get_params()
+    assert params["temperature_inc"] == 0.0 and params["token_timestamps"] and params["no_context"]
+    ctx = model._ctx
+    assert pw.whisper_is_multilingual(ctx) == 0 and pw.whisper_token_eot(ctx) == 50256
+    assert pw.whisper_full_n_segments(ctx) > 0
+    for i in range(pw.whisper_full_n_segments(ctx)):
+        for j in range(pw.whisper_full_n_tokens(ctx, i)):
+            data = pw.whisper_full_get_token_data(ctx, i, j)
+            assert {"id", "p", "plog", "t0", "t1"} <= set(dir(data)) and data.plog <= 0
+            assert isinstance(pw.whisper_token_to_bytes(ctx, data.id), bytes)
+        assert isinstance(pw.whisper_full_get_segment_text(ctx, i), bytes)
+        assert pw.whisper_full_get_segment_t0(ctx, i) <= pw.whisper_full_get_segment_t1(ctx, i)

@@ -123,6 +123,11 @@ class Settings:
         "N > 0 decodes N clips of speech at a time (the engine's batched pipeline: fastest, and as"
         " accurate on real speech); 0 decodes window by window, each primed with the text before it.",
     )
+    engine: str = setting(
+        "auto",
+        "Speech-to-text engine: faster-whisper, whisper.cpp, or auto (whisper.cpp on Apple Silicon,"
+        " where it runs on the GPU with Metal; faster-whisper elsewhere, on CUDA when there is one).",
+    )
     memory_limit_mb: float = setting(
         0,
         "Memory that running jobs and the warm worker may take together, in MB; 0: half of this"

@@ -117,11 +117,18 @@ def stranger(tmp_path):
 
 
 @pytest.fixture
-def fault_settings(tmp_path) -> Settings:
+def engine() -> str:
+    """The engine the faults' jobs run on (test_faults.py runs each fault on both)."""
+    return "auto"
+
+
+@pytest.fixture
+def fault_settings(tmp_path, engine) -> Settings:
     # Sweeps every second and a 4-second orphan timeout, so that each fault resolves quickly;
     # one engine thread per worker keeps several jobs running side by side on 2 cores.
     return make_settings(
         tmp_path / "data",
+        engine=engine,
         heartbeat_interval=0.5,
         orphan_timeout=4.0,
         cleanup_interval=1.0,

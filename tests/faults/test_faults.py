@@ -37,6 +37,12 @@ from .conftest import Invariants, heartbeat_moves, wait_segments, wait_status
 STUBBORN = Path(__file__).parents[1] / "helpers" / "stubborn_worker.py"
 
 
+@pytest.fixture(params=["faster-whisper", "whisper.cpp"])
+def engine(request) -> str:
+    """Every fault once with each engine: supervision must not depend on which one runs."""
+    return request.param
+
+
 def submit(store: Store, settings, media: Path) -> int:
     return actions.submit_file(store, settings, media, TranscribeOptions.from_settings(settings))
 
@@ -118,8 +124,9 @@ def test_sigkill_service_then_restart(service, invariants, fault_settings, ten_m
 
 
 def test_sigterm_service_interrupts_and_resume_continues(
-    service, invariants, fault_settings, long_speech, reference
+    service, invariants, fault_settings, long_speech, references
 ):
+    reference = references(fault_settings.engine)
     store = invariants.store
     svc = service()
     a, b = (submit(store, fault_settings, long_speech) for _ in range(2))

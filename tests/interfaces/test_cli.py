@@ -164,7 +164,7 @@ def test_version_says_what_supervision_uses_here(settings):
     linux = ttservice(settings, "--version")
     assert linux.returncode == 0 and f"ttservice {__version__}" in linux.stdout
     assert "process exit seen by: pidfd" in linux.stdout or platform.portable()
-    assert "jobs run on: the CPU (int8)" in linux.stdout or "CUDA" in linux.stdout
+    assert "jobs run on: faster-whisper on the CPU (int8)" in linux.stdout or "CUDA" in linux.stdout
     env = dict(os.environ, **{platform.PORTABLE_ENV: "1"})
     portable = subprocess.run(
         [sys.executable, "-m", "ttservice", "--version"], env=env, capture_output=True, text=True, timeout=60

@@ -30,6 +30,16 @@ def test_transcribe_page_queues_an_upload(web_env, store):
     assert store.page_of_jobs()[0] == 0
 
 
+def test_transcribe_page_offers_the_engines_and_history_says_which_ran(web_env, store, make_job):
+    at = run("transcribe.py")
+    engine = next(s for s in at.selectbox if s.label == "Engine")
+    assert engine.value == "auto" and "whisper.cpp" in engine.options and "faster-whisper" in engine.options
+    job_id = finished_job(store, make_job)
+    assert "on whisper.cpp" not in run("history.py", job=job_id).markdown[0].value
+    store.set_engine(job_id, "whisper.cpp")
+    assert "on whisper.cpp" in run("history.py", job=job_id).markdown[0].value
+
+
 def test_history_lists_filters_and_searches(web_env, store, make_job):
     done = finished_job(store, make_job)
     queued = make_job()

@@ -279,7 +279,7 @@ def test_a_model_of_128_mel_bins_without_preprocessor_config_gets_128(transforme
     from safetensors.numpy import load_file, save_file
 
     from ttservice.jobs import TranscribeOptions
-    from ttservice.transcription.engine import FasterWhisperEngine
+    from ttservice.transcription.fasterwhisper import FasterWhisperEngine
 
     wide = tmp_path / "wide"
     wide.mkdir()
@@ -325,3 +325,24 @@ def test_a_ctranslate2_repo_without_tokenizer_json_is_refused_at_submit(
     run = ttservice(settings, "models", "download", "someone/whisper-th-ct2")
     assert run.returncode == 2 and "has no tokenizer.json, so faster-whisper would fetch" in run.stderr
     assert store.list_downloads() == []
+
+
+def test_a_transformers_model_runs_on_whisper_cpp_after_its_conversions(
+    transformers_models, tmp_path, monkeypatch
+):
+    """Transformers → CTranslate2 (on download) → ggml (on first use with whisper.cpp): the same
+    words as the original gives."""
+    from faster_whisper.audio import decode_audio
+
+    from ttservice.jobs import TranscribeOptions
+    from ttservice.transcription.whispercpp import WhisperCppEngine
+
+    from ..conftest import JFK_TXT, JFK_WAV, words
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    folder = convert.convert(transformers_models["bpe"], tmp_path / "converted", {})
+    options = TranscribeOptions(model=str(folder), language="en", cpu_threads=2, engine="whisper.cpp")
+    engine = WhisperCppEngine(options)
+    assert engine.path.parent == tmp_path / "cache" / "ttservice-ggml" and engine.multilingual
+    segments, _ = engine.transcribe(decode_audio(str(JFK_WAV), sampling_rate=16000), options)
+    assert words(" ".join(s.text for s in segments)) == words(JFK_TXT.read_text())

@@ -58,11 +58,12 @@ def test_models_page_removes_an_installed_model_after_confirmation(web_env, stor
 
 def test_transcribe_page_offers_installed_models_and_every_language(web_env, store):
     at = run("transcribe.py")
-    model, language, speakers = at.selectbox
+    model, language, speakers, engine = at.selectbox
     assert model.value == "tiny.en" and "base" not in model.options
     assert len(language.options) == 101 and language.options[0] == "Auto-detect"
     assert "Thai (th)" in language.options
     assert speakers.options == ["Do not label", "Label, any number", "2", "3", "4", "5", "6"]
+    assert engine.options[1:] == ["faster-whisper", "whisper.cpp"]
 
 
 def test_history_shows_a_job_waiting_for_its_model(web_env, store):

@@ -14,7 +14,7 @@ from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 from ttservice.exceptions import MediaError
 from ttservice.jobs import TranscribeOptions
 from ttservice.transcription import media
-from ttservice.transcription.engine import FasterWhisperEngine
+from ttservice.transcription.fasterwhisper import FasterWhisperEngine
 from ttservice.transcription.features import WindowFeatures
 from ttservice.transcription.samples import GrowingAudio
 from ttservice.transcription.vad import PADDING, SAMPLE_RATE, SpeechStream

@@ -251,12 +251,13 @@ def check_request(
     for where the diarizer is not installed.
     """
     from ..models import hub, memory, requests
-    from ..transcription import device, speakers
+    from ..transcription import device, engine, speakers
 
     who = speakers.checked(options.speakers)  # word timings let a segment be cut where speakers change
     options = replace(options, speakers=who, word_timestamps=options.word_timestamps or who is not None)
     try:
         options, ref, folder = requests.checked(options)
+        options = replace(options, engine=engine.checked(options.engine, ref.name, ref.kind == "ggml"))
         if folder is None and ref.kind == "hub":
             hub.check_remote(ref)
         if options.device != "auto":

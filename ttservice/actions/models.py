@@ -283,6 +283,8 @@ def remove(store: Store, settings: Settings, name: str) -> Path:
     ref = catalog.resolve(name)
     if ref.kind == "bundled":
         raise ModelError("model.bundled", model=ref.name)
+    if ref.kind == "ggml":
+        raise ModelError("model.file_of_yours", model=ref.name)
     if ref.kind == "folder":
         if ref.folder not in folders(settings):
             raise ModelError("model.folder_of_yours", model=ref.name)

@@ -122,6 +122,7 @@ class TranscribeOptions:
     prompt: str | None = None  # text that primes the first window (names, spellings, style)
     temperature: float = 0.0  # the first decoding temperature; Whisper falls back upwards from it
     speakers: str | None = None  # label who speaks: "auto", or the number of speakers
+    engine: str = "auto"  # auto: whisper.cpp on Apple Silicon (Metal), faster-whisper elsewhere
 
     @classmethod
     def from_settings(cls, settings: Any, **choices: Any) -> TranscribeOptions:
@@ -135,6 +136,7 @@ class TranscribeOptions:
             "batch_size": settings.batch_size,
             "device": settings.device,
             "device_index": settings.device_index,
+            "engine": settings.engine,
         }
         values.update({k: v for k, v in choices.items() if v is not None})
         return cls(**values)
@@ -188,6 +190,7 @@ class Job:
     host_boot_id: str | None = None
     attempt: int = 0
     peak_memory_mb: float | None = None  # the worker's peak RSS, measured as it ends
+    engine: str | None = None  # the engine its latest run loaded the model on
     warnings: list[Message] = field(default_factory=list)
 
     @property
@@ -269,6 +272,7 @@ class Job:
             "host": self.host,
             "attempt": self.attempt,
             "peak_memory_mb": self.peak_memory_mb,
+            "engine": self.engine,
             "warnings": [str(w) for w in self.warnings],
             "warning_codes": [w.to_dict() for w in self.warnings],
         }

@@ -193,6 +193,9 @@ class Store(Protocol):
     def set_peak_memory(self, job_id: int, mb: float, attempt: int | None = None) -> None:
         """Record the worker's peak RSS as it ends (the largest of its attempts')."""
 
+    def set_engine(self, job_id: int, engine: str, attempt: int | None = None) -> None:
+        """Record the engine this run loaded its model on (faster-whisper, whisper.cpp)."""
+
     def add_warning(self, job_id: int, warning: Message) -> None:
         """Keep a sentence the job's reader should see beside its transcript."""
 

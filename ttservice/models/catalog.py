@@ -107,7 +107,7 @@ class ModelRef:
     """A model as TTService finds it: `name` as the user gave it (a folder made absolute)."""
 
     name: str
-    kind: str  # "bundled", "folder" or "hub"
+    kind: str  # "bundled", "folder", "hub", or "ggml" (a whisper.cpp model file, given by its path)
     repo_id: str | None = None
     folder: Path | None = None
 
@@ -139,6 +139,12 @@ def resolve(name: str) -> ModelRef:
             found = folder.is_dir()
         except (RuntimeError, OSError, ValueError):  # ~user/... of a user this system lacks; a name
             raise ModelError("model.folder_missing", folder=name) from None  # too long; a NUL
+        if folder.is_file():
+            from .ggml import is_ggml
+
+            if not is_ggml(folder):
+                raise ModelError("model.not_ggml_file", file=str(folder))
+            return ModelRef(str(folder), "ggml", folder=folder)
         if not found:
             raise ModelError("model.folder_missing", folder=str(folder))
         check_folder(folder)
@@ -160,8 +166,14 @@ def check_folder(folder: Path) -> None:
 
 
 def multilingual(folder: Path) -> bool | None:
-    """Whether the model in `folder` knows more than English, from its vocabulary; None if unreadable."""
+    """Whether the model in `folder` (or ggml file) knows more than English, from its vocabulary;
+    None if unreadable."""
     folder = Path(folder)
+    if folder.is_file():
+        from .ggml import vocabulary_size
+
+        size = vocabulary_size(folder)
+        return size > ENGLISH_VOCABULARY if size else None
     return _vocabulary_size(str(folder), _mtime(folder)) > ENGLISH_VOCABULARY if _readable(folder) else None
 
 

@@ -38,6 +38,11 @@ LIMIT_SHARE = 0.5  # the default limit: half of the machine's memory, the other 
 # 1014 MB measured for a labelling process of its own (bench item 21, 5 min), less the runtime a
 # job counts already, with the job estimate's margin.
 SPEAKERS_MB = 900.0
+# whisper.cpp holds its weights as the ggml file has them (float16: 2 bytes a parameter), its
+# key/value caches (float16, for the 448 text positions and the 1500 audio frames, each decoder
+# layer's keys and values) and the part of its compute buffers it touches, which grows with the
+# width: 349 MB (tiny.en) and 440 MB (base) measured at their peak on the CPU (bench item 22).
+GGML_BYTES, TEXT_POSITIONS, KV_BYTES, COMPUTE_MB_PER_WIDTH = 2.0, 448, 2, 0.06
 
 
 @dataclass(frozen=True)
@@ -79,13 +84,26 @@ def shape_by_name(name: str) -> Shape | None:
 
 
 def shape_of(folder: Path) -> Shape | None:
-    """The shape of the CTranslate2 model in `folder`, from its model.bin's header."""
+    """The shape of the CTranslate2 model in `folder` (from its model.bin's header), or of a ggml file."""
+    if Path(folder).is_file():
+        return _ggml_shape(Path(folder))
     path = Path(folder) / "model.bin"
     try:
         stat = path.stat()
         return _read_shape(str(path), stat.st_size, stat.st_mtime)
     except (OSError, ValueError, struct.error, UnicodeDecodeError):
         return None
+
+
+def _ggml_shape(path: Path) -> Shape | None:
+    """A ggml file's width and decoder layers from its header; its parameters from its size (float16)."""
+    try:
+        with open(path, "rb") as f:
+            header = struct.unpack("<I11i", f.read(48))
+        size = path.stat().st_size
+    except (OSError, struct.error):
+        return None
+    return Shape(size / GGML_BYTES / 1e6, header[7], header[9])
 
 
 @lru_cache(maxsize=32)
@@ -143,6 +161,13 @@ def estimate_mb(shape: Shape, compute_type: str, batch_size: int, beam_size: int
     return math.ceil((RUNTIME_MB + weights + max(1, batch_size) * clip) * MARGIN / 10) * 10
 
 
+def whispercpp_estimate_mb(shape: Shape) -> float:
+    """Expected peak RSS of a job on whisper.cpp (MB): one clip at a time, whatever the batch."""
+    weights = shape.params * GGML_BYTES
+    caches = (TEXT_POSITIONS + CLIP_FRAMES) * shape.width * shape.decoder_layers * 2 * KV_BYTES / 2**20
+    return math.ceil((RUNTIME_MB + weights + caches + COMPUTE_MB_PER_WIDTH * shape.width) * MARGIN / 10) * 10
+
+
 def job_estimate_mb(options: TranscribeOptions) -> float | None:
     """What a job with these options is expected to take; None for a model of unknown shape."""
     shape = model_shape(options.model)
@@ -154,9 +179,24 @@ def options_estimate_mb(shape: Shape, options: TranscribeOptions) -> float:
     after its transcript, the diarizer beside the model)."""
     from ..transcription import device
 
-    compute_type = device.CPU_COMPUTE_TYPE if options.compute_type == "auto" else options.compute_type
-    job = estimate_mb(shape, compute_type, options.batch_size, options.beam_size)
+    if _engine_here(options) == "whisper.cpp":
+        job = whispercpp_estimate_mb(shape)
+    else:
+        compute_type = device.CPU_COMPUTE_TYPE if options.compute_type == "auto" else options.compute_type
+        job = estimate_mb(shape, compute_type, options.batch_size, options.beam_size)
     return job + SPEAKERS_MB if options.speakers else job
+
+
+def _engine_here(options: TranscribeOptions) -> str:
+    """The engine a job with these options runs on here (an unknown name: faster-whisper's
+    estimate; the request is refused for it elsewhere)."""
+    from ..exceptions import TTServiceError
+    from ..transcription.engine import choose
+
+    try:
+        return choose(options.engine, catalog.resolve(options.model).kind == "ggml")
+    except TTServiceError:
+        return "faster-whisper"
 
 
 # What this machine's kind measured (bench item 18): base, int8, batched, 2 cores, on real speech.

@@ -36,7 +36,7 @@ from ..jobs import JobStatus, Store, TranscribeOptions, open_store
 from ..jobs.logs import LogShipper, job_log_path
 from ..messages import Message
 from ..platform import die_with_parent
-from ..transcription.engine import FasterWhisperEngine
+from ..transcription.engine import Engine, choose, engine_class
 from ..transcription.pipeline import transcribe_job
 from . import lifeline
 from .lifeline import EXIT_ABANDONED, EXIT_FAILED, EXIT_OK
@@ -58,7 +58,8 @@ def standby(settings: Settings) -> int:
     die_with_parent(signal.SIGKILL)  # no job yet, nothing to record: go with the service
     try:
         # Its threads are its share as the next job: the service sets TTSERVICE_CPU_THREADS so.
-        warm = FasterWhisperEngine(TranscribeOptions.from_settings(settings))
+        options = TranscribeOptions.from_settings(settings)
+        warm = engine_class(choose(options.engine))(options)
     except TTServiceError as error:
         warm = None  # the job loads its own model and records why it cannot
         print(f"Default model not loaded: {error}", flush=True)
@@ -80,7 +81,7 @@ def standby(settings: Settings) -> int:
 def run_job(
     job_id: int,
     settings: Settings | None = None,
-    warm: FasterWhisperEngine | None = None,
+    warm: Engine | None = None,
     attempt: int | None = None,
 ) -> int:
     """Run `attempt` of the job (the one claimed for this worker; without it, the latest)."""

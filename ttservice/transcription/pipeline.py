@@ -20,10 +20,11 @@ from ..jobs import Store, TranscribeOptions
 from ..jobs.logs import JobLogHandler
 from ..jobs.record import chunk_of
 from ..messages import Message
+from ..models import catalog
 from ..platform import node_name, trim_heap
 from ..words import has_thai, merge_words
 from . import device, media, remote, speakers
-from .engine import FasterWhisperEngine, ResumePoint
+from .engine import WHISPER_CPP, Engine, ResumePoint, choose, engine_class
 from .export import clock
 from .samples import GrowingAudio
 from .vad import SAMPLE_RATE
@@ -67,12 +68,25 @@ def check_disk(store: Store, handler: JobLogHandler | None) -> None:
     raise TTServiceError("log.not_written", error=error.strerror or str(error))
 
 
+def load(Chosen: type, options: TranscribeOptions) -> Engine:
+    """The engine with the job's model loaded; whisper.cpp's log says when the model is first
+    written for it (once per model)."""
+    if Chosen.name != WHISPER_CPP:
+        return Chosen(options)
+
+    def converting(done: int, total: int) -> None:
+        if done == 1:
+            log.info("Writing %s for whisper.cpp (once): %d layers", options.model, total)
+
+    return Chosen(options, converting)
+
+
 def transcribe_job(
     store: Store,
     settings: Settings,
     job_id: int,
     handler: JobLogHandler | None = None,
-    warm: FasterWhisperEngine | None = None,
+    warm: Engine | None = None,
     attempt: int | None = None,
 ) -> bool:
     """Transcribe the job's media, committing as it goes; False if the job stopped being ours.
@@ -89,15 +103,17 @@ def transcribe_job(
         return False
     info = media.probe(path, settings.max_upload_bytes)
     resume = ResumePoint.from_segments(store.segments(job_id))
+    chosen = choose(options.engine, catalog.resolve(options.model).kind == "ggml")
+    Chosen = engine_class(chosen)
     # The media decodes, and its speech is found, while the model loads and while the
     # first windows are decoded: the first text waits for neither. The model loads here,
     # in the main thread, where it is used: loaded in another thread it cost ~30 MB more
     # RSS (malloc arenas).
-    if warm is not None and not warm.serves(options):
+    if warm is not None and (warm.name != chosen or not warm.serves(options)):
         warm.unload()  # the job's own model is loaded below
         warm = None
-    log.info("Decoding %s (%.1f MB); %s model %s", job.filename, info.size / 2**20,
-             "loaded" if warm else "loading", options.model)  # fmt: skip
+    log.info("Decoding %s (%.1f MB); %s model %s for %s", job.filename, info.size / 2**20,
+             "loaded" if warm else "loading", options.model, chosen)  # fmt: skip
     decoded = GrowingAudio(int((info.declared_duration or 0) * SAMPLE_RATE * CAPACITY_MARGIN))
 
     def decode() -> None:
@@ -116,10 +132,11 @@ def transcribe_job(
     # (`_DeadlockError`; CI saw jobs fail with it).
     import faster_whisper  # noqa: F401
 
-    preparing = threads.submit(FasterWhisperEngine.prepare, decoded, options, resume, info.declared_duration)
+    preparing = threads.submit(Chosen.prepare, decoded, options, resume, info.declared_duration)
     threads.shutdown(wait=False)
-    engine = warm or FasterWhisperEngine(options)
-    log.info("Model %s runs on %s with %d CPU threads", options.model, engine.device.describe(),
+    engine = warm or load(Chosen, options)
+    store.set_engine(job_id, engine.name, attempt=attempt)
+    log.info("Model %s runs on %s with %d CPU threads", options.model, engine.describe(),
              options.cpu_threads)  # fmt: skip
     prepared = preparing.result()
     duration = prepared.duration

@@ -87,6 +87,18 @@ def test_submit_follow_export_and_delete(api):
         assert not Path(shown["media_path"]).exists()
 
 
+def test_a_job_runs_on_the_engine_it_names(api):
+    with api.client() as client:
+        job = submit(client, engine="whisper.cpp")
+        assert [n for n, _ in events(client, job["id"])][-1] == "status"
+        shown = client.get(f"/api/v1/jobs/{job['id']}").json()
+        assert shown["status"] == "completed" and shown["engine"] == "whisper.cpp"
+        assert shown["options"]["engine"] == "whisper.cpp" and words(shown["text"])[:3] == ["and", "so", "my"]
+        with open(JFK_WAV, "rb") as audio:
+            reply = client.post("/api/v1/jobs", files={"file": audio}, data={"engine": "metal"})
+        assert reply.status_code == 400 and "engine" in reply.json()["error"]["message"]
+
+
 def test_stop_leaves_no_process_and_resume_finishes_the_transcript(api, minute_speech):
     with api.client() as client:
         job = submit(client, minute_speech)

@@ -50,6 +50,11 @@ class JobForm(BaseModel):
         max_length=8,
         description="Label who speaks: auto, or the number of speakers (needs the diarizer).",
     )
+    engine: Literal["auto", "faster-whisper", "whisper.cpp"] | None = Field(
+        None,
+        description="auto (whisper.cpp on Apple Silicon, faster-whisper elsewhere), faster-whisper or"
+        " whisper.cpp; the server's TTSERVICE_ENGINE if omitted.",
+    )
     callback_url: str | None = Field(
         None, description="POSTed the finished job (needs TTSERVICE_API_CALLBACKS=1 on the server)."
     )

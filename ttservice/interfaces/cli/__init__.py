@@ -25,18 +25,16 @@ PORTABLE_HELP = f"{platform.PORTABLE_ENV}: {platform.PORTABLE_MEANING}"
 def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from ...exceptions import ModelError
-    from ...transcription import device
+    from ...transcription import engine
 
     click.echo(f"ttservice {__version__}")
     for what, how in platform.describe().items():
         click.echo(f"{what}: {how}")
-    settings = Settings.from_env()
-    try:
-        where = device.resolve(settings.device, settings.device_index, settings.compute_type).describe()
-    except ModelError as error:
-        where = str(error)
-    click.echo(f"jobs run on: {where}")
+    click.echo(f"jobs run on: {engine.where_jobs_run(Settings.from_env())}")
+    if not engine.whispercpp_missing():
+        from ...transcription.whispercpp import system_info
+
+        click.echo(f"whisper.cpp: {system_info()}")
     ctx.exit()
 
 

@@ -47,7 +47,7 @@ def list_cmd(as_json: bool) -> None:
     """Every known and every installed model; where jobs run."""
     from rich.table import Table
 
-    from ...transcription import device
+    from ...transcription import engine
 
     try:
         settings, store = services()
@@ -74,11 +74,7 @@ def list_cmd(as_json: bool) -> None:
                       str(m.path or "-"))  # fmt: skip
     out.print(table)
     out.print(RECOMMENDATION, highlight=False)
-    try:
-        where = device.resolve(settings.device, settings.device_index, settings.compute_type).describe()
-    except ModelError as error:
-        where = str(error)
-    out.print(f"Jobs run on {where}.", highlight=False)
+    out.print(f"Jobs run on {engine.where_jobs_run(settings)}.", highlight=False)
 
 
 @models_app.command("download")

@@ -13,7 +13,7 @@ from ...exceptions import RequestError, TTServiceError
 from ...jobs import Job, JobStatus, Runner, Store, TranscribeOptions
 from ...messages import Message
 from ...supervision.foreground import run_transcription
-from ...transcription import export
+from ...transcription import ENGINES, export
 from .common import (
     EXIT_BAD_INPUT,
     EXIT_CANCELLED,
@@ -32,7 +32,7 @@ from .common import (
 
 @click.command()
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("-m", "--model", help="Model name or local CTranslate2 directory.")
+@click.option("-m", "--model", help="Model name, local CTranslate2 directory or whisper.cpp (ggml) file.")
 @click.option("-l", "--language", help="Language code; auto-detected if omitted.")
 @output_options
 @click.option(
@@ -43,6 +43,11 @@ from .common import (
 )
 @click.option("--word-timestamps", is_flag=True, help="Store word timings.")
 @click.option("--speakers", metavar="auto|N", help="Label who speaks: auto, or the number of speakers.")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    help="auto (whisper.cpp on Apple Silicon, faster-whisper elsewhere), faster-whisper or whisper.cpp.",
+)
 def transcribe(
     file: Path,
     model: str | None,
@@ -52,6 +57,7 @@ def transcribe(
     task: str,
     word_timestamps: bool,
     speakers: str | None,
+    engine: str | None,
 ) -> None:
     """Transcribe FILE in a supervised worker; the transcript goes to stdout or -o.
 
@@ -59,7 +65,7 @@ def transcribe(
     """
     try:
         settings, store = services()
-        options = _options(settings, model, language, task, word_timestamps, speakers)
+        options = _options(settings, model, language, task, word_timestamps, speakers, engine)
         job = store.get_job(actions.submit_file(store, settings, file, options, Runner.FOREGROUND))
         if job.status is JobStatus.FAILED:  # a bad file, or a model that cannot be had
             fail(job.reason or "", EXIT_BAD_INPUT)
@@ -110,7 +116,13 @@ def _finish(job: Job, fmt: str, output: Path | None, settings: Settings, store: 
 
 
 def _options(
-    settings: Settings, model: str | None, language: str | None, task: str, words: bool, speakers: str | None
+    settings: Settings,
+    model: str | None,
+    language: str | None,
+    task: str,
+    words: bool,
+    speakers: str | None,
+    engine: str | None = None,
 ) -> TranscribeOptions:
     return TranscribeOptions.from_settings(
         settings,
@@ -119,6 +131,7 @@ def _options(
         task=task,
         word_timestamps=words,
         speakers=speakers or None,
+        engine=engine or None,
     )
 
 
@@ -183,9 +196,20 @@ def _run_with_progress(
     help="transcribe or translate.",
 )
 @click.option("--speakers", metavar="auto|N", help="Label who speaks: auto, or the number of speakers.")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    help="auto (whisper.cpp on Apple Silicon, faster-whisper elsewhere), faster-whisper or whisper.cpp.",
+)
 @json_option('{"id": N}')
 def submit(
-    file: Path, model: str | None, language: str | None, task: str, speakers: str | None, as_json: bool
+    file: Path,
+    model: str | None,
+    language: str | None,
+    task: str,
+    speakers: str | None,
+    engine: str | None,
+    as_json: bool,
 ) -> None:
     """Queue FILE for the running service and print the job id.
 
@@ -195,7 +219,7 @@ def submit(
 
     try:
         settings, store = services()
-        options = _options(settings, model, language, task, False, speakers)
+        options = _options(settings, model, language, task, False, speakers, engine)
         job_id = actions.submit_file(store, settings, file, options)
         job = store.get_job(job_id)
     except RequestError as error:

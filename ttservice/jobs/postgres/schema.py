@@ -262,6 +262,14 @@ def _v7_corrections(conn: Any) -> None:
     conn.execute(V7)
 
 
+# The engine a job's latest run used (faster-whisper, whisper.cpp), recorded as its model loads.
+V8 = "ALTER TABLE transcription_jobs ADD COLUMN engine text;"
+
+
+def _v8_engine(conn: Any) -> None:
+    conn.execute(V8)
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [
     _v1_the_sqlite_schema,
     _v2_hosts_and_engine,
@@ -270,6 +278,7 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _v5_memory,
     _v6_conversion,
     _v7_corrections,
+    _v8_engine,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -144,6 +144,14 @@ class Lifecycle(SQLStore):
                 (mb, mb, job_id, *fenced(attempt)),
             )
 
+    def set_engine(self, job_id: int, engine: str, attempt: int | None = None) -> None:
+        """Record the engine this run loaded its model on."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE transcription_jobs SET engine = ? WHERE id = ?" + fence(attempt),
+                (engine, job_id, *fenced(attempt)),
+            )
+
     def add_warning(self, job_id: int, warning: Message) -> None:
         """Keep a sentence the job's reader should see beside its transcript."""
         with self.db.transaction() as conn:

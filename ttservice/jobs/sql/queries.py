@@ -299,5 +299,6 @@ def row_to_job(row: Any) -> Job:
         host_boot_id=data.get("host_boot_id"),
         attempt=data.get("attempt") or 0,
         peak_memory_mb=data.get("peak_memory_mb"),
+        engine=data.get("engine"),
         warnings=[Message.from_dict(w) for w in json.loads(data.get("warnings") or "[]")],
     )

@@ -321,6 +321,12 @@ def _v14_corrections(conn: Any) -> None:
     )
 
 
+def _v15_engine(conn: Any) -> None:
+    # The engine a job's latest run used (faster-whisper, whisper.cpp), recorded as its model loads.
+    if "engine" not in _columns(conn, "transcription_jobs"):
+        conn.execute("ALTER TABLE transcription_jobs ADD COLUMN engine TEXT")
+
+
 MIGRATIONS: list[Callable[[Any], None]] = [
     _v1_jobs_and_segments,
     _v2_leases_and_search,
@@ -336,6 +342,7 @@ MIGRATIONS: list[Callable[[Any], None]] = [
     _v12_memory,
     _v13_conversion,
     _v14_corrections,
+    _v15_engine,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -29,6 +29,7 @@ def machine(job: Job) -> list[str]:
 def summary(job: Job) -> str:
     parts = [
         t("job.model", model=job.options.model or "-"),
+        *([t("job.engine", engine=job.engine)] if job.engine else []),
         t("job.language", language=services.language_of(job)),
         t("job.audio", duration=export.clock(job.duration)),
         *machine(job),

@@ -9,6 +9,7 @@ from ttservice.interfaces.web.components.job_list import job_progress_list
 from ttservice.interfaces.web.i18n import error_text, language_name, t
 from ttservice.jobs import TranscribeOptions
 from ttservice.models.languages import LANGUAGES
+from ttservice.transcription import ENGINES
 
 MEDIA_TYPES = ["wav", "mp3", "m4a", "flac", "ogg", "opus", "aac", "wma", "mp4", "mkv", "mov", "webm", "avi"]
 AUTO = "auto"
@@ -52,6 +53,14 @@ with st.form("transcribe", clear_on_submit=True):
         format_func=lambda v: t(f"transcribe.speakers_{v}") if v in ("off", "auto") else v,
         help=t("transcribe.speakers_help"),
     )
+    with st.expander(t("transcribe.advanced")):
+        engine = st.selectbox(
+            t("transcribe.engine"),
+            ENGINES,
+            index=ENGINES.index(settings.engine) if settings.engine in ENGINES else 0,
+            format_func=lambda name: t("transcribe.engine_auto") if name == "auto" else name,
+            help=t("transcribe.engine_help"),
+        )
     lease = st.checkbox(t("transcribe.lease"))
     started = st.form_submit_button(t("transcribe.start"), type="primary")
 services.page_link("views/models.py", t("transcribe.get_model"), "models", icon=":material/download:")
@@ -105,6 +114,7 @@ if started:
         task=task,
         word_timestamps=words,
         speakers=None if who == "off" else who,
+        engine=engine,
     )
     suggestion = actions.models.thai_suggestion(store, settings, options)
     st.session_state[THAI_OFFER] = suggestion.name if suggestion else None

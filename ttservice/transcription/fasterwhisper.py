@@ -1,0 +1,324 @@
+"""faster-whisper (CTranslate2): the engine on Linux and Windows, on the CPU or CUDA."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import chain, islice
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import ModelError
+from ..jobs import Segment, TranscribeOptions
+from ..models import requests
+from . import device
+from .clips import CLIP_SECONDS, Clip, ClipStream
+from .engine import (
+    FASTER_WHISPER,
+    FRAMES_PER_SECOND,
+    N_FRAMES,
+    PROMPT_RESET_TEMPERATURE,
+    SAMPLING_SEED,
+    Doubt,
+    Prepared,
+    ResumePoint,
+    TranscriptionInfo,
+    _detected,
+    temperatures,
+)
+from .features import GivenFeatures, TailReached, WindowFeatures
+from .samples import GrowingAudio
+from .vad import SAMPLE_RATE, SpeechStream
+
+
+def _model_key(options: TranscribeOptions) -> tuple:
+    return (
+        options.model,
+        options.compute_type,
+        options.cpu_threads,
+        options.device,
+        options.device_index,
+    )
+
+
+class FasterWhisperEngine:
+    """faster-whisper on the CPU, in one of two modes (`TranscribeOptions.batch_size`):
+
+    - sequential (0, the default: the best WER in bench item 8): one 30-s window
+      after another over the speech (found as it goes, see SpeechStream), each
+      primed with the text before it. Resuming re-decodes the last window with the
+      same prompt (see ResumePoint). (Stopping the first call at a pause after 10 s
+      gave a quicker first text but cost 5 WER points.)
+    - batched (N > 0): faster-whisper's `BatchedInferencePipeline`, fed the
+      clips it would cut itself (VAD speech joined up to 30 s) and decoding as it
+      does (without timestamp tokens: decoding them in batches cost 3 to 7 WER
+      points on real speech), N clips at a time, each on its own; the first batch
+      is the first clip alone, for a quick first text. Each clip's text is cut into
+      segments at its words' timings (see `phrases`). Resuming skips the clips
+      already done and re-decodes the one it stopped in, dropping what was
+      committed: clips are independent.
+    """
+
+    name = FASTER_WHISPER
+
+    def __init__(self, options: TranscribeOptions) -> None:
+        import ctranslate2
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        # Whisper falls back to sampling (temperature > 0) on windows it decodes badly; a fixed
+        # seed makes that the same on every run, so a resumed job re-decodes what it decoded.
+        ctranslate2.set_random_seed(SAMPLING_SEED)
+        folder = requests.model_folder(options.model)
+        self.device = device.resolve(options.device, options.device_index, options.compute_type)
+        try:
+            self.model = WhisperModel(
+                str(folder),
+                device=self.device.kind,
+                device_index=self.device.index,
+                compute_type=self.device.compute_type,
+                cpu_threads=options.cpu_threads,
+            )
+        except Exception as error:  # faster-whisper raises many kinds for a bad model
+            raise ModelError("model.not_loaded", model=options.model, error=str(error)) from None
+        self._fit_mel_bins()
+        self.pipeline = BatchedInferencePipeline(self.model)
+        self._feature_extractor = self.model.feature_extractor
+        self._loaded = _model_key(options)
+        self.doubt = Doubt()  # of the last transcription, filled as its segments are decoded
+
+    def _fit_mel_bins(self) -> None:
+        """A folder without preprocessor_config.json gets faster-whisper's 80 mel bins; v3 and turbo
+        models take 128: the model's own count decides (CTranslate2 reads it from its weights)."""
+        wanted = self.model.model.n_mels
+        if self.model.feature_extractor.mel_filters.shape[0] != wanted:
+            from faster_whisper.feature_extractor import FeatureExtractor
+
+            self.model.feat_kwargs = {**self.model.feat_kwargs, "feature_size": wanted}
+            self.model.feature_extractor = FeatureExtractor(**self.model.feat_kwargs)
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self.model.model.is_multilingual)
+
+    def describe(self) -> str:
+        """Where it runs, for the job's log: "the CPU (int8)", "CUDA device 0 (float16)"."""
+        return self.device.describe()
+
+    def serves(self, options: TranscribeOptions) -> bool:
+        """True when the loaded model is the one `options` ask for."""
+        return self._loaded == _model_key(options)
+
+    def unload(self) -> None:
+        """Free the model's memory (a warm worker's, when its job asks for another model)."""
+        self.model = self.pipeline = self._feature_extractor = None
+
+    @staticmethod
+    def prepare(
+        audio: np.ndarray | GrowingAudio,
+        options: TranscribeOptions,
+        resume: ResumePoint | None = None,
+        declared: float | None = None,
+    ) -> Prepared:
+        """Start finding the speech to decode; needs no model, so it runs beside the model's loading.
+
+        Sequential mode starts on audio still being decoded (`GrowingAudio`) when the
+        media declared its length; the others wait for all of it.
+        """
+        source = audio if isinstance(audio, GrowingAudio) else GrowingAudio.of(audio)
+        if options.batch_size > 0:
+            return Prepared(source, declared, clips=ClipStream(source, options.vad, resume))
+        if resume is not None and resume.window is None:
+            shift = resume.after  # no window recorded: continue right after the last segment
+            rest = GrowingAudio.of(source.result()[int(shift * SAMPLE_RATE) :])
+            return Prepared(source, declared, SpeechStream(rest, vad=options.vad), shift)
+        if declared is None:
+            source.available()  # no length to show progress against until it is decoded
+        return Prepared(source, declared, SpeechStream(source, vad=options.vad))
+
+    def transcribe(
+        self, audio: Prepared | np.ndarray, options: TranscribeOptions, resume: ResumePoint | None = None
+    ) -> tuple[Iterator[Segment], TranscriptionInfo]:
+        """Segments as they are decoded, with original timestamps; after `resume` if given."""
+        requests.check_loaded(options, self.multilingual)
+        self.doubt = Doubt()
+        prepared = audio if isinstance(audio, Prepared) else self.prepare(audio, options, resume)
+        if options.batch_size > 0:
+            return self._batched(prepared, options, resume)
+        return self._sequential(prepared, options, resume)
+
+    def _prompt_tokens(self, options: TranscribeOptions) -> list[int]:
+        """The user's prompt as faster-whisper would encode it; kept ahead of a resumed run's prompt too."""
+        if not options.prompt or not options.prompt.strip():
+            return []
+        return self.model.hf_tokenizer.encode(" " + options.prompt.strip(), add_special_tokens=False).ids
+
+    def _decode_options(self, options: TranscribeOptions) -> dict:
+        return {
+            "task": options.task,
+            "beam_size": options.beam_size,
+            "word_timestamps": options.word_timestamps,
+            "temperature": temperatures(options.temperature),
+            "vad_filter": False,  # VAD runs here, so that clips and windows are ours to resume
+            "without_timestamps": False,  # segments of a few seconds, as subtitles need
+        }
+
+    def _batched(
+        self, prepared: Prepared, options: TranscribeOptions, resume: ResumePoint | None
+    ) -> tuple[Iterator[Segment], TranscriptionInfo]:
+        after = resume.after if resume is not None else -1.0
+        clips = prepared.clips
+        self.model.feature_extractor = self._feature_extractor  # each clip is one window
+        if clips is None or clips.empty():
+            return iter(()), TranscriptionInfo(options.language, prepared.duration)
+        language, probability = self._language(clips, options)
+
+        def batches() -> Iterator[list[Clip]]:
+            found = iter(clips)
+            yield list(islice(found, 1))  # the first text comes after one clip, not eight
+            while batch := list(islice(found, options.batch_size)):
+                yield batch
+
+        decode = {**self._decode_options(options), "temperature": options.temperature}
+        decode.update(without_timestamps=True, word_timestamps=True)  # words place the segments
+
+        def run(batch: list[Clip]) -> Iterator[Segment]:
+            # Clip k starts at k × 30 s, a time that floats hold exactly: its samples, its words'
+            # times and so its segments are the same whichever batch and place it has (a resumed
+            # run batches the clips differently).
+            stride = int(CLIP_SECONDS * SAMPLE_RATE)
+            audio = np.zeros(len(batch) * stride, dtype=np.float32)
+            for k, clip in enumerate(batch):
+                audio[k * stride : k * stride + len(clip.audio)] = clip.audio
+            self.pipeline.last_speech_timestamp = 0.0  # each batch on its own timeline
+            segments, _ = self.pipeline.transcribe(
+                audio,
+                language=language,
+                clip_timestamps=[
+                    # half a sample more: the pipeline rounds the end down to a sample
+                    {"start": k * CLIP_SECONDS, "end": k * CLIP_SECONDS + (len(c.audio) + 0.5) / SAMPLE_RATE}
+                    for k, c in enumerate(batch)
+                ],
+                batch_size=len(batch),
+                initial_prompt=options.prompt or None,
+                **decode,
+            )
+            for s in segments:  # one for each clip
+                k = round(s.seek / FRAMES_PER_SECOND / CLIP_SECONDS)
+                if batch[k].decoded_badly(s, k * CLIP_SECONDS):
+                    yield from self._again(batch[k], language, options)
+                else:
+                    self.doubt.add(len(batch[k].audio) / SAMPLE_RATE, s)
+                    yield from batch[k].phrases(s, k * CLIP_SECONDS, options.word_timestamps)
+
+        def generate() -> Iterator[Segment]:
+            for segment in chain.from_iterable(run(b) for b in batches()):
+                if segment.end > after + 0.01:  # else: re-decoded, and already committed
+                    yield segment
+
+        return generate(), TranscriptionInfo(language, prepared.duration, probability)
+
+    def _again(self, clip: Clip, language: str, options: TranscribeOptions) -> Iterator[Segment]:
+        """A clip the batch decoded badly, decoded again on its own as sequential decoding does:
+        with timestamps (so that it goes on after text that stopped early), hotter at each
+        failure, the text dropped where Whisper finds no speech."""
+        segments, _ = self.model.transcribe(
+            clip.audio,
+            language=language,
+            initial_prompt=options.prompt or None,
+            **{**self._decode_options(options), "word_timestamps": True},
+        )
+        for s in segments:
+            self.doubt.add(s.end - s.start, s)
+            yield from clip.phrases(s, 0.0, options.word_timestamps)
+
+    def _language(self, clips: Iterable[Clip], options: TranscribeOptions) -> tuple[str, float | None]:
+        """The language given, or detected as the batched pipeline detects it: on the first 30 s
+        of the clips' features, each clip's as it will be decoded."""
+        if options.language:
+            return options.language, None
+        if not self.multilingual:
+            return "en", None
+        features, frames = [], 0
+        for clip in clips:
+            features.append(self._feature_extractor(clip.audio)[..., :-1])
+            frames += features[-1].shape[-1]
+            if frames >= N_FRAMES:
+                break
+        features.append(np.full((self.model.model.n_mels, 1), -1.5, dtype=np.float32))  # as theirs
+        language, probability, _ = self.model.detect_language(
+            features=np.concatenate(features, axis=1), language_detection_segments=1
+        )
+        return language, probability
+
+    def _sequential(
+        self, prepared: Prepared, options: TranscribeOptions, resume: ResumePoint | None
+    ) -> tuple[Iterator[Segment], TranscriptionInfo]:
+        """One window after another over the speech, which is still being found as decoding starts.
+
+        The speech's length is known only once all of it is found, and only the last
+        windows need it: when one of them is reached before it was known, decoding
+        starts again there (TailReached) with the prompt it had, as a resume does.
+        """
+        speech, shift = prepared.speech, prepared.shift
+        assert speech is not None
+        window = resume.window if resume is not None and resume.window is not None else None
+        prompt = self._prompt_tokens(options) + list(resume.prompt if resume is not None else ())
+        after = resume.after if window is not None else -1.0
+
+        def start(seek: float | None, prompt: list[int]) -> tuple[Iterator[Any], Any]:
+            features = WindowFeatures(self._feature_extractor, speech, exact=speech.done)
+            self.model.feature_extractor = GivenFeatures(self._feature_extractor, features)
+            # faster-whisper takes only the length of this audio (for its log); the features are ours.
+            return self.model.transcribe(
+                np.broadcast_to(np.float32(0), (int(prepared.duration * SAMPLE_RATE),)),
+                language=options.language or None,
+                clip_timestamps=[seek] if seek is not None else "0",
+                initial_prompt=prompt or None,
+                **self._decode_options(options),
+            )
+
+        try:
+            segments, info = start(window, prompt)
+        except TailReached as tail:
+            segments, info = start(tail.seek / FRAMES_PER_SECOND, prompt)
+
+        def generate() -> Iterator[Segment]:
+            nonlocal segments
+            tokens, reset = list(prompt), 0
+            try:
+                while True:
+                    try:
+                        for s in segments:
+                            self.doubt.add(s.end - s.start, s)
+                            tokens.extend(s.tokens)
+                            if s.temperature > PROMPT_RESET_TEMPERATURE:
+                                reset = len(tokens)  # faster-whisper drops the prompt after such a window
+                            segment = _restored(s, speech, shift)
+                            if segment.end > after + 0.01:  # else: re-decoded part of the resumed window
+                                yield segment
+                        return
+                    except TailReached as tail:
+                        segments, _ = start(tail.seek / FRAMES_PER_SECOND, tokens[reset:])
+            finally:
+                speech.close()
+
+        probability = _detected(info, options, self.multilingual)
+        return generate(), TranscriptionInfo(info.language, prepared.duration, probability)
+
+
+def _restored(s: Any, speech: SpeechStream, shift: float) -> Segment:
+    """A segment decoded from the speech, on the file's timeline (as faster-whisper restores VAD times).
+
+    Each word keeps to the speech span that holds its middle; a segment spans its words.
+    """
+    words = []
+    for w in s.words or []:
+        span = speech.span_of((w.start + w.end) / 2)
+        start, end = (speech.original_time(t, span) + shift for t in (w.start, w.end))
+        words.append({"start": start, "end": end, "word": w.word, "probability": w.probability})
+    if words:
+        start, end = words[0]["start"], words[-1]["end"]
+    else:
+        start = speech.original_time(s.start) + shift
+        end = speech.original_time(s.end, is_end=True) + shift
+    return Segment(start, end, s.text.strip(), words or None, list(s.tokens), s.seek / FRAMES_PER_SECOND)
