@@ -8,11 +8,7 @@ WER against the text that was spoken. On a Mac, whisper.cpp runs on the GPU (Met
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from pathlib import Path
-
-import psutil
 
 RUN = """
 import json, sys, time
@@ -85,18 +81,8 @@ def _options(model: str, name: str, settings):
 
 
 def _run(ctx, env: dict, audio: Path, model: str, name: str) -> dict:
-    """The run's figures, its peak RSS sampled every 20 ms (a child's ru_maxrss starts at its
-    parent's: Linux keeps the high-water mark across fork and exec)."""
-    cmd = [ctx.PY, "-c", RUN, str(audio), model, name]
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watched, peak = psutil.Process(process.pid), 0.0
-    while process.poll() is None:
-        try:
-            peak = max(peak, watched.memory_info().rss / 2**20)
-        except psutil.Error:
-            pass
-        time.sleep(0.02)
-    out, err = process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError(err[-2000:])
+    """The run's figures and its peak RSS."""
+    from bench.thai import sampled
+
+    _, peak, out = sampled([ctx.PY, "-c", RUN, str(audio), model, name], env)
     return {**json.loads(out.strip().splitlines()[-1]), "peak": peak}

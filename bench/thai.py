@@ -166,18 +166,29 @@ convert.convert(Path(sys.argv[1]), Path(sys.argv[2]), {})
 
 def _peak_of(cmd: list[str], env: dict) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of a command, sampled every 20 ms."""
+    wall, peak, _ = sampled(cmd, env)
+    return wall, peak
+
+
+def sampled(cmd: list[str], env: dict) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB, sampled every 20 ms: a child's ru_maxrss starts at its parent's,
+    as Linux keeps the high-water mark across fork and exec) and what the command printed."""
+    import tempfile
+
     started = time.perf_counter()
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    watched, peak = psutil.Process(process.pid), 0.0
-    while process.poll() is None:
-        try:
-            peak = max(peak, watched.memory_info().rss / 2**20)
-        except psutil.Error:
-            pass
-        time.sleep(0.02)
-    if process.returncode != 0:
-        raise RuntimeError(process.stderr.read().decode())
-    return time.perf_counter() - started, peak
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:  # a pipe could fill
+        process = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
+        watched, peak = psutil.Process(process.pid), 0.0
+        while process.poll() is None:
+            try:
+                peak = max(peak, watched.memory_info().rss / 2**20)
+            except psutil.Error:
+                pass
+            time.sleep(0.02)
+        out.seek(0), err.seek(0)
+        if process.returncode != 0:
+            raise RuntimeError(err.read()[-2000:])
+        return time.perf_counter() - started, peak, out.read()
 
 
 def conversion(figures, work: Path, runs: int, ctx) -> None:

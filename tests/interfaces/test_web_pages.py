@@ -119,6 +119,19 @@ def test_history_speakers_panel_names_and_merges_speakers(web_env, store, make_j
     assert "คุณสมชาย: สวัสดีครับ Hello" in at.code[0].value
 
 
+def test_history_queues_a_finished_job_to_label_its_speakers(web_env, store, make_job):
+    job_id = make_job()
+    store.claim(job_id, 5)
+    store.add_segments(job_id, [Segment(0.0, 2.0, "ask not")], 11.0, 1.0)
+    store.transition(job_id, JobStatus.COMPLETED, exit_code=0)
+    at = run("history.py", job=job_id)
+    next(s for s in at.selectbox if s.label == "Speakers to find").set_value("2")
+    next(b for b in at.button if b.label == "Label the speakers").click().run()
+    job = store.get_job(job_id)
+    assert job.status is JobStatus.QUEUED and job.runner is Runner.SERVICE and job.options.speakers == "2"
+    assert job.progress == 1.0 and [s.text for s in store.segments(job_id)] == ["ask not"]
+
+
 def test_history_delete_removes_job_and_files(web_env, store, make_job, settings):
     job_id = finished_job(store, make_job)
     log = settings.log_dir / f"job_{job_id}.log"

@@ -413,6 +413,34 @@ def test_a_resumed_job_keeps_its_segments_and_resumes_after_the_last(store, make
     assert store.segments(job_id)[0].tokens == [1, 2]
 
 
+def test_a_finished_job_is_queued_to_label_its_speakers_only_with_its_transcript_whole(store, make_job):
+    from ttservice.messages import Message
+
+    job_id = make_job()
+    store.claim(job_id, 1)
+    store.add_segments(job_id, [Segment(0, 2.5, "one")], 2.5, 0.5)
+    store.transition(job_id, JobStatus.FAILED, error_message="Stopped.")
+    labelled = TranscribeOptions(speakers="2")
+    assert not store.requeue_for_labelling(job_id, Runner.SERVICE, labelled)  # half its media
+    store.transition(job_id, JobStatus.QUEUED)
+    store.claim(job_id, 1)
+    store.add_segments(job_id, [], 5.0, 1.0)
+    store.add_warning(job_id, Message("speakers.failed", error="boom", job_id=job_id))
+    store.add_warning(job_id, Message("memory.one_at_a_time"))
+    assert not store.requeue_for_labelling(job_id, Runner.SERVICE, labelled)  # still running
+    store.transition(job_id, JobStatus.COMPLETED, exit_code=0)
+    assert store.requeue_for_labelling(job_id, Runner.FOREGROUND, labelled)
+    job = store.get_job(job_id)
+    assert (job.status, job.runner, job.options.speakers, job.progress) == (
+        JobStatus.QUEUED,
+        Runner.FOREGROUND,
+        "2",
+        1.0,
+    )
+    assert [w.code for w in job.warnings] == ["memory.one_at_a_time"] and job.finished_at is None
+    assert [s.text for s in store.segments(job_id)] == ["one"]
+
+
 def test_a_stop_keeps_its_first_reason(store, make_job):
     job_id = make_job()
     store.claim(job_id, 1)

@@ -33,6 +33,23 @@ def test_the_estimate_grows_with_the_batch_the_weights_and_the_model():
     assert memory.estimate_mb(large, "int8", 8) > 4 * memory.estimate_mb(tiny, "int8", 8)
 
 
+def test_a_job_on_whisper_cpp_is_estimated_for_its_engine(tiny_en_dir, tmp_path):
+    """float16 weights, one clip at a time (the batch plays no part); a ggml file's shape comes
+    from its header."""
+    from ttservice.models import ggml
+
+    on_cpp = TranscribeOptions(model="base", engine="whisper.cpp", batch_size=8)
+    needs = memory.job_estimate_mb(on_cpp)
+    assert needs == memory.job_estimate_mb(replace(on_cpp, batch_size=0))
+    assert needs < memory.job_estimate_mb(replace(on_cpp, engine="faster-whisper"))
+    assert memory.job_estimate_mb(replace(on_cpp, model="large-v3")) > 5 * needs
+    path = tmp_path / "ggml-tiny.en.bin"
+    ggml.write(tiny_en_dir, path)
+    shape = memory.shape_of(path)
+    assert (round(shape.params), shape.width, shape.decoder_layers) == (39, 384, 4)
+    assert memory.job_estimate_mb(TranscribeOptions(model=str(path))) == memory.whispercpp_estimate_mb(shape)
+
+
 def test_every_model_has_its_memory_and_one_general_and_one_thai_model_at_most_are_recommended(settings):
     run = ttservice(settings, "models", "list", "--json")
     assert run.returncode == 0, run.stderr

@@ -18,10 +18,20 @@ def web_env(hub, web_env):
     return web_env
 
 
+def test_models_page_says_which_engine_jobs_run_on(web_env, monkeypatch):
+    import streamlit as st
+
+    monkeypatch.setenv("TTSERVICE_ENGINE", "whisper.cpp")
+    assert "Jobs run on whisper.cpp on the CPU." in run("models.py").caption[0].value
+    monkeypatch.setenv("TTSERVICE_ENGINE", "metal")
+    st.cache_resource.clear()  # the app reads its settings once
+    assert "'metal' is not an engine TTService knows" in run("models.py").error[0].value
+
+
 def test_models_page_lists_models_and_asks_the_service_to_download(web_env, store):
     at = run("models.py")
     assert at.title[0].value == "Models"
-    assert "Jobs run on" in at.caption[0].value
+    assert "Jobs run on faster-whisper on the CPU (int8)" in at.caption[0].value
     assert "No TTService is running" in at.warning[0].value
     shown = [m.value for m in at.markdown]
     assert "**tiny.en** · :green-badge[bundled]" in shown and "**base** · :gray-badge[not installed]" in shown

@@ -129,3 +129,38 @@ def test_speakers_asked_of_a_running_job_are_refused(settings, store, make_job):
         run.returncode == 2
         and f"Job {job_id} is queued; its speakers can be labelled once it has ended." in run.stderr
     )
+
+
+@pytest.mark.model
+def test_labelling_a_finished_job_is_a_supervised_run_that_stops_and_resumes(settings, store):
+    """`speakers --label` runs in a worker like any job: stopped while it labels, the job is
+    cancelled with its transcript whole and no process left; resumed, it labels without
+    transcribing again."""
+    from ..conftest import gone, wait_for
+
+    done = ttservice(settings, "transcribe", str(JFK_WAV))
+    assert done.returncode == 0, done.stderr
+    job_id = store.list_jobs(limit=1)[0].id
+    before = [(s.start, s.end, s.text) for s in store.segments(job_id)]
+    label = [sys.executable, "-m", "ttservice", "speakers", str(job_id), "--label", "--num", "1"]
+    cli = subprocess.Popen(
+        label, env=env_for(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        job = wait_for(
+            lambda: (j := store.get_job(job_id)).labelling and j.process_id and j, what="labelling"
+        )
+        stopped = ttservice(settings, "stop", str(job_id))
+        assert stopped.returncode == 0, stopped.stderr
+        _, err = cli.communicate(timeout=60)
+    finally:
+        cli.kill()
+    assert cli.returncode == 130 and "its transcript is kept whole" in err
+    assert store.get_job(job_id).status is JobStatus.CANCELLED and gone(job.process_id)
+    assert [(s.start, s.end, s.text) for s in store.segments(job_id)] == before
+    resumed = ttservice(settings, "resume", str(job_id))
+    assert resumed.returncode == 0, resumed.stderr
+    assert store.get_job(job_id).status is JobStatus.COMPLETED
+    assert {s.speaker for s in store.segments(job_id)} == {"SPEAKER_1"}
+    assert [(s.start, s.end, s.text) for s in store.segments(job_id)] == before
+    assert "only its speakers are labelled" in ttservice(settings, "logs", str(job_id)).stdout

@@ -65,7 +65,7 @@ def test_tiny_en_is_written_in_whisper_cpps_layout(tiny_en_dir, tmp_path):
     assert "encoder.blocks.0.attn.key.bias" not in tensors  # Whisper's key has no bias
     assert tensors["decoder.blocks.3.cross_attn.value.bias"] == ((384,), 0)
     assert tensors["encoder.conv1.bias"] == ((384, 1), 0) and tensors["encoder.positional_embedding"][1] == 0
-    assert steps[-1] == (8, 8)
+    assert steps == [(n, 8) for n in range(9)]
     assert ggml.is_ggml(target) and not ggml.is_ggml(JFK_WAV)
 
 
@@ -155,7 +155,8 @@ def test_whisper_cpp_asked_for_a_model_it_cannot_have_is_refused_at_submit(tmp_p
     settings = make_settings(tmp_path / "data")
     done = ttservice(settings, "transcribe", str(JFK_WAV), "--engine", "whisper.cpp", "-m", "small")
     assert (
-        done.returncode == 2 and "The model small is not downloaded and HF_HUB_OFFLINE is set" in done.stderr
+        done.returncode == 2
+        and "The model ggml-small is not downloaded and HF_HUB_OFFLINE is set" in done.stderr
     )
 
 
@@ -166,3 +167,15 @@ def test_version_and_models_list_say_what_whisper_cpp_uses_here(tmp_path):
     assert "whisper.cpp: WHISPER : " in version and "CPU : " in version
     listed = ttservice(settings, "models", "list").stdout
     assert "Jobs run on whisper.cpp on the CPU" in " ".join(listed.split())
+
+
+def test_a_models_ggml_file_is_written_by_its_first_job_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    settings = make_settings(tmp_path / "data", engine="whisper.cpp")
+    for job_id in (1, 2):
+        done = ttservice(settings, "transcribe", str(JFK_WAV))
+        assert done.returncode == 0 and words(done.stdout) == words(JFK_TXT.read_text())
+        log = ttservice(settings, "logs", str(job_id)).stdout
+        assert ("Writing tiny.en for whisper.cpp (once)" in log) == (job_id == 1)
+        assert "runs on whisper.cpp on the CPU" in log and "whisper_model_load" not in log
+    assert len(list((tmp_path / "cache" / "ttservice-ggml").iterdir())) == 1

@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..exceptions import RequestError, SegmentNotFound
-from ..jobs import Segment, Store
-from ..messages import Message
+from ..jobs import Job, Runner, Segment, Store
 
 MAX_TEXT = 10_000  # characters a corrected segment may hold (a segment is up to 30 s of speech)
 MAX_SPEAKER = 100
@@ -109,9 +108,11 @@ def _no_speaker(store: Store, job_id: int, who: str) -> SegmentNotFound:
     return SegmentNotFound("edit.no_such_speaker", job_id=job_id, speaker=who, known=known)
 
 
-def label(store: Store, job_id: int, num: int | None = None) -> Message | None:
-    """Label (or label again) a job's speakers from its media: "auto", or `num` speakers. A
-    speaker a person set stays. A warning when the diarizer could not label it, else None."""
+def relabel(store: Store, job_id: int, num: int | None, runner: Runner) -> Job:
+    """Queue a finished job to label (or label again) its speakers from its media, without
+    transcribing again: "auto", or `num` speakers. Its worker does it under supervision like
+    any run (progress, Stop, its log); a speaker a person set stays. The job as queued."""
+    from dataclasses import replace
     from pathlib import Path
 
     from ..transcription import speakers
@@ -124,4 +125,8 @@ def label(store: Store, job_id: int, num: int | None = None) -> Message | None:
         raise RequestError("speakers.no_media", job_id=job_id)
     if not store.segments(job_id):
         raise SegmentNotFound("edit.no_segments", job_id=job_id)
-    return speakers.label_job(store, job_id, Path(job.media_path), who)
+    if job.progress < 1.0:
+        raise RequestError("speakers.transcript_not_whole", job_id=job_id, status=job.status.value)
+    if not store.requeue_for_labelling(job_id, runner, replace(job.options, speakers=who)):
+        raise RequestError("speakers.job_running", job_id=job_id, status=store.get_job(job_id).status.value)
+    return store.get_job(job_id)

@@ -257,7 +257,9 @@ def check_request(
     options = replace(options, speakers=who, word_timestamps=options.word_timestamps or who is not None)
     try:
         options, ref, folder = requests.checked(options)
-        options = replace(options, engine=engine.checked(options.engine, ref.name, ref.kind == "ggml"))
+        options = replace(options, engine=engine.checked(options.engine, ref.name, ref.ggml))
+        if folder is None and (ggml := engine.ggml_instead(options, ref)):  # whisper.cpp's own file
+            options, ref, folder = requests.checked(replace(options, model=ggml))
         if folder is None and ref.kind == "hub":
             hub.check_remote(ref)
         if options.device != "auto":

@@ -19,6 +19,7 @@ from ..jobs import Download, Job, JobStatus, Runner, Store, TranscribeOptions
 from ..jobs.record import PHASE_CONVERTING
 from ..messages import Message
 from ..models import catalog, convert, hub
+from ..models.convert import FORMAT_GGML
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class ModelInfo:
     speed: float | None = None  # ×realtime of its completed jobs here
     expected_speed: float | None = None  # when it has none: what its size suggests
     recommended: bool = False
-    format: str | None = None  # installed: "ctranslate2", or "transformers" (converted here)
+    format: str | None = None  # installed: "ctranslate2", "transformers" (converted here) or "ggml"
     source: str | None = None  # the repo its files came from
     languages: list[str] | None = None  # what a fine-tune was tuned for (None: Whisper's own)
     license: str | None = None  # a fine-tune's, as its model card states it
@@ -108,6 +109,7 @@ def list_models(store: Store, settings: Settings) -> list[ModelInfo]:
     for repo, installed in found.items():
         if repo not in named:
             models.append(_info(repo, repo, installed, running.get(repo)))
+    models.extend(_ggml_files(running))
     for folder in folders(settings):
         if folder.is_dir():
             size = hub.folder_size(folder)
@@ -177,6 +179,31 @@ def thai_suggestion(store: Store, settings: Settings, options: TranscribeOptions
     return next((m for m in list_models(store, settings) if m.name == name), None) if name else None
 
 
+def _ggml_files(running: dict[str, Download]) -> list[ModelInfo]:
+    """whisper.cpp's own files (`ggml-base`, ...) that are downloaded, or downloading."""
+    found = []
+    for name in catalog.GGML_MODELS:
+        ref = catalog.resolve(catalog.GGML_PREFIX + name)
+        path, download = hub.ggml_file(ref), running.get(ref.download_key)
+        if path is None and download is None:
+            continue
+        english = catalog.english_only_by_name(ref.name)
+        found.append(
+            ModelInfo(
+                ref.name,
+                ref.repo_id,
+                path is not None,
+                path,
+                path.stat().st_size if path else None,
+                catalog.multilingual(path) if path else not english,
+                download=download,
+                format=FORMAT_GGML if path else None,
+                source=ref.download_key,
+            )
+        )
+    return found
+
+
 def _info(name: str, repo: str, installed: hub.Installed | None, download: Download | None) -> ModelInfo:
     if installed is not None:
         multilingual = catalog.multilingual(installed.folder)
@@ -238,7 +265,7 @@ def request_download(store: Store, name: str) -> Download | Path:
     if folder is not None:
         return folder
     hub.check_remote(ref)
-    download_id, _ = store.start_download(ref.name, ref.repo_id, Runner.UNCLAIMED)
+    download_id, _ = store.start_download(ref.name, ref.download_key, Runner.UNCLAIMED)
     return store.get_download(download_id)
 
 
@@ -293,7 +320,7 @@ def remove(store: Store, settings: Settings, name: str) -> Path:
         _folders_file(settings).write_text(json.dumps(kept, indent=2))
         return ref.folder
     _in_use(store, ref)
-    running = store.latest_download(ref.repo_id)
+    running = store.latest_download(ref.download_key)
     if running is not None and running.status is JobStatus.PROCESSING:
         raise ModelError("model.being_downloaded", model=ref.name, download_id=running.id)
     return hub.remove(ref)
@@ -344,7 +371,7 @@ def _download_wait(store: Store, job: Job) -> tuple[Message, Download | None] | 
         return None
     if ref.kind != "hub" or hub.installed_folder(ref) is not None:
         return None
-    latest = store.latest_download(ref.repo_id)
+    latest = store.latest_download(ref.download_key)
     if latest is None or latest.status is not JobStatus.PROCESSING:
         return Message("model.waiting", model=ref.name), None
     if latest.phase == PHASE_CONVERTING:

@@ -221,6 +221,11 @@ class Store(Protocol):
     def requeue_for_resume(self, job_id: int, runner: Runner) -> bool:
         """Queue a stopped, failed or interrupted job again, keeping its segments."""
 
+    def requeue_for_labelling(self, job_id: int, runner: Runner, options: TranscribeOptions) -> bool:
+        """Queue a finished job whose transcript is whole again, with `options` (its speakers to
+        label), keeping its segments and dropping its warnings about speakers; False if it is not
+        such a job."""
+
     def hand_upload_to_service(
         self, job_id: int, media_path: str, runner: Runner = Runner.SERVICE, sha256: str | None = None
     ) -> None:

@@ -26,6 +26,18 @@ TOKENIZER_FILES = ("tokenizer.json", "vocabulary.json", "vocabulary.txt")
 # What faster-whisper downloads of a repo (its download_model's allow_patterns).
 ALLOW_PATTERNS = ("config.json", "preprocessor_config.json", "model.bin", "tokenizer.json", "vocabulary.*")
 REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+# whisper.cpp's own model files, one repo for all (its models/download-ggml-model.sh): float16, and
+# quantized (q5_0, q5_1, q8_0: smaller and faster, a little less accurate). Named `ggml-<name>`.
+GGML_REPO = "ggerganov/whisper.cpp"
+GGML_PREFIX = "ggml-"
+GGML_MODELS = (
+    *("tiny", "tiny.en", "tiny-q5_1", "tiny.en-q5_1", "tiny-q8_0"),
+    *("base", "base.en", "base-q5_1", "base.en-q5_1", "base-q8_0"),
+    *("small", "small.en", "small-q5_1", "small.en-q5_1", "small-q8_0"),
+    *("medium", "medium.en", "medium-q5_0", "medium.en-q5_0", "medium-q8_0"),
+    *("large-v1", "large-v2", "large-v2-q5_0", "large-v2-q8_0", "large-v3", "large-v3-q5_0"),
+    *("large-v3-turbo", "large-v3-turbo-q5_0", "large-v3-turbo-q8_0"),
+)
 MULTILINGUAL_EXAMPLES = "base or small"
 
 
@@ -95,6 +107,8 @@ def english_only_by_name(name: str) -> bool | None:
     base = name.rsplit("/", 1)[-1].lower()
     if base.endswith(".en") or base.endswith(".en-ct2"):
         return True
+    if name.startswith(GGML_PREFIX) and name.removeprefix(GGML_PREFIX) in GGML_MODELS:
+        return ".en" in name
     if name in known_models():
         return name.startswith("distil-")  # distil-large-v2/-v3/-v3.5 are English-only too
     if fine_tune(name) is not None:
@@ -110,6 +124,23 @@ class ModelRef:
     kind: str  # "bundled", "folder", "hub", or "ggml" (a whisper.cpp model file, given by its path)
     repo_id: str | None = None
     folder: Path | None = None
+    file: str | None = None  # one file of the repo is the model: whisper.cpp's ggml files
+
+    @property
+    def ggml(self) -> bool:
+        """A whisper.cpp model file (only whisper.cpp reads it), on disk or on the hub."""
+        return self.kind == "ggml" or self.file is not None
+
+    @property
+    def download_key(self) -> str | None:
+        """What its download is known by: the repo, or the repo's file for a ggml file."""
+        return f"{self.repo_id}/{self.file}" if self.file else self.repo_id
+
+
+def ggml_name(name: str) -> str | None:
+    """The ggml model (`ggml-base`) whisper.cpp's repo has for a size name (`base`), if any."""
+    name = "large-v3-turbo" if name == "turbo" else name
+    return GGML_PREFIX + name if name in GGML_MODELS else None
 
 
 def looks_like_path(name: str) -> bool:
@@ -154,6 +185,8 @@ def resolve(name: str) -> ModelRef:
         return ModelRef(name, "hub", repos[name])
     if name in FINE_TUNES:
         return ModelRef(name, "hub", FINE_TUNES[name].repo_id)
+    if name.startswith(GGML_PREFIX) and name.removeprefix(GGML_PREFIX) in GGML_MODELS:
+        return ModelRef(name, "hub", GGML_REPO, file=f"{name}.bin")
     if REPO_ID.fullmatch(name):
         return ModelRef(name, "hub", name)
     raise ModelError("model.unknown", name=name)

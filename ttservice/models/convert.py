@@ -31,7 +31,7 @@ from pathlib import Path
 from ..exceptions import ModelError
 from . import tokenizer
 
-FORMAT_CT2, FORMAT_TRANSFORMERS = "ctranslate2", "transformers"
+FORMAT_CT2, FORMAT_TRANSFORMERS, FORMAT_GGML = "ctranslate2", "transformers", "ggml"
 QUANTIZATION = "float16"  # what a converted model keeps on disk; jobs load it as their compute type
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"

@@ -256,6 +256,7 @@ def write(source: Path, target: Path, on_step: Callable[[int, int], None] = lamb
         filters = mel_filters(hparams[9])
         total = model.layers("encoder") + model.layers("decoder")
         done = 0
+        on_step(done, total)
         with open(target, "wb") as out:
             out.write(struct.pack("<I", GGML_MAGIC))
             out.write(struct.pack(f"<{len(hparams)}i", *hparams))

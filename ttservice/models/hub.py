@@ -16,7 +16,7 @@ from typing import Any
 
 from ..exceptions import ModelError
 from .catalog import REQUIRED_FILES, ModelRef
-from .convert import FORMAT_CT2, FORMAT_TRANSFORMERS, source_of
+from .convert import FORMAT_CT2, FORMAT_GGML, FORMAT_TRANSFORMERS, source_of
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 CHECK_TIMEOUT = 10.0  # seconds a submit waits for the hub to say whether a model exists
@@ -65,12 +65,24 @@ def installed_folder(ref: ModelRef) -> Path | None:
     """
     if ref.kind != "hub":
         return ref.folder
+    if ref.file:
+        return ggml_file(ref)
     from huggingface_hub import try_to_load_from_cache
 
     found = [try_to_load_from_cache(ref.repo_id, f, cache_dir=cache_dir()) for f in REQUIRED_FILES]
     if not all(isinstance(f, str) and os.path.isfile(f) for f in found):
         return converted_folder(ref.repo_id)
     return Path(found[0]).parent
+
+
+def ggml_file(ref: ModelRef) -> Path | None:
+    """A downloaded ggml file of whisper.cpp's repo: in the snapshot `refs/main` names, else in
+    any (each of the repo's files is downloaded on its own, at the commit of its day)."""
+    snapshots = repo_folder(ref.repo_id) / "snapshots"
+    main = main_commit(ref.repo_id)
+    found = [snapshots / main / ref.file] if main else []
+    found += sorted(snapshots.glob(f"*/{ref.file}"))
+    return next((path for path in found if path.is_file()), None)
 
 
 def main_commit(repo_id: str) -> str | None:
@@ -143,12 +155,29 @@ def folder_size(folder: Path) -> int:
 
 
 def remove(ref: ModelRef) -> Path:
-    """Delete a downloaded model from the cache, partial downloads included; return its folder."""
+    """Delete a downloaded model from the cache, partial downloads included; return its folder
+    (or, for one ggml file of whisper.cpp's repo, that file: the repo's others stay)."""
     folder = repo_folder(ref.repo_id)
-    if not folder.exists():
+    if not folder.exists() or (ref.file and ggml_file(ref) is None):
         raise ModelError("model.not_downloaded", model=ref.name)
+    if ref.file:
+        return _remove_file(folder, ref.file)
     shutil.rmtree(folder)
     return folder
+
+
+def _remove_file(folder: Path, name: str) -> Path:
+    """One file of a repo: its links in every snapshot and the blobs they point to; the repo's
+    folder too once no snapshot holds a file."""
+    removed = folder / "snapshots"
+    for link in (folder / "snapshots").glob(f"*/{name}"):
+        blob = link.resolve()
+        link.unlink()
+        blob.unlink(missing_ok=True)
+        removed = link
+    if not any(p.is_file() for p in (folder / "snapshots").rglob("*")):
+        shutil.rmtree(folder)
+    return removed
 
 
 def check_remote(ref: ModelRef) -> dict[str, Any]:
@@ -156,38 +185,19 @@ def check_remote(ref: ModelRef) -> dict[str, Any]:
 
     Returns {"sha": commit, "files": {name: size or None}, "format": ...} for the files a
     Whisper model needs: a CTranslate2 model's, or a Transformers model's (safetensors, a
-    tokenizer, a Whisper config), which the download converts.
+    tokenizer, a Whisper config), which the download converts; or the one ggml file of
+    whisper.cpp's repo.
     """
     if offline():
         raise ModelError("model.offline", model=ref.name)
+    if ref.file:
+        return _check_ggml(ref)
     from fnmatch import fnmatch
 
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    try:
-        info = HfApi(endpoint=endpoint(), token=token()).model_info(
-            ref.repo_id, revision="main", files_metadata=True, timeout=CHECK_TIMEOUT
-        )
-    except GatedRepoError:
-        raise ModelError("model.gated", repo=ref.repo_id) from None
-    except (RepositoryNotFoundError, RevisionNotFoundError):
-        raise ModelError("model.not_on_hub", repo=ref.repo_id, hub=endpoint()) from None
-    except HfHubHTTPError as error:
-        status = error.response.status_code if error.response is not None else "?"
-        raise ModelError("model.hub_answered", hub=endpoint(), status=status, repo=ref.repo_id) from None
-    except Exception as error:  # httpx's connection and timeout errors, DNS, TLS
-        raise ModelError(
-            "model.hub_unreachable", model=ref.name, hub=endpoint(), error=type(error).__name__
-        ) from None
     from . import convert, tokenizer
     from .catalog import ALLOW_PATTERNS
 
+    info = _model_info(ref)
     siblings = {s.rfilename: s.size for s in info.siblings or []}
     kind = convert.format_of(siblings)
     if kind == "pickled":
@@ -203,6 +213,43 @@ def check_remote(ref: ModelRef) -> dict[str, Any]:
             raise ModelError("model.no_tokenizer", repo=ref.repo_id)
         _check_config(ref, info.sha)
     return {"sha": info.sha, "files": files, "siblings": info.siblings, "format": kind}
+
+
+def _model_info(ref: ModelRef) -> Any:
+    """The hub's answer for the repo's main revision, with its files' sizes; one sentence if none."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        return HfApi(endpoint=endpoint(), token=token()).model_info(
+            ref.repo_id, revision="main", files_metadata=True, timeout=CHECK_TIMEOUT
+        )
+    except GatedRepoError:
+        raise ModelError("model.gated", repo=ref.repo_id) from None
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        raise ModelError("model.not_on_hub", repo=ref.repo_id, hub=endpoint()) from None
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else "?"
+        raise ModelError("model.hub_answered", hub=endpoint(), status=status, repo=ref.repo_id) from None
+    except Exception as error:  # httpx's connection and timeout errors, DNS, TLS
+        raise ModelError(
+            "model.hub_unreachable", model=ref.name, hub=endpoint(), error=type(error).__name__
+        ) from None
+
+
+def _check_ggml(ref: ModelRef) -> dict[str, Any]:
+    """Whether whisper.cpp's repo has the ggml file; the same answer as `check_remote`'s."""
+    info = _model_info(ref)
+    siblings = {s.rfilename: s.size for s in info.siblings or []}
+    if ref.file not in siblings:
+        raise ModelError("model.no_ggml_file", repo=ref.repo_id, file=ref.file, hub=endpoint())
+    files = {ref.file: siblings[ref.file]}
+    return {"sha": info.sha, "files": files, "siblings": info.siblings, "format": FORMAT_GGML}
 
 
 def _check_config(ref: ModelRef, commit: str) -> None:

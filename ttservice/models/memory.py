@@ -75,6 +75,7 @@ def shape_by_name(name: str) -> Shape | None:
         return Shape(*tuned.shape)
     base = name.rsplit("/", 1)[-1].lower().removesuffix(".en")
     base = base.replace("faster-distil-whisper-", "distil-").removeprefix("faster-whisper-")
+    base = base.removeprefix(catalog.GGML_PREFIX)
     if "turbo" in base:
         return SHAPES["turbo"]
     for key in ("distil-small", "distil-medium", "distil-large", "tiny", "base", "small", "medium", "large"):
@@ -177,9 +178,9 @@ def job_estimate_mb(options: TranscribeOptions) -> float | None:
 def options_estimate_mb(shape: Shape, options: TranscribeOptions) -> float:
     """What a job with these options takes with a model of this shape (and, labelling speakers
     after its transcript, the diarizer beside the model)."""
-    from ..transcription import device
+    from ..transcription import WHISPER_CPP, device
 
-    if _engine_here(options) == "whisper.cpp":
+    if _engine_here(options) == WHISPER_CPP:
         job = whispercpp_estimate_mb(shape)
     else:
         compute_type = device.CPU_COMPUTE_TYPE if options.compute_type == "auto" else options.compute_type
@@ -191,12 +192,13 @@ def _engine_here(options: TranscribeOptions) -> str:
     """The engine a job with these options runs on here (an unknown name: faster-whisper's
     estimate; the request is refused for it elsewhere)."""
     from ..exceptions import TTServiceError
+    from ..transcription import FASTER_WHISPER
     from ..transcription.engine import choose
 
     try:
-        return choose(options.engine, catalog.resolve(options.model).kind == "ggml")
+        return choose(options.engine, catalog.resolve(options.model).ggml)
     except TTServiceError:
-        return "faster-whisper"
+        return FASTER_WHISPER
 
 
 # What this machine's kind measured (bench item 18): base, int8, batched, 2 cores, on real speech.

@@ -54,7 +54,7 @@ class ModelDownloads:
             return False
         if ref.kind != "hub" or hub.installed_folder(ref) is not None:
             return True
-        latest = self.store.latest_download(ref.repo_id)
+        latest = self.store.latest_download(ref.download_key)
         if latest is not None and latest.status is JobStatus.PROCESSING:
             return False
         after_job = latest is not None and (latest.finished_at or 0) >= (job.created_at or 0)
@@ -66,7 +66,7 @@ class ModelDownloads:
 
     def ensure(self, ref: ModelRef) -> int:
         """The running download of the model's repo, started here if there is none; its id."""
-        download_id, created = self.store.start_download(ref.name, ref.repo_id, self.runner)
+        download_id, created = self.store.start_download(ref.name, ref.download_key, self.runner)
         if created or self.store.take_download(download_id, self.runner):  # new, or asked for
             self._spawn(download_id)
         return download_id

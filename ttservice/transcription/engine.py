@@ -196,6 +196,16 @@ def checked(requested: str, model: str, ggml_model: bool) -> str:
     return requested
 
 
+def ggml_instead(options: TranscribeOptions, ref: Any) -> str | None:
+    """For a job whisper.cpp runs here, the ggml model of whisper.cpp's repo that a size name not
+    downloaded yet stands for (`base`: `ggml-base`): one download of the file whisper.cpp reads."""
+    from ..models import catalog
+
+    if ref.kind != "hub" or ref.ggml or choose(options.engine) != WHISPER_CPP:
+        return None
+    return catalog.ggml_name(ref.name)
+
+
 def where_jobs_run(settings: Any) -> str:
     """The engine jobs run on here by default and where: "faster-whisper on the CPU (int8)",
     "whisper.cpp on Metal (8 CPU threads)"; or the sentence saying why they cannot."""

@@ -13,6 +13,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 from ..config import Settings
 from ..exceptions import TTServiceError
@@ -75,7 +76,7 @@ def load(Chosen: type, options: TranscribeOptions) -> Engine:
         return Chosen(options)
 
     def converting(done: int, total: int) -> None:
-        if done == 1:
+        if done == 0:
             log.info("Writing %s for whisper.cpp (once): %d layers", options.model, total)
 
     return Chosen(options, converting)
@@ -101,9 +102,13 @@ def transcribe_job(
     if path is None:
         log.info("The job is no longer this attempt's to run")
         return False
+    if options.speakers and job.progress >= 1.0:  # labelled again, or it stopped while labelling
+        log.info("The transcript is whole: only its speakers are labelled")
+        label(store, job_id, path, options, attempt)
+        return True
     info = media.probe(path, settings.max_upload_bytes)
     resume = ResumePoint.from_segments(store.segments(job_id))
-    chosen = choose(options.engine, catalog.resolve(options.model).kind == "ggml")
+    chosen = choose(options.engine, catalog.resolve(options.model).ggml)
     Chosen = engine_class(chosen)
     # The media decodes, and its speech is found, while the model loads and while the
     # first windows are decoded: the first text waits for neither. The model loads here,
@@ -191,9 +196,14 @@ def transcribe_job(
         (duration - offset) / max(wall, 1e-6),
     )
     if options.speakers:
-        log.info("Labelling speakers (%s)", options.speakers)
-        warning = speakers.label_job(store, job_id, path, options.speakers, attempt, options.cpu_threads)
-        if warning is not None:
-            log.warning("%s", warning)
-            store.add_warning(job_id, warning)
+        label(store, job_id, path, options, attempt)
     return True
+
+
+def label(store: Store, job_id: int, path: Path, options: TranscribeOptions, attempt: int | None) -> None:
+    """Label the job's speakers; a failure is a warning beside the transcript, which it keeps."""
+    log.info("Labelling speakers (%s)", options.speakers)
+    warning = speakers.label_job(store, job_id, path, options.speakers, attempt, options.cpu_threads)
+    if warning is not None:
+        log.warning("%s", warning)
+        store.add_warning(job_id, warning)

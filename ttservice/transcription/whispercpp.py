@@ -88,10 +88,8 @@ def _route_log(pw) -> None:
 def model_file(name: str, on_step=lambda *_: None) -> Path:
     """The ggml file a model name means: the file given, or the one written from its CTranslate2
     model (once; `on_step` follows the writing)."""
-    ref = catalog.resolve(name)
-    if ref.kind == "ggml":
-        return ref.folder
-    return ggml.ggml_file(requests.model_folder(name), on_step)
+    found = requests.model_folder(name)  # a ggml file, downloaded or given; else a CTranslate2 folder
+    return found if catalog.resolve(name).ggml else ggml.ggml_file(found, on_step)
 
 
 def _key(options: TranscribeOptions) -> tuple:

@@ -99,6 +99,25 @@ def test_a_job_runs_on_the_engine_it_names(api):
         assert reply.status_code == 400 and "engine" in reply.json()["error"]["message"]
 
 
+def test_a_finished_jobs_speakers_are_labelled_by_the_service_without_transcribing_again(api):
+    with api.client() as client:
+        job = submit(client)
+        events(client, job["id"])
+        before = [s["text"] for s in client.get(f"/api/v1/jobs/{job['id']}/segments").json()]
+        assert client.post(f"/api/v1/jobs/{job['id']}/speakers/label", json={"num": 0}).status_code == 400
+        queued = client.post(f"/api/v1/jobs/{job['id']}/speakers/label", json={"num": 1})
+        assert queued.status_code == 202, queued.text
+        assert queued.json()["status"] in ("queued", "processing") and queued.json()["progress"] == 1.0
+        assert [n for n, _ in events(client, job["id"])][-1] == "status"
+        shown = client.get(f"/api/v1/jobs/{job['id']}").json()
+        assert shown["status"] == "completed" and shown["warnings"] == []
+        assert [s["text"] for s in client.get(f"/api/v1/jobs/{job['id']}/segments").json()] == before
+        [speaker] = client.get(f"/api/v1/jobs/{job['id']}/speakers").json()
+        assert speaker["label"] == "SPEAKER_1" and speaker["talk_seconds"] > 5
+        logs = client.get(f"/api/v1/jobs/{job['id']}/logs", params={"tail": 50}).json()["lines"]
+        assert any("only its speakers are labelled" in line for line in logs)
+
+
 def test_stop_leaves_no_process_and_resume_finishes_the_transcript(api, minute_speech):
     with api.client() as client:
         job = submit(client, minute_speech)

@@ -10,7 +10,7 @@ from ttservice.messages import Message
 from ...conftest import VIEWS
 from ...conftest import run_page as run
 
-NOT_WORDS = {"live.cpu", "models.cpu"}  # "CPU" is "CPU" in Thai too
+NOT_WORDS = {"live.cpu", "models.cpu", "models.cpu_only"}  # "CPU" is "CPU" in Thai too
 PAGES = ["transcribe.py", "history.py", "models.py", "statistics.py"]
 
 

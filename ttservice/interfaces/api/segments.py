@@ -12,9 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ... import actions
 from ...actions.corrections import MAX_SPEAKER, MAX_TEXT
-from ...jobs import Segment, iso
+from ...jobs import Runner, Segment, iso
 from .context import context
 from .errors import ERRORS
+from .jobs import JobOut
 
 JobId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="The job's id.")]
 Index = Annotated[int, PathParam(ge=0, le=2**31 - 1, description="The segment's index: 0 is the first.")]
@@ -111,6 +112,26 @@ class SpeakersPatch(BaseModel):
 )
 def list_speakers(job_id: JobId, request: Request) -> list[dict[str, Any]]:
     return actions.corrections.speakers(context(request).store, job_id)
+
+
+class LabelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    num: int | None = Field(None, ge=1, le=20, description="How many speakers there are; found if omitted.")
+
+
+@router.post(
+    "/jobs/{job_id}/speakers/label",
+    status_code=202,
+    response_model=JobOut,
+    summary="Label the job's speakers (again), without transcribing again",
+)
+def label_speakers(job_id: JobId, body: LabelRequest, request: Request) -> dict:
+    """The finished job is queued for the service, whose worker labels its speakers under
+    supervision (`phase` says "labelling speakers"; Stop works as for any job). Speakers a person
+    set stay as set."""
+    ctx = context(request)
+    actions.corrections.relabel(ctx.store, job_id, body.num, Runner.SERVICE)
+    return ctx.details(job_id)
 
 
 @router.patch("/jobs/{job_id}/speakers", response_model=list[SpeakerOut], summary="Rename or merge speakers")

@@ -9,10 +9,10 @@ import click
 
 from ... import actions
 from ...exceptions import JobNotFound, RequestError, TTServiceError
-from ...jobs import iso
+from ...jobs import JobStatus, Runner, iso
 from ...messages import Message
 from ...transcription import export
-from .common import EXIT_BAD_INPUT, err, fail, json_option, note, out, services
+from .common import EXIT_BAD_INPUT, EXIT_CANCELLED, fail, json_option, note, out, services
 
 
 @click.command("edit")
@@ -77,6 +77,24 @@ def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def _label(store, settings, job_id: int, num: int | None) -> None:
+    """Label the finished job's speakers in a supervised worker, with its progress; one sentence
+    and a non-zero exit if it did not end labelled."""
+    from pathlib import Path
+
+    from .run import _run_with_progress
+
+    job = actions.corrections.relabel(store, job_id, num, Runner.FOREGROUND)
+    job = _run_with_progress(Path(job.media_path or ""), job.options, job_id, settings, store)
+    if job.status is JobStatus.CANCELLED:
+        fail(Message("speakers.stopped", job_id=job_id), EXIT_CANCELLED)
+    if job.status is not JobStatus.COMPLETED:
+        fail(job.reason or Message("job.failed_without_reason", job_id=job_id))
+    for warning in job.warnings:
+        if warning.code.startswith("speakers."):
+            fail(warning)
+
+
 @click.command("speakers")
 @click.argument("job_id", type=int)
 @click.option("--rename", multiple=True, metavar="WHO=NAME", help='Name a speaker: SPEAKER_1="คุณสมชาย".')
@@ -99,12 +117,9 @@ def speakers(
     transcribing again; speakers a person set stay as set.
     """
     try:
-        _, store = services()
+        settings, store = services()
         if relabel or num is not None:
-            with err.status("Labelling speakers…"):
-                warning = actions.corrections.label(store, job_id, num)
-            if warning is not None:
-                fail(warning)
+            _label(store, settings, job_id, num)
         for who, name in _pairs(rename, "--rename"):
             actions.corrections.rename_speaker(store, job_id, who, name)
         for who, into in _pairs(merge, "--merge"):

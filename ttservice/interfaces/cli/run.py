@@ -168,7 +168,7 @@ def _run_with_progress(
             bar,
             visible=True,
             completed=job.progress,
-            description=job.status.value,
+            description="labelling speakers" if job.labelling else job.status.value,
             speed=f"{speed:.1f}x realtime" if speed else "",
         )
 

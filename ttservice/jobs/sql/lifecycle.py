@@ -264,6 +264,29 @@ class Lifecycle(SQLStore):
             self._ring_queued()
         return queued
 
+    def requeue_for_labelling(self, job_id: int, runner: Runner, options: Any) -> bool:
+        marks = ", ".join("?" for _ in FINISHED)
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT warnings FROM transcription_jobs"
+                f" WHERE id = ? AND status IN ({marks}) AND progress >= 1",
+                (job_id, *(s.value for s in FINISHED)),
+            ).fetchone()
+            if row is None:
+                return False
+            warnings = json.loads(row["warnings"] or "[]")
+            kept = [w for w in warnings if not w.get("code", "").startswith("speakers.")]
+            conn.execute(
+                "UPDATE transcription_jobs SET status = ?, runner = ?, options_json = ?, warnings = ?,"
+                " error_message = NULL, error_detail = NULL, exit_code = NULL, finished_at = NULL,"
+                " stop_requested_at = NULL, stop_reason = NULL, stop_detail = NULL, lease_renewed_at = NULL"
+                " WHERE id = ?",
+                (JobStatus.QUEUED.value, runner.value, options.to_json(), json.dumps(kept), job_id),
+            )
+        if runner in SERVICE_RUNNERS:
+            self._ring_queued()
+        return True
+
     def hand_upload_to_service(
         self, job_id: int, media_path: str, runner: Runner = Runner.SERVICE, sha256: str | None = None
     ) -> None:

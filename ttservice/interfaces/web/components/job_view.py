@@ -143,6 +143,36 @@ def speakers_panel(job: Job) -> None:
             st.rerun()
 
 
+LABEL_CHOICES = ["auto", "1", "2", "3", "4", "5", "6"]  # any number of speakers, or so many
+
+
+def label_form(job: Job) -> None:
+    """Label (or label again) the finished job's speakers: the service's worker does it, supervised."""
+    from ttservice.transcription import speakers
+
+    if not speakers.installed():
+        return
+    with st.form(f"label-{job.id}"):
+        left, right = st.columns(2, vertical_alignment="bottom")
+        who = left.selectbox(
+            t("job_view.label_how_many"),
+            LABEL_CHOICES,
+            format_func=lambda v: t("job_view.label_any") if v == "auto" else v,
+        )
+        if not right.form_submit_button(
+            t("job_view.label_again" if job.options.speakers else "job_view.label")
+        ):
+            return
+    try:
+        actions.corrections.relabel(
+            services.store(), job.id, None if who == "auto" else int(who), Runner.SERVICE
+        )
+    except TTServiceError as error:
+        st.error(error_text(error))
+        return
+    st.rerun()  # the job view follows it as it runs (or waits for the service)
+
+
 def finished_view(job: Job) -> None:
     store, settings = services.store(), services.settings()
     segments = store.segments(job.id)
@@ -155,6 +185,8 @@ def finished_view(job: Job) -> None:
     if segments:
         transcript(job, segments)
         speakers_panel(job)
+        if job.status is JobStatus.COMPLETED:
+            label_form(job)
         stem = (job.filename or f"job_{job.id}").rsplit(".", 1)[0]
         downloads = st.container(horizontal=True)
         for fmt in export.FORMATS:

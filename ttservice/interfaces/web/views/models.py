@@ -5,23 +5,31 @@ from pathlib import Path
 import streamlit as st
 
 from ttservice import actions
-from ttservice.exceptions import ModelError, TTServiceError
+from ttservice.exceptions import TTServiceError
 from ttservice.interfaces.web import services
 from ttservice.interfaces.web.components.downloads import download_progress
 from ttservice.interfaces.web.i18n import error_text, t
+from ttservice.models.catalog import GGML_PREFIX
 from ttservice.supervision.service import running_service
-from ttservice.transcription import device
+from ttservice.transcription import WHISPER_CPP, device, engine
 
 settings, store = services.settings(), services.store()
 st.title(t("models.title"))
 try:
-    runs_on = device.resolve(settings.device, settings.device_index, settings.compute_type)
-    if runs_on.kind == "cpu":
-        where = t("models.cpu", compute_type=runs_on.compute_type)
+    if engine.choose(settings.engine) == WHISPER_CPP:
+        from ttservice.transcription.whispercpp import backend
+
+        gpu = backend()
+        where = t("models.whispercpp", backend=t("models.cpu_only") if gpu == "CPU" else gpu)
     else:
-        where = t("models.cuda", index=runs_on.index, compute_type=runs_on.compute_type)
+        runs_on = device.resolve(settings.device, settings.device_index, settings.compute_type)
+        if runs_on.kind == "cpu":
+            where = t("models.cpu", compute_type=runs_on.compute_type)
+        else:
+            where = t("models.cuda", index=runs_on.index, compute_type=runs_on.compute_type)
+        where = t("models.faster_whisper", where=where)
     st.caption(t("models.device", where=where))
-except ModelError as error:
+except TTServiceError as error:
     st.error(error_text(error))
 if running_service(settings) is None:
     st.warning(t("models.no_service"))
@@ -87,6 +95,8 @@ for model in actions.models.list_models(store, settings):
             facts.append(t("models.memory", mb=f"{model.memory_mb:,.0f}"))
         if model.format == "transformers":
             facts.append(t("models.converted", source=model.source))
+        if model.name.startswith(GGML_PREFIX):
+            facts.append(t("models.ggml"))
         if model.speed:
             facts.append(t("models.speed", speed=f"{model.speed:.1f}"))
         elif model.expected_speed:
