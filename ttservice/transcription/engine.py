@@ -219,11 +219,9 @@ def where_jobs_run(settings: Any) -> str:
         if name == WHISPER_CPP:
             if error := whispercpp_missing():
                 raise RequestError("engine.not_installed", error=error)
-            from .whispercpp import backend
+            from .whispercpp import where_it_runs
 
-            threads = settings.cpu_threads or os.cpu_count() or 1
-            where = backend()
-            return f"whisper.cpp on {'the CPU' if where == 'CPU' else where} ({threads} CPU threads)"
+            return f"{where_it_runs()} ({settings.cpu_threads or os.cpu_count() or 1} CPU threads)"
         where = device.resolve(settings.device, settings.device_index, settings.compute_type)
     except TTServiceError as error:
         return str(error)

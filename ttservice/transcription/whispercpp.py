@@ -75,6 +75,12 @@ def backend(info: str | None = None) -> str:
     return "CPU"
 
 
+def where_it_runs() -> str:
+    """For the job's log and `--version`: "whisper.cpp on Metal", "whisper.cpp on the CPU"."""
+    where = backend()
+    return f"whisper.cpp on {'the CPU' if where == 'CPU' else where}"
+
+
 @functools.cache
 def _route_log(pw) -> None:
     """whisper.cpp's messages through `_whispercpp_log` (once), until Python starts to shut down:
@@ -151,9 +157,7 @@ class WhisperCppEngine:
         self.doubt = Doubt()
 
     def describe(self) -> str:
-        """Where it runs, for the job's log: "whisper.cpp on Metal", "whisper.cpp on the CPU"."""
-        where = backend()
-        return f"whisper.cpp on {'the CPU' if where == 'CPU' else where}"
+        return where_it_runs()
 
     def serves(self, options: TranscribeOptions) -> bool:
         return self._loaded == _key(options)
