@@ -742,7 +742,7 @@ def main() -> None:
             "11": lambda: api_bench(figures, work, three_minutes, args.runs, alternate, settings_in),
             "19": lambda: thai_accuracy(figures, work, args.thai_models, sys.modules[__name__]),
             "20": lambda: conversion(figures, work, min(args.runs, 3), sys.modules[__name__]),
-            "21": lambda: labelling(figures, work, 5.0, sys.modules[__name__]),
+            "21": lambda: labelling(figures, work, (5.0, 21.0), sys.modules[__name__]),
             "22": lambda: engines_side_by_side(
                 figures,
                 work,

@@ -80,3 +80,28 @@ def dialogue(path: Path, work: Path) -> tuple[Path, list[tuple[float, float, str
         turns.append((at, at + len(samples) / 16000, who))
         at += len(samples) / 16000 + 0.5
     return write_wav(path, np.concatenate(parts)), turns
+
+
+def long_dialogue(path: Path, work: Path, minutes: float) -> tuple[Path, list[tuple[float, float, str]]]:
+    """The dialogue's two voices taking turns for `minutes`, never saying the same thing twice
+    (sentences drawn from SPEECH's words, one to three a turn): long audio whose speaker
+    embeddings are not copies of each other, as a tiled recording's would be. And who speaks when."""
+    from faster_whisper.audio import decode_audio
+
+    voices = {who: voice for who, voice, _ in DIALOGUE}
+    vocabulary = SPEECH.replace(".", "").replace(",", "").split()
+    rng = np.random.default_rng(7)
+    parts, turns, at, i = [], [], 0.0, 0
+    while at < minutes * 60:
+        who = "AB"[i % 2]
+        count = rng.integers(1, 4)
+        text = " ".join(" ".join(rng.choice(vocabulary, rng.integers(6, 14))) + "." for _ in range(count))
+        wav = work / f"long-turn{i}.wav"
+        subprocess.run(["espeak-ng", *voices[who], "-w", str(wav), text], check=True, capture_output=True)
+        samples = decode_audio(str(wav))
+        pause = np.zeros(int(16000 * rng.uniform(0.3, 1.0)), dtype=np.float32)
+        parts += [samples, pause]
+        turns.append((at, at + len(samples) / 16000, who))
+        at += (len(samples) + len(pause)) / 16000
+        i += 1
+    return write_wav(path, np.concatenate(parts)), turns

@@ -104,6 +104,14 @@ def test_a_dialogue_of_two_voices_comes_out_labelled_and_named(settings, store, 
     assert first.speaker == "Chair" and {s.speaker for s in rest} == {"Anna", "Bernd"}
 
 
+def test_the_number_of_speakers_told_is_the_number_found(two_voices):
+    """Told how many speak, the diarizer finds that many: one voice for two told as one, two
+    for two (senko's clustering wraps the spectral one, which is where the number goes)."""
+    path, _ = two_voices
+    assert {t.speaker for t in speakers.diarize(path, "1")} == {"SPEAKER_1"}
+    assert {t.speaker for t in speakers.diarize(path, "2")} == {"SPEAKER_1", "SPEAKER_2"}
+
+
 @pytest.mark.model
 def test_a_labelling_failure_keeps_the_transcript_and_says_how_to_try_again(settings, store, tmp_path):
     broken = tmp_path / "broken" / "senko"

