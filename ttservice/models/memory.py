@@ -193,10 +193,10 @@ def _engine_here(options: TranscribeOptions) -> str:
     estimate; the request is refused for it elsewhere)."""
     from ..exceptions import TTServiceError
     from ..transcription import FASTER_WHISPER
-    from ..transcription.engine import choose
+    from ..transcription.engine import for_job
 
     try:
-        return choose(options.engine, catalog.resolve(options.model).ggml)
+        return for_job(options)
     except TTServiceError:
         return FASTER_WHISPER
 

@@ -36,7 +36,7 @@ from ..jobs import JobStatus, Store, TranscribeOptions, open_store
 from ..jobs.logs import LogShipper, job_log_path
 from ..messages import Message
 from ..platform import die_with_parent
-from ..transcription.engine import Engine, choose, engine_class
+from ..transcription.engine import Engine, engine_class, for_job
 from ..transcription.pipeline import transcribe_job
 from . import lifeline
 from .lifeline import EXIT_ABANDONED, EXIT_FAILED, EXIT_OK
@@ -59,7 +59,7 @@ def standby(settings: Settings) -> int:
     try:
         # Its threads are its share as the next job: the service sets TTSERVICE_CPU_THREADS so.
         options = TranscribeOptions.from_settings(settings)
-        warm = engine_class(choose(options.engine))(options)
+        warm = engine_class(for_job(options))(options)
     except TTServiceError as error:
         warm = None  # the job loads its own model and records why it cannot
         print(f"Default model not loaded: {error}", flush=True)

@@ -174,6 +174,13 @@ def choose(requested: str, ggml_model: bool = False) -> str:
     return WHISPER_CPP if ggml_model or apple_silicon() else FASTER_WHISPER
 
 
+def for_job(options: TranscribeOptions) -> str:
+    """The engine a job with these options runs on here: its engine's choice for its model."""
+    from ..models import catalog
+
+    return choose(options.engine, catalog.resolve(options.model).ggml)
+
+
 def whispercpp_missing() -> str | None:
     """Why whisper.cpp cannot run here (its bindings do not import); None when it can."""
     try:

@@ -21,11 +21,10 @@ from ..jobs import Store, TranscribeOptions
 from ..jobs.logs import JobLogHandler
 from ..jobs.record import chunk_of
 from ..messages import Message
-from ..models import catalog
 from ..platform import node_name, trim_heap
 from ..words import has_thai, merge_words
 from . import device, media, remote, speakers
-from .engine import WHISPER_CPP, Engine, ResumePoint, choose, engine_class
+from .engine import WHISPER_CPP, Engine, ResumePoint, engine_class, for_job
 from .export import clock
 from .samples import GrowingAudio
 from .vad import SAMPLE_RATE
@@ -108,7 +107,7 @@ def transcribe_job(
         return True
     info = media.probe(path, settings.max_upload_bytes)
     resume = ResumePoint.from_segments(store.segments(job_id))
-    chosen = choose(options.engine, catalog.resolve(options.model).ggml)
+    chosen = for_job(options)
     Chosen = engine_class(chosen)
     # The media decodes, and its speech is found, while the model loads and while the
     # first windows are decoded: the first text waits for neither. The model loads here,
