@@ -168,8 +168,8 @@ def real_speech(figures, work: Path, runs: int, extra: Path | None, ctx) -> None
         results[name] = (speed, error)
         job = ctx.settings_in(work, f"mem-{model}-{compute}-{batch}", model=models[model],
                               compute_type=compute, batch_size=batch)  # fmt: skip
-        peak = _job_peak(ctx, job, long)
-        estimate = memory.job_estimate_mb(TranscribeOptions.from_settings(job))
+        peak = job_peak(ctx, job, long)
+        estimate = memory.job_estimate_mb(TranscribeOptions.from_settings(job), memory.file_seconds(long))
         figure = f"{name}: estimate / measured peak ({estimate:.0f} / {peak:.0f} MB)"
         figures.add(item, figure, [estimate / peak], "", ">= 0.95", lambda v: v >= 0.95)
     for model in models:
@@ -181,10 +181,10 @@ def real_speech(figures, work: Path, runs: int, extra: Path | None, ctx) -> None
         figures.rows.append({"item": item, "figure": f"{model}: the rule's choice", "choice": fastest})
 
 
-def _job_peak(ctx, settings, audio: Path) -> float:
+def job_peak(ctx, settings, audio: Path, *flags: str) -> float:
     """The peak RSS a job measured (`show --json`), run by `ttservice transcribe`."""
     env = ctx.worker_env(settings)
-    cmd = [ctx.PY, "-m", "ttservice", "transcribe", str(audio)]
+    cmd = [ctx.PY, "-m", "ttservice", "transcribe", str(audio), *flags]
     subprocess.run(cmd, env=env, capture_output=True, check=True)
     shown = subprocess.run([ctx.PY, "-m", "ttservice", "show", "1", "--json"], env=env,
                            capture_output=True, text=True, check=True)  # fmt: skip

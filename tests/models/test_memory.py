@@ -3,6 +3,7 @@
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from ttservice import actions
@@ -78,9 +79,47 @@ def test_a_model_that_never_fits_is_refused_at_submit_and_leaves_no_job(settings
     assert open_store(tight).list_jobs() == []
 
 
+def test_the_estimate_grows_with_the_media_and_labelling_needs_its_own_room():
+    """The samples a job holds grow with its media; labelling speakers, after the transcript
+    with the model freed, needs the diarizer's room, or the transcript's when that is larger."""
+    tiny = TranscribeOptions(model="tiny.en", batch_size=8, compute_type="int8")
+    hour, minute, unknown = (memory.job_estimate_mb(tiny, s) for s in (3600, 60, None))
+    assert hour > minute >= unknown
+    labelled = replace(tiny, speakers="2")
+    assert memory.job_estimate_mb(labelled, 3600) == memory.labelling_mb(60) > memory.labelling_mb(5)
+    large = replace(labelled, model="large-v3", compute_type="float32")
+    assert memory.job_estimate_mb(large, 600) == memory.job_estimate_mb(replace(large, speakers=None), 600)
+
+
+def test_a_meeting_too_long_to_label_under_the_limit_is_refused_or_fails_and_says_why(settings, tmp_path):
+    """Refused at submit when the media's length is known then; a job queued before its length
+    was (an upload) fails when it would start, rather than waiting for ever."""
+    from ttservice.supervision import ProcessManager
+
+    from ..speech import write_wav
+
+    meeting = write_wav(tmp_path / "meeting.wav", np.zeros(8000 * 40 * 60, np.float32), rate=8000)
+    labelled = TranscribeOptions.from_settings(settings, speakers="2")
+    limit = memory.labelling_mb(40) - 100
+    assert memory.job_estimate_mb(replace(labelled, speakers=None), 40 * 60) < limit  # the transcript fits
+    tight = make_settings(settings.data_dir, memory_limit_mb=limit)
+    run = ttservice(tight, "submit", str(meeting), "--speakers", "2")
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    said = "Transcribing 40 minutes of audio with tiny.en and labelling its speakers needs about"
+    assert said in run.stderr
+    store = open_store(tight)
+    assert store.list_jobs() == []
+    job_id = store.create_job("meeting.wav", str(meeting), labelled)
+    assert ProcessManager(store, tight).dispatch() == []
+    job = store.get_job(job_id)
+    assert job.status is JobStatus.FAILED and job.exit_code == 2
+    assert job.error_detail.code == "memory.never_fits_speakers"
+    assert "or transcribe it without speakers" in job.error
+
+
 def test_a_batch_that_does_not_fit_becomes_sequential_and_says_so(settings):
     options = TranscribeOptions.from_settings(settings)
-    sequential = memory.job_estimate_mb(replace(options, batch_size=0))
+    sequential = memory.job_estimate_mb(replace(options, batch_size=0), memory.file_seconds(JFK_WAV))
     tight = make_settings(settings.data_dir, memory_limit_mb=sequential)
     run = ttservice(tight, "transcribe", str(JFK_WAV))
     assert run.returncode == 0, run.stderr

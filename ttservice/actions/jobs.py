@@ -132,9 +132,11 @@ def submit_saved(
     be had. A language or task the model cannot do is refused (RequestError) and no
     job exists. In every refusal the file is removed.
     """
+    from ..models import memory
+
     safe = sanitize_filename(name)
     try:
-        options, unavailable, note = check_request(options, settings)
+        options, unavailable, note = check_request(options, settings, memory.file_seconds(saved))
     except TTServiceError:
         saved.unlink(missing_ok=True)
         raise
@@ -223,8 +225,10 @@ def submit_file(
     A language or task the model cannot do is refused (RequestError) before any job
     exists; a bad file or a model that cannot be had gives a job failed at once.
     """
+    from ..models import memory
+
     path = path.expanduser()
-    options, unavailable, note = check_request(options, settings)
+    options, unavailable, note = check_request(options, settings, memory.file_seconds(path))
     try:
         media.check_file(path, settings.max_upload_bytes)
     except MediaError as error:
@@ -240,14 +244,15 @@ def warn(store: Store, job_id: int, note: Message | None) -> None:
 
 
 def check_request(
-    options: TranscribeOptions, settings: Settings
+    options: TranscribeOptions, settings: Settings, seconds: float | None = None
 ) -> tuple[TranscribeOptions, Message | None, Message | None]:
     """The options made exact (the language as a code, a folder absolute, the batch one that
-    fits in the memory limit), why the model cannot be had (None if it can: on disk, or on the
-    hub to download), and a warning for the job when its batch had to be made smaller.
+    fits in the memory limit for `seconds` of media, when known), why the model cannot be had
+    (None if it can: on disk, or on the hub to download), and a warning for the job when its
+    batch had to be made smaller.
 
     Raises RequestError for what no model could fix: an unknown language or task, one the
-    model cannot do, a model that needs more memory than the limit allows, or speakers asked
+    model cannot do, a job that needs more memory than the limit allows, or speakers asked
     for where the diarizer is not installed.
     """
     from ..models import hub, memory, requests
@@ -266,7 +271,7 @@ def check_request(
             device.resolve(options.device, options.device_index, options.compute_type)
     except ModelError as error:
         return options, error.message, None
-    fitted = memory.fit(options, settings)
+    fitted = memory.fit(options, settings, seconds)
     return fitted.options, None, fitted.warning
 
 

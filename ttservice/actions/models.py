@@ -360,7 +360,7 @@ def waiting_for(
     from ..models import memory
 
     room = memory.Room(store, settings, settings.host_name or platform.node_name())
-    waiting = room.waiting(job.options)
+    waiting = room.waiting(job.options, memory.media_seconds(job))
     return (waiting, None) if waiting is not None else None
 
 

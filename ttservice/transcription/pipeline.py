@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..exceptions import TTServiceError
@@ -28,6 +29,9 @@ from .engine import WHISPER_CPP, Engine, ResumePoint, engine_class, for_job
 from .export import clock
 from .samples import GrowingAudio
 from .vad import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    import numpy as np
 
 CAPACITY_MARGIN = 1.01  # room for audio a little longer than declared, before the buffer must grow
 
@@ -103,6 +107,8 @@ def transcribe_job(
         return False
     if options.speakers and job.progress >= 1.0:  # labelled again, or it stopped while labelling
         log.info("The transcript is whole: only its speakers are labelled")
+        if warm is not None:  # a warm worker's model is not needed
+            warm.unload()
         label(store, job_id, path, options, attempt)
         return True
     info = media.probe(path, settings.max_upload_bytes)
@@ -195,14 +201,26 @@ def transcribe_job(
         (duration - offset) / max(wall, 1e-6),
     )
     if options.speakers:
-        label(store, job_id, path, options, attempt)
+        # The worker ends with its job, and the transcript is whole: the diarizer takes the
+        # model's memory, and hears the samples decoded already.
+        engine.unload()
+        trim_heap()
+        audio = prepared.audio.result() if prepared.audio.done and prepared.audio.error is None else None
+        label(store, job_id, path, options, attempt, audio)
     return True
 
 
-def label(store: Store, job_id: int, path: Path, options: TranscribeOptions, attempt: int | None) -> None:
+def label(
+    store: Store,
+    job_id: int,
+    path: Path,
+    options: TranscribeOptions,
+    attempt: int | None,
+    samples: np.ndarray | None = None,
+) -> None:
     """Label the job's speakers; a failure is a warning beside the transcript, which it keeps."""
     log.info("Labelling speakers (%s)", options.speakers)
-    warning = speakers.label_job(store, job_id, path, options.speakers, attempt, options.cpu_threads)
+    warning = speakers.label_job(store, job_id, path, options.speakers, attempt, options.cpu_threads, samples)
     if warning is not None:
         log.warning("%s", warning)
         store.add_warning(job_id, warning)

