@@ -66,11 +66,10 @@ for path in sys.argv[2:]:
 print(json.dumps({"seconds": seconds, "audio": audio, "texts": texts}))
 """
 
-SETTINGS = [
-    (model, compute, batch)
-    for model in ("tiny.en", "base")
-    for compute in ("int8", "float32")
-    for batch in (0, 8)
+MODELS = ("tiny.en", "base")
+SETTINGS = [  # (model, compute type, batch, beam): greedy, then beam search at int8
+    *((model, compute, batch, 1) for model in MODELS for compute in ("int8", "float32") for batch in (0, 8)),
+    *((model, "int8", batch, 5) for model in MODELS for batch in (0, 8)),
 ]
 
 
@@ -87,10 +86,15 @@ def recordings(work: Path, shared: Path, extra: Path | None) -> list[tuple[Path,
     """Each recording as a 16-kHz WAV, with its transcript."""
     from faster_whisper.audio import decode_audio
 
+    from tests.conftest import speakers_sample
+
     english = decode_audio(str(shared / "multilingual.mp3"))[: int(ENGLISH_HALF * 16000)]
+    call = speakers_sample()  # a phone call of two people, with what each said (sample.stm)
+    said = " ".join(" ".join(line.split()[5:]) for line in call.with_suffix(".stm").read_text().splitlines())
     found = [
         (shared / "jfk.wav", (shared / "jfk.txt").read_text(encoding="utf-8")),
         (_write_wav(work / "multilingual-english.wav", english), MIT_LICENSE_START),
+        (call, said),
     ]
     for audio in sorted(extra.glob("*.wav")) if extra else []:
         if audio.with_suffix(".txt").exists():
@@ -156,9 +160,11 @@ def real_speech(figures, work: Path, runs: int, extra: Path | None, ctx) -> None
 
     results = {}
     long = joined(work, found)
-    for model, compute, batch in SETTINGS:
+    for model, compute, batch, beam in SETTINGS:
         name = f"{model}, {compute}, {'batched 8' if batch else 'sequential'}"
-        cfg = {"model": models[model], "compute_type": compute, "batch_size": batch, "language": "en"}
+        name += f", beam {beam}" if beam > 1 else ""
+        cfg = {"model": models[model], "compute_type": compute, "batch_size": batch, "beam_size": beam,
+               "language": "en"}  # fmt: skip
         done = subprocess.run([ctx.PY, "-c", ENGINE_FILES, json.dumps(cfg), *files], env=env,
                               capture_output=True, text=True, check=True)  # fmt: skip
         run = json.loads(done.stdout.strip().splitlines()[-1])
@@ -166,8 +172,8 @@ def real_speech(figures, work: Path, runs: int, extra: Path | None, ctx) -> None
         figures.add(item, f"{name}: speed", [speed], "x realtime")
         figures.add(item, f"{name}: WER", [error], "%")
         results[name] = (speed, error)
-        job = ctx.settings_in(work, f"mem-{model}-{compute}-{batch}", model=models[model],
-                              compute_type=compute, batch_size=batch)  # fmt: skip
+        job = ctx.settings_in(work, f"mem-{model}-{compute}-{batch}-{beam}", model=models[model],
+                              compute_type=compute, batch_size=batch, beam_size=beam)  # fmt: skip
         peak = job_peak(ctx, job, long)
         estimate = memory.job_estimate_mb(TranscribeOptions.from_settings(job), memory.file_seconds(long))
         figure = f"{name}: estimate / measured peak ({estimate:.0f} / {peak:.0f} MB)"

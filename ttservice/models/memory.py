@@ -186,6 +186,12 @@ def labelling_mb(minutes: float) -> float:
     return math.ceil((RUNTIME_MB + SPEAKERS_MB + LABELLING_MB_PER_MINUTE * minutes) * MARGIN / 10) * 10
 
 
+def per_hour() -> tuple[float, float]:
+    """What an hour of media adds to a job's memory (MB), and what labelling an hour's speakers
+    takes (MB): what the Models page and `models list` say beside each model's figure."""
+    return math.ceil(TRANSCRIBING_MB_PER_MINUTE * 60 * MARGIN / 10) * 10, labelling_mb(60)
+
+
 def job_estimate_mb(options: TranscribeOptions, seconds: float | None = None) -> float | None:
     """What a job with these options is expected to take on `seconds` of media (None: not known,
     counted as none); None for a model of unknown shape."""

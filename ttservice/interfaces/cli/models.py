@@ -25,9 +25,11 @@ def _size(value: int | None) -> str:
 
 
 RECOMMENDATION = (
-    "Memory: a job's expected peak as jobs run here. Recommended: the most accurate multilingual"
-    " model, and the most accurate Thai fine-tune, that fit the memory limit and ran here at 1x"
-    " realtime or faster, or, not yet run here, are expected to run at 2x (~)."
+    "Memory: a job's expected peak as jobs run here, for a short file (each hour of audio adds"
+    " about {hour:,.0f} MB; labelling the speakers of an hour takes about {speakers:.1f} GB)."
+    " Recommended: the most accurate multilingual model, and the most accurate Thai fine-tune,"
+    " that fit the memory limit and ran here at 1x realtime or faster, or, not yet run here, are"
+    " expected to run at 2x (~)."
 )
 
 
@@ -73,7 +75,10 @@ def list_cmd(as_json: bool) -> None:
         table.add_row(name, state, size, languages, memory, _speed(m), m.repo_id or "-",
                       str(m.path or "-"))  # fmt: skip
     out.print(table)
-    out.print(RECOMMENDATION, highlight=False)
+    from ...models.memory import per_hour
+
+    hour, speakers = per_hour()
+    out.print(RECOMMENDATION.format(hour=hour, speakers=speakers / 1024), highlight=False)
     out.print(f"Jobs run on {engine.where_jobs_run(settings)}.", highlight=False)
 
 

@@ -9,6 +9,7 @@ from ttservice.exceptions import TTServiceError
 from ttservice.interfaces.web import services
 from ttservice.interfaces.web.components.downloads import download_progress
 from ttservice.interfaces.web.i18n import error_text, t
+from ttservice.models import memory
 from ttservice.models.catalog import GGML_PREFIX
 from ttservice.supervision.service import running_service
 from ttservice.transcription import WHISPER_CPP, device, engine
@@ -64,7 +65,9 @@ with st.form("add-model", clear_on_submit=True):
             ask_download(other)
 
 LANGUAGES = {True: "models.multilingual", False: "models.english_only", None: None}
-st.caption(t("models.rule"))
+hour, speakers = memory.per_hour()
+per_hour = t("models.memory_rule", hour=f"{hour:,.0f}", speakers=f"{speakers / 1024:.1f}")
+st.caption(t("models.rule") + " " + per_hour)
 for model in actions.models.list_models(store, settings):
     with st.container(border=True):
         about, act = st.columns([5, 1], vertical_alignment="center")
