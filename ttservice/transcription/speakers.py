@@ -189,7 +189,7 @@ def label_job(
         turns = diarize(decoded(path) if samples is None else samples, speakers, threads, path.name)
     except Exception as error:  # the diarizer's own failures are many; the transcript is kept
         log.exception("labelling speakers failed")
-        return Message("speakers.failed", job_id=job_id, error=f"{type(error).__name__}: {str(error)[:200]}")
+        return _failed(job_id, error)
     if not turns:
         return Message("speakers.none_found", job_id=job_id)
     segments = store.segments(job_id)
@@ -197,7 +197,11 @@ def label_job(
         labelled = [(s.id, split(s, turns)) for s in segments if s.id is not None]
     except Exception as error:  # a fault of ours must not cost the transcript either
         log.exception("laying the speakers on the transcript failed")
-        return Message("speakers.failed", job_id=job_id, error=f"{type(error).__name__}: {str(error)[:200]}")
+        return _failed(job_id, error)
     store.label_speakers(job_id, labelled, attempt)
     log.info("Labelled %d speaker(s) over %d turn(s)", len({t.speaker for t in turns}), len(turns))
     return None
+
+
+def _failed(job_id: int, error: Exception) -> Message:
+    return Message("speakers.failed", job_id=job_id, error=f"{type(error).__name__}: {str(error)[:200]}")
