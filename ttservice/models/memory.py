@@ -171,25 +171,35 @@ def estimate_mb(shape: Shape, compute_type: str, batch_size: int, beam_size: int
     cache = 2 * shape.decoder_layers * CLIP_FRAMES * shape.width * 4 / 2**20
     attention = shape.width / HEAD_WIDTH * CLIP_FRAMES**2 * 4 / 2**20
     clip = cache * max(1, beam_size) + attention + CLIP_MB
-    return math.ceil((RUNTIME_MB + weights + max(1, batch_size) * clip) * MARGIN / 10) * 10
+    return _with_margin(RUNTIME_MB + weights + max(1, batch_size) * clip)
 
 
 def whispercpp_estimate_mb(shape: Shape) -> float:
     """Expected peak RSS of a job on whisper.cpp (MB): one clip at a time, whatever the batch."""
     weights = shape.params * GGML_BYTES
     caches = (TEXT_POSITIONS + CLIP_FRAMES) * shape.width * shape.decoder_layers * 2 * KV_BYTES / 2**20
-    return math.ceil((RUNTIME_MB + weights + caches + COMPUTE_MB_PER_WIDTH * shape.width) * MARGIN / 10) * 10
+    return _with_margin(RUNTIME_MB + weights + caches + COMPUTE_MB_PER_WIDTH * shape.width)
+
+
+def _with_margin(mb: float) -> float:
+    """An expected peak as estimates give it: with the margin, rounded up to 10 MB."""
+    return math.ceil(mb * MARGIN / 10) * 10
+
+
+def media_mb(minutes: float) -> float:
+    """What `minutes` of media add to a job's expected peak (MB): its samples."""
+    return _with_margin(TRANSCRIBING_MB_PER_MINUTE * minutes)
 
 
 def labelling_mb(minutes: float) -> float:
     """Expected peak RSS of labelling the speakers of `minutes` of audio (MB)."""
-    return math.ceil((RUNTIME_MB + SPEAKERS_MB + LABELLING_MB_PER_MINUTE * minutes) * MARGIN / 10) * 10
+    return _with_margin(RUNTIME_MB + SPEAKERS_MB + LABELLING_MB_PER_MINUTE * minutes)
 
 
 def per_hour() -> tuple[float, float]:
     """What an hour of media adds to a job's memory (MB), and what labelling an hour's speakers
     takes (MB): what the Models page and `models list` say beside each model's figure."""
-    return math.ceil(TRANSCRIBING_MB_PER_MINUTE * 60 * MARGIN / 10) * 10, labelling_mb(60)
+    return media_mb(60), labelling_mb(60)
 
 
 def job_estimate_mb(options: TranscribeOptions, seconds: float | None = None) -> float | None:
@@ -211,7 +221,7 @@ def options_estimate_mb(shape: Shape, options: TranscribeOptions, seconds: float
         compute_type = device.CPU_COMPUTE_TYPE if options.compute_type == "auto" else options.compute_type
         job = estimate_mb(shape, compute_type, options.batch_size, options.beam_size)
     minutes = (seconds or 0.0) / 60
-    job += math.ceil(TRANSCRIBING_MB_PER_MINUTE * minutes * MARGIN / 10) * 10
+    job += media_mb(minutes)
     return max(job, labelling_mb(minutes)) if options.speakers else job
 
 
