@@ -34,6 +34,17 @@ def test_the_estimate_grows_with_the_batch_the_weights_and_the_model():
     assert memory.estimate_mb(large, "int8", 8) > 4 * memory.estimate_mb(tiny, "int8", 8)
 
 
+def test_beams_cost_a_job_the_same_whatever_its_batch():
+    """Measured: base's four extra beams took 92 MB more sequential and 180 MB more batched by 8,
+    not eight times as much (bench item 18 and a doubted dialogue, docs/performance.md)."""
+    base = memory.SHAPES["base"]
+
+    def beams(batch: int) -> float:
+        return memory.estimate_mb(base, "int8", batch, beam_size=5) - memory.estimate_mb(base, "int8", batch)
+
+    assert 180 <= beams(8) <= beams(0) + 20  # rounding to 10 MB, twice
+
+
 def test_a_job_on_whisper_cpp_is_estimated_for_its_engine(tiny_en_dir, tmp_path):
     """float16 weights, one clip at a time (the batch plays no part); a ggml file's shape comes
     from its header."""

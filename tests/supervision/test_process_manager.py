@@ -342,3 +342,10 @@ def test_workers_run_at_a_lower_cpu_priority(tmp_path, long_speech, nice):
     finally:
         manager.shutdown(stop_jobs=True, wait=0)
         store.close()
+
+
+def test_a_worker_imports_httpx_only_to_fetch_an_agents_media():
+    """httpx is a tenth of a second of a worker's start; only an agent's workers use it."""
+    code = "import sys, ttservice.supervision.worker; print('httpx' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

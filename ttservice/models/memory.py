@@ -34,6 +34,11 @@ VOCABULARY = 51_866
 CLIP_FRAMES = 1500  # encoder frames of a 30-s window: what each clip's cross-attention caches
 CLIP_MB = 40.0  # a clip's working set besides that cache and the attention (features, buffers)
 HEAD_WIDTH = 64  # Whisper's attention heads are 64 wide: a model has width / 64 of them
+# Beam search: each beam past the first adds up to 1.3 clips' cross-attention cache to a job,
+# whatever its batch (measured, 5 beams against 1, on speech the model doubts throughout: base
+# +92 MB sequential and +180 MB batched 8, tiny +30 and +0 MB). Counted per clip, as it was, the
+# estimate of a batched job with 5 beams came out at 2.3 to 2.7 times its peak.
+BEAM_CACHES = 1.3
 MARGIN = 1.15  # estimates err upwards: measured peaks vary by 6 % from run to run (item 18)
 LIMIT_SHARE = 0.5  # the default limit: half of the machine's memory, the other half the user's
 # What a minute more of media costs a job: its samples, decoded once and held for the whole job
@@ -159,10 +164,11 @@ def model_shape(name: str) -> Shape | None:
 
 
 def estimate_mb(shape: Shape, compute_type: str, batch_size: int, beam_size: int = 1) -> float:
-    """Expected peak RSS of a job (MB). Each beam of a clip keeps its own cross-attention cache;
-    the encoder holds each clip's attention weights, every head's 1500 × 1500 at once (float32,
-    one layer at a time): 430 MB for tiny's batch of 8. The first fit (item 18, real English)
-    left them out and held; a job on speech its model doubts throughout peaked 40 % above it."""
+    """Expected peak RSS of a job (MB). Each clip keeps its cross-attention cache; the encoder
+    holds each clip's attention weights, every head's 1500 × 1500 at once (float32, one layer at
+    a time): 430 MB for tiny's batch of 8. The first fit (item 18, real English) left them out
+    and held; a job on speech its model doubts throughout peaked 40 % above it. Extra beams add
+    BEAM_CACHES clips' caches each."""
     if compute_type.startswith("int8"):
         embedding = min(shape.params, VOCABULARY * shape.width / 1e6)
         weights = embedding * 4 + (shape.params - embedding) * INT8_BYTES
@@ -170,8 +176,9 @@ def estimate_mb(shape: Shape, compute_type: str, batch_size: int, beam_size: int
         weights = shape.params * FLOAT32_BYTES
     cache = 2 * shape.decoder_layers * CLIP_FRAMES * shape.width * 4 / 2**20
     attention = shape.width / HEAD_WIDTH * CLIP_FRAMES**2 * 4 / 2**20
-    clip = cache * max(1, beam_size) + attention + CLIP_MB
-    return _with_margin(RUNTIME_MB + weights + max(1, batch_size) * clip)
+    clip = cache + attention + CLIP_MB
+    beams = (max(1, beam_size) - 1) * BEAM_CACHES * cache
+    return _with_margin(RUNTIME_MB + weights + max(1, batch_size) * clip + beams)
 
 
 def whispercpp_estimate_mb(shape: Shape) -> float:

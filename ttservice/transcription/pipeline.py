@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import Settings
+from ..config import MEDIA_FROM_ENV, Settings
 from ..exceptions import TTServiceError
 from ..jobs import Store, TranscribeOptions
 from ..jobs.logs import JobLogHandler
@@ -24,7 +25,7 @@ from ..jobs.record import chunk_of
 from ..messages import Message
 from ..platform import node_name, trim_heap
 from ..words import has_thai, merge_words
-from . import device, media, remote, speakers
+from . import device, media, speakers
 from .engine import WHISPER_CPP, Engine, ResumePoint, engine_class, for_job
 from .export import clock
 from .samples import GrowingAudio
@@ -101,7 +102,11 @@ def transcribe_job(
     """
     job = store.get_job(job_id)
     options = shared_cores(store, settings, job.options)
-    path = remote.local_media(store, settings, job, attempt)  # an agent's: fetched from the service
+    path: Path | None = Path(job.media_path or "")
+    if os.environ.get(MEDIA_FROM_ENV):  # an agent's worker: the media is fetched from the service
+        from . import remote  # with httpx, a tenth of a second of every other worker's start
+
+        path = remote.local_media(store, settings, job, attempt)
     if path is None:
         log.info("The job is no longer this attempt's to run")
         return False
