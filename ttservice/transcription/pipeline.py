@@ -104,7 +104,7 @@ def transcribe_job(
     options = shared_cores(store, settings, job.options)
     path: Path | None = Path(job.media_path or "")
     if os.environ.get(MEDIA_FROM_ENV):  # an agent's worker: the media is fetched from the service
-        from . import remote  # with httpx, a tenth of a second of every other worker's start
+        from . import remote  # and httpx: a tenth of a second other workers do not spend starting
 
         path = remote.local_media(store, settings, job, attempt)
     if path is None:
