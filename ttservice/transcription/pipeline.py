@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..config import MEDIA_FROM_ENV, Settings
 from ..exceptions import TTServiceError
-from ..jobs import Store, TranscribeOptions
+from ..jobs import Job, Store, TranscribeOptions
 from ..jobs.logs import JobLogHandler
 from ..jobs.record import chunk_of
 from ..messages import Message
@@ -86,6 +86,17 @@ def load(Chosen: type, options: TranscribeOptions) -> Engine:
     return Chosen(options, converting)
 
 
+def _media_path(store: Store, settings: Settings, job: Job, attempt: int | None) -> Path | None:
+    """The path this worker reads the job's media at: where it lies, or for an agent's worker
+    fetched from the service (`remote`); None if the job is no longer this attempt's."""
+    api_url = os.environ.get(MEDIA_FROM_ENV)  # set by an agent for its workers
+    if not api_url or attempt is None:
+        return Path(job.media_path or "")
+    from . import remote  # and httpx: a tenth of a second other workers do not spend starting
+
+    return remote.fetched(store, settings, job, attempt, api_url)
+
+
 def transcribe_job(
     store: Store,
     settings: Settings,
@@ -102,11 +113,7 @@ def transcribe_job(
     """
     job = store.get_job(job_id)
     options = shared_cores(store, settings, job.options)
-    path: Path | None = Path(job.media_path or "")
-    if os.environ.get(MEDIA_FROM_ENV):  # an agent's worker: the media is fetched from the service
-        from . import remote  # and httpx: a tenth of a second other workers do not spend starting
-
-        path = remote.local_media(store, settings, job, attempt)
+    path = _media_path(store, settings, job, attempt)
     if path is None:
         log.info("The job is no longer this attempt's to run")
         return False

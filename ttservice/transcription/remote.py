@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from ..config import MEDIA_FROM_ENV, Settings
+from ..config import Settings
 from ..exceptions import MediaError, TTServiceError
 from ..jobs import Job, Store, files
 from ..messages import Message
@@ -45,11 +45,9 @@ class NotThisAttempt(Exception):
     """The service no longer sends the media to this attempt: another one was claimed, or it ended."""
 
 
-def local_media(store: Store, settings: Settings, job: Job, attempt: int | None) -> Path | None:
-    """The path this worker reads the job's media at; None if the job is no longer this attempt's."""
-    api_url = os.environ.get(MEDIA_FROM_ENV)  # set by an agent for its workers
-    if not api_url or attempt is None:
-        return Path(job.media_path or "")
+def fetched(store: Store, settings: Settings, job: Job, attempt: int, api_url: str) -> Path | None:
+    """The job's media, fetched from the service at `api_url` for an agent's worker (the path it
+    is read at); None if the job is no longer this attempt's."""
     token = store.media_token(job.id, attempt)
     if token is None:
         return None
