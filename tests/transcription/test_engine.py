@@ -118,11 +118,14 @@ def test_a_clip_decoded_badly_is_decoded_again_on_its_own(monkeypatch):
     assert all(s.words and s.start == s.words[0]["start"] for s in ours)
 
 
-def test_a_clip_whose_text_stops_early_is_decoded_again(monkeypatch):
+def test_the_rest_of_a_clip_whose_text_stops_early_is_decoded_on_its_own(monkeypatch):
     """Two real recordings one after the other (jfk.wav, then the MIT license read in English):
     in one clip, decoded without timestamps, tiny.en stopped after the first and never heard the
-    second on the CPUs of earlier runs (not on every CPU: the int8 kernels differ); decoded again
-    with timestamps, as sequential decoding does, both are heard."""
+    second on every CPU we ran it on but one (the int8 kernels differ). The rest of that clip,
+    from the pause after jfk's last word, is decoded as a clip of its own: both are heard, and
+    the clip is not decoded again from its start."""
+    from ttservice.transcription.clips import Clip
+
     jfk = decode_audio(str(SHARED / "data" / "jfk.wav"), sampling_rate=16000)
     mit = decode_audio(str(SHARED / "data" / "multilingual.mp3"), sampling_rate=16000)[: 16000 * 30]
     audio = np.concatenate([jfk, np.zeros(16000, dtype=np.float32), mit])
@@ -130,13 +133,46 @@ def test_a_clip_whose_text_stops_early_is_decoded_again(monkeypatch):
     engine = FasterWhisperEngine(options)
     again, redecode = [], engine._again
     monkeypatch.setattr(engine, "_again", lambda clip, *rest: again.append(clip) or redecode(clip, *rest))
+    rests, unheard = [], Clip.unheard
+    monkeypatch.setattr(Clip, "unheard", lambda *args: rests.append(unheard(*args)) or rests[-1])
     theirs, _ = BatchedInferencePipeline(engine.model).transcribe(audio, batch_size=8, language="en")
     theirs = " ".join(words(" ".join(s.text for s in theirs)))
-    ours = " ".join(words(" ".join(s.text for s in engine.transcribe(audio, options)[0])))
-    assert "ask not what your country can do for you" in ours and "permission is hereby granted" in ours
-    assert all(word in ours for word in ("merge", "publish", "distribute", "copyright notice"))
+    ours = list(engine.transcribe(audio, options)[0])
+    said = " ".join(words(" ".join(s.text for s in ours)))
+    assert "ask not what your country can do for you" in said and "permission is hereby granted" in said
+    assert all(word in said for word in ("merge", "publish", "distribute", "copyright notice"))
+    assert all(a.end <= b.start + 0.01 for a, b in zip(ours[:-1], ours[1:], strict=True))  # nothing twice
     if "permission is hereby granted" not in theirs:  # the engine's pipeline lost it here
-        assert again
+        assert rests and rests[0] is not None and not again
+        assert len(jfk) < rests[0].spans[0][0] < len(jfk) + 16000 * 2  # from the pause on
+        permission = next(s for s in ours if s.text.lower().startswith("permission"))
+        assert abs(permission.start - (len(jfk) + 16000) / 16000) < 1.5  # on the file's timeline
+    heard = [s for s in ours if s.end <= len(jfk) / 16000 + 0.5]  # stopped after jfk's words
+    resumed = list(engine.transcribe(audio, options, ResumePoint.from_segments(heard))[0])
+    assert heard + resumed == ours
+
+
+def test_the_rest_of_a_clip_starts_at_the_pause_after_its_last_word():
+    from types import SimpleNamespace
+
+    from ttservice.transcription.clips import UNHEARD_SECONDS, Clip
+
+    second = 16000
+    spans = ((0, 4 * second), (5 * second, 12 * second), (13 * second, 30 * second))  # 28 s joined
+    clip = Clip(spans, np.arange(28 * second, dtype=np.float32))
+
+    def decoded(start, end, ratio=1.5, logprob=-0.3):
+        return SimpleNamespace(
+            words=[SimpleNamespace(start=start, end=end)], compression_ratio=ratio, avg_logprob=logprob
+        )
+
+    rest = clip.unheard(decoded(9.5, 10.6), 0.0)  # the last word in the second span, which ends at 11 s
+    assert rest.spans == spans[2:] and rest.audio[0] == 11 * second and len(rest.audio) == 17 * second
+    assert rest.original_time(0.0) == 13.0
+    assert clip.unheard(decoded(39.5, 40.6), 30.0).spans == spans[2:]  # its place in the batch counts
+    assert clip.unheard(decoded(3.0, 11.0 - UNHEARD_SECONDS), 0.0) is None  # stopped mid-speech
+    assert clip.unheard(decoded(15.0, 16.0), 0.0) is None  # in the last span: no pause to start at
+    assert clip.unheard(decoded(9.5, 10.6, ratio=COMPRESSION_LIMIT + 0.1), 0.0) is None  # a loop
 
 
 def test_a_clip_is_decoded_badly_when_its_words_stop_early_or_whispers_tests_fail():

@@ -51,10 +51,36 @@ class Clip:
     def decoded_badly(self, s: Any, clip_start: float) -> bool:
         """Whether the batch's text for this clip fails Whisper's own tests (a loop, or text it
         doubts), or stops UNHEARD_SECONDS or more before the clip's speech does."""
-        if s.compression_ratio > COMPRESSION_LIMIT or s.avg_logprob < LOGPROB_LIMIT:
+        if self.fails_whispers_tests(s):
             return True
         heard = s.words[-1].end - clip_start if s.words else 0.0
         return len(self.audio) / SAMPLE_RATE - heard >= UNHEARD_SECONDS
+
+    @staticmethod
+    def fails_whispers_tests(s: Any) -> bool:
+        return s.compression_ratio > COMPRESSION_LIMIT or s.avg_logprob < LOGPROB_LIMIT
+
+    def unheard(self, s: Any, clip_start: float) -> Clip | None:
+        """The speech after the text that stopped short, as a clip of its own: the spans after
+        the one that holds the last word. None where the text fails Whisper's tests, or where
+        that span goes on UNHEARD_SECONDS or more after the last word (the text stopped in the
+        middle of speech: no pause to start the rest at).
+
+        The rest starts at a span, so with speech: cut where the words stopped, it started in
+        a silence that tiny.en filled with "Thank you." on the two-voice espeak dialogue.
+        """
+        if self.fails_whispers_tests(s) or not s.words:
+            return None
+        last = s.words[-1]
+        middle, end = (last.start + last.end) / 2 - clip_start, last.end - clip_start
+        at = 0  # where each span starts in the joined audio, in samples
+        for i, (start, stop) in enumerate(self.spans):
+            at += stop - start
+            if middle * SAMPLE_RATE <= at:  # the span that holds the last word
+                if at / SAMPLE_RATE - end >= UNHEARD_SECONDS or i + 1 == len(self.spans):
+                    return None
+                return Clip(self.spans[i + 1 :], self.audio[at:])
+        return None
 
     def phrases(self, s: Any, clip_start: float, keep_words: bool) -> Iterator[Segment]:
         """A decoded clip (times within the batch's audio) as segments on the file's timeline."""

@@ -44,17 +44,19 @@ def _model_key(options: TranscribeOptions) -> tuple:
 class FasterWhisperEngine:
     """faster-whisper on the CPU, in one of two modes (`TranscribeOptions.batch_size`):
 
-    - sequential (0, the default: the best WER in bench item 8): one 30-s window
-      after another over the speech (found as it goes, see SpeechStream), each
-      primed with the text before it. Resuming re-decodes the last window with the
-      same prompt (see ResumePoint). (Stopping the first call at a pause after 10 s
-      gave a quicker first text but cost 5 WER points.)
-    - batched (N > 0): faster-whisper's `BatchedInferencePipeline`, fed the
-      clips it would cut itself (VAD speech joined up to 30 s) and decoding as it
-      does (without timestamp tokens: decoding them in batches cost 3 to 7 WER
-      points on real speech), N clips at a time, each on its own; the first batch
-      is the first clip alone, for a quick first text. Each clip's text is cut into
-      segments at its words' timings (see `phrases`). Resuming skips the clips
+    - sequential (0): one 30-s window after another over the speech (found as it
+      goes, see SpeechStream), each primed with the text before it. Resuming
+      re-decodes the last window with the same prompt (see ResumePoint). (Stopping
+      the first call at a pause after 10 s gave a quicker first text but cost 5
+      WER points.)
+    - batched (N > 0, the default: as accurate on real speech, and the fastest):
+      faster-whisper's `BatchedInferencePipeline`, fed the clips it would cut
+      itself (VAD speech joined up to 30 s) and decoding as it does (without
+      timestamp tokens: decoding them in batches cost 3 to 7 WER points on real
+      speech), N clips at a time, each on its own; the first batch is the first
+      clip alone, for a quick first text. Each clip's text is cut into segments at
+      its words' timings (see `phrases`); where it stopped short of the clip's
+      speech, the rest is decoded as a clip of its own. Resuming skips the clips
       already done and re-decodes the one it stopped in, dropping what was
       committed: clips are independent.
     """
@@ -202,13 +204,25 @@ class FasterWhisperEngine:
                 initial_prompt=options.prompt or None,
                 **decode,
             )
-            for s in segments:  # one for each clip
+            for s in segments:  # one for each clip, all decoded by now
                 k = round(s.seek / FRAMES_PER_SECOND / CLIP_SECONDS)
-                if batch[k].decoded_badly(s, k * CLIP_SECONDS):
-                    yield from self._again(batch[k], language, options)
-                else:
-                    self.doubt.add(len(batch[k].audio) / SAMPLE_RATE, s)
-                    yield from batch[k].phrases(s, k * CLIP_SECONDS, options.word_timestamps)
+                yield from checked(batch[k], s, k * CLIP_SECONDS)
+
+        def checked(clip: Clip, s: Any, start: float) -> Iterator[Segment]:
+            """The clip's text as the batch decoded it; where that text stopped short of the
+            clip's speech, followed by the rest decoded as a clip of its own; decoded again as
+            sequential decoding would where neither can be had (see `Clip.unheard`)."""
+            if not clip.decoded_badly(s, start):
+                self.doubt.add(len(clip.audio) / SAMPLE_RATE, s)
+                yield from clip.phrases(s, start, options.word_timestamps)
+                return
+            rest = clip.unheard(s, start)
+            if rest is None:
+                yield from self._again(clip, language, options)
+                return
+            self.doubt.add((len(clip.audio) - len(rest.audio)) / SAMPLE_RATE, s)
+            yield from clip.phrases(s, start, options.word_timestamps)
+            yield from run([rest])
 
         def generate() -> Iterator[Segment]:
             for segment in chain.from_iterable(run(b) for b in batches()):
