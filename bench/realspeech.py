@@ -11,7 +11,8 @@ transcribed as a file of its own; times are summed and the WER is pooled over al
   file each (where each command's start weighs) and joined into one file; on the joined file
   also against the pipeline asked for word timings (`word_timestamps=True`), the output ours
   gives: segments of a few seconds with their times, where the pipeline's are its clips of up
-  to 30 s.
+  to 30 s. And on the joined file in one process, the model loaded (tiny.en and base): TTService's
+  engine against the pipeline with word timings, the decoding without any process's start.
 - Each setting (tiny.en and base; int8 and float32; sequential and batched 8) run by TTService's
   engine in a plain process: ×realtime and WER, and the rule "the fastest within 0.5 WER points
   of the most accurate".
@@ -71,6 +72,29 @@ for path in sys.argv[2:]:
     seconds += time.perf_counter() - start
     audio += len(samples) / 16000
 print(json.dumps({"seconds": seconds, "audio": audio, "texts": texts}))
+"""
+
+IN_ONE_PROCESS = """
+import json, sys, time
+from faster_whisper import BatchedInferencePipeline
+from faster_whisper.audio import decode_audio
+from ttservice.config import Settings
+from ttservice.jobs import TranscribeOptions
+from ttservice.transcription.fasterwhisper import FasterWhisperEngine
+options = TranscribeOptions.from_settings(Settings.from_env({}), model=sys.argv[2], language="en")
+engine = FasterWhisperEngine(options)
+pipeline = BatchedInferencePipeline(engine.model)
+audio = decode_audio(sys.argv[1], sampling_rate=16000)
+times = {"ours": [], "pipeline": []}
+for _ in range(int(sys.argv[3])):
+    start = time.perf_counter()
+    list(engine.transcribe(audio, options)[0])
+    times["ours"].append(time.perf_counter() - start)
+    start = time.perf_counter()
+    segments, _ = pipeline.transcribe(audio, batch_size=8, beam_size=1, language="en", word_timestamps=True)
+    list(segments)
+    times["pipeline"].append(time.perf_counter() - start)
+print(json.dumps(times))
 """
 
 MODELS = ("tiny.en", "base")
@@ -183,6 +207,15 @@ def real_speech(figures, work: Path, runs: int, extra: Path | None, ctx) -> None
     compare(f"one file each, against {best}", ours(files), bare(files), True)
     compare(f"joined, against {best}", ours(one), bare(one), True)
     compare("joined, against the same with word timings", ours(one), bare(one, "words"), False)
+    for model in MODELS:  # the decoding alone: the model loaded, no command's or worker's start
+        done = subprocess.run([ctx.PY, "-c", IN_ONE_PROCESS, str(long), models[model], str(runs)], env=env,
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        times = json.loads(done.stdout.strip().splitlines()[-1])
+        ratios = [a / b for a, b in zip(times["ours"], times["pipeline"], strict=True)]
+        what = f"joined, in one process, {model} (default settings)"
+        figures.add(item, f"{what}: ours", times["ours"], "s")
+        figures.add(item, f"{what}: the pipeline with word timings", times["pipeline"], "s")
+        figures.add(item, f"{what}: ratio", ratios, "")
 
     results = {}
     for model, compute, batch, beam in SETTINGS:
