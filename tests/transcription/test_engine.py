@@ -121,7 +121,7 @@ def test_a_clip_decoded_badly_is_decoded_again_on_its_own(monkeypatch):
 def test_the_rest_of_a_clip_whose_text_stops_early_is_decoded_on_its_own(monkeypatch):
     """Two real recordings one after the other (jfk.wav, then the MIT license read in English):
     in one clip, decoded without timestamps, tiny.en stopped after the first and never heard the
-    second on every CPU we ran it on but one (the int8 kernels differ). The rest of that clip,
+    second on most CPUs we ran it on (not on all: the int8 kernels differ). The rest of that clip,
     from the pause after jfk's last word, is decoded as a clip of its own: both are heard, and
     the clip is not decoded again from its start."""
     from ttservice.transcription.clips import Clip
