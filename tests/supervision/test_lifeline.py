@@ -56,7 +56,10 @@ def test_a_failing_heartbeat_has_one_clear_outcome(
     manager = ProcessManager(store, settings)
     manager.start()  # watches its worker's exit, as the service does
     try:
-        job_id = store.create_job(long_speech.name, str(long_speech), TranscribeOptions(), Runner.SERVICE)
+        # Sequential on one core: tens of seconds, where the beat gives up after 2 s (batched, on
+        # a fast machine, the job once completed first).
+        slow = TranscribeOptions(batch_size=0, cpu_threads=1)
+        job_id = store.create_job(long_speech.name, str(long_speech), slow, Runner.SERVICE)
         assert manager.start_job(job_id)
         pid = store.get_job(job_id).process_id
         job = wait_for(lambda: store.get_job(job_id).exit_code is not None and store.get_job(job_id), 120)

@@ -349,6 +349,10 @@ class Store(Protocol):
     def writable(self) -> bool:
         """Whether a write can be made now (not locked for too long, not read-only, not full)."""
 
+    def answers(self, within: float) -> bool:
+        """Whether the store takes a statement now, found within about `within` seconds: a
+        database server that is away or cut off does not."""
+
     def schema_version(self) -> int: ...
 
     def migrate(self) -> list[Path]:

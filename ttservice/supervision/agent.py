@@ -28,10 +28,12 @@ import procrastinate
 from ..config import Settings
 from ..exceptions import TTServiceError
 from ..jobs import SERVICE_RUNNERS, JobStatus, Runner, open_store
+from ..jobs.postgres.connection import LIVENESS
 from ..jobs.postgres.store import TASK
 from ..messages import Message
 from ..transcription import remote
 from .process_manager import ProcessManager
+from .supervisor import STORE_WAIT
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +63,8 @@ class Agent:
         self.pm = ProcessManager(self.store, self.settings, runner=Runner.SERVICE)
         self.pm.media_from = None if self.settings.shared_media else self.settings.api_url
         self.stopping = threading.Event()
-        self.app = procrastinate.App(
-            connector=procrastinate.PsycopgConnector(conninfo=self.settings.database_url)
+        self.app = procrastinate.App(  # its connections find a lost server as the store's do
+            connector=procrastinate.PsycopgConnector(conninfo=self.settings.database_url, kwargs=LIVENESS)
         )
         self.app.task(name=TASK, queue=QUEUE)(self.run_job)
 
@@ -128,8 +130,10 @@ class Agent:
         signalled = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, signalled.set)
+        loop.set_exception_handler(self._engine_error)
         waiting = asyncio.create_task(signalled.wait())
         looking = asyncio.create_task(self._look_for_untasked(signalled))
+        worker: asyncio.Task | None = None
         async with self.app.open_async():
             while not signalled.is_set():
                 worker = asyncio.create_task(
@@ -150,13 +154,26 @@ class Agent:
                     continue
                 log.info("agent %s: stopping; its jobs are interrupted", self.name)
                 self.stopping.set()
-                await asyncio.to_thread(self._interrupt_all)
-                worker.cancel()
+                answered = False
                 try:
-                    await worker
-                except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping either way
-                    pass
+                    answered = await asyncio.to_thread(self._interrupt_all)
+                finally:
+                    worker.cancel()
+                    if not answered:  # nothing more can be written: every wait on the database ends now
+                        self.store.close()
+                    await _ended(worker, None if answered else STORE_WAIT)
+        if worker is not None:  # left running only where the database did not answer: leaving the
+            await _ended(worker, STORE_WAIT)  # block closed the engine's pool, its waits fail at once
         looking.cancel()
+
+    def _engine_error(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        """The engine's writes that fail while the agent stops without its database (a task's end,
+        its worker's row) are said in one line: the tasks are recovered by `ensure_tasks`."""
+        error = context.get("exception")
+        if self.stopping.is_set() and isinstance(error, procrastinate.exceptions.ConnectorException):
+            log.warning("agent %s: the engine could not record its end: %s", self.name, error.__cause__)
+            return
+        loop.default_exception_handler(context)
 
     async def _look_for_untasked(self, signalled: asyncio.Event) -> None:
         """Now and then, give a task to each queued job whose task ended without running it, and
@@ -177,11 +194,23 @@ class Agent:
             except TimeoutError:
                 pass
 
-    def _interrupt_all(self) -> None:
+    def _interrupt_all(self) -> bool:
         """Interrupt this machine's jobs (each task then ends) and, unless TTSERVICE_AUTO_RESUME=0,
-        queue them again for the machines that stay."""
+        queue them again for the machines that stay; False where the database did not answer
+        (the jobs are stopped all the same: `Supervisor.stop_all`)."""
+        answers = self.store.answers(STORE_WAIT)
         reason = Message("job.interrupted_agent_stopped", host=self.name)
-        for job_id in self.pm.children.job_ids():
-            if self.pm.kill_process(job_id, reason=reason, final=JobStatus.INTERRUPTED):
-                if self.settings.auto_resume:
+        for job_id in self.pm.stop_all(reason, answers):
+            if self.settings.auto_resume:
+                try:
                     self.store.requeue_for_resume(job_id, self.store.get_job(job_id).runner)
+                except TTServiceError as error:  # left interrupted: `ttservice resume` queues it
+                    log.warning("job %s: %s", job_id, error)
+        return answers
+
+
+async def _ended(task: asyncio.Task, timeout: float | None) -> None:
+    """Wait up to `timeout` seconds for a task to end, and take its error: the agent stops either way."""
+    await asyncio.wait([task], timeout=timeout)
+    if task.done() and not task.cancelled():
+        task.exception()

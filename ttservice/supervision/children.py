@@ -71,6 +71,12 @@ class Children:
             return None
         return psutil.Process(child.pid)
 
+    def process(self, job_id: int) -> psutil.Process | None:
+        """The job's running worker as watched: our live child, or the adopted worker."""
+        with self._lock:
+            adopted = self._adopted.get(job_id)
+        return adopted if adopted is not None and proctree.is_alive(adopted) else self.live_child(job_id)
+
     def exit_fd(self, job_id: int) -> int | None:
         """An exit descriptor of the job's child that the caller owns (and closes), or None."""
         with self._lock:

@@ -159,8 +159,9 @@ class ModelDownloads:
 
     def shutdown(self) -> None:
         """Stop the downloads this manager started: they end with it (their files stay for later)."""
-        for download_id in self.children.job_ids():
-            self.stop(download_id, JobStatus.INTERRUPTED, Message("download.interrupted_shutdown"))
+        reason = Message("download.interrupted_shutdown")
+        stop = lambda key: self.stop(key, JobStatus.INTERRUPTED, reason)  # noqa: E731
+        self.workers.stop_all(self.store, stop, "download")
 
     def wait(
         self,

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
+from ..exceptions import StoreUnavailable
 from ..jobs.store import Wakeup
 from .waiting import Interrupt, wait_readable
 
@@ -112,6 +113,8 @@ class Monitor:
             duty.due = now + duty.every
         try:
             duty.run()
+        except StoreUnavailable as error:  # the database is away: said in one line, tried again next round
+            log.warning("the monitor's %s failed: %s", duty.name, error)
         except Exception:
             log.exception("the monitor's %s failed", duty.name)
 

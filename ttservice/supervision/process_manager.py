@@ -434,6 +434,17 @@ class ProcessManager(Sweeping):
                 fds, unwatched = self.children.wait_fds()
                 if self.children.own_ids():
                     wait_readable(fds, proctree.POLL if unwatched else deadline - time.monotonic())
-        for job_id in self.children.job_ids():
-            self.kill_process(job_id, reason=Message("job.interrupted_shutdown"), final=JobStatus.INTERRUPTED)
+        self.stop_all(Message("job.interrupted_shutdown"))
         self.collect_exited()
+
+    def stop_all(self, reason: Message, answers: bool | None = None) -> list[int]:
+        """Stop every job this manager runs, each recorded `interrupted` with `reason` where the
+        store answers (`Supervisor.stop_all`); return the jobs so recorded."""
+        recorded: list[int] = []
+
+        def stop(job_id: int) -> None:
+            if self.kill_process(job_id, reason=reason, final=JobStatus.INTERRUPTED):
+                recorded.append(job_id)
+
+        self.workers.stop_all(self.store, stop, "job", answers)
+        return recorded

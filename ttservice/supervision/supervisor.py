@@ -12,6 +12,7 @@ supervisor's descriptors at once.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from collections.abc import Callable, Sequence
@@ -20,11 +21,15 @@ from pathlib import Path
 import psutil
 
 from ..config import SETTINGS, Settings
-from ..jobs import JobStatus
+from ..exceptions import StoreError
+from ..jobs import JobStatus, Store
 from ..messages import Message, Said
 from . import proctree
 from .children import Children
 
+log = logging.getLogger(__name__)
+
+STORE_WAIT = 5.0  # seconds a shutdown waits for the store to answer before it stops processes unrecorded
 REAP_WAIT = 5.0  # seconds a stopped child of ours gets to be reaped after its group was killed
 
 
@@ -67,6 +72,29 @@ class Supervisor:
             return process.wait(timeout=REAP_WAIT)
         except subprocess.TimeoutExpired:
             return None
+
+    def stop_all(
+        self, store: Store, stop: Callable[[int], object], kind: str, answers: bool | None = None
+    ) -> None:
+        """On shutdown, stop every process watched: each by `stop`, which records it in `store`.
+        Where the store does not answer (its server away or cut off: `answers`, else asked
+        here), or stops answering, the rest are stopped by signals alone and their rows left as
+        they are: the sweep of a machine whose store answers finds them silent after the orphan
+        timeout, as it finds a machine's that lost its power. A database that does not answer
+        delays a shutdown by STORE_WAIT seconds, not by a wait for each statement."""
+        keys = self.children.job_ids()
+        if keys and answers is None:
+            answers = store.answers(STORE_WAIT)
+        for key in keys:
+            if answers:
+                try:
+                    stop(key)
+                    continue
+                except StoreError as error:
+                    answers = False
+                    log.warning("%s %s: %s", kind, key, error)
+            log.warning("%s %s: stopped, not recorded (the database does not answer)", kind, key)
+            self.stop(key, self.children.process(key))
 
     def stop_silent(self, proc: psutil.Process) -> None:
         """The sweep's stop of a process that went silent (not necessarily ours to reap)."""

@@ -6,7 +6,10 @@ borrows a connection; one the server closed (a restart closes them all) fails at
 its first use, the pool's idle ones are tested together, and the statement, or a
 transaction nothing of which was sent, goes again on a new one: a restarted server
 costs a reconnect, not an error. While the server is away a borrow waits up to
-`POOL_WAIT` seconds before the user is told it cannot be reached.
+`POOL_WAIT` seconds before the user is told it cannot be reached. Every connection sends TCP
+keepalives (`LIVENESS`): one whose server vanished or was cut off fails within `DEAD_AFTER`
+seconds, where a statement would otherwise wait on its socket for the system's retransmission
+timeout (about 15 minutes on Linux).
 """
 
 from __future__ import annotations
@@ -28,6 +31,16 @@ CONNECT_TIMEOUT = 5  # seconds to reach the server when a store opens
 POOL_WAIT = 30.0  # seconds a statement waits for a connection (a server restarting)
 LOCK_TIMEOUT = "60s"  # as long as the SQLite store waits for its write lock
 CLOCK_REFRESH = 60.0  # seconds between readings of the database's clock
+IDLE, INTERVAL, COUNT = 5, 2, 3  # keepalives: first probe after 5 s of quiet, then 3 probes 2 s apart
+DEAD_AFTER = IDLE + INTERVAL * COUNT  # seconds after which a silent connection is given up
+LIVENESS = {
+    "connect_timeout": CONNECT_TIMEOUT,
+    "keepalives": 1,
+    "keepalives_idle": IDLE,
+    "keepalives_interval": INTERVAL,
+    "keepalives_count": COUNT,
+    "tcp_user_timeout": DEAD_AFTER * 1000,  # ms: data sent and never acknowledged counts as dead too
+}
 RESEND_PAUSE = 0.1  # seconds before a statement cut by a lost connection is sent again
 
 
@@ -132,7 +145,7 @@ class Database:
             url,
             min_size=1,
             max_size=max_size,
-            kwargs={"autocommit": True, "row_factory": row_factory},
+            kwargs={"autocommit": True, "row_factory": row_factory, **LIVENESS},
             configure=self._configure,
             # No check when a connection is lent: after a server restart the pool's check backs off
             # 1, 2, 4 s between the broken connections it finds, 7 s before the first statement.
@@ -154,9 +167,7 @@ class Database:
     def connect(self) -> psycopg.Connection:
         """A connection of its own (not pooled), for schema work and listening; fails fast."""
         try:
-            return psycopg.connect(
-                self.url, autocommit=True, row_factory=row_factory, connect_timeout=CONNECT_TIMEOUT
-            )
+            return psycopg.connect(self.url, autocommit=True, row_factory=row_factory, **LIVENESS)
         except psycopg.Error as error:
             raise self.error(error) from None
 
@@ -243,6 +254,22 @@ class Database:
                 time.sleep(RESEND_PAUSE)
             except psycopg.Error as error:
                 raise self.error(error) from None
+
+    def answers(self, within: float) -> bool:
+        """Whether the server takes a statement now: a connection within `within` seconds, and its
+        answer (a connection found dead, after DEAD_AFTER at most, is replaced while time is left)."""
+        deadline = time.monotonic() + within
+        while True:
+            lent: psycopg.Connection | None = None
+            try:
+                with self.pool.connection(timeout=max(deadline - time.monotonic(), 0.01)) as conn:
+                    lent = conn
+                    conn.execute("SELECT 1")
+                return True
+            except psycopg.Error:
+                if lent is None or not lent.broken or time.monotonic() >= deadline:
+                    return False
+                self._lost()
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return self.execute(sql, params).fetchall()

@@ -149,6 +149,9 @@ class PostgresStore(JobQueries, Lifecycle, Downloads, Hosts, Media, SegmentEdits
     def release_reserve(self) -> None:
         pass
 
+    def answers(self, within: float) -> bool:
+        return self.db.answers(within)
+
     def writable(self) -> bool:
         try:
             row = self.db.read(

@@ -23,13 +23,11 @@ import threading
 import psycopg
 from psycopg.rows import dict_row
 
-from .connection import CONNECT_TIMEOUT, Database, placeholders
+from .connection import COUNT, DEAD_AFTER, IDLE, INTERVAL, LIVENESS, Database, placeholders
 
 log = logging.getLogger(__name__)
 
 SWEEP_LOCK = 0x7454_5303  # pg_try_advisory_lock's first key; the second is the schema's hash
-IDLE, INTERVAL, COUNT = 5, 2, 3  # keepalives: first probe after 5 s of quiet, then 3 probes 2 s apart
-DEAD_AFTER = IDLE + INTERVAL * COUNT  # seconds after which a silent holder's session is ended
 HUNG_AFTER = 90.0  # s without renewing its machine's contact (every 30 s): a holder is hung
 NAME_PREFIX = "ttservice sweeper "  # the holder's session is named for its machine
 # The session holding the lock, and its name ("ttservice sweeper <machine>").
@@ -45,15 +43,6 @@ def machine_of(session_name: str | None) -> str | None:
     if session_name and session_name.startswith(NAME_PREFIX):
         return session_name.removeprefix(NAME_PREFIX)
     return None
-
-
-KEEPALIVE = {
-    "keepalives": 1,
-    "keepalives_idle": IDLE,
-    "keepalives_interval": INTERVAL,
-    "keepalives_count": COUNT,
-    "tcp_user_timeout": DEAD_AFTER * 1000,  # ms: unacknowledged data counts as dead as well
-}
 
 
 class SweeperLock:
@@ -121,9 +110,8 @@ class SweeperLock:
             self._db.url,
             autocommit=True,
             row_factory=dict_row,
-            connect_timeout=CONNECT_TIMEOUT,
             application_name=(NAME_PREFIX + self._name)[:63],  # for `_end_hung_holder`
-            **KEEPALIVE,
+            **LIVENESS,
         )
         # The server's side of the same keepalives: it ends a silent holder's session, so the
         # lock is free again for a service that answers.
