@@ -235,7 +235,8 @@ def test_agents_and_workers_go_on_through_restarts_of_the_database(tmp_path, clu
 def test_a_host_stopped_while_cut_off_stops_its_worker_and_exits(tmp_path, hosts, network, long_speech):
     """`systemctl stop` of an agent whose database is cut off: it used to wait on its dead
     connections for the system's TCP timeout (over two minutes, then killed); now it stops its
-    worker unrecorded within seconds, and a machine that answers recovers the job."""
+    worker unrecorded within seconds. The job is left `processing` with its worker gone, as a cut
+    leaves it: the test above sees a host that answers recover such a job."""
     with own_cluster(also=(network.address,)) as cluster:
         settings = scale_settings(tmp_path / "central", cluster.url)
         store = open_store(settings)
@@ -248,16 +249,11 @@ def test_a_host_stopped_while_cut_off_stops_its_worker_and_exits(tmp_path, hosts
             hosts.invariants.fault("a cut-off host stopped")
             network.cut()
             os.kill(alpha.first_process().pid, signal.SIGTERM)
-            # systemd kills a unit that takes 90 s to stop; it took 14 to 22 s here
+            # systemd kills a unit that takes 90 s to stop; it took about 15 s here
             assert alpha.process.wait(timeout=60) == 0, alpha.tail()
             assert gone(worker.pid)
             said = f"job {job_id}: stopped, not recorded (the database does not answer)"
             assert said in alpha.log.read_text()
             assert store.get_job(job_id).status is JobStatus.PROCESSING  # nothing could say otherwise
-            # A machine that answers finds the job silent, interrupts it and runs it again.
-            hosts("beta", settings)
-            job = completed(store, job_id)
-            assert (job.status, job.host, job.attempt) == (JobStatus.COMPLETED, "beta", 2), job.error
-            hosts.invariants.check(store)
         finally:
             store.close()

@@ -159,9 +159,10 @@ class Agent:
                     answered = await asyncio.to_thread(self._interrupt_all)
                 finally:
                     worker.cancel()
-                    if not answered:  # nothing more can be written: every wait on the database ends now
+                    if answered:  # the engine records its tasks' ends
+                        await _ended(worker, None)
+                    else:  # nothing more can be written: every wait on the database ends now
                         self.store.close()
-                    await _ended(worker, None if answered else STORE_WAIT)
         if worker is not None:  # left running only where the database did not answer: leaving the
             await _ended(worker, STORE_WAIT)  # block closed the engine's pool, its waits fail at once
         looking.cancel()

@@ -256,20 +256,16 @@ class Database:
                 raise self.error(error) from None
 
     def answers(self, within: float) -> bool:
-        """Whether the server takes a statement now: a connection within `within` seconds, and its
-        answer (a connection found dead, after DEAD_AFTER at most, is replaced while time is left)."""
-        deadline = time.monotonic() + within
-        while True:
-            lent: psycopg.Connection | None = None
-            try:
-                with self.pool.connection(timeout=max(deadline - time.monotonic(), 0.01)) as conn:
-                    lent = conn
-                    conn.execute("SELECT 1")
-                return True
-            except psycopg.Error:
-                if lent is None or not lent.broken or time.monotonic() >= deadline:
-                    return False
-                self._lost()
+        """Whether the server takes a new connection within `within` seconds (2 at least, libpq's
+        least), and a statement on it: a pooled connection could be one the server is gone from,
+        found out only after DEAD_AFTER."""
+        quick = {**LIVENESS, "connect_timeout": max(2, round(within))}
+        try:
+            with psycopg.connect(self.url, autocommit=True, **quick) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return self.execute(sql, params).fetchall()
