@@ -25,6 +25,14 @@ def test_a_models_shape_is_read_from_its_model_bin(tiny_en_dir, base_model_dir):
     assert memory.shape_by_name("someone/my-whisper") is None
 
 
+def test_a_cpu_jobs_estimate_counts_the_clips_its_threads_decode_at_once():
+    one_thread = TranscribeOptions(model="base", batch_size=8, cpu_threads=1)
+    assert memory.job_estimate_mb(one_thread) == memory.job_estimate_mb(replace(one_thread, batch_size=2))
+    assert memory.job_estimate_mb(one_thread) < memory.job_estimate_mb(replace(one_thread, cpu_threads=4))
+    on_cuda = replace(one_thread, device="cuda")  # a GPU decodes the whole batch at once
+    assert memory.job_estimate_mb(on_cuda) == memory.job_estimate_mb(replace(on_cuda, cpu_threads=4))
+
+
 def test_the_estimate_grows_with_the_batch_the_weights_and_the_model():
     tiny, large = memory.SHAPES["tiny"], memory.SHAPES["large"]
     assert memory.estimate_mb(tiny, "int8", 0) == memory.estimate_mb(tiny, "int8", 1)  # one clip either way

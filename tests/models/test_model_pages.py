@@ -93,7 +93,8 @@ def test_transcribe_page_says_when_every_model_knows_only_english(web_env, store
     """Only the bundled tiny.en is installed: the page says so and offers the multilingual model
     recommended here (base, under a limit that leaves out the larger ones); one click asks the
     service to download it, and then it is in the page's list of models."""
-    monkeypatch.setenv("TTSERVICE_MEMORY_LIMIT_MB", "2000")  # base batched needs 1.8 GB, small 3 GB
+    monkeypatch.setenv("TTSERVICE_MEMORY_LIMIT_MB", "2000")  # base batched needs 1.8 GB, small 3 GB,
+    monkeypatch.setenv("TTSERVICE_CPU_THREADS", "4")  # with 4 threads: batches of 8 clips
     at = run("transcribe.py")
     [notice] = [i.value for i in at.info if "knows only English" in i.value]
     assert "such as base, recommended here" in notice

@@ -70,6 +70,28 @@ def test_batched_decoding_gives_the_words_of_the_engines_own_pipeline(long_speec
     assert all(s.end - s.start <= PHRASE_SECONDS + 0.5 and s.words is None for s in ours)
 
 
+def test_on_the_cpu_a_batch_holds_two_clips_per_thread_and_the_words_stay(long_speech, caplog):
+    """More clips at once than twice the job's threads were slower on the CPU: a job on one
+    thread decodes two at a time where its batch size says eight, and gives the same words."""
+    audio = decode_audio(str(long_speech), sampling_rate=16000)
+    heard = {}
+    for threads in (1, 2):  # five clips: batches of 1, 2, 2 and of 1, 4
+        options = TranscribeOptions(batch_size=8, cpu_threads=threads, language="en")
+        engine = FasterWhisperEngine(options)
+        sizes: list[int] = []
+
+        def counted(audio, decode=engine.pipeline.transcribe, sizes=sizes, **kw):
+            sizes.append(kw["batch_size"])
+            return decode(audio, **kw)
+
+        engine.pipeline.transcribe = counted
+        with caplog.at_level("INFO", logger="ttservice.worker"):
+            heard[threads] = words(" ".join(s.text for s in engine.transcribe(audio, options)[0]))
+        assert max(sizes) == 2 * threads and sizes[0] == 1, sizes
+    assert heard[1] == heard[2]
+    assert "Decoding 2 clips at a time: more are slower on 1 CPU threads" in caplog.text
+
+
 def test_batched_detects_as_the_engine_and_decodes_its_bad_clips_again(base_model_dir, monkeypatch):
     """Real speech (English, then German) with a multilingual model and no language given: the
     language the engine's pipeline detects, its words for each clip it decodes well, and a clip

@@ -226,7 +226,10 @@ def options_estimate_mb(shape: Shape, options: TranscribeOptions, seconds: float
         job = whispercpp_estimate_mb(shape)
     else:
         compute_type = device.CPU_COMPUTE_TYPE if options.compute_type == "auto" else options.compute_type
-        job = estimate_mb(shape, compute_type, options.batch_size, options.beam_size)
+        # As on the CPU, unless the job asks for CUDA: the compute type's estimate does the same.
+        on_cpu = options.device != "cuda"
+        batch = device.cpu_batch(options.batch_size, options.cpu_threads) if on_cpu else options.batch_size
+        job = estimate_mb(shape, compute_type, batch, options.beam_size)
     minutes = (seconds or 0.0) / 60
     job += media_mb(minutes)
     return max(job, labelling_mb(minutes)) if options.speakers else job

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from itertools import chain, islice
 from typing import Any
@@ -30,6 +31,8 @@ from .features import GivenFeatures, TailReached, WindowFeatures
 from .samples import GrowingAudio
 from .vad import SAMPLE_RATE, SpeechStream
 
+log = logging.getLogger("ttservice.worker")  # the job's log, as the pipeline's lines
+
 
 def _model_key(options: TranscribeOptions) -> tuple:
     return (
@@ -53,8 +56,9 @@ class FasterWhisperEngine:
       faster-whisper's `BatchedInferencePipeline`, fed the clips it would cut
       itself (VAD speech joined up to 30 s) and decoding as it does (without
       timestamp tokens: decoding them in batches cost 3 to 7 WER points on real
-      speech), N clips at a time, each on its own; the first batch is the first
-      clip alone, for a quick first text. Each clip's text is cut into segments at
+      speech), N clips at a time (on the CPU at most two per thread: more were
+      slower), each on its own; the first batch is the first clip alone, for a
+      quick first text. Each clip's text is cut into segments at
       its words' timings (see `phrases`); where it stopped short of the clip's
       speech, the rest is decoded as a clip of its own. Resuming skips the clips
       already done and re-decodes the one it stopped in, dropping what was
@@ -173,11 +177,12 @@ class FasterWhisperEngine:
         if clips is None or clips.empty():
             return iter(()), TranscriptionInfo(options.language, prepared.duration)
         language, probability = self._language(clips, options)
+        size = self._batch(options)
 
         def batches() -> Iterator[list[Clip]]:
             found = iter(clips)
             yield list(islice(found, 1))  # the first text comes after one clip, not eight
-            while batch := list(islice(found, options.batch_size)):
+            while batch := list(islice(found, size)):
                 yield batch
 
         decode = {**self._decode_options(options), "temperature": options.temperature}
@@ -230,6 +235,17 @@ class FasterWhisperEngine:
                     yield segment
 
         return generate(), TranscriptionInfo(language, prepared.duration, probability)
+
+    def _batch(self, options: TranscribeOptions) -> int:
+        """The clips decoded at once: the job's batch size, on the CPU no more than its threads
+        decode fastest (`device.cpu_batch`); said in the job's log where that is fewer."""
+        if self.device.kind != "cpu":
+            return options.batch_size
+        threads = options.cpu_threads or device.cpu_threads(1)
+        size = device.cpu_batch(options.batch_size, threads)
+        if size < options.batch_size:
+            log.info("Decoding %d clips at a time: more are slower on %d CPU threads", size, threads)
+        return size
 
     def _again(self, clip: Clip, language: str, options: TranscribeOptions) -> Iterator[Segment]:
         """A clip the batch decoded badly, decoded again on its own as sequential decoding does:
