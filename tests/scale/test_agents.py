@@ -8,6 +8,7 @@ out by the host that runs the job, and no other host is signalled.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -143,49 +144,58 @@ def network():
     net.remove()
 
 
-def test_a_host_cut_off_stops_its_worker_and_the_job_resumes_elsewhere(
-    tmp_path, hosts, network, long_speech, reference
-):
+@contextlib.contextmanager
+def alpha_over_its_link(tmp_path, hosts, network, media, segments):
+    """A PostgreSQL server of the test's own, and host alpha reaching it over `network` (which the
+    test may cut) while it runs a job of `media` that has committed `segments`: the cluster, the
+    settings and a store for the test's side, alpha, the job and its worker."""
     with own_cluster(also=(network.address,)) as cluster:
         settings = scale_settings(tmp_path / "central", cluster.url)
         store = open_store(settings)
         try:
             over_its_link = cluster.url.replace("127.0.0.1", network.address)
             alpha = hosts("alpha", replace(settings, database_url=over_its_link), network)
-            job_id = submit(store, long_speech)
-            running_on(store, job_id, "alpha", segments=2)
-            worker = alpha.workers()[0]
-            # The first service started is the sweeper: the cut takes it off with its host.
-            assert [name for _, name in sweeper_holders(cluster.url)] == ["ttservice sweeper alpha"]
-            beta = hosts("beta", settings)
-            registered(store, "beta")
-            kept_before = len(hosts.invariants.remember(store, job_id))
-            hosts.invariants.fault("a host's network cut")
-            network.cut()
-            # Half the orphan timeout without a heartbeat, and the worker stops itself; its agent lives on.
-            wait_for(lambda: gone(worker.pid), settings.orphan_timeout, what="the cut-off worker to stop")
-            assert alpha.process.poll() is None
-            job = completed(store, job_id)
-            assert job.status is JobStatus.COMPLETED, (job.error, beta.tail())
-            assert (job.host, job.attempt) == ("beta", 2)
-            # The server ended alpha's session by its keepalives, and beta took the lock.
-            assert [name for _, name in sweeper_holders(cluster.url)] == ["ttservice sweeper beta"]
-            kept = store.segments(job_id)[:kept_before]
-            assert_one_unbroken_transcript(store, job_id, kept, reference)
-            # The cable goes back in: alpha's agent finds its connections again by itself (with beta
-            # gone, the next job is its), and the job it lost is as beta finished it.
-            segments = store.segments(job_id)
-            network.mend()
-            beta.stop()
-            again = submit(store, JFK_WAV)
-            assert completed(store, again, 180).host == "alpha", alpha.tail()
-            assert store.get_job(job_id).status is JobStatus.COMPLETED and store.segments(job_id) == segments
-            hosts.invariants.check(store)
-            # Stopped while its database answers: stopped after this cluster was, alpha went on
-            # trying to connect past the 30 s `Host.stop` waits, and was killed (CI's slowest teardown).
-            alpha.stop()
+            job_id = submit(store, media)
+            running_on(store, job_id, "alpha", segments=segments)
+            yield cluster, settings, store, alpha, job_id, alpha.workers()[0]
         finally:
             store.close()
+
+
+def test_a_host_cut_off_stops_its_worker_and_the_job_resumes_elsewhere(
+    tmp_path, hosts, network, long_speech, reference
+):
+    with alpha_over_its_link(tmp_path, hosts, network, long_speech, segments=2) as running:
+        cluster, settings, store, alpha, job_id, worker = running
+        # The first service started is the sweeper: the cut takes it off with its host.
+        assert [name for _, name in sweeper_holders(cluster.url)] == ["ttservice sweeper alpha"]
+        beta = hosts("beta", settings)
+        registered(store, "beta")
+        kept_before = len(hosts.invariants.remember(store, job_id))
+        hosts.invariants.fault("a host's network cut")
+        network.cut()
+        # Half the orphan timeout without a heartbeat, and the worker stops itself; its agent lives on.
+        wait_for(lambda: gone(worker.pid), settings.orphan_timeout, what="the cut-off worker to stop")
+        assert alpha.process.poll() is None
+        job = completed(store, job_id)
+        assert job.status is JobStatus.COMPLETED, (job.error, beta.tail())
+        assert (job.host, job.attempt) == ("beta", 2)
+        # The server ended alpha's session by its keepalives, and beta took the lock.
+        assert [name for _, name in sweeper_holders(cluster.url)] == ["ttservice sweeper beta"]
+        kept = store.segments(job_id)[:kept_before]
+        assert_one_unbroken_transcript(store, job_id, kept, reference)
+        # The cable goes back in: alpha's agent finds its connections again by itself (with beta
+        # gone, the next job is its), and the job it lost is as beta finished it.
+        segments = store.segments(job_id)
+        network.mend()
+        beta.stop()
+        again = submit(store, JFK_WAV)
+        assert completed(store, again, 180).host == "alpha", alpha.tail()
+        assert store.get_job(job_id).status is JobStatus.COMPLETED and store.segments(job_id) == segments
+        hosts.invariants.check(store)
+        # Stopped while its database answers: stopped after this cluster was, alpha went on
+        # trying to connect past the 30 s `Host.stop` waits, and was killed (CI's slowest teardown).
+        alpha.stop()
 
 
 @pytest.mark.skipif(not NAMESPACES, reason="simulated hosts need root and unshare")
@@ -237,23 +247,14 @@ def test_a_host_stopped_while_cut_off_stops_its_worker_and_exits(tmp_path, hosts
     connections for the system's TCP timeout (over two minutes, then killed); now it stops its
     worker unrecorded within seconds. The job is left `processing` with its worker gone, as a cut
     leaves it: the test above sees a host that answers recover such a job."""
-    with own_cluster(also=(network.address,)) as cluster:
-        settings = scale_settings(tmp_path / "central", cluster.url)
-        store = open_store(settings)
-        try:
-            over_its_link = cluster.url.replace("127.0.0.1", network.address)
-            alpha = hosts("alpha", replace(settings, database_url=over_its_link), network)
-            job_id = submit(store, long_speech)
-            running_on(store, job_id, "alpha")
-            worker = alpha.workers()[0]
-            hosts.invariants.fault("a cut-off host stopped")
-            network.cut()
-            os.kill(alpha.first_process().pid, signal.SIGTERM)
-            # systemd kills a unit that takes 90 s to stop; it took about 15 s here
-            assert alpha.process.wait(timeout=60) == 0, alpha.tail()
-            assert gone(worker.pid)
-            said = f"job {job_id}: stopped, not recorded (the database does not answer)"
-            assert said in alpha.log.read_text()
-            assert store.get_job(job_id).status is JobStatus.PROCESSING  # nothing could say otherwise
-        finally:
-            store.close()
+    with alpha_over_its_link(tmp_path, hosts, network, long_speech, segments=1) as running:
+        _, _, store, alpha, job_id, worker = running
+        hosts.invariants.fault("a cut-off host stopped")
+        network.cut()
+        os.kill(alpha.first_process().pid, signal.SIGTERM)
+        # systemd kills a unit that takes 90 s to stop; it took about 15 s here
+        assert alpha.process.wait(timeout=60) == 0, alpha.tail()
+        assert gone(worker.pid)
+        said = f"job {job_id}: stopped, not recorded (the database does not answer)"
+        assert said in alpha.log.read_text()
+        assert store.get_job(job_id).status is JobStatus.PROCESSING  # nothing could say otherwise

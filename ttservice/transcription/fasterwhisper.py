@@ -244,7 +244,7 @@ class FasterWhisperEngine:
         threads = options.cpu_threads or device.cpu_threads(1)
         size = device.cpu_batch(options.batch_size, threads)
         if size < options.batch_size:
-            log.info("Decoding %d clips at a time: more are slower on %d CPU threads", size, threads)
+            log.info("Decoding %d clips at a time, two per CPU thread (%d): more are slower", size, threads)
         return size
 
     def _again(self, clip: Clip, language: str, options: TranscribeOptions) -> Iterator[Segment]:
