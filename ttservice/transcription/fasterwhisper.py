@@ -32,6 +32,11 @@ from .samples import GrowingAudio
 from .vad import SAMPLE_RATE, SpeechStream
 
 log = logging.getLogger("ttservice.worker")  # the job's log, as the pipeline's lines
+# Each clip of a batch gets a slot of twice its longest in the batch's audio. The pipeline shortens
+# a clip's first word when the batch's previous word (its `last_speech_timestamp`) is far enough
+# before it; a clip that followed one whose speech ran to its end within 30 s, or came first in
+# its batch, kept it long: its word times moved with its place (by up to 2.5 s with base).
+SLOT_SECONDS = 2 * CLIP_SECONDS
 
 
 def _model_key(options: TranscribeOptions) -> tuple:
@@ -189,20 +194,21 @@ class FasterWhisperEngine:
         decode.update(without_timestamps=True, word_timestamps=True)  # words place the segments
 
         def run(batch: list[Clip]) -> Iterator[Segment]:
-            # Clip k starts at k × 30 s, a time that floats hold exactly: its samples, its words'
+            # Clip k starts at k × SLOT_SECONDS, a time that floats hold exactly, and the pipeline's
+            # last word before each clip is at least a slot before it: its samples, its words'
             # times and so its segments are the same whichever batch and place it has (a resumed
             # run batches the clips differently).
-            stride = int(CLIP_SECONDS * SAMPLE_RATE)
+            stride = int(SLOT_SECONDS * SAMPLE_RATE)
             audio = np.zeros(len(batch) * stride, dtype=np.float32)
             for k, clip in enumerate(batch):
                 audio[k * stride : k * stride + len(clip.audio)] = clip.audio
-            self.pipeline.last_speech_timestamp = 0.0  # each batch on its own timeline
+            self.pipeline.last_speech_timestamp = -SLOT_SECONDS
             segments, _ = self.pipeline.transcribe(
                 audio,
                 language=language,
                 clip_timestamps=[
                     # half a sample more: the pipeline rounds the end down to a sample
-                    {"start": k * CLIP_SECONDS, "end": k * CLIP_SECONDS + (len(c.audio) + 0.5) / SAMPLE_RATE}
+                    {"start": k * SLOT_SECONDS, "end": k * SLOT_SECONDS + (len(c.audio) + 0.5) / SAMPLE_RATE}
                     for k, c in enumerate(batch)
                 ],
                 batch_size=len(batch),
@@ -210,8 +216,8 @@ class FasterWhisperEngine:
                 **decode,
             )
             for s in segments:  # one for each clip, all decoded by now
-                k = round(s.seek / FRAMES_PER_SECOND / CLIP_SECONDS)
-                yield from checked(batch[k], s, k * CLIP_SECONDS)
+                k = round(s.seek / FRAMES_PER_SECOND / SLOT_SECONDS)
+                yield from checked(batch[k], s, k * SLOT_SECONDS)
 
         def checked(clip: Clip, s: Any, start: float) -> Iterator[Segment]:
             """The clip's text as the batch decoded it; where that text stopped short of the
