@@ -32,7 +32,7 @@ from .samples import GrowingAudio
 from .vad import SAMPLE_RATE, SpeechStream
 
 log = logging.getLogger("ttservice.worker")  # the job's log, as the pipeline's lines
-# Each clip of a batch gets a slot of twice its longest in the batch's audio. The pipeline shortens
+# Each clip of a batch gets a slot of twice the longest clip in the batch's audio. The pipeline shortens
 # a clip's first word when the batch's previous word (its `last_speech_timestamp`) is far enough
 # before it; a clip that followed one whose speech ran to its end within 30 s, or came first in
 # its batch, kept it long: its word times moved with its place (by up to 2.5 s with base).
@@ -195,7 +195,7 @@ class FasterWhisperEngine:
 
         def run(batch: list[Clip]) -> Iterator[Segment]:
             # Clip k starts at k × SLOT_SECONDS, a time that floats hold exactly, and the pipeline's
-            # last word before each clip is at least a slot before it: its samples, its words'
+            # last word before each clip is 30 s or more before it: its samples, its words'
             # times and so its segments are the same whichever batch and place it has (a resumed
             # run batches the clips differently).
             stride = int(SLOT_SECONDS * SAMPLE_RATE)
