@@ -332,6 +332,57 @@ def tmpfs(mount: Path, size: str):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@contextlib.contextmanager
+def memory_cgroup(limit_mb: int):
+    """A memory cgroup of its own that holds at most `limit_mb` (needs root, cgroups v1, or v2 at
+    its root); yields the file that a PID written to moves that process in. What the process
+    takes from then on counts against the limit, and past it the kernel's OOM killer ends it.
+    The test is skipped where no such group can be made."""
+    base, limits = _memory_cgroup_base()
+    if base is None:
+        pytest.skip("no memory cgroup of this process to make a group in")
+    group = base / f"ttservice-test-{uuid.uuid4().hex[:8]}"
+    try:
+        group.mkdir()
+        for name in limits:
+            if (group / name).exists():
+                (group / name).write_text("0" if name == "memory.swap.max" else str(limit_mb * 2**20))
+    except OSError as error:
+        if group.exists():
+            group.rmdir()
+        pytest.skip(f"cannot make a memory cgroup here ({error})")
+    try:
+        yield group / "cgroup.procs"
+    finally:
+        for pid in (group / "cgroup.procs").read_text().split():  # moved back where the test failed
+            (base / "cgroup.procs").write_text(pid)
+        wait_for(lambda: _removed(group), 10, what=f"{group} to be removed")
+
+
+V1_LIMITS = ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")  # memory, then with swap
+
+
+def _memory_cgroup_base() -> tuple[Path | None, tuple[str, ...]]:
+    """This process's memory cgroup and the files that set a child's limit, or (None, ())."""
+    root = Path("/sys/fs/cgroup")
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return root / "memory" / path.lstrip("/"), V1_LIMITS
+        if controllers == "" and path == "/" and (root / "cgroup.subtree_control").exists():
+            if "memory" in (root / "cgroup.subtree_control").read_text().split():
+                return root, ("memory.max", "memory.swap.max")
+    return None, ()
+
+
+def _removed(group: Path) -> bool:
+    try:
+        group.rmdir()
+    except OSError:
+        return False  # a process killed in it may take a moment to leave
+    return True
+
+
 VIEWS = REPO / "ttservice" / "interfaces" / "web" / "views"
 
 

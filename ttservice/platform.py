@@ -116,6 +116,22 @@ def trim_heap() -> None:
             pass  # not glibc
 
 
+def oom_kills() -> int | None:
+    """How many processes the kernel's OOM killer has killed since boot, or None where that
+    cannot be told (not Linux). A worker killed by SIGKILL while this count rose was the one
+    killed: the killer counts before it signals."""
+    if not _linux():  # macOS's jetsam kills with SIGKILL too, and keeps no such count
+        return None
+    try:
+        with open("/proc/vmstat", encoding="ascii") as stats:
+            for line in stats:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far, in MB (the kernel's own high-water mark)."""
     import resource
@@ -183,4 +199,7 @@ def describe() -> dict[str, str]:
         "a foreground worker ends with its command by": "PR_SET_PDEATHSIG"
         if linux
         else "a check of its parent at every heartbeat",
+        "a worker killed for memory is told by": "the kernel's count of OOM kills (/proc/vmstat)"
+        if oom_kills() is not None
+        else "nothing (it reads as killed by SIGKILL)",
     }

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ttservice import actions
+from ttservice import actions, platform
 from ttservice.jobs import JobStatus, Runner, Store, TranscribeOptions, open_store
 from ttservice.supervision.process_manager import ProcessManager
 
@@ -24,6 +24,7 @@ from ..conftest import (
     JFK_TXT,
     JFK_WAV,
     gone,
+    memory_cgroup,
     start_transcribe,
     tmpfs,
     ttservice,
@@ -84,6 +85,30 @@ def test_sigkill_worker(service, invariants, fault_settings, long_speech):
     invariants.check()
     partial = ttservice(fault_settings, "export", str(job_id))
     assert partial.returncode == 0 and store.segments(job_id)[0].text in partial.stdout
+
+
+def test_a_worker_the_kernel_kills_for_memory_fails_saying_so(
+    service, invariants, fault_settings, long_speech
+):
+    service()
+    store = invariants.store
+    with memory_cgroup(8) as procs:  # what the worker takes once moved in may not pass 8 MB
+        job_id = submit(store, fault_settings, long_speech)
+        pid = wait_for(lambda: store.get_job(job_id).process_id, 30, what="the job's worker")
+        invariants.fault("worker out of memory")
+        procs.write_text(str(pid))  # as it starts: each engine still has its model to load
+        job = wait_status(store, job_id, [JobStatus.FAILED, JobStatus.COMPLETED], timeout=60)
+    assert job.status is JobStatus.FAILED and job.exit_code == -signal.SIGKILL
+    if platform.oom_kills() is None:  # a Mac, or Linux in portable mode: the kill is all there is to tell
+        assert job.error == "The worker process was killed by SIGKILL."
+    else:
+        assert job.error == (
+            "The system ran out of memory and killed the worker process;"
+            " close other programs or choose a smaller model."
+        )
+    invariants.check()
+    resumed = ttservice(fault_settings, "resume", str(job_id))  # it continues after its last segment
+    assert resumed.returncode == 0, resumed.stderr
 
 
 def test_sigkill_service_then_restart(service, invariants, fault_settings, ten_minute_speech):

@@ -63,7 +63,8 @@ def test_a_failing_heartbeat_has_one_clear_outcome(
         assert manager.start_job(job_id)
         pid = store.get_job(job_id).process_id
         job = wait_for(lambda: store.get_job(job_id).exit_code is not None and store.get_job(job_id), 120)
-        assert job.exit_code == exit_code and gone(pid)
+        assert job.exit_code == exit_code
+        wait_for(lambda: gone(pid), 10, what="the worker to exit")  # a failing worker records its end first
         job = store.get_job(job_id)
         assert job.status is status and job.attempt == 1
         if status is JobStatus.FAILED:

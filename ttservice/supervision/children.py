@@ -10,16 +10,27 @@ crashed: not our children, so watched by identity instead of by wait()).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
+from typing import NamedTuple
 
 import psutil
 
-from ..platform import exit_fd
+from ..platform import exit_fd, oom_kills
 from . import proctree
 
 CPU_PRIME_SECONDS = 0.1  # a first look at a tree waits this long, so that its CPU % means something
+
+
+class Exited(NamedTuple):
+    """One of our children that has ended."""
+
+    job_id: int
+    process: subprocess.Popen
+    attempt: int | None
+    out_of_memory: bool  # killed by SIGKILL while the kernel's OOM killer killed: it was the one
 
 
 class Children:
@@ -29,15 +40,18 @@ class Children:
         self._exit_fds: dict[int, int] = {}
         self._adopted: dict[int, psutil.Process] = {}
         self._attempts: dict[int, int] = {}  # the attempt of the job each one runs, where known
+        self._oom_kills: dict[int, int] = {}  # the kernel's count of OOM kills when each child started
         # psutil objects kept between looks, so that cpu_percent measures the time since the last
         self._metric_procs: dict[int, list[psutil.Process]] = {}
 
     def add(self, job_id: int, process: subprocess.Popen, attempt: int | None = None) -> None:
-        fd = exit_fd(process.pid)
+        fd, kills = exit_fd(process.pid), oom_kills()
         with self._lock:
             self._popen[job_id] = process
             if fd is not None:
                 self._exit_fds[job_id] = fd
+            if kills is not None:
+                self._oom_kills[job_id] = kills
             if attempt is not None:
                 self._attempts[job_id] = attempt
 
@@ -115,19 +129,22 @@ class Children:
             self._metric_procs.pop(job_id, None)
             self._adopted.pop(job_id, None)
             self._attempts.pop(job_id, None)
+            self._oom_kills.pop(job_id, None)
             return self._popen.pop(job_id, None)
 
-    def collect_exited(
-        self,
-    ) -> tuple[list[tuple[int, subprocess.Popen, int | None]], list[tuple[int, int | None]]]:
-        """Forget the workers that have ended: (job, child, attempt) of our children, and
-        (job, attempt) of adopted ones."""
+    def collect_exited(self) -> tuple[list[Exited], list[tuple[int, int | None]]]:
+        """Forget the workers that have ended: our children, and (job, attempt) of adopted ones."""
         with self._lock:
-            exited = [(j, p, self._attempts.get(j)) for j, p in self._popen.items() if p.poll() is not None]
+            exited = [self._exited(j, p) for j, p in self._popen.items() if p.poll() is not None]
             ended = [(j, self._attempts.get(j)) for j, p in self._adopted.items() if not proctree.is_alive(p)]
-            for job_id in [j for j, _, _ in exited] + [j for j, _ in ended]:
+            for job_id in [e.job_id for e in exited] + [j for j, _ in ended]:
                 self.forget(job_id)
         return exited, ended
+
+    def _exited(self, job_id: int, process: subprocess.Popen) -> Exited:
+        before = self._oom_kills.get(job_id)
+        killed = process.returncode == -signal.SIGKILL and before is not None
+        return Exited(job_id, process, self._attempts.get(job_id), killed and (oom_kills() or 0) > before)
 
     def drop_metrics(self, job_id: int) -> None:
         with self._lock:

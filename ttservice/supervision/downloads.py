@@ -99,10 +99,10 @@ class ModelDownloads:
     def collect_exited(self) -> None:
         """Record the end of every download process of ours that exited without recording it."""
         exited, _ = self.children.collect_exited()
-        for download_id, process, _ in exited:
+        for download_id, process, _, out_of_memory in exited:
             row = self.store.get_download(download_id)
             if row.status is JobStatus.PROCESSING:
-                self._finalize(row, proctree.describe_exit(process.returncode, download=True))
+                self._finalize(row, proctree.describe_exit(process.returncode, True, out_of_memory))
             log.info("download %s: exited with %s", download_id, process.returncode)
 
     def _finalize(self, row: Download, why: Message) -> None:

@@ -176,8 +176,10 @@ def kill_tree(
     return procs, survivors
 
 
-def describe_exit(returncode: int, download: bool = False) -> Message:
+def describe_exit(returncode: int, download: bool = False, out_of_memory: bool = False) -> Message:
     """How a worker (or a download) process ended, as a reason."""
+    if out_of_memory:
+        return Message("why.download_out_of_memory" if download else "why.worker_out_of_memory")
     if returncode >= 0:
         return Message("why.download_exited" if download else "why.worker_exited", code=returncode)
     try:

@@ -95,7 +95,7 @@ class Sweeping:
     def collect_exited_workers(self) -> None:
         """Record the end of every watched worker that exited without recording it."""
         exited, gone = self.workers.children.collect_exited()
-        for job_id, process, attempt in exited:
+        for job_id, process, attempt, out_of_memory in exited:
             job = self.store.get_job(job_id)
             if attempt is not None and job.attempt != attempt:
                 log.info("job %s: worker of attempt %s exited with %s", job_id, attempt, process.returncode)
@@ -106,7 +106,7 @@ class Sweeping:
                 # nothing is wrong with the job, which continues from its last segment.
                 self._recover_lost(job, Message("why.cut_off"))
             elif job.status is JobStatus.PROCESSING:
-                why = proctree.describe_exit(process.returncode)
+                why = proctree.describe_exit(process.returncode, out_of_memory=out_of_memory)
                 self._finalize_dead(job, Message("process.failed", why=why), process.returncode, attempt)
             log.info("job %s: worker exited with %s", job_id, process.returncode)
         for job_id, attempt in gone:
