@@ -63,6 +63,8 @@ class Invariants:
                 found.append(f"{kind} {row.id} is processing but its process {row.process_id} is gone")
             if row.finished and identity is not None:
                 left = _group_left(identity, row.started_at, row.finished_at)
+                # The stranger, standing for a PID reused, leads a group of that id: not the job's.
+                left = [pid for pid in left if pid != self.stranger.pid]
                 if alive or left:
                     found.append(f"{kind} {row.id} is {row.status.value} but processes {left} remain")
         for job_id, before in self.seen.items():
