@@ -102,7 +102,8 @@ class ModelDownloads:
         for download_id, process, _, out_of_memory in exited:
             row = self.store.get_download(download_id)
             if row.status is JobStatus.PROCESSING:
-                self._finalize(row, proctree.describe_exit(process.returncode, True, out_of_memory))
+                why = proctree.describe_exit(process.returncode, download=True, out_of_memory=out_of_memory)
+                self._finalize(row, why)
             log.info("download %s: exited with %s", download_id, process.returncode)
 
     def _finalize(self, row: Download, why: Message) -> None:

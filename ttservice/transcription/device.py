@@ -17,8 +17,9 @@ from ..exceptions import ModelError
 DEVICES = ("auto", "cpu", "cuda")
 CPU_COMPUTE_TYPE = "int8"
 CUDA_COMPUTE_TYPE = "float16"
-# On the CPU, a batch of more clips than this many per thread of the job was slower, not faster
-# (bench: 8 clips against 4 on 2 threads, 12 % slower; against 2 on 1 thread, 24 %).
+# On the CPU, a batch of more clips than this many per thread of the job was slower on one 2-core
+# machine (8 clips against 4 on 2 threads, 12 % slower; against 2 on 1 thread, 24 %); another
+# was fastest with four a thread, where two cost it 1 to 4 % (docs/decisions.md).
 CPU_CLIPS_PER_THREAD = 2
 
 
