@@ -2,7 +2,8 @@
 
 MODE: sleep (cooperative), ignore-term (survives SIGTERM), grandchild (spawns a
 grandchild that ignores SIGTERM), chatty (prints numbered lines), exit3, exit4 (a second, then
-the exit of a worker that lost its database and stopped itself).
+the exit of a worker that lost its database and stopped itself), hog MB (takes MB of memory, each
+page written, then sleeps).
 """
 
 import signal
@@ -25,6 +26,8 @@ if mode == "grandchild":
 if mode == "chatty":
     for i in range(1000):
         print(f"line {i}", flush=True)
+if mode == "hog":
+    taken = b"\1" * (int(sys.argv[2]) * 2**20)  # written, so resident
 if mode == "exit3":
     sys.exit(3)
 if mode == "exit4":

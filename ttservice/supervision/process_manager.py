@@ -30,6 +30,7 @@ from ..models import memory
 from ..transcription import device
 from . import proctree
 from .downloads import ModelDownloads
+from .guard import MemoryGuard
 from .monitor import Duty, Monitor
 from .supervisor import Supervisor, worker_env
 from .sweep import LEASE_LAPSE, LEFT, STOPPED_BY_USER, UPLOAD_TIMEOUT, Sweeping, SweepResult
@@ -54,6 +55,7 @@ LEASE_CHECK = 1.0  # seconds between looks for lapsed leases
 STOP_CHECK = 1.0  # seconds after which stops asked from elsewhere are looked for, changed or not
 HOST_SEEN = 30.0  # seconds between renewals of this machine's last contact
 DISPATCH_CHECK = 1.0  # seconds after which queued jobs are looked for even if nothing seemed to change
+MEMORY_CHECK = 1.0  # seconds between measures of what the running jobs take against the memory limit
 
 
 @dataclass
@@ -100,6 +102,7 @@ class ProcessManager(Sweeping):
         self.warm_options = TranscribeOptions.from_settings(self.settings)  # what the warm one loads
         self.warm_fits = True  # whether its memory fits beside the running jobs (dispatch tells)
         self.memory_waits: set[int] = set()  # jobs whose wait for memory was logged
+        self.guard = MemoryGuard(self.settings, self.host.name)
         self.downloads = ModelDownloads(
             self.store, self.settings, runner, Supervisor(self.settings.kill_grace, self.monitor.wake.ring)
         )
@@ -342,6 +345,31 @@ class ProcessManager(Sweeping):
         self.store.transition(job_id, final, attempt=job.attempt or None, error_message=reason)
         return True
 
+    def keep_memory_limit(self) -> int | None:
+        """Give memory back where the running jobs take more than the limit allows (`guard`):
+        the warm worker ended, else the job furthest over its estimate stopped and failed with
+        what it took; return that job's id."""
+        taken = {}
+        for job_id in self.children.job_ids():
+            if (proc := self.children.process(job_id)) is not None:
+                taken[job_id] = proctree.rss_mb(proc)
+        if not taken:
+            return None
+        verdict = self.guard.look(
+            taken, self.store.active_jobs(), self.warm.taken_mb(), memory.converting_mb(self.store)
+        )
+        if verdict.end_warm:
+            log.info("the warm worker ended: the running jobs need its memory")
+            self.warm.stop(until_next_job=True)
+        if verdict.stop is None:
+            return None
+        job = self.store.get_job(verdict.stop)
+        why = Message("memory.over_limit", used_gb=verdict.taken_mb / 1024, limit_gb=verdict.limit_mb / 1024)
+        log.warning("job %s: %s", job.id, why)
+        self.store.set_peak_memory(job.id, verdict.taken_mb, attempt=job.attempt or None)
+        self.kill_process(job.id, reason=why, final=JobStatus.FAILED)
+        return job.id
+
     def stop_requested(self) -> list[int]:
         """Stop this machine's jobs whose stop was asked elsewhere (another machine, or a
         command that could not); return their ids."""
@@ -392,6 +420,7 @@ class ProcessManager(Sweeping):
             # A stop asked on another machine (or by a command that could not signal) is this
             # manager's to carry out, for the jobs it runs.
             Duty("stops", self.stop_requested, STOP_CHECK, store.change_mark, lambda: len(self.children) > 0),
+            Duty("memory", self.keep_memory_limit, MEMORY_CHECK, wanted=lambda: len(self.children) > 0),
             Duty("contact", contact, HOST_SEEN, first=HOST_SEEN),
             Duty("sweep", sweep, settings.orphan_check_interval),
             Duty("housekeeping", self.housekeeping, settings.cleanup_interval),

@@ -120,6 +120,17 @@ def metrics(procs: list[psutil.Process]) -> tuple[float, int]:
     return cpu, rss
 
 
+def rss_mb(leader: psutil.Process) -> float:
+    """The memory (RSS, MB) that `leader` and its tree take now; 0 when they are gone."""
+    rss = 0
+    for proc in tree(leader):
+        try:
+            rss += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return rss / 2**20
+
+
 def gpu_memory(pids: list[int]) -> int | None:
     """Bytes of GPU memory these processes hold (NVIDIA, as nvidia-smi reports it); None where
     there is no nvidia-smi to ask."""

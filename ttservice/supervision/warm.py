@@ -20,6 +20,8 @@ import sys
 import threading
 import time
 
+import psutil
+
 from ..config import READY_FD_ENV, STANDBY, Settings
 from . import proctree
 from .waiting import wait_readable
@@ -44,7 +46,7 @@ class WarmWorker:
         self._ready = False
         self._started = 0.0  # monotonic time the waiting one was started
         self._after = 0.0  # monotonic time before which none is started
-        self._dormant = False  # ended for being idle: none until a job starts
+        self._dormant = False  # ended for being idle, or for the jobs' memory: none until a job starts
         self._lock = threading.Lock()
 
     def keep(self, slot_free: bool, threads: int = 0) -> None:
@@ -116,10 +118,24 @@ class WarmWorker:
                 self._ready = os.read(self._ready_fd, 16) == b"ready\n"
             return self._ready
 
-    def stop(self) -> None:
+    def taken_mb(self) -> float:
+        """The memory the waiting one takes (RSS, MB); 0 when there is none."""
+        with self._lock:
+            process = self._process
+        if process is None or process.poll() is not None:
+            return 0.0
+        try:
+            return proctree.rss_mb(psutil.Process(process.pid))  # our unreaped child: its PID is its own
+        except psutil.Error:
+            return 0.0
+
+    def stop(self, until_next_job: bool = False) -> None:
+        """End the waiting one; with `until_next_job`, none is started again until a job starts
+        (its memory was needed by the running ones)."""
         with self._lock:
             process, self._process = self._process, None
             self._forget_readiness()
+            self._dormant = self._dormant or until_next_job
         if process is not None:
             _end(process)
             self.log_path.unlink(missing_ok=True)
