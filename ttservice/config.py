@@ -30,6 +30,8 @@ MEDIA_FROM_ENV = ENV_PREFIX + "WORKER_MEDIA_FROM"
 # The warm worker: started with STANDBY, it writes to the descriptor READY_FD_ENV names (and
 # STANDBY_READY to its log) once it waits for a job id.
 STANDBY, STANDBY_READY = "--standby", "Standby worker ready"
+# A worker started ahead of its job by `ttservice transcribe`: as STANDBY, but it loads no model.
+AHEAD = "--ahead"
 READY_FD_ENV = ENV_PREFIX + "WORKER_READY_FD"
 # Orphan checks in each orphan timeout: a job silent for longer is found within 1.5 timeouts.
 ORPHAN_CHECKS_PER_TIMEOUT = 2
@@ -138,7 +140,8 @@ class Settings:
     warm_worker: bool = setting(
         True,
         "1: the service keeps a worker started ahead (imports done, default model loaded, ~240 MB)"
-        " so that a queued job starts at once.",
+        " so that a queued job starts at once, and `ttservice transcribe` starts its worker before"
+        " it checks the request.",
     )
     warm_idle_seconds: float = setting(
         300,

@@ -6,10 +6,14 @@ import re
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
+import psutil
 import pytest
 
+from ttservice.config import STANDBY
+from ttservice.interfaces.cli import starts_ahead
 from ttservice.jobs import JobStatus, open_store
 
 from ..conftest import (
@@ -83,6 +87,51 @@ def test_every_bad_input_fails_clearly_and_the_next_job_works(settings, tmp_path
     failed = store.list_jobs(status=JobStatus.FAILED, limit=100)
     assert len(failed) == 6 and all(j.error for j in failed)
     assert ttservice(settings, "transcribe", str(JFK_WAV)).returncode == 0
+
+
+def standby_workers(settings) -> list[psutil.Process]:
+    """Warm or ahead workers (`--standby`) of this test's data folder."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            ours = proc.environ().get("TTSERVICE_DATA_DIR") == str(settings.data_dir)
+        except psutil.Error:
+            continue
+        if ours and STANDBY in (proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def test_transcribe_starts_its_worker_before_it_checks_the_request(settings):
+    """The job's worker is older than the job: started first, it imports while the command checks
+    the request, and is handed the job. A command that fails leaves no worker behind."""
+    for job_id, args in enumerate(([], ["-m", "tiny.en"]), 1):  # whichever model the job asks for
+        done = ttservice(settings, "transcribe", *args, str(JFK_WAV))
+        assert done.returncode == 0, done.stderr
+        assert words(done.stdout) == words(JFK_TXT.read_text())
+        assert "started ahead, runs job" in (settings.log_dir / f"job_{job_id}.log").read_text()
+    without = replace(settings, warm_worker=False)  # the setting that keeps no worker waiting
+    assert ttservice(without, "transcribe", str(JFK_WAV)).returncode == 0
+    assert "started for job 3" in (settings.log_dir / "job_3.log").read_text()
+    assert ttservice(settings, "transcribe", str(JFK_WAV) + ".missing").returncode == 2
+    assert standby_workers(settings) == []
+    assert not list(settings.log_dir.glob("ahead_*.log"))
+
+
+@pytest.mark.parametrize(
+    ("args", "ahead"),
+    [
+        (["transcribe", "a.wav"], True),
+        (["transcribe", "-m", "base", "--format", "srt", "a.wav"], True),
+        (["resume", "3"], True),
+        (["resume", "3", "--service"], False),
+        (["transcribe", "--help"], False),
+        (["jobs"], False),
+        ([], False),
+    ],
+)
+def test_only_a_command_that_runs_a_job_here_starts_its_worker_ahead(args, ahead):
+    assert starts_ahead(args) is ahead
 
 
 def test_file_over_the_size_limit(settings, tmp_path):

@@ -90,7 +90,7 @@ def test_on_the_cpu_a_batch_holds_two_clips_per_thread_and_the_words_stay(long_s
             heard[threads] = [(s.start, s.end, s.text) for s in engine.transcribe(audio, options)[0]]
         assert max(sizes) == 2 * threads and sizes[0] == 1, sizes
     assert heard[1] == heard[2]
-    assert "Decoding 2 clips at a time, two per CPU thread (1): more are slower" in caplog.text
+    assert "Decoding 2 clips at a time, 2 per CPU thread of the job (1)" in caplog.text
 
 
 def test_batched_detects_as_the_engine_and_decodes_its_bad_clips_again(base_model_dir, monkeypatch):

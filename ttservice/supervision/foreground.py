@@ -24,6 +24,7 @@ from ..jobs import Download, Job, JobStatus, Runner, Store, TranscribeOptions, o
 from ..messages import Message
 from .downloads import not_downloaded
 from .process_manager import ProcessManager
+from .warm import take_ahead
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ def run_transcription(
         )
     cancel = cancel or threading.Event()
     pm = ProcessManager(store, settings, runner=Runner.FOREGROUND)
+    if (ahead := take_ahead()) is not None:  # `ttservice transcribe` started the worker already
+        pm.warm = ahead
     pm.start()
     try:
         if not _model_ready(pm, store.get_job(job_id), on_download, cancel):
@@ -74,7 +77,10 @@ def run_transcription(
         started = False
         while not cancel.is_set():
             # Until a slot is free, and memory for it, the job waits queued like any other.
-            started = started or (pm.has_room(store.get_job(job_id)) and pm.start_job(job_id))
+            if not started:
+                started = pm.has_room(store.get_job(job_id)) and pm.start_job(job_id)
+                if not started:
+                    pm.warm.stop()  # a worker started ahead would hold memory the job waits for
             job = store.get_job(job_id)
             if on_update:
                 on_update(job)

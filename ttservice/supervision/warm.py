@@ -13,6 +13,7 @@ again until a job starts (the demand), DELAY s after it.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import subprocess
@@ -22,7 +23,7 @@ import time
 
 import psutil
 
-from ..config import READY_FD_ENV, STANDBY, Settings
+from ..config import AHEAD, READY_FD_ENV, STANDBY, Settings
 from . import proctree
 from .waiting import wait_readable
 
@@ -37,8 +38,11 @@ DELAY = 10.0
 class WarmWorker:
     """Keeps at most one warm worker; the ProcessManager hands it jobs."""
 
-    def __init__(self, settings: Settings, env: dict[str, str]) -> None:
-        self.log_path = settings.log_dir / "standby.log"
+    def __init__(
+        self, settings: Settings, env: dict[str, str], log_name: str = "standby.log", mode: str = STANDBY
+    ) -> None:
+        self.log_path = settings.log_dir / log_name
+        self._mode = mode  # STANDBY, or AHEAD (no model)
         self._env = env
         self._idle = settings.warm_idle_seconds  # 0: kept however long it waits
         self._process: subprocess.Popen | None = None
@@ -73,7 +77,7 @@ class WarmWorker:
             read_end, write_end = os.pipe()
             try:
                 self._process = proctree.spawn(
-                    [sys.executable, "-m", "ttservice.supervision.worker", STANDBY],
+                    [sys.executable, "-m", "ttservice.supervision.worker", self._mode],
                     self.log_path,
                     self._env | {READY_FD_ENV: str(write_end)} | threads_env(threads),
                     stdin=subprocess.PIPE,
@@ -138,12 +142,49 @@ class WarmWorker:
             self._dormant = self._dormant or until_next_job
         if process is not None:
             _end(process)
-            self.log_path.unlink(missing_ok=True)
+        self.log_path.unlink(missing_ok=True)
 
     def _forget_readiness(self) -> None:
         if self._ready_fd is not None:
             os.close(self._ready_fd)
         self._ready_fd, self._ready = None, False
+
+
+_ahead: WarmWorker | None = None  # the worker this command started ahead of its job
+
+
+def start_ahead() -> None:
+    """`ttservice transcribe`'s worker, started before the command imports and checks the request
+    (0.3 s), to do meanwhile what every job does before its model (`pipeline.warm_up`); the
+    command's ProcessManager takes it (`take_ahead`) and hands it the job, which loads its model
+    while its media decodes, as in a worker started then. Until it has the job it dies with the
+    command (its stdin, PR_SET_PDEATHSIG, and the command's exit); after, as a foreground worker
+    does. Not with TTSERVICE_WARM_WORKER=0, and never the reason a command fails: a setting it
+    cannot read, or a process it cannot start, is the command's to report."""
+    global _ahead
+    from ..config import WORKER_PARENT_ENV
+    from ..exceptions import TTServiceError
+    from .supervisor import worker_env
+
+    try:
+        settings = Settings.from_env()
+        if not settings.warm_worker:
+            return
+        settings.log_dir.mkdir(parents=True, exist_ok=True)
+    except (TTServiceError, OSError):
+        return
+    env = worker_env(settings) | {WORKER_PARENT_ENV: str(os.getpid())}
+    worker = WarmWorker(settings, env, f"ahead_{os.getpid()}.log", AHEAD)
+    worker.keep(slot_free=True)  # one it cannot start is logged, and the job starts its own
+    atexit.register(worker.stop)
+    _ahead = worker
+
+
+def take_ahead() -> WarmWorker | None:
+    """The worker `start_ahead` started in this process, once."""
+    global _ahead
+    worker, _ahead = _ahead, None
+    return worker
 
 
 def threads_env(threads: int) -> dict[str, str]:

@@ -16,7 +16,9 @@ so they outlive a crashed service and are adopted by the next one.
 `python -m ttservice.supervision.worker --standby` is the service's warm worker:
 it imports everything and loads the default model, then waits for a job id on
 stdin. It dies with the service until it has one (PR_SET_PDEATHSIG, and end of
-file on stdin); from then on it is a worker like any other.
+file on stdin); from then on it is a worker like any other. `--ahead` is the same
+without the model: `ttservice transcribe` starts it before it checks the request, and
+the job, handed to it a moment later, loads its model while its media decodes.
 
 Exit codes: 0 completed, 1 failed, 2 bad input, 3 the job was finished elsewhere.
 """
@@ -30,14 +32,14 @@ import sys
 from functools import partial
 
 from .. import platform
-from ..config import READY_FD_ENV, STANDBY, STANDBY_READY, Settings
+from ..config import AHEAD, READY_FD_ENV, STANDBY, STANDBY_READY, Settings
 from ..exceptions import MediaError, RequestError, TTServiceError
 from ..jobs import JobStatus, Store, TranscribeOptions, open_store
 from ..jobs.logs import LogShipper, job_log_path
 from ..messages import Message
 from ..platform import die_with_parent
 from ..transcription.engine import Engine, engine_class, for_job
-from ..transcription.pipeline import transcribe_job
+from ..transcription.pipeline import transcribe_job, warm_up
 from . import lifeline
 from .lifeline import EXIT_ABANDONED, EXIT_FAILED, EXIT_OK
 
@@ -48,20 +50,24 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     settings = Settings.from_env()
     platform.lower_priority(settings.worker_nice)  # before the model's threads start
-    if argv[0] == STANDBY:
-        return standby(settings)
+    if argv[0] in (STANDBY, AHEAD):
+        return standby(settings, load=argv[0] == STANDBY)
     return run_job(int(argv[0]), settings, attempt=int(argv[1]) if len(argv) > 1 else None)
 
 
-def standby(settings: Settings) -> int:
-    """The service's warm worker: load the default model, then wait for a job id on stdin."""
-    die_with_parent(signal.SIGKILL)  # no job yet, nothing to record: go with the service
+def standby(settings: Settings, load: bool = True) -> int:
+    """The service's warm worker: load the default model (with `load`; else only what every
+    job needs before its model, `warm_up`), then wait for a job id on stdin."""
+    die_with_parent(signal.SIGKILL)  # no job yet, nothing to record: go with whoever started it
+    warm = None
     try:
-        # Its threads are its share as the next job: the service sets TTSERVICE_CPU_THREADS so.
-        options = TranscribeOptions.from_settings(settings)
-        warm = engine_class(for_job(options))(options)
-    except TTServiceError as error:
-        warm = None  # the job loads its own model and records why it cannot
+        if load:
+            # Its threads are its share as the next job: the service sets TTSERVICE_CPU_THREADS so.
+            options = TranscribeOptions.from_settings(settings)
+            warm = engine_class(for_job(options))(options)
+        else:
+            warm_up()
+    except TTServiceError as error:  # the job loads its own model and records why it cannot
         print(f"Default model not loaded: {error}", flush=True)
     print(STANDBY_READY, flush=True)
     ready = os.environ.pop(READY_FD_ENV, None)  # the service's end of it: we wait for a job
@@ -75,7 +81,7 @@ def standby(settings: Settings) -> int:
     if not line:
         return EXIT_OK
     die_with_parent(0)  # a job outlives a crashed service, like every service worker
-    return run_job(int(line[0]), settings, warm, attempt=int(line[1]))
+    return run_job(int(line[0]), settings, warm, attempt=int(line[1]), ahead=True)
 
 
 def run_job(
@@ -83,8 +89,10 @@ def run_job(
     settings: Settings | None = None,
     warm: Engine | None = None,
     attempt: int | None = None,
+    ahead: bool = False,
 ) -> int:
-    """Run `attempt` of the job (the one claimed for this worker; without it, the latest)."""
+    """Run `attempt` of the job (the one claimed for this worker; without it, the latest); `ahead`:
+    the worker was started before it had the job (a warm worker), as its log says."""
     settings = settings or Settings.from_env()
     handler = lifeline.log_into(job_log_path(settings.log_dir, job_id), settings)
     store = open_store(settings)
@@ -108,7 +116,8 @@ def run_job(
         return alive
 
     heartbeat = lifeline.start(settings, beat, orphaned, f"job {job_id}", failed)
-    log.info("Worker pid %d started for job %d (attempt %d)", os.getpid(), job_id, attempt)
+    since = "started ahead, runs" if ahead else "started for"
+    log.info("Worker pid %d %s job %d (attempt %d)", os.getpid(), since, job_id, attempt)
     for warning in store.get_job(job_id).warnings:
         log.warning("%s", warning)
 

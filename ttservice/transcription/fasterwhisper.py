@@ -250,7 +250,8 @@ class FasterWhisperEngine:
         threads = options.cpu_threads or device.cpu_threads(1)
         size = device.cpu_batch(options.batch_size, threads)
         if size < options.batch_size:
-            log.info("Decoding %d clips at a time, two per CPU thread (%d): more are slower", size, threads)
+            per = device.CPU_CLIPS_PER_THREAD
+            log.info("Decoding %d clips at a time, %d per CPU thread of the job (%d)", size, per, threads)
         return size
 
     def _again(self, clip: Clip, language: str, options: TranscribeOptions) -> Iterator[Segment]:

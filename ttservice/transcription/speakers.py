@@ -24,12 +24,14 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..exceptions import RequestError
 from ..jobs import Segment
 from ..messages import Message
+
+if TYPE_CHECKING:  # imported where it is used: a command checking `speakers` needs none of it
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +149,8 @@ def diarize(samples: np.ndarray, speakers: str, threads: int = 0, name: str = "<
 def at_most(labels: np.ndarray, x: np.ndarray, count: int) -> np.ndarray:
     """Cluster labels of the embeddings `x`, the two clusters whose mean voices are most alike
     (cosine) merged while there are more than `count`."""
+    import numpy as np
+
     labels = np.array(labels)
     while len(found := np.unique(labels)) > count:
         centres = np.stack([x[labels == c].mean(0) for c in found])
