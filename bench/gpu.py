@@ -2,12 +2,15 @@
 
 Three minutes of real speech (../shared/data/jfk.wav sixteen times, a second of silence between),
 transcribed by `ttservice transcribe` and by bench/bare.py, alternately, three runs each: the
-×realtime of each, their ratio and the WER difference. A model other than tiny.en: pass its name
-or folder (`bench/gpu.sh base`, which must be downloaded, or a local folder).
+×realtime of each, their ratio and the WER difference; and the peak memory (RSS) of the last job
+against the estimate admission and the memory limit's guard count for it, never measured on CUDA
+(docs/decisions.md). A model other than tiny.en: pass its name or folder (`bench/gpu.sh base`,
+which must be downloaded, or a local folder).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -56,6 +59,7 @@ def main() -> None:
         for _ in range(RUNS):
             ours.append(timed([py, "-m", "ttservice", "transcribe", str(audio)], env))
             bare.append(timed([py, str(ROOT / "bench" / "bare.py"), str(audio)], env))
+        peak, estimate = memory_of_last_job(env, seconds)
     speed = {
         name: seconds / statistics.median(w for w, _ in runs)
         for name, runs in (("ours", ours), ("bare", bare))
@@ -66,6 +70,22 @@ def main() -> None:
     print(f"  bare faster-whisper   {speed['bare']:7.1f} x realtime   WER {errors['bare']:.1%}")
     print(f"  wall-time ratio ours / bare {speed['bare'] / speed['ours']:.3f}")
     print(f"  WER difference {100 * (errors['ours'] - errors['bare']):+.1f} points")
+    print(f"  peak memory (RSS) of the last job {peak:.0f} MB, its estimate {estimate:.0f} MB")
+
+
+def memory_of_last_job(env: dict[str, str], seconds: float) -> tuple[float, float]:
+    """The last job's peak RSS (MB, as `show --json` gives it) and its memory estimate (MB)."""
+    from ttservice.config import Settings
+    from ttservice.jobs import TranscribeOptions
+    from ttservice.models import memory
+
+    def answer(*args: str) -> object:
+        command = [sys.executable, "-m", "ttservice", *args, "--json"]
+        return json.loads(subprocess.run(command, env=env, capture_output=True, check=True).stdout)
+
+    last = answer("jobs")[0]
+    options = TranscribeOptions.from_settings(Settings.from_env(env))
+    return answer("show", str(last["id"]))["peak_memory_mb"], memory.job_estimate_mb(options, seconds) or 0.0
 
 
 if __name__ == "__main__":

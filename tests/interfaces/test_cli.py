@@ -12,7 +12,7 @@ import numpy as np
 import psutil
 import pytest
 
-from ttservice.config import STANDBY
+from ttservice.config import AHEAD, STANDBY
 from ttservice.interfaces.cli import starts_ahead
 from ttservice.jobs import JobStatus, open_store
 
@@ -90,14 +90,14 @@ def test_every_bad_input_fails_clearly_and_the_next_job_works(settings, tmp_path
 
 
 def standby_workers(settings) -> list[psutil.Process]:
-    """Warm or ahead workers (`--standby`) of this test's data folder."""
+    """Warm workers, or workers started ahead, of this test's data folder."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
             ours = proc.environ().get("TTSERVICE_DATA_DIR") == str(settings.data_dir)
         except psutil.Error:
             continue
-        if ours and STANDBY in (proc.info["cmdline"] or []):
+        if ours and {STANDBY, AHEAD} & set(proc.info["cmdline"] or []):
             found.append(proc)
     return found
 
