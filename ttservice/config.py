@@ -134,7 +134,8 @@ class Settings:
     memory_limit_mb: float = setting(
         0,
         "Memory that running jobs and the warm worker may take together, in MB; 0: half of this"
-        " machine's memory. A job waits until its model's estimate fits; one that never fits is refused.",
+        " machine's memory. A job waits until its model's estimate fits; one that never fits is refused,"
+        " and one that takes more while it runs is stopped.",
     )
     stall_timeout: float = setting(900, "Seconds without progress after which a job is shown as stalled.")
     warm_worker: bool = setting(
