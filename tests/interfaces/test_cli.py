@@ -111,7 +111,10 @@ def test_transcribe_starts_its_worker_before_it_checks_the_request(settings):
         assert words(done.stdout) == words(JFK_TXT.read_text())
         assert "started ahead, runs job" in (settings.log_dir / f"job_{job_id}.log").read_text()
     without = replace(settings, warm_worker=False)  # the setting that keeps no worker waiting
+    service_log = settings.log_dir / "standby.log"  # a running service's warm worker's
+    service_log.write_text("Standby worker ready\n")
     assert ttservice(without, "transcribe", str(JFK_WAV)).returncode == 0
+    assert service_log.exists()  # a command that started no worker ahead leaves it be
     assert "started for job 3" in (settings.log_dir / "job_3.log").read_text()
     assert ttservice(settings, "transcribe", str(JFK_WAV) + ".missing").returncode == 2
     assert standby_workers(settings) == []

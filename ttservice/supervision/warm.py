@@ -51,6 +51,7 @@ class WarmWorker:
         self._started = 0.0  # monotonic time the waiting one was started
         self._after = 0.0  # monotonic time before which none is started
         self._dormant = False  # ended for being idle, or for the jobs' memory: none until a job starts
+        self._spawned = False  # whether this one ever started a worker: only then is the log its own
         self._lock = threading.Lock()
 
     def keep(self, slot_free: bool, threads: int = 0) -> None:
@@ -83,7 +84,7 @@ class WarmWorker:
                     stdin=subprocess.PIPE,
                     pass_fds=(write_end,),
                 )
-                self._started, self._ready_fd = now, read_end
+                self._started, self._ready_fd, self._spawned = now, read_end, True
             except OSError as error:
                 log.warning("the warm worker could not be started: %s", error)
                 self._after = time.monotonic() + RETRY
@@ -142,7 +143,8 @@ class WarmWorker:
             self._dormant = self._dormant or until_next_job
         if process is not None:
             _end(process)
-        self.log_path.unlink(missing_ok=True)
+        if self._spawned:  # a manager that never started one leaves the service's standby.log be
+            self.log_path.unlink(missing_ok=True)
 
     def _forget_readiness(self) -> None:
         if self._ready_fd is not None:
