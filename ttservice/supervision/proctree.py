@@ -122,13 +122,7 @@ def metrics(procs: list[psutil.Process]) -> tuple[float, int]:
 
 def rss_mb(leader: psutil.Process) -> float:
     """The memory (RSS, MB) that `leader` and its tree take now; 0 when they are gone."""
-    rss = 0
-    for proc in tree(leader):
-        try:
-            rss += proc.memory_info().rss
-        except psutil.Error:
-            continue
-    return rss / 2**20
+    return metrics(tree(leader))[1] / 2**20
 
 
 def gpu_memory(pids: list[int]) -> int | None:
