@@ -3,9 +3,10 @@
 python bench/bare.py AUDIO   prints one segment per line, like `ttservice transcribe`.
 
 It runs TTService's engine (faster-whisper with the settings of the environment,
-by default: bundled tiny.en, float32 on the CPU, greedy, VAD, sequential windows;
+by default: bundled tiny.en, int8 on the CPU, greedy, VAD, batched clips;
 TTSERVICE_MODEL and TTSERVICE_DEVICE as for ttservice) in this one process, and
-decodes the file while the model loads, as the worker does: no CLI, no worker
+decodes the file while the model loads, as the worker of `ttservice transcribe`
+does (its first batch full: nobody reads the text before the end): no CLI, no worker
 process, no database, no heartbeat, no log. What `ttservice transcribe` costs
 beyond this is the cost of supervision.
 """
@@ -27,6 +28,6 @@ with ThreadPoolExecutor(1) as decoder:
     )
     engine = FasterWhisperEngine(options)
     prepared = preparing.result()
-segments, _ = engine.transcribe(prepared, options)
+segments, _ = engine.transcribe(prepared, options, live=False)  # as `ttservice transcribe` decodes
 for segment in segments:
     print(segment.text, flush=True)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from ttservice.jobs import JobStatus, Runner, TranscribeOptions
@@ -41,6 +42,32 @@ def test_word_timestamps_and_fixed_language(store, settings):
     segments = store.segments(job.id)
     assert segments[0].words and segments[0].words[0]["word"].strip().lower() == "and"
     assert job.detected_language == "en"
+
+
+def test_only_a_job_someone_may_follow_decodes_its_first_clip_alone(store, settings, tmp_path):
+    """`ttservice transcribe` prints its transcript once it is whole: its first batch is as full
+    as the others. A service's job may be followed in History: its first clip goes alone, so
+    that the first text comes after one clip."""
+    from faster_whisper.audio import decode_audio
+
+    from .speech import write_wav
+
+    jfk = decode_audio(str(JFK_WAV), sampling_rate=16000)
+    media = write_wav(tmp_path / "jfk4.wav", np.concatenate([jfk] * 4))  # 44 s: two clips of speech
+    options = TranscribeOptions(batch_size=8)
+    pm = ProcessManager(store, settings)
+    foreground = run_transcription(media, options, settings=settings, store=store)
+    pm.start()
+    service = store.create_job(media.name, str(media), options, Runner.SERVICE)
+    assert pm.start_job(service)
+    wait_for(lambda: store.get_job(service).status is JobStatus.COMPLETED, 120, what="the service's job")
+    pm.shutdown()
+    first = {}
+    for job_id in (foreground.id, service):
+        batches = [line for line in pm.get_logs(job_id) if " clip" in line and "Decoding 0:" in line]
+        first[job_id] = batches[0].rsplit(", ", 1)[-1]
+    assert first == {foreground.id: "2 clips at once", service: "1 clip"}
+    assert [s.text for s in store.segments(foreground.id)] == [s.text for s in store.segments(service)]
 
 
 def _running_service_job(store, settings, media, **options):

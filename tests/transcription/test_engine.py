@@ -73,10 +73,11 @@ def test_batched_decoding_gives_the_words_of_the_engines_own_pipeline(long_speec
 def test_on_the_cpu_a_batch_holds_two_clips_per_thread_and_the_words_stay(long_speech, caplog):
     """More clips at once than twice the job's threads were slower on the CPU: a job on one
     thread decodes two at a time where its batch size says eight, and gives the same segments,
-    times included (a clip's words do not depend on its batch)."""
+    times included (a clip's words do not depend on its batch). The first clip goes alone only
+    where someone may read the text as it comes (`live`)."""
     audio = decode_audio(str(long_speech), sampling_rate=16000)
-    heard = {}
-    for threads in (1, 2):  # five clips: batches of 1, 2, 2 and of 1, 4
+    heard, batches = {}, {}
+    for threads, live in ((1, True), (2, True), (2, False)):  # five clips
         options = TranscribeOptions(batch_size=8, cpu_threads=threads, language="en")
         engine = FasterWhisperEngine(options)
         sizes: list[int] = []
@@ -87,9 +88,11 @@ def test_on_the_cpu_a_batch_holds_two_clips_per_thread_and_the_words_stay(long_s
 
         engine.pipeline.transcribe = counted
         with caplog.at_level("INFO", logger="ttservice.worker"):
-            heard[threads] = [(s.start, s.end, s.text) for s in engine.transcribe(audio, options)[0]]
-        assert max(sizes) == 2 * threads and sizes[0] == 1, sizes
-    assert heard[1] == heard[2]
+            segments = engine.transcribe(audio, options, live=live)[0]
+            heard[threads, live] = [(s.start, s.end, s.text) for s in segments]
+        batches[threads, live] = sizes
+    assert batches == {(1, True): [1, 2, 2], (2, True): [1, 4], (2, False): [4, 1]}
+    assert heard[1, True] == heard[2, True] == heard[2, False]
     assert "Decoding 2 clips at a time, 2 per CPU thread of the job (1)" in caplog.text
 
 

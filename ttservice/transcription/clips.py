@@ -36,6 +36,10 @@ class Clip:
     audio: np.ndarray = field(repr=False, compare=False)
 
     @property
+    def start(self) -> float:
+        return self.spans[0][0] / SAMPLE_RATE
+
+    @property
     def end(self) -> float:
         return self.spans[-1][1] / SAMPLE_RATE
 
@@ -97,7 +101,7 @@ class Clip:
             for w in s.words or []
         ]
         if not at and s.text.strip():  # no word could be aligned: the text spans the clip
-            yield Segment(self.spans[0][0] / SAMPLE_RATE, self.end, s.text.strip())
+            yield Segment(self.start, self.end, s.text.strip())
             return
         for words in phrases(at):
             text = "".join(w["word"] for w in words).strip()

@@ -147,8 +147,15 @@ class Engine(Protocol):
     ) -> Prepared: ...
 
     def transcribe(
-        self, audio: Prepared | np.ndarray, options: TranscribeOptions, resume: ResumePoint | None = None
-    ) -> tuple[Iterator[Segment], TranscriptionInfo]: ...
+        self,
+        audio: Prepared | np.ndarray,
+        options: TranscribeOptions,
+        resume: ResumePoint | None = None,
+        live: bool = True,
+    ) -> tuple[Iterator[Segment], TranscriptionInfo]:
+        """Segments as they are decoded. `live`: someone may read them as they come (History,
+        the jobs API), so the first text comes as early as it can; False where only the whole
+        transcript is read (`ttservice transcribe`), which then comes as early as it can."""
 
     def serves(self, options: TranscribeOptions) -> bool: ...
 

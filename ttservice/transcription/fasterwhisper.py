@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from itertools import chain, islice
 from typing import Any
 
@@ -27,6 +28,7 @@ from .engine import (
     _detected,
     temperatures,
 )
+from .export import clock
 from .features import GivenFeatures, TailReached, WindowFeatures
 from .samples import GrowingAudio
 from .vad import SAMPLE_RATE, SpeechStream
@@ -62,8 +64,9 @@ class FasterWhisperEngine:
       itself (VAD speech joined up to 30 s) and decoding as it does (without
       timestamp tokens: decoding them in batches cost 3 to 7 WER points on real
       speech), N clips at a time (on the CPU at most two per thread: more were
-      slower), each on its own; the first batch is the first clip alone, for a
-      quick first text. Each clip's text is cut into segments at
+      slower), each on its own; where someone may read the text as it comes
+      (`live`), the first batch is the first clip alone, for a quick first
+      text. Each clip's text is cut into segments at
       its words' timings (see `phrases`); where it stopped short of the clip's
       speech, the rest is decoded as a clip of its own. Resuming skips the clips
       already done and re-decodes the one it stopped in, dropping what was
@@ -147,14 +150,19 @@ class FasterWhisperEngine:
         return Prepared(source, declared, SpeechStream(source, vad=options.vad))
 
     def transcribe(
-        self, audio: Prepared | np.ndarray, options: TranscribeOptions, resume: ResumePoint | None = None
+        self,
+        audio: Prepared | np.ndarray,
+        options: TranscribeOptions,
+        resume: ResumePoint | None = None,
+        live: bool = True,
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
-        """Segments as they are decoded, with original timestamps; after `resume` if given."""
+        """Segments as they are decoded, with original timestamps; after `resume` if given (`live`:
+        see `Engine.transcribe`)."""
         requests.check_loaded(options, self.multilingual)
         self.doubt = Doubt()
         prepared = audio if isinstance(audio, Prepared) else self.prepare(audio, options, resume)
         if options.batch_size > 0:
-            return self._batched(prepared, options, resume)
+            return self._batched(prepared, options, resume, live)
         return self._sequential(prepared, options, resume)
 
     def _prompt_tokens(self, options: TranscribeOptions) -> list[int]:
@@ -174,7 +182,7 @@ class FasterWhisperEngine:
         }
 
     def _batched(
-        self, prepared: Prepared, options: TranscribeOptions, resume: ResumePoint | None
+        self, prepared: Prepared, options: TranscribeOptions, resume: ResumePoint | None, live: bool
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
         after = resume.after if resume is not None else -1.0
         clips = prepared.clips
@@ -186,7 +194,8 @@ class FasterWhisperEngine:
 
         def batches() -> Iterator[list[Clip]]:
             found = iter(clips)
-            yield list(islice(found, 1))  # the first text comes after one clip, not eight
+            if live:  # the first text comes after one clip, not a batch of them
+                yield list(islice(found, 1))
             while batch := list(islice(found, size)):
                 yield batch
 
@@ -200,21 +209,23 @@ class FasterWhisperEngine:
             # run batches the clips differently).
             stride = int(SLOT_SECONDS * SAMPLE_RATE)
             audio = np.zeros(len(batch) * stride, dtype=np.float32)
+            slots = []
             for k, clip in enumerate(batch):
                 audio[k * stride : k * stride + len(clip.audio)] = clip.audio
+                end = k * SLOT_SECONDS + (len(clip.audio) + 0.5) / SAMPLE_RATE  # the pipeline rounds down
+                slots.append({"start": k * SLOT_SECONDS, "end": end})
             self.pipeline.last_speech_timestamp = -SLOT_SECONDS
-            segments, _ = self.pipeline.transcribe(
-                audio,
-                language=language,
-                clip_timestamps=[
-                    # half a sample more: the pipeline rounds the end down to a sample
-                    {"start": k * SLOT_SECONDS, "end": k * SLOT_SECONDS + (len(c.audio) + 0.5) / SAMPLE_RATE}
-                    for k, c in enumerate(batch)
-                ],
-                batch_size=len(batch),
-                initial_prompt=options.prompt or None,
-                **decode,
-            )
+            count = f"{len(batch)} clips at once" if len(batch) > 1 else "1 clip"
+            log.info("Decoding %s to %s, %s", clock(batch[0].start), clock(batch[-1].end), count)
+            with _quiet(self.model.logger):  # its lines tell of the batch's audio: slots, not the file
+                segments, _ = self.pipeline.transcribe(
+                    audio,
+                    language=language,
+                    clip_timestamps=slots,
+                    batch_size=len(batch),
+                    initial_prompt=options.prompt or None,
+                    **decode,
+                )
             for s in segments:  # one for each clip, all decoded by now
                 k = round(s.seek / FRAMES_PER_SECOND / SLOT_SECONDS)
                 yield from checked(batch[k], s, k * SLOT_SECONDS)
@@ -341,6 +352,17 @@ class FasterWhisperEngine:
 
         probability = _detected(info, options, self.multilingual)
         return generate(), TranscriptionInfo(info.language, prepared.duration, probability)
+
+
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """`logger`'s warnings only, for the time of the block."""
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _restored(s: Any, speech: SpeechStream, shift: float) -> Segment:

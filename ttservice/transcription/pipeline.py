@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..config import MEDIA_FROM_ENV, Settings
 from ..exceptions import TTServiceError
-from ..jobs import Job, Store, TranscribeOptions
+from ..jobs import Job, Runner, Store, TranscribeOptions
 from ..jobs.logs import JobLogHandler
 from ..jobs.record import chunk_of
 from ..messages import Message
@@ -178,7 +178,9 @@ def transcribe_job(
     started = time.monotonic()
     if resume:
         log.info("Resuming after the last saved segment, at %s", clock(offset))
-    segments, info_ = engine.transcribe(prepared, replace(options, language=language), resume)
+    # `ttservice transcribe` prints the transcript once it is whole: its first text need not come early.
+    live = job.runner is not Runner.FOREGROUND
+    segments, info_ = engine.transcribe(prepared, replace(options, language=language), resume, live)
     store.set_media_info(job_id, duration, info_.language, info_.language_probability, attempt=attempt)
     if info_.language_probability is not None:
         log.info("Language: %s (detected, probability %.2f)", info_.language, info_.language_probability)

@@ -177,9 +177,14 @@ class WhisperCppEngine:
         return Prepared(source, declared, clips=ClipStream(source, options.vad, resume))
 
     def transcribe(
-        self, audio: Prepared | np.ndarray, options: TranscribeOptions, resume: ResumePoint | None = None
+        self,
+        audio: Prepared | np.ndarray,
+        options: TranscribeOptions,
+        resume: ResumePoint | None = None,
+        live: bool = True,
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
-        """Segments clip by clip, with the file's timestamps; after `resume` if given."""
+        """Segments clip by clip, with the file's timestamps; after `resume` if given. Each clip's
+        text comes as soon as it is decoded, `live` or not: whisper.cpp decodes one at a time."""
         requests.check_loaded(options, self.multilingual)
         self.doubt = Doubt()
         prepared = audio if isinstance(audio, Prepared) else self.prepare(audio, options, resume)
