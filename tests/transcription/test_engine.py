@@ -30,6 +30,27 @@ def test_speech_clips_join_speech_up_to_30_s_and_map_back(long_speech):
     assert [c.spans for c in fixed] == [((0, 480000),), ((480000, 960000),), ((960000, 1120000),)]
 
 
+def test_a_word_over_the_seam_of_two_spans_keeps_to_the_one_that_holds_its_middle():
+    """A clip joins the speech at 0-1 s and 3-4 s of a file. A word aligned over the seam (0.8 to
+    1.6 s of the joined audio) is placed from the span that holds its middle, at 2.8 to 3.6 s;
+    mapped end by end it ran from 0.8 s across the 2 s of silence taken out. The pause then cuts
+    the text in two, as subtitles should be."""
+    from types import SimpleNamespace
+
+    from ttservice.transcription.clips import Clip
+
+    clip = Clip(((0, 16000), (48000, 64000)), np.zeros(32000, np.float32))
+    said = [
+        SimpleNamespace(start=0.2, end=0.8, word=" One", probability=0.9),
+        SimpleNamespace(start=0.8, end=1.6, word=" two.", probability=0.9),
+    ]
+    one, two = clip.phrases(SimpleNamespace(words=said, text=" One two."), 0.0, keep_words=True)
+    assert (one.text, one.start, one.end) == ("One", pytest.approx(0.2), pytest.approx(0.8))
+    assert (two.text, two.start, two.end) == ("two.", pytest.approx(2.8), pytest.approx(3.6))
+    assert clip.word_times(1.2, 1.4) == (pytest.approx(3.2), pytest.approx(3.4))  # within a span: as it was
+    assert clip.original_time(0.8) == pytest.approx(0.8) and clip.original_time(1.6) == pytest.approx(3.6)
+
+
 def test_a_long_files_first_clips_come_before_all_of_it_is_decoded(long_speech):
     """A file still being decoded: its first clips come from its first two minutes, and they are
     the whole file's first clips; then every other clip, none twice, none missing."""

@@ -7,8 +7,10 @@ a resumed job skips the clips done and re-decodes the one it stopped in.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -43,14 +45,24 @@ class Clip:
     def end(self) -> float:
         return self.spans[-1][1] / SAMPLE_RATE
 
-    def original_time(self, t: float) -> float:
-        """A time within this clip's joined audio, on the file's timeline."""
+    def original_time(self, t: float, span: int | None = None) -> float:
+        """A time within this clip's joined audio, on the file's timeline: in the span that holds
+        it, or counted from the start of `span` (which may put it outside that span)."""
         sample = t * SAMPLE_RATE
-        for start, end in self.spans:
-            if sample <= end - start:
+        for i, (start, end) in enumerate(self.spans):
+            if i == span or (span is None and sample <= end - start):
                 return float(start + sample) / SAMPLE_RATE
             sample -= end - start
         return self.end
+
+    def word_times(self, start: float, end: float) -> tuple[float, float]:
+        """A word's times within the joined audio, on the file's timeline, both counted from the
+        span that holds its middle, as sequential decoding places them: mapped each on its own,
+        a word aligned over the seam of two spans ran across the silence taken out between them
+        ("now." for 3.8 s, into a pause of 3 s: a subtitle shown through it)."""
+        ends = list(accumulate(last - first for first, last in self.spans))  # in the joined audio
+        span = min(bisect_left(ends, (start + end) / 2 * SAMPLE_RATE), len(ends) - 1)
+        return self.original_time(start, span), self.original_time(end, span)
 
     def decoded_badly(self, s: Any, clip_start: float) -> bool:
         """Whether the batch's text for this clip fails Whisper's own tests (a loop, or text it
@@ -91,15 +103,10 @@ class Clip:
 
         The pipeline gives times to 10 ms; each is taken back to 10 ms within the clip, so that
         it is the same wherever in its batch the clip was (60.0 + 4.62 less 60.0 is not 4.62)."""
-        at = [
-            {
-                "start": self.original_time(round(w.start - clip_start, 2)),
-                "end": self.original_time(round(w.end - clip_start, 2)),
-                "word": w.word,
-                "probability": w.probability,
-            }
-            for w in s.words or []
-        ]
+        at = []
+        for w in s.words or []:
+            start, end = self.word_times(round(w.start - clip_start, 2), round(w.end - clip_start, 2))
+            at.append({"start": start, "end": end, "word": w.word, "probability": w.probability})
         if not at and s.text.strip():  # no word could be aligned: the text spans the clip
             yield Segment(self.start, self.end, s.text.strip())
             return

@@ -297,7 +297,7 @@ def _words(tokens: list, clip: Clip) -> list[dict]:
         word = w["raw"].decode("utf-8", errors="replace")
         if not word.strip():
             continue
-        start, end = (clip.original_time(max(0, t) / CENTISECONDS) for t in (w["start"], w["end"]))
+        start, end = clip.word_times(*(max(0, t) / CENTISECONDS for t in (w["start"], w["end"])))
         result.append({"start": start, "end": max(start, end), "word": word, "probability": w["probability"]})
     return result
 
