@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -180,8 +181,9 @@ def test_a_command_that_fails_under_its_job_leaves_it_interrupted_not_stopped_by
             seen.append(job.process_id)
             raise StoreUnavailable("store.unreachable", where="PostgreSQL at db", error="connection refused")
 
+    one_thread = replace(settings, cpu_threads=1)  # batches one after another: the job outlasts a look
     with pytest.raises(StoreError):
-        run_transcription(long_speech, settings=settings, store=store, on_update=away)
+        run_transcription(long_speech, settings=one_thread, store=store, on_update=away)
     job = store.get_job(store.list_jobs(limit=1)[0].id)
     assert job.status is JobStatus.INTERRUPTED and job.resumable
     assert job.error == (

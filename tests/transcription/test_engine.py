@@ -93,9 +93,10 @@ def test_batched_decoding_gives_the_words_of_the_engines_own_pipeline(long_speec
 
 def test_on_the_cpu_a_batch_holds_two_clips_per_thread_and_the_words_stay(long_speech, caplog):
     """More clips at once than twice the job's threads were slower on the CPU: a job on one
-    thread decodes two at a time where its batch size says eight, and gives the same segments,
-    times included (a clip's words do not depend on its batch). The first clip goes alone only
-    where someone may read the text as it comes (`live`)."""
+    thread decodes two at a time where its batch size says eight; on two threads, two batches of
+    two side by side, each on one thread. All give the same segments, times included (a clip's
+    words do not depend on its batch). The first clip goes alone only where someone may read
+    the text as it comes (`live`)."""
     audio = decode_audio(str(long_speech), sampling_rate=16000)
     heard, batches = {}, {}
     for threads, live in ((1, True), (2, True), (2, False)):  # five clips
@@ -103,18 +104,21 @@ def test_on_the_cpu_a_batch_holds_two_clips_per_thread_and_the_words_stay(long_s
         engine = FasterWhisperEngine(options)
         sizes: list[int] = []
 
-        def counted(audio, decode=engine.pipeline.transcribe, sizes=sizes, **kw):
-            sizes.append(kw["batch_size"])
-            return decode(audio, **kw)
+        class Counted(BatchedInferencePipeline):
+            def transcribe(self, audio, sizes=sizes, **kw):
+                sizes.append(kw["batch_size"])
+                return super().transcribe(audio, **kw)
 
-        engine.pipeline.transcribe = counted
+        engine._pipeline = Counted
         with caplog.at_level("INFO", logger="ttservice.worker"):
             segments = engine.transcribe(audio, options, live=live)[0]
             heard[threads, live] = [(s.start, s.end, s.text) for s in segments]
         batches[threads, live] = sizes
-    assert batches == {(1, True): [1, 2, 2], (2, True): [1, 4], (2, False): [4, 1]}
+    # On 2 threads, the 4 clips it decodes at once are two batches of 2, side by side.
+    assert batches == {(1, True): [1, 2, 2], (2, True): [1, 2, 2], (2, False): [2, 2, 1]}
     assert heard[1, True] == heard[2, True] == heard[2, False]
     assert "Decoding 2 clips at a time, 2 per CPU thread of the job (1)" in caplog.text
+    assert "Decoding 4 clips at a time: 2 batches of 2 side by side, each on 1 CPU thread" in caplog.text
 
 
 def test_batched_detects_as_the_engine_and_decodes_its_bad_clips_again(base_model_dir, monkeypatch):

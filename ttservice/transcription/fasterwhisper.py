@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import chain, islice
 from typing import Any
@@ -46,6 +49,7 @@ def _model_key(options: TranscribeOptions) -> tuple:
         options.model,
         options.compute_type,
         options.cpu_threads,
+        options.batch_size > 0,  # batched on the CPU: batches side by side (`device.cpu_split`)
         options.device,
         options.device_index,
     )
@@ -64,7 +68,8 @@ class FasterWhisperEngine:
       itself (VAD speech joined up to 30 s) and decoding as it does (without
       timestamp tokens: decoding them in batches cost 3 to 7 WER points on real
       speech), N clips at a time (on the CPU at most two per thread: more were
-      slower), each on its own; where someone may read the text as it comes
+      slower; on the CPU in two batches side by side, each on half the threads),
+      each clip on its own; where someone may read the text as it comes
       (`live`), the first batch is the first clip alone, for a quick first
       text. Each clip's text is cut into segments at
       its words' timings (see `phrases`); where it stopped short of the clip's
@@ -84,21 +89,27 @@ class FasterWhisperEngine:
         ctranslate2.set_random_seed(SAMPLING_SEED)
         folder = requests.model_folder(options.model)
         self.device = device.resolve(options.device, options.device_index, options.compute_type)
+        self.side_by_side, threads = 1, options.cpu_threads
+        if self.device.kind == "cpu":
+            threads = options.cpu_threads or device.cpu_threads(1)
+            self.side_by_side, threads = device.cpu_split(threads, options.batch_size > 0)
         try:
             self.model = WhisperModel(
                 str(folder),
                 device=self.device.kind,
                 device_index=self.device.index,
                 compute_type=self.device.compute_type,
-                cpu_threads=options.cpu_threads,
+                cpu_threads=threads,
+                num_workers=self.side_by_side,  # CTranslate2's replicas share the weights
             )
         except Exception as error:  # faster-whisper raises many kinds for a bad model
             raise ModelError("model.not_loaded", model=options.model, error=str(error)) from None
         self._fit_mel_bins()
-        self.pipeline = BatchedInferencePipeline(self.model)
+        self._pipeline = BatchedInferencePipeline  # one per batch: it keeps the last word's time
         self._feature_extractor = self.model.feature_extractor
         self._loaded = _model_key(options)
         self.doubt = Doubt()  # of the last transcription, filled as its segments are decoded
+        self._doubt_lock = threading.Lock()
 
     def _fit_mel_bins(self) -> None:
         """A folder without preprocessor_config.json gets faster-whisper's 80 mel bins; v3 and turbo
@@ -124,7 +135,7 @@ class FasterWhisperEngine:
 
     def unload(self) -> None:
         """Free the model's memory (a warm worker's, when its job asks for another model)."""
-        self.model = self.pipeline = self._feature_extractor = None
+        self.model = self._feature_extractor = None
 
     @staticmethod
     def prepare(
@@ -214,18 +225,18 @@ class FasterWhisperEngine:
                 audio[k * stride : k * stride + len(clip.audio)] = clip.audio
                 end = k * SLOT_SECONDS + (len(clip.audio) + 0.5) / SAMPLE_RATE  # the pipeline rounds down
                 slots.append({"start": k * SLOT_SECONDS, "end": end})
-            self.pipeline.last_speech_timestamp = -SLOT_SECONDS
+            pipeline = self._pipeline(self.model)
+            pipeline.last_speech_timestamp = -SLOT_SECONDS
             count = f"{len(batch)} clips at once" if len(batch) > 1 else "1 clip"
             log.info("Decoding %s to %s, %s", clock(batch[0].start), clock(batch[-1].end), count)
-            with _quiet(self.model.logger):  # its lines tell of the batch's audio: slots, not the file
-                segments, _ = self.pipeline.transcribe(
-                    audio,
-                    language=language,
-                    clip_timestamps=slots,
-                    batch_size=len(batch),
-                    initial_prompt=options.prompt or None,
-                    **decode,
-                )
+            segments, _ = pipeline.transcribe(
+                audio,
+                language=language,
+                clip_timestamps=slots,
+                batch_size=len(batch),
+                initial_prompt=options.prompt or None,
+                **decode,
+            )
             for s in segments:  # one for each clip, all decoded by now
                 k = round(s.seek / FRAMES_PER_SECOND / SLOT_SECONDS)
                 yield from checked(batch[k], s, k * SLOT_SECONDS)
@@ -235,35 +246,63 @@ class FasterWhisperEngine:
             clip's speech, followed by the rest decoded as a clip of its own; decoded again as
             sequential decoding would where neither can be had (see `Clip.unheard`)."""
             if not clip.decoded_badly(s, start):
-                self.doubt.add(len(clip.audio) / SAMPLE_RATE, s)
+                self._doubted(len(clip.audio) / SAMPLE_RATE, s)
                 yield from clip.phrases(s, start, options.word_timestamps)
                 return
             rest = clip.unheard(s, start)
             if rest is None:
                 yield from self._again(clip, language, options)
                 return
-            self.doubt.add((len(clip.audio) - len(rest.audio)) / SAMPLE_RATE, s)
+            self._doubted((len(clip.audio) - len(rest.audio)) / SAMPLE_RATE, s)
             yield from clip.phrases(s, start, options.word_timestamps)
             yield from run([rest])
 
+        def decoded() -> Iterator[list[Segment]]:
+            """Each batch's segments, in order, `side_by_side` batches decoding at once; a lone
+            first clip decodes alone, the rest of the machine left to finding the speech."""
+            pool = ThreadPoolExecutor(self.side_by_side, thread_name_prefix="batch")
+            pending: deque[Future] = deque()
+            at_once = 1 if live else self.side_by_side
+            try:
+                for batch in batches():
+                    pending.append(pool.submit(lambda batch=batch: list(run(batch))))
+                    if len(pending) == at_once:
+                        yield pending.popleft().result()
+                        at_once = self.side_by_side
+                while pending:
+                    yield pending.popleft().result()
+            finally:  # a job stopped: what is still decoding is not waited for
+                pool.shutdown(wait=False, cancel_futures=True)
+
         def generate() -> Iterator[Segment]:
-            for segment in chain.from_iterable(run(b) for b in batches()):
-                if segment.end > after + 0.01:  # else: re-decoded, and already committed
-                    yield segment
+            with _quiet(self.model.logger):  # its lines tell of a batch's audio: slots, not the file
+                for segment in chain.from_iterable(decoded()):
+                    if segment.end > after + 0.01:  # else: re-decoded, and already committed
+                        yield segment
 
         return generate(), TranscriptionInfo(language, prepared.duration, probability)
 
+    def _doubted(self, seconds: float, s: Any) -> None:
+        with self._doubt_lock:  # batches side by side add theirs from their threads
+            self.doubt.add(seconds, s)
+
     def _batch(self, options: TranscribeOptions) -> int:
-        """The clips decoded at once: the job's batch size, on the CPU no more than its threads
-        decode fastest (`device.cpu_batch`); said in the job's log where that is fewer."""
+        """The clips of one batch: the job's batch size; on the CPU, no more than its threads
+        decode fastest (`device.cpu_batch`), shared between the batches it decodes side by side;
+        said in the job's log where that is fewer."""
         if self.device.kind != "cpu":
             return options.batch_size
         threads = options.cpu_threads or device.cpu_threads(1)
         size = device.cpu_batch(options.batch_size, threads)
-        if size < options.batch_size:
+        each = -(-size // self.side_by_side)
+        if self.side_by_side > 1:
+            own = threads // self.side_by_side
+            log.info("Decoding %d clips at a time: %d batches of %d side by side, each on %d CPU thread%s",
+                     size, self.side_by_side, each, own, "s" if own > 1 else "")  # fmt: skip
+        elif size < options.batch_size:
             per = device.CPU_CLIPS_PER_THREAD
             log.info("Decoding %d clips at a time, %d per CPU thread of the job (%d)", size, per, threads)
-        return size
+        return each
 
     def _again(self, clip: Clip, language: str, options: TranscribeOptions) -> Iterator[Segment]:
         """A clip the batch decoded badly, decoded again on its own as sequential decoding does:
@@ -276,7 +315,7 @@ class FasterWhisperEngine:
             **{**self._decode_options(options), "word_timestamps": True},
         )
         for s in segments:
-            self.doubt.add(s.end - s.start, s)
+            self._doubted(s.end - s.start, s)
             yield from clip.phrases(s, 0.0, options.word_timestamps)
 
     def _language(self, clips: Iterable[Clip], options: TranscribeOptions) -> tuple[str, float | None]:
