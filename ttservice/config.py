@@ -124,7 +124,8 @@ class Settings:
         8,
         "N > 0 decodes N clips of speech at a time (the engine's batched pipeline: fastest, and as"
         " accurate on real speech; on the CPU at most two per thread of the job, since more were"
-        " slower); 0 decodes window by window, each primed with the text before it.",
+        " slower, as two batches side by side); 0 decodes window by window, each primed with the"
+        " text before it.",
     )
     engine: str = setting(
         "auto",

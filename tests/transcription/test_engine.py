@@ -94,7 +94,7 @@ def test_batched_decoding_gives_the_words_of_the_engines_own_pipeline(long_speec
 def test_on_the_cpu_a_batch_holds_two_clips_per_thread_and_the_words_stay(long_speech, caplog):
     """More clips at once than twice the job's threads were slower on the CPU: a job on one
     thread decodes two at a time where its batch size says eight; on two threads, two batches of
-    two side by side, each on one thread. All give the same segments, times included (a clip's
+    two side by side, sharing both threads. All give the same segments, times included (a clip's
     words do not depend on its batch). The first clip goes alone only where someone may read
     the text as it comes (`live`)."""
     audio = decode_audio(str(long_speech), sampling_rate=16000)
@@ -118,7 +118,7 @@ def test_on_the_cpu_a_batch_holds_two_clips_per_thread_and_the_words_stay(long_s
     assert batches == {(1, True): [1, 2, 2], (2, True): [1, 2, 2], (2, False): [2, 2, 1]}
     assert heard[1, True] == heard[2, True] == heard[2, False]
     assert "Decoding 2 clips at a time, 2 per CPU thread of the job (1)" in caplog.text
-    assert "Decoding 4 clips at a time: 2 batches of 2 side by side, each on 1 CPU thread" in caplog.text
+    assert "Decoding 4 clips at a time: 2 batches of 2 side by side, sharing 2 CPU threads" in caplog.text
 
 
 def test_batched_detects_as_the_engine_and_decodes_its_bad_clips_again(base_model_dir, monkeypatch):

@@ -21,8 +21,8 @@ CUDA_COMPUTE_TYPE = "float16"
 # machine (8 clips against 4 on 2 threads, 12 % slower; against 2 on 1 thread, 24 %); another
 # was fastest with four a thread, where two cost it 1 to 4 % (docs/decisions.md).
 CPU_CLIPS_PER_THREAD = 2
-# Batches a batched job decodes side by side on the CPU, each on its share of the job's threads:
-# CTranslate2 spreads one batch's small decoding steps poorly over threads (docs/decisions.md).
+# Batches a batched job decodes side by side on the CPU: CTranslate2 spreads one batch's small
+# decoding steps poorly over threads (docs/decisions.md).
 CPU_SIDE_BY_SIDE = 2
 
 
@@ -47,13 +47,11 @@ def cpu_batch(batch_size: int, threads: int) -> int:
     return min(batch_size, CPU_CLIPS_PER_THREAD * (threads or cpu_threads(1)))
 
 
-def cpu_split(threads: int, batched: bool) -> tuple[int, int]:
-    """(batches side by side, threads each) for a job with `threads` CPU threads: a batched job
-    decodes CPU_SIDE_BY_SIDE batches at once, each on its share of the threads; a sequential one
-    decodes one window after another, on all of them."""
-    if not batched or threads < CPU_SIDE_BY_SIDE:
-        return 1, threads
-    return CPU_SIDE_BY_SIDE, threads // CPU_SIDE_BY_SIDE
+def side_by_side(threads: int, batched: bool) -> int:
+    """The batches a job with `threads` CPU threads decodes at once: CPU_SIDE_BY_SIDE where it is
+    batched and has a thread for each, each with all the job's threads (a batch alone, a first
+    clip or a short file's only one, has them all; two share them); else one."""
+    return CPU_SIDE_BY_SIDE if batched and threads >= CPU_SIDE_BY_SIDE else 1
 
 
 def cuda_devices() -> int:

@@ -68,7 +68,7 @@ class FasterWhisperEngine:
       itself (VAD speech joined up to 30 s) and decoding as it does (without
       timestamp tokens: decoding them in batches cost 3 to 7 WER points on real
       speech), N clips at a time (on the CPU at most two per thread: more were
-      slower; on the CPU in two batches side by side, each on half the threads),
+      slower; on the CPU in two batches side by side, sharing the job's threads),
       each clip on its own; where someone may read the text as it comes
       (`live`), the first batch is the first clip alone, for a quick first
       text. Each clip's text is cut into segments at
@@ -89,17 +89,17 @@ class FasterWhisperEngine:
         ctranslate2.set_random_seed(SAMPLING_SEED)
         folder = requests.model_folder(options.model)
         self.device = device.resolve(options.device, options.device_index, options.compute_type)
-        self.side_by_side, threads = 1, options.cpu_threads
+        self.side_by_side = 1
         if self.device.kind == "cpu":
             threads = options.cpu_threads or device.cpu_threads(1)
-            self.side_by_side, threads = device.cpu_split(threads, options.batch_size > 0)
+            self.side_by_side = device.side_by_side(threads, options.batch_size > 0)
         try:
             self.model = WhisperModel(
                 str(folder),
                 device=self.device.kind,
                 device_index=self.device.index,
                 compute_type=self.device.compute_type,
-                cpu_threads=threads,
+                cpu_threads=options.cpu_threads,
                 num_workers=self.side_by_side,  # CTranslate2's replicas share the weights
             )
         except Exception as error:  # faster-whisper raises many kinds for a bad model
@@ -296,9 +296,8 @@ class FasterWhisperEngine:
         size = device.cpu_batch(options.batch_size, threads)
         each = -(-size // self.side_by_side)
         if self.side_by_side > 1:
-            own = threads // self.side_by_side
-            log.info("Decoding %d clips at a time: %d batches of %d side by side, each on %d CPU thread%s",
-                     size, self.side_by_side, each, own, "s" if own > 1 else "")  # fmt: skip
+            log.info("Decoding %d clips at a time: %d batches of %d side by side, sharing %d CPU threads",
+                     size, self.side_by_side, each, threads)  # fmt: skip
         elif size < options.batch_size:
             per = device.CPU_CLIPS_PER_THREAD
             log.info("Decoding %d clips at a time, %d per CPU thread of the job (%d)", size, per, threads)
