@@ -49,7 +49,7 @@ def _model_key(options: TranscribeOptions) -> tuple:
         options.model,
         options.compute_type,
         options.cpu_threads,
-        options.batch_size > 0,  # batched on the CPU: batches side by side (`device.cpu_split`)
+        options.batch_size > 0,  # batched on the CPU: batches side by side (`device.side_by_side`)
         options.device,
         options.device_index,
     )
