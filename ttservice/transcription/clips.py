@@ -10,6 +10,7 @@ import threading
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import accumulate
 from typing import Any
 
@@ -45,23 +46,30 @@ class Clip:
     def end(self) -> float:
         return self.spans[-1][1] / SAMPLE_RATE
 
+    @cached_property
+    def _ends(self) -> list[int]:
+        """Where each span ends in the joined audio, in samples."""
+        return list(accumulate(last - first for first, last in self.spans))
+
+    def _span_of(self, t: float) -> int:
+        """The span that holds time `t` of the joined audio (len(spans) past its end)."""
+        return bisect_left(self._ends, t * SAMPLE_RATE)
+
     def original_time(self, t: float, span: int | None = None) -> float:
         """A time within this clip's joined audio, on the file's timeline: in the span that holds
         it, or counted from the start of `span` (which may put it outside that span)."""
-        sample = t * SAMPLE_RATE
-        for i, (start, end) in enumerate(self.spans):
-            if i == span or (span is None and sample <= end - start):
-                return float(start + sample) / SAMPLE_RATE
-            sample -= end - start
-        return self.end
+        i = self._span_of(t) if span is None else span
+        if i >= len(self.spans):
+            return self.end
+        before = self._ends[i - 1] if i else 0
+        return float(self.spans[i][0] + t * SAMPLE_RATE - before) / SAMPLE_RATE
 
     def word_times(self, start: float, end: float) -> tuple[float, float]:
         """A word's times within the joined audio, on the file's timeline, both counted from the
         span that holds its middle, as sequential decoding places them: mapped each on its own,
         a word aligned over the seam of two spans ran across the silence taken out between them
         ("now." for 3.8 s, into a pause of 3 s: a subtitle shown through it)."""
-        ends = list(accumulate(last - first for first, last in self.spans))  # in the joined audio
-        span = min(bisect_left(ends, (start + end) / 2 * SAMPLE_RATE), len(ends) - 1)
+        span = min(self._span_of((start + end) / 2), len(self.spans) - 1)
         return self.original_time(start, span), self.original_time(end, span)
 
     def decoded_badly(self, s: Any, clip_start: float) -> bool:
@@ -88,15 +96,13 @@ class Clip:
         if self.fails_whispers_tests(s) or not s.words:
             return None
         last = s.words[-1]
-        middle, end = (last.start + last.end) / 2 - clip_start, last.end - clip_start
-        at = 0  # where each span starts in the joined audio, in samples
-        for i, (start, stop) in enumerate(self.spans):
-            at += stop - start
-            if middle * SAMPLE_RATE <= at:  # the span that holds the last word
-                if at / SAMPLE_RATE - end >= UNHEARD_SECONDS or i + 1 == len(self.spans):
-                    return None
-                return Clip(self.spans[i + 1 :], self.audio[at:])
-        return None
+        i = self._span_of((last.start + last.end) / 2 - clip_start)  # the span that holds the last word
+        if i + 1 >= len(self.spans):
+            return None
+        at = self._ends[i]
+        if at / SAMPLE_RATE - (last.end - clip_start) >= UNHEARD_SECONDS:
+            return None
+        return Clip(self.spans[i + 1 :], self.audio[at:])
 
     def phrases(self, s: Any, clip_start: float, keep_words: bool) -> Iterator[Segment]:
         """A decoded clip (times within the batch's audio) as segments on the file's timeline.
