@@ -3,7 +3,7 @@
 python bench/bare.py AUDIO   prints one segment per line, like `ttservice transcribe`.
 
 It runs TTService's engine (faster-whisper with the settings of the environment,
-by default: bundled tiny.en, int8 on the CPU, greedy, VAD, batched clips;
+by default: bundled tiny.en, int8 on the CPU, 5 beams, VAD, batched clips;
 TTSERVICE_MODEL and TTSERVICE_DEVICE as for ttservice) in this one process, and
 decodes the file while the model loads, as the worker of `ttservice transcribe`
 does (its first batch full: nobody reads the text before the end): no CLI, no worker

@@ -507,12 +507,16 @@ def log_tail(figures: Figures, work: Path, runs: int) -> None:
 # --- 8 ------------------------------------------------------------------------
 
 ENGINE_SETTINGS = {  # each a TTSERVICE_* setting changed from the default
-    "default (batched 8, greedy, int8, VAD, all cores)": {},
+    "default (batched 8, 5 beams, int8, VAD, all cores)": {},
     "sequential (batch_size 0)": {"batch_size": 0},
     "float32": {"compute_type": "float32"},
-    "sequential, float32 (the default until 2026-12-05)": {"batch_size": 0, "compute_type": "float32"},
+    "sequential, float32, greedy (the default until 2026-12-05)": {
+        "batch_size": 0,
+        "compute_type": "float32",
+        "beam_size": 1,
+    },
     "VAD off": {"vad": False},
-    "beam 5": {"beam_size": 5},
+    "greedy (the default until 2026-12-06)": {"beam_size": 1},
     "cpu_threads 1": {"cpu_threads": 1},
     "cpu_threads 2": {"cpu_threads": 2},
 }

@@ -423,19 +423,20 @@ def wer(reference: str, hypothesis: str) -> float:
 
 @pytest.fixture(scope="session")
 def references(tmp_path_factory, long_speech):
-    """The transcript of an uninterrupted run of `long_speech` with an engine, to compare resumed
-    runs with: made once per engine."""
-    made: dict[str, str] = {}
+    """The transcript of an uninterrupted run of `long_speech` with an engine and a beam size, to
+    compare resumed runs with: made once for each."""
+    made: dict[tuple[str, int | None], str] = {}
 
-    def of(engine: str = "auto") -> str:
-        if engine not in made:
+    def of(engine: str = "auto", beam_size: int | None = None) -> str:
+        if (engine, beam_size) not in made:
+            beams = {"beam_size": beam_size} if beam_size else {}
             settings = make_settings(
-                tmp_path_factory.mktemp("reference") / "data", cpu_threads=1, engine=engine
+                tmp_path_factory.mktemp("reference") / "data", cpu_threads=1, engine=engine, **beams
             )
             done = ttservice(settings, "transcribe", str(long_speech))
             assert done.returncode == 0, done.stderr
-            made[engine] = done.stdout
-        return made[engine]
+            made[engine, beam_size] = done.stdout
+        return made[engine, beam_size]
 
     return of
 

@@ -112,7 +112,11 @@ class Settings:
         "auto",
         "CTranslate2 compute type (float32, int8, float16, ...); auto: float16 on CUDA, int8 on the CPU.",
     )
-    beam_size: int = setting(1, "Beam size for decoding (1: greedy).")
+    beam_size: int = setting(
+        5,
+        "Beam size for decoding: 5 (Whisper's own) was the most accurate on real speech; 1 (greedy) is"
+        " about a quarter faster. A job whose beams do not fit in the memory limit decodes with one.",
+    )
     vad: bool = setting(True, "1 to skip silence with the Silero VAD filter.")
     cpu_threads: int = setting(0, "CPU threads per worker; 0 lets CTranslate2 choose.")
     worker_nice: int = setting(

@@ -151,7 +151,7 @@ def test_sigkill_service_then_restart(service, invariants, fault_settings, ten_m
 def test_sigterm_service_interrupts_and_resume_continues(
     service, invariants, fault_settings, long_speech, references
 ):
-    reference = references(fault_settings.engine)
+    reference = references(fault_settings.engine, fault_settings.beam_size)
     store = invariants.store
     svc = service()
     a, b = (submit(store, fault_settings, long_speech) for _ in range(2))

@@ -154,6 +154,28 @@ def test_a_batch_that_does_not_fit_becomes_sequential_and_says_so(settings):
     assert 100 < job["peak_memory_mb"] < 4 * sequential  # measured by the worker as it ended
 
 
+def test_beams_that_do_not_fit_even_one_window_at_a_time_become_one_and_the_job_says_so(settings):
+    options = TranscribeOptions.from_settings(settings)
+    seconds = memory.file_seconds(JFK_WAV)
+    sequential = replace(options, batch_size=0)
+    greedy = memory.job_estimate_mb(replace(sequential, beam_size=1), seconds)
+    assert options.beam_size == 5 and greedy < memory.job_estimate_mb(sequential, seconds)
+    between = make_settings(settings.data_dir, memory_limit_mb=memory.job_estimate_mb(sequential, seconds))
+    assert memory.fit(options, between, seconds).options == sequential  # the batch goes before the beams
+    tight = make_settings(settings.data_dir, memory_limit_mb=greedy)
+    run = ttservice(tight, "transcribe", str(JFK_WAV))
+    assert run.returncode == 0, run.stderr
+    job = json.loads(ttservice(tight, "show", "1", "--json").stdout)
+    assert (job["options"]["batch_size"], job["options"]["beam_size"], job["status"]) == (0, 1, "completed")
+    assert "ask not what your country" in job["text"].lower()
+    assert job["warnings"] == [
+        f"Decoding with 5 beams does not fit in the memory limit of {greedy / 1024:.1f} GB even one"
+        " window at a time: this job decodes one window at a time with one beam, which may get a few"
+        " more words wrong."
+    ]
+    assert job["warning_codes"][0]["code"] == "memory.beams_reduced"
+
+
 @pytest.mark.model
 def test_two_jobs_of_which_one_fits_never_run_together_and_both_complete(settings, long_speech):
     one = memory.job_estimate_mb(TranscribeOptions.from_settings(settings))

@@ -15,6 +15,7 @@ import math
 import re
 import struct
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -335,25 +336,35 @@ class Fitted:
 
 
 def fit(options: TranscribeOptions, settings, seconds: float | None = None) -> Fitted:
-    """The options with the largest batch (or sequential decoding) whose estimate, on `seconds`
-    of media (None: not known yet), fits under the limit on its own; RequestError when even
-    sequential decoding does not."""
+    """The options with the largest batch (or sequential decoding), then with one beam, whose
+    estimate, on `seconds` of media (None: not known yet), fits under the limit on its own;
+    RequestError when even sequential greedy decoding does not."""
     needs = job_estimate_mb(options, seconds)
     limit = limit_mb(settings)
     if needs is None or needs <= limit:
         return Fitted(options, needs)
+    lightest, need = options, needs
+    for lightest, warning in _lighter(options, limit):
+        if (need := job_estimate_mb(lightest, seconds)) <= limit:
+            return Fitted(lightest, need, warning)
+    raise RequestError(too_large(lightest, seconds, need, limit))
+
+
+def _lighter(options: TranscribeOptions, limit: float) -> Iterator[tuple[TranscribeOptions, Message]]:
+    """Lighter ways to decode, in the order a job tries them, each with what its job is told:
+    smaller batches and one window at a time first, as they cost time; one beam last, as it
+    costs words."""
     batch = options.batch_size
     while batch > 2:  # halving to 1 would save nothing over sequential decoding
         batch //= 2
-        smaller = replace(options, batch_size=batch)
-        if (need := job_estimate_mb(smaller, seconds)) <= limit:
-            used = Message("memory.batch_of", batch=batch)
-            return Fitted(smaller, need, _reduced(options, used, limit))
+        used = Message("memory.batch_of", batch=batch)
+        yield replace(options, batch_size=batch), _reduced(options, used, limit)
     sequential = replace(options, batch_size=0)
-    need = job_estimate_mb(sequential, seconds)
-    if need <= limit:
-        return Fitted(sequential, need, _reduced(options, Message("memory.one_at_a_time"), limit))
-    raise RequestError(too_large(sequential, seconds, need, limit))
+    if options.batch_size:
+        yield sequential, _reduced(options, Message("memory.one_at_a_time"), limit)
+    if options.beam_size > 1:
+        told = Message("memory.beams_reduced", beams=options.beam_size, limit_gb=limit / 1024)
+        yield replace(sequential, beam_size=1), told
 
 
 def too_large(options: TranscribeOptions, seconds: float | None, need: float, limit: float) -> Message:
