@@ -114,8 +114,9 @@ class Settings:
     )
     beam_size: int = setting(
         5,
-        "Beam size for decoding: 5 (Whisper's own) was the most accurate on real speech; 1 (greedy) is"
-        " about a quarter faster. A job whose beams do not fit in the memory limit decodes with one.",
+        "Beam size for decoding: 5 (Whisper's own) was the most accurate on real speech; 1 (greedy)"
+        " takes about a quarter less time. A job whose beams do not fit in the memory limit decodes"
+        " with one.",
     )
     vad: bool = setting(True, "1 to skip silence with the Silero VAD filter.")
     cpu_threads: int = setting(0, "CPU threads per worker; 0 lets CTranslate2 choose.")
