@@ -128,9 +128,9 @@ def engine() -> str:
 def fault_settings(tmp_path, engine) -> Settings:
     # Sweeps every second and a 4-second orphan timeout, so that each fault resolves quickly;
     # one engine thread per worker keeps several jobs running side by side on 2 cores. Greedy,
-    # as these tests are about processes: with 5 beams a whisper.cpp job resumed after SIGTERM
-    # ended 4.6 % of its words away from an uninterrupted run, from the clip it stopped in on
-    # (faster-whisper: the same words; greedy whisper.cpp within the 2 % the test allows). Open.
+    # as these tests are about processes: with beam search whisper.cpp's text for a clip
+    # depends on what its context decoded before, and a job resumed after SIGTERM ended 4.6 %
+    # of its words away from an uninterrupted run (whispercpp's docstring).
     return make_settings(
         tmp_path / "data",
         engine=engine,

@@ -259,9 +259,11 @@ def test_phrases_end_at_a_sentence_a_pause_or_a_length():
     assert sum(runs, []) == steady and list(phrases([])) == []
 
 
-@pytest.mark.parametrize("batch_size", [8, 0], ids=["batched", "sequential"])
-def test_resume_gives_the_uninterrupted_transcript(long_speech, batch_size):
-    options = TranscribeOptions(batch_size=batch_size, language="en")
+@pytest.mark.parametrize(
+    ("batch_size", "beam_size"), [(8, 1), (8, 5), (0, 1)], ids=["batched", "batched, 5 beams", "sequential"]
+)
+def test_resume_gives_the_uninterrupted_transcript(long_speech, batch_size, beam_size):
+    options = TranscribeOptions(batch_size=batch_size, beam_size=beam_size, language="en")
     engine = FasterWhisperEngine(options)
     audio = decode_audio(str(long_speech), sampling_rate=16000)
     full = list(engine.transcribe(audio, options)[0])

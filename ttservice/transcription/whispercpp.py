@@ -5,7 +5,11 @@ the whole machine) busy; whisper.cpp's macOS arm64 wheels run on the GPU. It
 decodes the file clip by clip (the clips faster-whisper's batched pipeline cuts:
 VAD speech joined up to 30 s, see `clips`), each on its own with timestamps, so
 that a resumed job skips the clips done and re-decodes the one it stopped in,
-dropping what was committed, exactly as batched decoding does.
+dropping what was committed, as batched decoding does. Greedy, its words are an
+uninterrupted run's. With beam search whisper.cpp's text for a clip also depends on
+the clips its context decoded before (the same clip decoded alone, or after others,
+came out differently), so from the clip it stopped in a resumed job's words may
+differ from an uninterrupted run's; nothing is lost or repeated.
 
 It loads a ggml file: one given as `--model`, or the one written once from the
 CTranslate2 model the name means (`models.ggml`), so every model TTService can
