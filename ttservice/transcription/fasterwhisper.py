@@ -89,10 +89,10 @@ class FasterWhisperEngine:
         ctranslate2.set_random_seed(SAMPLING_SEED)
         folder = requests.model_folder(options.model)
         self.device = device.resolve(options.device, options.device_index, options.compute_type)
+        self.threads = options.cpu_threads or device.cpu_threads(1)  # on the CPU, what it loads with
         self.side_by_side = 1
         if self.device.kind == "cpu":
-            threads = options.cpu_threads or device.cpu_threads(1)
-            self.side_by_side = device.side_by_side(threads, options.batch_size > 0)
+            self.side_by_side = device.side_by_side(self.threads, options.batch_size > 0)
         try:
             self.model = WhisperModel(
                 str(folder),
@@ -292,15 +292,14 @@ class FasterWhisperEngine:
         said in the job's log where that is fewer."""
         if self.device.kind != "cpu":
             return options.batch_size
-        threads = options.cpu_threads or device.cpu_threads(1)
-        size = device.cpu_batch(options.batch_size, threads)
+        size = device.cpu_batch(options.batch_size, self.threads)
         each = -(-size // self.side_by_side)
         if self.side_by_side > 1:
             log.info("Decoding %d clips at a time: %d batches of %d side by side, sharing %d CPU threads",
-                     size, self.side_by_side, each, threads)  # fmt: skip
+                     size, self.side_by_side, each, self.threads)  # fmt: skip
         elif size < options.batch_size:
-            per = device.CPU_CLIPS_PER_THREAD
-            log.info("Decoding %d clips at a time, %d per CPU thread of the job (%d)", size, per, threads)
+            log.info("Decoding %d clips at a time, %d per CPU thread of the job (%d)",
+                     size, device.CPU_CLIPS_PER_THREAD, self.threads)  # fmt: skip
         return each
 
     def _again(self, clip: Clip, language: str, options: TranscribeOptions) -> Iterator[Segment]:
