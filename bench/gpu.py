@@ -1,7 +1,9 @@
 """The GPU benchmark that bench/gpu.sh runs (with TTSERVICE_DEVICE=cuda and CUDA's libraries found).
 
-Three minutes of real speech (../shared/data/jfk.wav sixteen times, a second of silence between),
-transcribed by `ttservice transcribe` and by bench/bare.py, alternately, three runs each: the
+Three and a half minutes of real speech (the recordings of bench item 18 that need no download:
+jfk.wav, the English half of multilingual.mp3 and pyannote.audio's call, a second of silence
+between them, three times over), transcribed by `ttservice transcribe` and by bench/bare.py,
+alternately, three runs each: the
 ×realtime of each, their ratio and the WER difference; and the peak memory (RSS) of the last job
 against the estimate admission and the memory limit's guard count for it, never measured on CUDA
 (docs/decisions.md). A model other than tiny.en: pass its name or folder (`bench/gpu.sh base`,
@@ -25,21 +27,26 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import realspeech  # noqa: E402
 from bench.run import wer  # noqa: E402
-from tests.conftest import JFK_TXT, JFK_WAV  # noqa: E402
+from tests.conftest import SHARED  # noqa: E402
 from tests.speech import write_wav  # noqa: E402
 from ttservice.transcription import device  # noqa: E402
 
-TIMES, RUNS = 16, 3
+TIMES, RUNS = 3, 3
 
 
-def speech(dest: Path) -> tuple[Path, float, str]:
-    with wave.open(str(JFK_WAV)) as w:
+def speech(work: Path) -> tuple[Path, float, str]:
+    """The recordings joined, `TIMES` over, and what was said. (Not one recording over and over: a
+    30-s clip of one phrase said again and again compresses too well, so every temperature of the
+    fallback would be tried on it, and the figures would be of that.)"""
+    found = realspeech.recordings(work, SHARED / "data", None)
+    with wave.open(str(realspeech.joined(work, found))) as w:
         rate = w.getframerate()
         samples = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
-    piece = np.concatenate([samples, np.zeros(rate, np.float32)])
-    audio = np.tile(piece, TIMES)
-    return write_wav(dest, audio, rate), len(audio) / rate, " ".join([JFK_TXT.read_text().strip()] * TIMES)
+    audio = np.tile(samples, TIMES)
+    said = " ".join(text.strip() for _, text in found)
+    return write_wav(work / "real_speech_3x.wav", audio, rate), len(audio) / rate, " ".join([said] * TIMES)
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
@@ -52,7 +59,7 @@ def main() -> None:
     found = device.resolve(os.environ.get("TTSERVICE_DEVICE", "cuda"))  # one sentence if there is no GPU
     model = sys.argv[1] if len(sys.argv) > 1 else "tiny.en"
     with tempfile.TemporaryDirectory(prefix="ttservice-gpu-") as tmp:
-        audio, seconds, reference = speech(Path(tmp) / "three_minutes.wav")
+        audio, seconds, reference = speech(Path(tmp))
         env = dict(os.environ, TTSERVICE_DATA_DIR=str(Path(tmp) / "data"), TTSERVICE_MODEL=model)
         py = sys.executable
         ours, bare = [], []
@@ -67,7 +74,7 @@ def main() -> None:
     errors = {name: wer(reference, runs[-1][1]) for name, runs in (("ours", ours), ("bare", bare))}
     print(f"GPU benchmark: {model} on {found.describe()}, {seconds:.0f} s of speech, median of {RUNS} runs")
     print(f"  ttservice transcribe  {speed['ours']:7.1f} x realtime   WER {errors['ours']:.1%}")
-    print(f"  bare faster-whisper   {speed['bare']:7.1f} x realtime   WER {errors['bare']:.1%}")
+    print(f"  bench/bare.py         {speed['bare']:7.1f} x realtime   WER {errors['bare']:.1%}")
     print(f"  wall-time ratio ours / bare {speed['bare'] / speed['ours']:.3f}")
     print(f"  WER difference {100 * (errors['ours'] - errors['bare']):+.1f} points")
     print(f"  peak memory (RSS) of the last job {peak:.0f} MB, its estimate {estimate:.0f} MB")
