@@ -53,3 +53,19 @@ def test_options_from_settings_keep_unchosen_defaults(settings):
     options = TranscribeOptions.from_settings(tuned, model=None, language="th", word_timestamps=True)
     assert (options.model, options.beam_size, options.vad) == ("base", 3, False)
     assert (options.language, options.word_timestamps, options.task) == ("th", True, "transcribe")
+
+
+def test_by_default_tiny_en_decodes_window_by_window_on_the_cpu_and_other_models_in_batches(settings):
+    """TTSERVICE_BATCH_SIZE=-1, the default: the decoding measured best for the job's model on
+    real speech (docs/decisions.md); a batch size set is every model's."""
+    from dataclasses import replace
+
+    def batch(chosen, **choices) -> int:
+        return TranscribeOptions.from_settings(chosen, **choices).batch_size
+
+    assert settings.batch_size == -1
+    cpu = replace(settings, device="cpu")
+    assert [batch(cpu, model=m) for m in ("tiny.en", "base", "large-v3")] == [0, 8, 8]
+    assert batch(cpu, model="tiny.en", device="cuda") == 8
+    assert batch(replace(cpu, batch_size=4), model="tiny.en") == 4
+    assert batch(replace(cpu, batch_size=0), model="base") == 0

@@ -139,6 +139,10 @@ class TranscribeOptions:
             "engine": settings.engine,
         }
         values.update({k: v for k, v in choices.items() if v is not None})
+        if values["batch_size"] < 0:  # the setting's default: the model's own
+            from ..transcription.device import default_batch
+
+            values["batch_size"] = default_batch(values["model"], values["device"])
         return cls(**values)
 
     def to_json(self) -> str:
