@@ -155,14 +155,14 @@ def test_a_batch_that_does_not_fit_becomes_sequential_and_says_so(settings):
 
 
 def test_beams_that_do_not_fit_even_one_window_at_a_time_become_one_and_the_job_says_so(settings):
-    options = TranscribeOptions.from_settings(settings, batch_size=8)
+    options = TranscribeOptions.from_settings(settings, batch_size=8, beam_size=5)
     seconds = memory.file_seconds(JFK_WAV)
     sequential = replace(options, batch_size=0)
     greedy = memory.job_estimate_mb(replace(sequential, beam_size=1), seconds)
     assert options.beam_size == 5 and greedy < memory.job_estimate_mb(sequential, seconds)
     between = make_settings(settings.data_dir, memory_limit_mb=memory.job_estimate_mb(sequential, seconds))
     assert memory.fit(options, between, seconds).options == sequential  # the batch goes before the beams
-    tight = make_settings(settings.data_dir, memory_limit_mb=greedy, batch_size=8)
+    tight = make_settings(settings.data_dir, memory_limit_mb=greedy, batch_size=8, beam_size=5)
     run = ttservice(tight, "transcribe", str(JFK_WAV))
     assert run.returncode == 0, run.stderr
     job = json.loads(ttservice(tight, "show", "1", "--json").stdout)

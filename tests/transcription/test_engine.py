@@ -260,7 +260,9 @@ def test_phrases_end_at_a_sentence_a_pause_or_a_length():
 
 
 @pytest.mark.parametrize(
-    ("batch_size", "beam_size"), [(8, 1), (8, 5), (0, 1)], ids=["batched", "batched, 5 beams", "sequential"]
+    ("batch_size", "beam_size"),
+    [(8, 1), (8, 5), (0, 1), (0, 5)],
+    ids=["batched", "batched, 5 beams", "sequential", "sequential, 5 beams (tiny.en's default)"],
 )
 def test_resume_gives_the_uninterrupted_transcript(long_speech, batch_size, beam_size):
     options = TranscribeOptions(batch_size=batch_size, beam_size=beam_size, language="en")
