@@ -284,7 +284,9 @@ def hosts(tmp_path):
 
 
 def submit(store: Store, media: Path) -> int:
-    options = TranscribeOptions.from_settings(Settings.from_env({}))  # as `ttservice submit` would
+    # As `ttservice submit` would, decoding greedily as the tests do (`make_settings`) and as the
+    # run `reference` comes from does.
+    options = TranscribeOptions.from_settings(Settings.from_env({}), beam_size=1)
     return store.create_job(media.name, str(media), options, Runner.SERVICE)
 
 
