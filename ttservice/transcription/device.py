@@ -61,7 +61,7 @@ def default_batch(model: str, device: str) -> int:
     device = (device or "auto").strip().lower()
     if model not in SEQUENTIAL_ON_CPU or device == "cuda":
         return DEFAULT_BATCH
-    return DEFAULT_BATCH if device == "auto" and cuda_devices() else 0
+    return DEFAULT_BATCH if device == "auto" and resolve("auto").kind == "cuda" else 0
 
 
 def side_by_side(threads: int, batched: bool) -> int:
