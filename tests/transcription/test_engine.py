@@ -30,6 +30,23 @@ def test_speech_clips_join_speech_up_to_30_s_and_map_back(long_speech):
     assert [c.spans for c in fixed] == [((0, 480000),), ((480000, 960000),), ((960000, 1120000),)]
 
 
+def test_the_last_text_ends_with_the_file_not_with_whispers_window():
+    """faster-whisper ended the last segment of a 26.73-s recording (pocketsphinx's Austen reading)
+    at 30.76 s, the end of its window; the job stores it, and its words, ending with the file."""
+    from ttservice.jobs import Segment
+    from ttservice.transcription.pipeline import ending_by
+
+    said = [
+        {"start": 23.76, "end": 24.1, "word": " He", "probability": 0.9},
+        {"start": 26.2, "end": 30.76, "word": " himself.", "probability": 0.8},
+    ]
+    last = ending_by(Segment(23.76, 30.76, "He himself.", said), 26.73)
+    assert (last.start, last.end, last.text) == (23.76, 26.73, "He himself.")
+    assert last.words == [said[0], {**said[1], "end": 26.73}]
+    within = Segment(1.0, 5.0, "Within the file.", said[:1])
+    assert ending_by(within, 26.73) is within
+
+
 def test_a_word_over_the_seam_of_two_spans_keeps_to_the_one_that_holds_its_middle():
     """A clip joins the speech at 0-1 s and 3-4 s of a file. A word aligned over the seam (0.8 to
     1.6 s of the joined audio) is placed from the span that holds its middle, at 2.8 to 3.6 s;

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..config import MEDIA_FROM_ENV, Settings
 from ..exceptions import TTServiceError
-from ..jobs import Job, Runner, Store, TranscribeOptions
+from ..jobs import Job, Runner, Segment, Store, TranscribeOptions
 from ..jobs.logs import JobLogHandler
 from ..jobs.record import chunk_of
 from ..messages import Message
@@ -192,6 +192,8 @@ def transcribe_job(
         if segment.words and has_thai(segment.text):  # Whisper times Thai a letter at a time
             segment = replace(segment, words=merge_words(segment.words))
         duration = prepared.duration  # the declared length until all of the media is decoded
+        if prepared.audio.done:
+            segment = ending_by(segment, duration)
         processed = min(segment.end, duration)
         if not store.add_segments(job_id, [segment], processed, processed / duration, attempt=attempt):
             log.warning("job %s is no longer processing; stopping", job_id)
@@ -231,6 +233,18 @@ def transcribe_job(
         audio = prepared.audio.result() if prepared.audio.done and prepared.audio.error is None else None
         label(store, job_id, path, options, attempt, audio)
     return True
+
+
+def ending_by(segment: Segment, duration: float) -> Segment:
+    """The segment, and its words, ending no later than the file. Whisper can end the last text of
+    a file at the end of its 30-s window: faster-whisper ended a 26.7-s recording's at 30.8 s, a
+    subtitle shown after the file has ended."""
+    if segment.end <= duration:
+        return segment
+    words = segment.words and [
+        {**w, "start": min(w["start"], duration), "end": min(w["end"], duration)} for w in segment.words
+    ]
+    return replace(segment, start=min(segment.start, duration), end=duration, words=words)
 
 
 def label(
