@@ -56,17 +56,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def standby(settings: Settings, load: bool = True) -> int:
-    """The service's warm worker: load the default model (with `load`; else only what every
-    job needs before its model, `warm_up`), then wait for a job id on stdin."""
+    """The service's warm worker: load the default model and the speech finder's (with `load`;
+    else only the imports every job needs before its model, `warm_up`: a command's worker
+    started ahead has its job at once, and the speech finder's model loads beside the job's),
+    then wait for a job id on stdin."""
     die_with_parent(signal.SIGKILL)  # no job yet, nothing to record: go with whoever started it
     warm = None
+    warm_up(speech_model=load)
     try:
         if load:
             # Its threads are its share as the next job: the service sets TTSERVICE_CPU_THREADS so.
             options = TranscribeOptions.from_settings(settings)
             warm = engine_class(for_job(options))(options)
-        else:
-            warm_up()
     except TTServiceError as error:  # the job loads its own model and records why it cannot
         print(f"Default model not loaded: {error}", flush=True)
     print(STANDBY_READY, flush=True)

@@ -97,13 +97,15 @@ def _media_path(store: Store, settings: Settings, job: Job, attempt: int | None)
     return remote.fetched(store, settings, job, attempt, api_url)
 
 
-def warm_up() -> None:
+def warm_up(speech_model: bool = True) -> None:
     """What every job does before its model, done ahead by a worker that waits for its job:
-    faster_whisper's imports (the speech finder's too, whichever engine decodes) and the speech
-    finder's model (cached by faster_whisper)."""
+    faster_whisper's imports (the speech finder's too, whichever engine decodes) and, with
+    `speech_model`, the speech finder's model (cached by faster_whisper). Without it, the job
+    loads that model (~50 ms) in the thread that finds the speech, while its own model loads."""
     from faster_whisper.vad import get_vad_model
 
-    get_vad_model()
+    if speech_model:
+        get_vad_model()
 
 
 def transcribe_job(
