@@ -116,27 +116,19 @@ SETTINGS = [  # (model, compute type, batch, beam): greedy, then beam search at 
 ]
 
 
-def _write_wav(path: Path, samples: np.ndarray) -> Path:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
-    return path
-
-
 def recordings(work: Path, shared: Path, extra: Path | None) -> list[tuple[Path, str]]:
     """Each recording as a 16-kHz WAV, with its transcript."""
     from faster_whisper.audio import decode_audio
 
     from tests.conftest import speakers_sample
+    from tests.speech import write_wav
 
     english = decode_audio(str(shared / "multilingual.mp3"))[: int(ENGLISH_HALF * 16000)]
     call = speakers_sample()  # a phone call of two people, with what each said (sample.stm)
     said = " ".join(" ".join(line.split()[5:]) for line in call.with_suffix(".stm").read_text().splitlines())
     found = [
         (shared / "jfk.wav", (shared / "jfk.txt").read_text(encoding="utf-8")),
-        (_write_wav(work / "multilingual-english.wav", english), MIT_LICENSE_START),
+        (write_wav(work / "multilingual-english.wav", english), MIT_LICENSE_START),
         (call, said),
     ]
     for audio in sorted(extra.glob("*.wav")) if extra else []:
@@ -149,9 +141,11 @@ def joined(work: Path, found: list[tuple[Path, str]]) -> Path:
     """Every recording in one file, a second of silence between them."""
     from faster_whisper.audio import decode_audio
 
+    from tests.speech import write_wav
+
     silence = np.zeros(16000, dtype=np.float32)
     parts = [part for path, _ in found for part in (decode_audio(str(path)), silence)]
-    return _write_wav(work / "real_speech.wav", np.concatenate(parts))
+    return write_wav(work / "real_speech.wav", np.concatenate(parts))
 
 
 def real_speech(figures, work: Path, runs: int, extra: Path | None, ctx) -> None:
