@@ -173,25 +173,12 @@ case "$MODE" in
     say "Lint"
     "$VENV/bin/ruff" check ttservice tests bench
     "$VENV/bin/ruff" format --check ttservice tests bench
-    say "Tests, and beside them the portable pass (TTSERVICE_PORTABLE=1): ${PORTABLE_SUITES[*]}"
-    # The two passes run at once: on two cores each kept 1.1 of them busy on average, waiting on
-    # the processes it supervises the rest of the time. The portable pass's report follows the
-    # main one's. It runs in a process group of its own (set -m), where Ctrl-C is not ignored as
-    # in a background job: the trap passes Ctrl-C on, and it stops as the main pass does.
-    portable_log=$(mktemp)
-    set -m
-    TTSERVICE_PORTABLE=1 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "${PORTABLE_SUITES[@]}" \
-      >"$portable_log" 2>&1 &
-    portable=$!
-    set +m
-    trap 'kill -INT -- "-$portable" 2>/dev/null || true' INT TERM
+    say "Tests"
     status=0
     # The slowest tests are listed at the end: CI's run should stay under 30 minutes.
     "$VENV/bin/python" -m pytest -q -p no:cacheprovider --durations=15 || status=$?
-    wait "$portable" || status=$?
-    say "The portable pass"
-    cat "$portable_log"
-    rm -f "$portable_log"
+    say "Tests again in portable mode (TTSERVICE_PORTABLE=1): ${PORTABLE_SUITES[*]}"
+    TTSERVICE_PORTABLE=1 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "${PORTABLE_SUITES[@]}" || status=$?
     exit $status ;;
   --bench)
     ensure_test_packages
