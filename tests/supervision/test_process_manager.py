@@ -308,10 +308,18 @@ def test_a_running_manager_looks_for_orphans_every_half_timeout_and_housekeeps_a
 
 
 def niceness(pid: int) -> set[int]:
-    """The niceness of each of the process's threads, read from /proc (a niceness is each thread's)."""
+    """The niceness of each of the process's threads, read from /proc (a niceness is each thread's).
+
+    A thread may end between the listing and the read (CI once lost one that way): it has no
+    niceness left to check.
+    """
     found = set()
     for task in (Path("/proc") / str(pid) / "task").iterdir():
-        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        try:
+            stat = (task / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
         found.add(int(fields[16]))  # field 19 of stat; fields[0] is field 3
     return found
 
