@@ -200,12 +200,13 @@ def make_job(store: Store):
 
 @pytest.fixture(scope="session")
 def long_speech(tmp_path_factory) -> Path:
-    """About three minutes of synthesised speech (espeak-ng), written once per run."""
+    """About two minutes of synthesised speech (espeak-ng), written once per run."""
     return synthesize(tmp_path_factory.mktemp("speech") / "long_speech.wav", SPEECH * 6)
 
 
 @pytest.fixture(scope="session")
 def minute_speech(tmp_path_factory) -> Path:
+    """About 40 s of synthesised speech."""
     return synthesize(tmp_path_factory.mktemp("speech") / "minute_speech.wav", SPEECH * 2)
 
 

@@ -195,8 +195,14 @@ def service(fault_settings, tmp_path):
 
 @pytest.fixture(scope="session")
 def ten_minute_speech(tmp_path_factory) -> Path:
-    """About ten minutes of speech: long enough to outlive a service restart."""
+    """About seven minutes of speech: long enough to outlive a service restart."""
     return synthesize(tmp_path_factory.mktemp("speech") / "ten_minute_speech.wav", SPEECH * 20)
+
+
+@pytest.fixture(scope="session")
+def short_speech(tmp_path_factory) -> Path:
+    """About 20 s of speech: the contention soak's six jobs run side by side for as long."""
+    return synthesize(tmp_path_factory.mktemp("speech") / "short_speech.wav", SPEECH)
 
 
 def wait_status(store: Store, job_id: int, statuses, timeout: float = 60.0):

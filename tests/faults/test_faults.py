@@ -282,12 +282,12 @@ def test_three_concurrent_jobs_one_killed(service, invariants, fault_settings, l
     invariants.check()
 
 
-def test_contention_soak(service, invariants, fault_settings, minute_speech):
+def test_contention_soak(service, invariants, fault_settings, short_speech):
     """Six workers heartbeating 20 times a second and committing segments while readers poll."""
     settings = replace(fault_settings, max_concurrent_jobs=6, heartbeat_interval=0.05, orphan_timeout=30.0)
     store = invariants.store
     service(settings)
-    jobs = [submit(store, settings, minute_speech) for _ in range(6)]
+    jobs = [submit(store, settings, short_speech) for _ in range(6)]
     errors: list[str] = []
     reads = [0]
     done = threading.Event()

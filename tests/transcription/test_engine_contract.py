@@ -45,11 +45,11 @@ def test_the_language_is_detected_and_timestamps_are_the_files(loaded):
     assert all(a.start <= b.start for a, b in zip(found, found[1:], strict=False))
 
 
-def test_resume_gives_the_uninterrupted_transcript(loaded, long_speech):
+def test_resume_gives_the_uninterrupted_transcript(loaded, minute_speech):
     """Stopped anywhere, a resumed run ends with the same words, and no segment twice."""
     engine, options = loaded
     options = replace(options, language="en")
-    audio = decode_audio(str(long_speech), sampling_rate=16000)
+    audio = decode_audio(str(minute_speech), sampling_rate=16000)
     full = list(engine.transcribe(audio, options)[0])
     assert len(full) > 6
     for stop in (2, len(full) // 2):
