@@ -97,7 +97,7 @@ def _media_path(store: Store, settings: Settings, job: Job, attempt: int | None)
     return remote.fetched(store, settings, job, attempt, api_url)
 
 
-def warm_up(speech_model: bool = True) -> None:
+def warm_up(speech_model: bool) -> None:
     """What every job does before its model, done ahead by a worker that waits for its job:
     faster_whisper's imports (the speech finder's too, whichever engine decodes) and, with
     `speech_model`, the speech finder's model (cached by faster_whisper). Without it, the job
