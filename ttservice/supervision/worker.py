@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_job(int(argv[0]), settings, attempt=int(argv[1]) if len(argv) > 1 else None)
 
 
-def standby(settings: Settings, load: bool = True) -> int:
+def standby(settings: Settings, load: bool) -> int:
     """The service's warm worker: load the default model and the speech finder's (with `load`;
     else only the imports every job needs before its model, `warm_up`: a command's worker
     started ahead has its job at once, and the speech finder's model loads beside the job's),
