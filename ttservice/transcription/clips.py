@@ -26,8 +26,9 @@ PHRASE_ENDS = tuple(".?!。？！")  # a batched clip's text is cut into segment
 PHRASE_PAUSE = 1.0  # at a pause of this many seconds between words,
 PHRASE_SECONDS = 10.0  # and before a word that would make a segment longer than this
 # Decoded without timestamps, a clip's text can stop early (it did where one recording followed
-# another inside a clip: 18 s of speech left unheard); elsewhere the last word ended at most
-# 1.4 s before the clip did, on every real recording we have.
+# another inside a clip: 18 s of speech left unheard), or begin late (20 s of one voice before
+# the next unheard, bench item 23); elsewhere the last word ended at most 1.4 s before the clip
+# did, on every real recording we have.
 UNHEARD_SECONDS = 5.0
 
 
@@ -74,35 +75,54 @@ class Clip:
 
     def decoded_badly(self, s: Any, clip_start: float) -> bool:
         """Whether the batch's text for this clip fails Whisper's own tests (a loop, or text it
-        doubts), or stops UNHEARD_SECONDS or more before the clip's speech does."""
+        doubts), or begins UNHEARD_SECONDS or more after the clip's speech does, or stops as long
+        before it ends."""
         if self.fails_whispers_tests(s):
             return True
-        heard = s.words[-1].end - clip_start if s.words else 0.0
-        return len(self.audio) / SAMPLE_RATE - heard >= UNHEARD_SECONDS
+        if not s.words:
+            return len(self.audio) / SAMPLE_RATE >= UNHEARD_SECONDS
+        return self._began_late(s, clip_start) or self._stopped_early(s, clip_start)
 
     @staticmethod
     def fails_whispers_tests(s: Any) -> bool:
         return s.compression_ratio > COMPRESSION_LIMIT or s.avg_logprob < LOGPROB_LIMIT
 
-    def unheard(self, s: Any, clip_start: float) -> Clip | None:
-        """The speech after the text that stopped short, as a clip of its own: the spans after
-        the one that holds the last word. None where the text fails Whisper's tests, or where
-        that span goes on UNHEARD_SECONDS or more after the last word (the text stopped in the
-        middle of speech: no pause to start the rest at).
+    def unheard(self, s: Any, clip_start: float) -> tuple[Clip | None, Clip | None] | None:
+        """The speech the text left unheard, as clips of their own: before text that began late,
+        the spans before the one that holds the first word; after text that stopped early, the
+        spans after the one that holds the last (None for a side where nothing was left). None
+        where the text fails Whisper's tests, left nothing so, or began or stopped in the middle
+        of speech (UNHEARD_SECONDS or more of its span unheard: no pause to cut at).
 
-        The rest starts at a span, so with speech: cut where the words stopped, it started in
-        a silence that tiny.en filled with "Thank you." on the two-voice espeak dialogue.
+        Each part starts and ends at a span, so with speech: cut where the words stopped, a rest
+        started in a silence that tiny.en filled with "Thank you." on the two-voice espeak dialogue.
         """
         if self.fails_whispers_tests(s) or not s.words:
             return None
-        last = s.words[-1]
-        i = self._span_of((last.start + last.end) / 2 - clip_start)  # the span that holds the last word
-        if i + 1 >= len(self.spans):
-            return None
-        at = self._ends[i]
-        if at / SAMPLE_RATE - (last.end - clip_start) >= UNHEARD_SECONDS:
-            return None
-        return Clip(self.spans[i + 1 :], self.audio[at:])
+        before = after = None
+        if self._began_late(s, clip_start):
+            first = s.words[0]
+            i = self._span_of((first.start + first.end) / 2 - clip_start)  # the span that holds it
+            at = self._ends[i - 1] if 0 < i < len(self.spans) else None
+            if at is None or first.start - clip_start - at / SAMPLE_RATE >= UNHEARD_SECONDS:
+                return None
+            before = Clip(self.spans[:i], self.audio[:at])
+        if self._stopped_early(s, clip_start):
+            last = s.words[-1]
+            i = self._span_of((last.start + last.end) / 2 - clip_start)
+            if i + 1 >= len(self.spans):
+                return None
+            at = self._ends[i]
+            if at / SAMPLE_RATE - (last.end - clip_start) >= UNHEARD_SECONDS:
+                return None
+            after = Clip(self.spans[i + 1 :], self.audio[at:])
+        return None if before is None and after is None else (before, after)
+
+    def _began_late(self, s: Any, clip_start: float) -> bool:
+        return s.words[0].start - clip_start >= UNHEARD_SECONDS
+
+    def _stopped_early(self, s: Any, clip_start: float) -> bool:
+        return len(self.audio) / SAMPLE_RATE - (s.words[-1].end - clip_start) >= UNHEARD_SECONDS
 
     def phrases(self, s: Any, clip_start: float, keep_words: bool) -> Iterator[Segment]:
         """A decoded clip (times within the batch's audio) as segments on the file's timeline.

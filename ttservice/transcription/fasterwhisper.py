@@ -242,20 +242,25 @@ class FasterWhisperEngine:
                 yield from checked(batch[k], s, k * SLOT_SECONDS)
 
         def checked(clip: Clip, s: Any, start: float) -> Iterator[Segment]:
-            """The clip's text as the batch decoded it; where that text stopped short of the
-            clip's speech, followed by the rest decoded as a clip of its own; decoded again as
-            sequential decoding would where neither can be had (see `Clip.unheard`)."""
+            """The clip's text as the batch decoded it; where that text began late or stopped short
+            of the clip's speech, with the speech it left decoded as clips of their own; decoded
+            again as sequential decoding would where that cannot be had (see `Clip.unheard`)."""
             if not clip.decoded_badly(s, start):
                 self._doubted(len(clip.audio) / SAMPLE_RATE, s)
                 yield from clip.phrases(s, start, options.word_timestamps)
                 return
-            rest = clip.unheard(s, start)
-            if rest is None:
+            parts = clip.unheard(s, start)
+            if parts is None:
                 yield from self._again(clip, language, options)
                 return
-            self._doubted((len(clip.audio) - len(rest.audio)) / SAMPLE_RATE, s)
+            before, after = parts
+            if before is not None:
+                yield from run([before])
+            left = sum(len(part.audio) for part in parts if part is not None)
+            self._doubted((len(clip.audio) - left) / SAMPLE_RATE, s)
             yield from clip.phrases(s, start, options.word_timestamps)
-            yield from run([rest])
+            if after is not None:
+                yield from run([after])
 
         def decoded() -> Iterator[list[Segment]]:
             """Each batch's segments, in order, `side_by_side` batches decoding at once; a lone
