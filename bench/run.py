@@ -38,7 +38,7 @@ from bench.api import api as api_bench  # noqa: E402
 from bench.desktop import desktop  # noqa: E402
 from bench.engines import engines_side_by_side  # noqa: E402
 from bench.follow import follow_bench  # noqa: E402
-from bench.realspeech import real_speech, recordings  # noqa: E402
+from bench.realspeech import meetings, real_speech, recordings  # noqa: E402
 from bench.search import search as search_bench  # noqa: E402
 from bench.speakers import labelling  # noqa: E402
 from bench.stores import stores as stores_bench  # noqa: E402
@@ -681,6 +681,7 @@ ITEMS = {
     "20": "conversion",
     "21": "speakers",
     "22": "engines",
+    "23": "meetings",
 }
 
 
@@ -697,11 +698,11 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-22)")
+    parser.add_argument("--only", default=",".join(ITEMS), help="comma-separated item numbers (1-23)")
     parser.add_argument("--runs", type=int, default=5, help="repetitions per timed figure")
     parser.add_argument("--window", type=float, default=60.0, help="seconds of monitoring in item 4")
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of speech in item 8")
-    parser.add_argument("--real", type=Path, help="a folder of NAME.wav + NAME.txt recordings for item 18")
+    parser.add_argument("--real", type=Path, help="NAME.wav + NAME.txt recordings for items 18, 22 and 23")
     parser.add_argument(
         "--thai-models",
         type=lambda text: [m for m in text.split(",") if m],
@@ -743,6 +744,7 @@ def main() -> None:
             "16": lambda: follow_bench(figures, work, 1),  # 3 minutes: one commit at a time
             "17": lambda: desktop(figures, work, three_minutes, settings_in),
             "18": lambda: real_speech(figures, work, args.runs, args.real, sys.modules[__name__]),
+            "23": lambda: meetings(figures, work, args.real, sys.modules[__name__]),
             "11": lambda: api_bench(figures, work, three_minutes, args.runs, alternate, settings_in),
             "19": lambda: thai_accuracy(figures, work, args.thai_models, sys.modules[__name__]),
             "20": lambda: conversion(figures, work, min(args.runs, 3), sys.modules[__name__]),

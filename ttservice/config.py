@@ -62,6 +62,9 @@ PARSERS: dict[type, Callable[[str], object]] = {
 }
 
 
+DEFAULT_BATCH = 8  # clips of speech decoded at once by default (docs/decisions.md)
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = setting(Path("./data"), "Where the database, logs, uploads and backups live.")
@@ -126,12 +129,11 @@ class Settings:
         " programs and the web app stay responsive while jobs run.",
     )
     batch_size: int = setting(
-        -1,
-        "-1: what was measured best for the job's model on real speech: window by window for tiny.en"
-        " on the CPU (up to a word in a hundred more right than batched, a fifth to a third slower), 8"
-        " for every other model and on CUDA. N > 0 decodes N clips of speech at a time (the engine's batched"
-        " pipeline; on the CPU at most two per thread of the job, since more were slower, as two"
-        " batches side by side); 0 decodes window by window, each primed with the text before it.",
+        DEFAULT_BATCH,
+        "N > 0 decodes N clips of speech at a time (the engine's batched pipeline: on real speech the"
+        " fastest, and the most accurate on recordings of several voices at different levels; on the"
+        " CPU at most two per thread of the job, since more were slower, as two batches side by"
+        " side); 0 decodes window by window, each primed with the text before it.",
     )
     engine: str = setting(
         "auto",

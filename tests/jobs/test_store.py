@@ -55,17 +55,17 @@ def test_options_from_settings_keep_unchosen_defaults(settings):
     assert (options.language, options.word_timestamps, options.task) == ("th", True, "transcribe")
 
 
-def test_by_default_tiny_en_decodes_window_by_window_on_the_cpu_and_other_models_in_batches(settings):
-    """TTSERVICE_BATCH_SIZE=-1, the default: the decoding measured best for the job's model on
-    real speech (docs/decisions.md); a batch size set is every model's."""
+def test_by_default_every_model_decodes_in_batches_of_eight(settings):
+    """TTSERVICE_BATCH_SIZE=8, the default, for every model and device (docs/decisions.md); a batch
+    size set is every model's, 0 window by window, -1 the default."""
     from dataclasses import replace
 
     def batch(chosen, **choices) -> int:
         return TranscribeOptions.from_settings(chosen, **choices).batch_size
 
-    assert settings.batch_size == -1
     cpu = replace(settings, device="cpu")
-    assert [batch(cpu, model=m) for m in ("tiny.en", "base", "large-v3")] == [0, 8, 8]
+    assert [batch(cpu, model=m) for m in ("tiny.en", "base", "large-v3")] == [8, 8, 8]
     assert batch(cpu, model="tiny.en", device="cuda") == 8
     assert batch(replace(cpu, batch_size=4), model="tiny.en") == 4
     assert batch(replace(cpu, batch_size=0), model="base") == 0
+    assert batch(replace(cpu, batch_size=-1), model="tiny.en") == 8  # the default's name until 2026-12-06

@@ -139,10 +139,10 @@ class TranscribeOptions:
             "engine": settings.engine,
         }
         values.update({k: v for k, v in choices.items() if v is not None})
-        if values["batch_size"] < 0:  # the setting's default: the model's own
-            from ..transcription.device import default_batch
+        if values["batch_size"] < 0:  # -1 named the default until the seventh session of 2026-12-06
+            from ..config import DEFAULT_BATCH
 
-            values["batch_size"] = default_batch(values["model"], values["device"])
+            values["batch_size"] = DEFAULT_BATCH
         return cls(**values)
 
     def to_json(self) -> str:

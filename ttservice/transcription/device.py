@@ -26,14 +26,6 @@ CPU_CLIPS_PER_THREAD = 2
 CPU_SIDE_BY_SIDE = 2
 
 
-# Decoding by default (TTSERVICE_BATCH_SIZE -1): the fastest setting within 0.5 WER points of the
-# most accurate on real speech, on every CPU it was measured on (bench item 18, docs/performance.md):
-# tiny.en window by window (batched was 1.0 and 0.4 points behind on two CPUs); base batched. Larger
-# models were not measured here: batched, as base and as on CUDA, where batches cost little.
-SEQUENTIAL_ON_CPU = frozenset({"tiny.en"})
-DEFAULT_BATCH = 8
-
-
 # What CTranslate2 4.x loads by name on CUDA, beside the driver: cuBLAS 12 and cuDNN 9 (the
 # encoder's convolutions). Missing, a model loads and its first decode fails.
 CUDA_LIBRARIES = ("libcublas.so.12", "libcudnn_ops.so.9", "libcudnn_cnn.so.9")
@@ -53,15 +45,6 @@ def cpu_batch(batch_size: int, threads: int) -> int:
     if batch_size <= 0:
         return batch_size
     return min(batch_size, CPU_CLIPS_PER_THREAD * (threads or cpu_threads(1)))
-
-
-def default_batch(model: str, device: str) -> int:
-    """The batch size a job with `model` on `device` (auto, cpu or cuda) gets by default:
-    0 (window by window) for the models decoded best that way on the CPU, else DEFAULT_BATCH."""
-    device = (device or "auto").strip().lower()
-    if model not in SEQUENTIAL_ON_CPU or device == "cuda":
-        return DEFAULT_BATCH
-    return DEFAULT_BATCH if device == "auto" and resolve("auto").kind == "cuda" else 0
 
 
 def side_by_side(threads: int, batched: bool) -> int:
