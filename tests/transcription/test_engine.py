@@ -203,7 +203,7 @@ def test_the_rest_of_a_clip_whose_text_stops_early_is_decoded_on_its_own(monkeyp
     monkeypatch.setattr(engine, "_again", lambda clip, *rest: again.append(clip) or redecode(clip, *rest))
     rests, unheard = [], Clip.unheard
     monkeypatch.setattr(Clip, "unheard", lambda *args: rests.append(unheard(*args)) or rests[-1])
-    # (the text for the clip, the speech it left before it and after it)
+    # each None, or the speech the clip's text left before it and after it
     theirs, _ = BatchedInferencePipeline(engine.model).transcribe(audio, batch_size=8, language="en")
     theirs = " ".join(words(" ".join(s.text for s in theirs)))
     ours = list(engine.transcribe(audio, options)[0])
